@@ -1,0 +1,76 @@
+/**
+ * buildApp(config, overrides): builds the dependencies (logger, service registry, FHIR fetcher, clock,
+ * uuid source), creates the Fastify app, registers CORS, the error handlers and the routes. It never
+ * listens: `main.ts` does, tests use `app.inject()`.
+ */
+import { randomUUID } from 'node:crypto';
+import cors from '@fastify/cors';
+import Fastify, { type FastifyInstance } from 'fastify';
+import type { DestinationStream } from 'pino';
+import type { Config } from './config.js';
+import { registerErrorHandlers } from './http/error-handler.js';
+import { registerRoutes } from './http/routes.js';
+import { loggerOptions } from './logger.js';
+import { createFhirFetch } from './prefetch/fhir-fetch.js';
+import { loadServices } from './services/load.js';
+import { createRegistry } from './services/registry.js';
+
+export interface AppOverrides {
+  /** The network, for the fallback FHIR fetch (tests point it at a loopback server or a fake). */
+  fetch?: typeof globalThis.fetch;
+  /** The clock (tests freeze it). */
+  now?: () => Date;
+  uuid?: () => string;
+  /** Where log lines go (tests capture them to check redaction). */
+  logStream?: DestinationStream;
+}
+
+/**
+ * Builds the application.
+ * @throws CdsError CDS_ERR_DEFINITION_INVALID when a service definition is invalid
+ */
+export async function buildApp(
+  config: Readonly<Config>,
+  overrides: AppOverrides = {},
+): Promise<FastifyInstance> {
+  const registry = createRegistry(loadServices(config.servicesDir));
+  const fhirFetch = createFhirFetch({
+    fetch: overrides.fetch ?? globalThis.fetch,
+    timeoutMs: config.fhirFetchTimeoutMs,
+    maxBytes: config.fhirFetchMaxBytes,
+    maxPages: config.fhirFetchMaxPages,
+    allowHttp: config.fhirServerAllowHttp,
+  });
+
+  const app = Fastify({
+    logger: loggerOptions(config, overrides.logStream),
+    bodyLimit: config.bodyLimitBytes,
+    genReqId: () => randomUUID(),
+    requestIdHeader: false,
+    // A slow or stalled client must not hold a connection forever.
+    connectionTimeout: 30_000,
+    requestTimeout: 30_000,
+  });
+  // CDS clients send application/json; some send the FHIR media type. Both are parsed the same way.
+  app.addContentTypeParser(
+    'application/fhir+json',
+    { parseAs: 'string' },
+    app.getDefaultJsonParser('error', 'error'),
+  );
+  app.addHook('onSend', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+  });
+  await app.register(cors, {
+    origin: config.corsOrigins.includes('*') ? '*' : [...config.corsOrigins],
+    methods: ['GET', 'POST', 'OPTIONS'],
+    allowedHeaders: ['Content-Type', 'Authorization', 'Accept-Language'],
+    maxAge: 600,
+  });
+  registerErrorHandlers(app, config.bodyLimitBytes);
+  registerRoutes(app, {
+    registry,
+    defaultLanguage: config.defaultLanguage,
+    pipeline: { fhirFetch, now: overrides.now ?? (() => new Date()), uuid: overrides.uuid ?? randomUUID },
+  });
+  return app;
+}

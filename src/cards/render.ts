@@ -1,0 +1,164 @@
+/**
+ * Card rendering: rule results + the service's card templates → CDS Hooks 2.0 cards. One card per
+ * (focus, card template whose condition holds). Every card carries a fresh uuid (needed for feedback),
+ * the coded override reasons, its explanation (in `detail` and in `extension`), and never a
+ * systemAction: the service is advisory only.
+ */
+import type { Action, Card, Coding, Suggestion } from '../cds-hooks.js';
+import { OVERRIDE_REASONS, type OverrideReasonCode, SYSTEM } from '../codes.js';
+import { EXPLANATION_EXTENSION, explain } from '../explain/explain.js';
+import type { UnavailableData } from '../prefetch/resolve.js';
+import type { FocusResult } from '../rules/evaluate.js';
+import type { CardCondition, CardSpec } from '../services/definition-schema.js';
+import type { CompiledService } from '../services/load.js';
+import { type Language, renderDetail } from './detail.js';
+
+export interface RenderInput {
+  service: CompiledService;
+  focuses: readonly FocusResult[];
+  unavailable: readonly UnavailableData[];
+  context: Readonly<Record<string, unknown>>;
+  language: Language;
+  now: Date;
+  uuid: () => string;
+}
+
+/** CDS Hooks 2.0 §Card: "summary … SHOULD be less than 140 characters". */
+export const SUMMARY_MAX = 139;
+
+const NOT_RECORDED = { en: 'not recorded', fr: 'non renseigné' } as const;
+
+/** Does a card's condition hold on one focus's rule results? All listed clauses must hold. */
+export function conditionHolds(when: CardCondition, focus: FocusResult): boolean {
+  const status = new Map(focus.rules.map((r) => [r.id, r.status]));
+  const fired = (id: string) => status.get(id) === 'fired';
+  return (
+    (when.anyFired === undefined || when.anyFired.some(fired)) &&
+    (when.allFired === undefined || when.allFired.every(fired)) &&
+    (when.noneFired === undefined || !when.noneFired.some(fired)) &&
+    (when.anyEvaluated === undefined || when.anyEvaluated.some((id) => status.get(id) !== 'not-evaluable'))
+  );
+}
+
+type Values = Record<string, string | undefined>;
+
+function placeholderValues(input: RenderInput, focus: FocusResult): Values {
+  const values: Values = {
+    'focus.label': focus.label,
+    'focus.date': focus.date?.slice(0, 10),
+    'focus.reference': focus.reference,
+    today: input.now.toISOString().slice(0, 10),
+    now: input.now.toISOString(),
+  };
+  for (const field of ['patientId', 'userId', 'encounterId']) {
+    const v = input.context[field];
+    values[`context.${field}`] = typeof v === 'string' ? v : undefined;
+  }
+  for (const rule of focus.rules) {
+    if (rule.score !== undefined) values[`rules.${rule.id}.score`] = String(rule.score);
+    if (rule.threshold !== undefined) values[`rules.${rule.id}.threshold`] = String(rule.threshold);
+  }
+  return values;
+}
+
+const PLACEHOLDER = /\{\{\s*([\w.]+)\s*\}\}/g;
+
+/** Fills `{{name}}` placeholders in display text; a missing value reads "not recorded". */
+export function fillText(text: string, values: Values, lang: Language): string {
+  return text.replace(PLACEHOLDER, (_, name: string) => values[name] ?? NOT_RECORDED[lang]);
+}
+
+function truncate(text: string, max: number): string {
+  const chars = [...text];
+  return chars.length <= max ? text : `${chars.slice(0, max - 1).join('')}…`;
+}
+
+/**
+ * Fills placeholders inside a FHIR resource template. A string that is only a placeholder without a
+ * value is dropped with its property, and objects or arrays left empty are dropped too, so the
+ * resource never carries an empty element (FHIR JSON forbids them).
+ */
+export function fillResource(template: unknown, values: Values): unknown {
+  if (typeof template === 'string') {
+    const only = /^\{\{\s*([\w.]+)\s*\}\}$/.exec(template);
+    if (only) return values[only[1]!];
+    return template.replace(PLACEHOLDER, (_, name: string) => values[name] ?? '');
+  }
+  if (Array.isArray(template)) {
+    const items = template.map((t) => fillResource(t, values)).filter((t) => t !== undefined);
+    return items.length > 0 ? items : undefined;
+  }
+  if (template && typeof template === 'object') {
+    const entries = Object.entries(template)
+      .map(([k, v]) => [k, fillResource(v, values)] as const)
+      .filter(([, v]) => v !== undefined);
+    return entries.length > 0 ? Object.fromEntries(entries) : undefined;
+  }
+  return template;
+}
+
+function overrideReasons(service: CompiledService, lang: Language): Coding[] {
+  const codes = (service.definition.overrideReasons ?? Object.keys(OVERRIDE_REASONS)) as OverrideReasonCode[];
+  return codes.map((code) => ({
+    system: SYSTEM.overrideReason,
+    code,
+    display: OVERRIDE_REASONS[code][lang],
+  }));
+}
+
+function suggestions(spec: CardSpec, values: Values, input: RenderInput): Suggestion[] | undefined {
+  return spec.suggestions?.map((s) => {
+    const suggestion: Suggestion = { label: s.label[input.language], uuid: input.uuid() };
+    if (s.isRecommended !== undefined) suggestion.isRecommended = s.isRecommended;
+    if (s.actions) {
+      suggestion.actions = s.actions.map((a) => {
+        const action: Action = {
+          type: a.type,
+          description: fillText(a.description[input.language], values, input.language),
+        };
+        if (a.resource) action.resource = fillResource(a.resource, values) as Action['resource'];
+        if (a.resourceId) action.resourceId = fillText(a.resourceId, values, input.language);
+        return action;
+      });
+    }
+    return suggestion;
+  });
+}
+
+function renderCard(spec: CardSpec, focus: FocusResult, input: RenderInput): Card {
+  const lang = input.language;
+  const values = placeholderValues(input, focus);
+  const explanation = explain(input.service, focus, input.unavailable);
+  const guideline = input.service.definition.guideline[0]!;
+  const card: Card = {
+    uuid: input.uuid(),
+    summary: truncate(fillText(spec.summary[lang], values, lang), SUMMARY_MAX),
+    detail: renderDetail(explanation, spec.detail && fillText(spec.detail[lang], values, lang), lang),
+    indicator: spec.indicator,
+    source: {
+      label: guideline.label,
+      ...(guideline.url ? { url: guideline.url } : {}),
+      ...(spec.topic
+        ? { topic: { system: SYSTEM.cardTopic, code: spec.topic.code, display: spec.topic.display } }
+        : {}),
+    },
+    overrideReasons: overrideReasons(input.service, lang),
+    extension: { [EXPLANATION_EXTENSION]: explanation },
+  };
+  const suggested = suggestions(spec, values, input);
+  if (suggested) {
+    card.suggestions = suggested;
+    card.selectionBehavior = spec.selectionBehavior ?? 'at-most-one';
+  }
+  if (spec.links) card.links = spec.links.map((l) => ({ label: l.label[lang], url: l.url, type: l.type }));
+  return card;
+}
+
+/** Renders every card whose condition holds, focus by focus, in the order of the service's templates. */
+export function renderCards(input: RenderInput): Card[] {
+  return input.focuses.flatMap((focus) =>
+    input.service.definition.cards
+      .filter((spec) => conditionHolds(spec.when, focus))
+      .map((spec) => renderCard(spec, focus, input)),
+  );
+}

@@ -1,0 +1,129 @@
+/**
+ * The one configuration object: built once at start-up from environment variables and an optional
+ * YAML/JSON file, validated and coerced by its JSON Schema, deep-frozen, then passed down as an
+ * argument. Nothing else in the code reads `process.env`.
+ *
+ * Every key `fooBarMs` can be set with the variable `CDS_FOO_BAR_MS`; the file named by
+ * `CDS_CONFIG_FILE` holds the same keys in camelCase. Environment variables win over the file.
+ */
+import { readFileSync } from 'node:fs';
+import { Ajv } from 'ajv';
+import { parse as parseYaml } from 'yaml';
+
+export const CONFIG_SCHEMA = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    host: { type: 'string', default: '127.0.0.1', description: 'Interface to listen on' },
+    port: { type: 'integer', minimum: 0, maximum: 65535, default: 8080 },
+    logLevel: {
+      type: 'string',
+      enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'],
+      default: 'info',
+    },
+    servicesDir: { type: 'string', default: 'cds-services', description: 'Folder of service YAML files' },
+    modelsDir: { type: 'string', default: 'models' },
+    profilesDir: { type: 'string', default: 'fhir-profiles' },
+    dataDir: { type: 'string', default: 'data', description: 'Embedded store folder' },
+    // Prefetch bundles of a few thousand resources weigh several MB; 16 MiB leaves room while still
+    // bounding what one request can make the server parse.
+    bodyLimitBytes: { type: 'integer', minimum: 1024, default: 16 * 1024 * 1024 },
+    // CDS Hooks asks for answers "on the order of 500 ms": a slow FHIR server must not hold the card
+    // back much longer than that, and the fetches of all missing keys run in parallel.
+    fhirFetchTimeoutMs: { type: 'integer', minimum: 1, default: 2500 },
+    fhirFetchMaxBytes: { type: 'integer', minimum: 1024, default: 8 * 1024 * 1024 },
+    fhirFetchMaxPages: { type: 'integer', minimum: 1, default: 5 },
+    // The spec says fhirServer MUST be https with production data; plain http is only accepted for
+    // loopback addresses unless this is set (local sandboxes).
+    fhirServerAllowHttp: { type: 'boolean', default: false },
+    // Bearer tokens, not cookies, authenticate callers, so a wildcard origin exposes nothing to CSRF;
+    // a site may still list the origins of its CDS clients.
+    corsOrigins: { type: 'array', items: { type: 'string', minLength: 1 }, default: ['*'] },
+    defaultLanguage: { type: 'string', enum: ['en', 'fr'], default: 'en' },
+  },
+} as const;
+
+export interface Config {
+  host: string;
+  port: number;
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  servicesDir: string;
+  modelsDir: string;
+  profilesDir: string;
+  dataDir: string;
+  bodyLimitBytes: number;
+  fhirFetchTimeoutMs: number;
+  fhirFetchMaxBytes: number;
+  fhirFetchMaxPages: number;
+  fhirServerAllowHttp: boolean;
+  corsOrigins: string[];
+  defaultLanguage: 'en' | 'fr';
+}
+
+type Env = Record<string, string | undefined>;
+
+/** `fhirFetchTimeoutMs` → `CDS_FHIR_FETCH_TIMEOUT_MS`. */
+export function envName(key: string): string {
+  return `CDS_${key.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase()}`;
+}
+
+function fromEnv(env: Env): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [key, schema] of Object.entries(CONFIG_SCHEMA.properties)) {
+    const raw = env[envName(key)];
+    if (raw === undefined || raw === '') continue;
+    out[key] =
+      schema.type === 'array'
+        ? raw
+            .split(',')
+            .map((s) => s.trim())
+            .filter(Boolean)
+        : raw;
+  }
+  return out;
+}
+
+function fromFile(path: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    throw new Error(`Cannot read configuration file ${path}: ${(error as Error).message}`);
+  }
+  const parsed: unknown = parseYaml(text);
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
+    throw new Error(`Configuration file ${path} must hold a mapping of settings`);
+  }
+  return parsed as Record<string, unknown>;
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object') {
+    for (const child of Object.values(value)) deepFreeze(child);
+    Object.freeze(value);
+  }
+  return value;
+}
+
+const validate = new Ajv({ useDefaults: true, coerceTypes: true, allErrors: true }).compile(CONFIG_SCHEMA);
+
+/**
+ * Builds the configuration.
+ * @param env environment variables (pass `process.env` from `main.ts` only)
+ * @param overrides values that win over both (tests)
+ * @returns a validated, frozen Config
+ * @throws Error naming each invalid setting and the variable that sets it
+ */
+export function loadConfig(env: Env = {}, overrides: Partial<Config> = {}): Readonly<Config> {
+  const file = env.CDS_CONFIG_FILE ? fromFile(env.CDS_CONFIG_FILE) : {};
+  const candidate: Record<string, unknown> = structuredClone({ ...file, ...fromEnv(env), ...overrides });
+  if (!validate(candidate)) {
+    const problems = (validate.errors ?? []).map((e) => {
+      const key =
+        e.instancePath.split('/')[1] ?? (e.params as { additionalProperty?: string }).additionalProperty;
+      return key ? `${key} (${envName(key)}) ${e.message}` : `${e.message}`;
+    });
+    throw new Error(`Invalid configuration: ${problems.join('; ')}`);
+  }
+  return deepFreeze(candidate as unknown as Config);
+}

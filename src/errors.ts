@@ -1,0 +1,146 @@
+/**
+ * The one catalogue of error codes. Stages throw {@link CdsError}; only `http/error-handler.ts` turns
+ * errors into an HTTP status and an OperationOutcome body. Codes are stable: clients and log searches
+ * rely on them, and `test/errors.test.ts` pins them (and checks each one is documented in openapi.yaml).
+ */
+import type { OperationOutcome, OperationOutcomeIssue } from 'fhir/r4.js';
+import { SYSTEM } from './codes.js';
+
+type IssueType = OperationOutcomeIssue['code'];
+
+interface CatalogueEntry {
+  status: number;
+  /** FHIR issue type (hl7.org/fhir/R4/valueset-issue-type.html). */
+  issue: IssueType;
+  /** Message template; `{name}` placeholders are filled from the error's params. */
+  message: string;
+}
+
+export const ERRORS = {
+  CDS_ERR_REQUEST_MALFORMED_JSON: {
+    status: 400,
+    issue: 'structure',
+    message: 'The request body is not valid JSON (or holds a forbidden __proto__ or constructor key)',
+  },
+  CDS_ERR_REQUEST_EMPTY_BODY: {
+    status: 400,
+    issue: 'required',
+    message: 'The request body is empty; a JSON object is required',
+  },
+  CDS_ERR_REQUEST_INVALID: {
+    status: 400,
+    issue: 'invalid',
+    message: 'The request does not conform to CDS Hooks 2.0: {reason}',
+  },
+  CDS_ERR_REQUEST_TOO_LARGE: {
+    status: 413,
+    issue: 'too-long',
+    message: 'The request body is larger than the limit of {limitBytes} bytes',
+  },
+  CDS_ERR_UNSUPPORTED_MEDIA_TYPE: {
+    status: 415,
+    issue: 'not-supported',
+    message: 'Unsupported Content-Type {contentType}; send application/json',
+  },
+  CDS_ERR_HOOK_UNKNOWN: {
+    status: 400,
+    issue: 'not-supported',
+    message: 'Unknown hook "{hook}"',
+  },
+  CDS_ERR_HOOK_MISMATCH: {
+    status: 400,
+    issue: 'invalid',
+    message: 'Service "{serviceId}" answers the "{expected}" hook, not "{hook}"',
+  },
+  CDS_ERR_CONTEXT_INVALID: {
+    status: 400,
+    issue: 'invalid',
+    message: 'The context does not match the "{hook}" hook: {reason}',
+  },
+  CDS_ERR_PREFETCH_INVALID: {
+    status: 400,
+    issue: 'invalid',
+    message: 'Prefetch key "{key}" holds {reason}',
+  },
+  CDS_ERR_FHIR_SERVER_REFUSED: {
+    status: 400,
+    issue: 'security',
+    message: 'fhirServer {reason}',
+  },
+  CDS_ERR_SERVICE_NOT_FOUND: {
+    status: 404,
+    issue: 'not-found',
+    message: 'No CDS service with id "{serviceId}"',
+  },
+  CDS_ERR_ROUTE_NOT_FOUND: {
+    status: 404,
+    issue: 'not-found',
+    message: 'No route for {method} {url}',
+  },
+  CDS_ERR_PREFETCH_UNAVAILABLE: {
+    status: 412,
+    issue: 'not-found',
+    message: 'Required data could not be obtained for prefetch key(s): {details}',
+  },
+  CDS_ERR_CLIENT_ERROR: {
+    status: 400,
+    issue: 'invalid',
+    message: '{reason}',
+  },
+  CDS_ERR_INTERNAL: {
+    status: 500,
+    issue: 'exception',
+    message: 'Internal error; it has been logged with request id {requestId}',
+  },
+  CDS_ERR_DEFINITION_INVALID: {
+    status: 500,
+    issue: 'invalid',
+    message: '{file}{pointer}: {reason}',
+  },
+} as const satisfies Record<string, CatalogueEntry>;
+
+export type ErrorCode = keyof typeof ERRORS;
+
+type Params = Record<string, string | number>;
+
+function fill(template: string, params: Params): string {
+  return template.replace(/\{(\w+)\}/g, (_, name: string) =>
+    name in params ? String(params[name]) : `{${name}}`,
+  );
+}
+
+/** An error with a catalogue code. `expression` names the offending element (FHIRPath-like) when known. */
+export class CdsError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly params: Params;
+  readonly expression: string[] | undefined;
+
+  constructor(
+    code: ErrorCode,
+    params: Params = {},
+    options: { expression?: string[]; cause?: unknown } = {},
+  ) {
+    super(fill(ERRORS[code].message, params), options.cause === undefined ? {} : { cause: options.cause });
+    this.name = 'CdsError';
+    this.code = code;
+    this.status = ERRORS[code].status;
+    this.params = params;
+    this.expression = options.expression;
+  }
+}
+
+/**
+ * Builds the OperationOutcome body of an error (CDS Hooks 3.0 ballot: non-2xx responses SHOULD carry
+ * one). The catalogue code travels in `details.coding` so clients can branch on it.
+ */
+export function toOperationOutcome(error: CdsError): OperationOutcome {
+  const issue: OperationOutcomeIssue = {
+    severity: error.status >= 500 ? 'fatal' : 'error',
+    code: ERRORS[error.code].issue,
+    details: { coding: [{ system: SYSTEM.errorCode, code: error.code }], text: error.message },
+    diagnostics: error.message,
+  };
+  if (error.expression) issue.expression = error.expression;
+  return { resourceType: 'OperationOutcome', issue: [issue] };
+}

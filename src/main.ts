@@ -1,0 +1,26 @@
+/**
+ * Process entry: load the configuration, build the app, listen; close the app on SIGTERM/SIGINT.
+ * The only file that reads process.env or exits the process.
+ */
+import { buildApp } from './app.js';
+import { loadConfig } from './config.js';
+import { CdsError } from './errors.js';
+
+async function main(): Promise<void> {
+  const config = loadConfig(process.env);
+  const app = await buildApp(config);
+  const shutdown = async (signal: string) => {
+    app.log.info({ signal }, 'shutting down');
+    await app.close();
+    process.exit(0);
+  };
+  process.once('SIGTERM', () => void shutdown('SIGTERM'));
+  process.once('SIGINT', () => void shutdown('SIGINT'));
+  await app.listen({ host: config.host, port: config.port });
+}
+
+main().catch((error: unknown) => {
+  const code = error instanceof CdsError ? `${error.code}: ` : '';
+  process.stderr.write(`Start-up failed: ${code}${(error as Error).message}\n`);
+  process.exit(1);
+});

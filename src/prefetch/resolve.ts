@@ -1,0 +1,119 @@
+/**
+ * Prefetch resolution (CDS Hooks 2.0 §Prefetch). For each key the service declares:
+ * - sent with a resource → used as is (after checking it is what the template returns);
+ * - sent as `null` → the client ran the query and found nothing: known absent, not fetched again;
+ * - sent as an OperationOutcome → the client failed to get it: a failure, not retried;
+ * - not sent → fetched from `fhirServer` with the `fhirAuthorization` token (all keys in parallel).
+ * A key that cannot be had follows its `onFailure` policy: `fail` answers 412 naming every such key;
+ * `omit` goes on without it and the cards say which data was not available.
+ */
+import type { FhirResource } from 'fhir/r4.js';
+import type { HookRequest } from '../cds-hooks.js';
+import { CdsError } from '../errors.js';
+import type { Localized } from '../services/definition-schema.js';
+import type { CompiledPrefetch } from '../services/load.js';
+import type { FetchFailureCode, FhirFetch } from './fhir-fetch.js';
+import { renderTemplate } from './template.js';
+
+export type PrefetchSource = 'prefetch' | 'fetched';
+
+export interface UnavailableData {
+  key: string;
+  description: Localized;
+  code: FailureCode;
+  reason: string;
+}
+
+export interface ResolvedPrefetch {
+  /** Value per key: a resource, or `null` when known absent or omitted. */
+  data: Record<string, FhirResource | null>;
+  /** Keys whose data could not be had and whose policy is `omit`. */
+  unavailable: UnavailableData[];
+  /** Where each available key came from. */
+  sources: Record<string, PrefetchSource>;
+}
+
+export type FailureCode = FetchFailureCode | 'client-outcome' | 'no-fhir-server' | 'unresolved-token';
+
+type KeyResult =
+  | { ok: true; value: FhirResource | null; source: PrefetchSource }
+  | { ok: false; code: FailureCode; reason: string };
+
+/**
+ * Resolves the service's prefetch for one request.
+ * @throws CdsError CDS_ERR_PREFETCH_INVALID when a sent value is not what its template returns
+ * @throws CdsError CDS_ERR_PREFETCH_UNAVAILABLE (412) when a `fail` key cannot be had
+ */
+export async function resolvePrefetch(
+  keys: readonly CompiledPrefetch[],
+  request: HookRequest,
+  fhirFetch: FhirFetch,
+): Promise<ResolvedPrefetch> {
+  const results = await Promise.all(keys.map((key) => resolveKey(key, request, fhirFetch)));
+  const resolved: ResolvedPrefetch = { data: {}, unavailable: [], sources: {} };
+  const failed: string[] = [];
+  results.forEach((result, i) => {
+    const { key, spec } = keys[i]!;
+    if (result.ok) {
+      resolved.data[key] = result.value;
+      resolved.sources[key] = result.source;
+      return;
+    }
+    resolved.data[key] = null;
+    if (spec.onFailure === 'fail') failed.push(`${key} (${result.reason})`);
+    else
+      resolved.unavailable.push({
+        key,
+        description: spec.description,
+        code: result.code,
+        reason: result.reason,
+      });
+  });
+  if (failed.length > 0) {
+    const failedKeys = keys.filter((_, i) => !results[i]!.ok && keys[i]!.spec.onFailure === 'fail');
+    throw new CdsError(
+      'CDS_ERR_PREFETCH_UNAVAILABLE',
+      { details: failed.join('; ') },
+      { expression: failedKeys.map((k) => `prefetch.${k.key}`) },
+    );
+  }
+  return resolved;
+}
+
+async function resolveKey(
+  key: CompiledPrefetch,
+  request: HookRequest,
+  fhirFetch: FhirFetch,
+): Promise<KeyResult> {
+  const sent = request.prefetch;
+  if (sent && Object.hasOwn(sent, key.key)) {
+    const value = sent[key.key] ?? null;
+    if (value === null) return { ok: true, value: null, source: 'prefetch' };
+    if (value.resourceType === 'OperationOutcome') {
+      return { ok: false, code: 'client-outcome', reason: 'the CDS client reported an OperationOutcome' };
+    }
+    if (value.resourceType !== key.template.resultType) {
+      throw new CdsError(
+        'CDS_ERR_PREFETCH_INVALID',
+        {
+          key: key.key,
+          reason: `a ${value.resourceType} where its template returns a ${key.template.resultType}`,
+        },
+        { expression: [`prefetch.${key.key}`] },
+      );
+    }
+    return { ok: true, value, source: 'prefetch' };
+  }
+  const rendered = renderTemplate(key.template, request.context);
+  if (!rendered.ok) return { ok: false, code: 'unresolved-token', reason: rendered.reason };
+  if (!request.fhirServer) {
+    return { ok: false, code: 'no-fhir-server', reason: 'not sent, and the request has no fhirServer' };
+  }
+  const fetched = await fhirFetch(
+    request.fhirServer,
+    rendered.query,
+    key.template.resultType,
+    request.fhirAuthorization?.access_token,
+  );
+  return fetched.ok ? { ok: true, value: fetched.value, source: 'fetched' } : fetched;
+}

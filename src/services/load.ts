@@ -1,0 +1,166 @@
+/**
+ * Loads `cds-services/*.yaml` at start-up: each file is parsed, checked against DEFINITION_SCHEMA,
+ * cross-checked (ids unique, cards name existing rules, templates use allowed tokens) and its FHIRPath
+ * compiled. The first problem stops start-up with a CDS_ERR_DEFINITION_INVALID naming the file and the
+ * JSON pointer of the offending element.
+ */
+import { createHash } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import { parseDocument } from 'yaml';
+import { createAjv } from '../ajv.js';
+import type { HookName } from '../cds-hooks.js';
+import { CdsError } from '../errors.js';
+import { type ParsedTemplate, parseTemplate } from '../prefetch/template.js';
+import type { CompiledFocus, CompiledRule } from '../rules/evaluate.js';
+import { type CompiledExpression, compileExpression } from '../rules/fhirpath.js';
+import { DEFINITION_SCHEMA, type PrefetchSpec, type ServiceDefinition } from './definition-schema.js';
+
+export interface CompiledPrefetch {
+  key: string;
+  spec: PrefetchSpec;
+  template: ParsedTemplate;
+}
+
+export interface CompiledService {
+  readonly definition: ServiceDefinition;
+  readonly file: string;
+  /** SHA-256 of the definition file's bytes: the rule-set version recorded with each recommendation. */
+  readonly sha256: string;
+  readonly prefetch: readonly CompiledPrefetch[];
+  readonly focus: CompiledFocus | undefined;
+  readonly rules: readonly CompiledRule[];
+}
+
+/** Variables every expression may use besides the service's prefetch keys. */
+export const PLATFORM_VARIABLES = ['hookContext'] as const;
+
+const validateDefinition = createAjv().compile(DEFINITION_SCHEMA);
+
+function fail(file: string, pointer: string, reason: string): never {
+  throw new CdsError('CDS_ERR_DEFINITION_INVALID', { file, pointer: pointer ? `#${pointer}` : '', reason });
+}
+
+/**
+ * Loads every `*.yaml` / `*.yml` file of a folder, in file-name order.
+ * @throws CdsError CDS_ERR_DEFINITION_INVALID for the first invalid file
+ */
+export function loadServices(dir: string): CompiledService[] {
+  let names: string[];
+  try {
+    names = readdirSync(dir).filter((n) => /\.ya?ml$/.test(n));
+  } catch (error) {
+    fail(dir, '', `cannot read the services folder: ${(error as Error).message}`);
+  }
+  const services = names.sort().map((name) => loadServiceFile(join(dir, name)));
+  const seen = new Map<string, string>();
+  for (const service of services) {
+    const previous = seen.get(service.definition.id);
+    if (previous)
+      fail(service.file, '/id', `service id "${service.definition.id}" is already used by ${previous}`);
+    seen.set(service.definition.id, service.file);
+  }
+  return services;
+}
+
+/** Loads and compiles one definition file. */
+export function loadServiceFile(path: string): CompiledService {
+  const file = basename(path);
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(path);
+  } catch (error) {
+    fail(file, '', `cannot read: ${(error as Error).message}`);
+  }
+  const document = parseDocument(bytes.toString('utf8'), { prettyErrors: false, uniqueKeys: true });
+  if (document.errors.length > 0) fail(file, '', `YAML: ${document.errors[0]!.message}`);
+  const definition: unknown = document.toJS();
+  if (!validateDefinition(definition)) {
+    const error = validateDefinition.errors![0]!;
+    fail(file, error.instancePath, `${error.message}${paramsText(error.params)}`);
+  }
+  return compileService(file, definition as unknown as ServiceDefinition, bytes);
+}
+
+function paramsText(params: Record<string, unknown>): string {
+  const interesting = params.additionalProperty ?? params.allowedValues ?? params.missingProperty;
+  return interesting === undefined ? '' : ` (${JSON.stringify(interesting)})`;
+}
+
+function compileService(file: string, definition: ServiceDefinition, bytes: Buffer): CompiledService {
+  const hook = definition.hook as HookName;
+  const prefetch = Object.entries(definition.prefetch).map(([key, spec]) => {
+    try {
+      return { key, spec, template: parseTemplate(spec.query, hook) };
+    } catch (error) {
+      return fail(file, `/prefetch/${key}/query`, (error as Error).message);
+    }
+  });
+  const variables = [...prefetch.map((p) => p.key), ...PLATFORM_VARIABLES];
+  const compile = (source: string, pointer: string): CompiledExpression => {
+    try {
+      return compileExpression(source, variables);
+    } catch (error) {
+      return fail(file, pointer, (error as Error).message);
+    }
+  };
+  const focus = definition.focus && {
+    expression: compile(definition.focus.expression, '/focus/expression'),
+    label: compile(definition.focus.label, '/focus/label'),
+    date: definition.focus.date === undefined ? undefined : compile(definition.focus.date, '/focus/date'),
+  };
+  const rules = definition.rules.map((spec, i): CompiledRule => {
+    const at = `/rules/${i}`;
+    if (spec.kind === 'checklist') {
+      return {
+        kind: 'checklist',
+        spec,
+        applicableWhen:
+          spec.applicableWhen === undefined
+            ? undefined
+            : compile(spec.applicableWhen, `${at}/applicableWhen`),
+        items: spec.items.map((item, j) => ({
+          spec: item,
+          value: compile(item.value, `${at}/items/${j}/value`),
+        })),
+      };
+    }
+    return {
+      kind: 'condition',
+      spec,
+      when: compile(spec.when, `${at}/when`),
+      evidence: (spec.evidence ?? []).map((e, j) => ({
+        label: e.label,
+        value: compile(e.value, `${at}/evidence/${j}/value`),
+      })),
+    };
+  });
+  checkIds(file, definition);
+  return {
+    definition,
+    file,
+    sha256: createHash('sha256').update(bytes).digest('hex'),
+    prefetch,
+    focus,
+    rules,
+  };
+}
+
+function checkIds(file: string, definition: ServiceDefinition): void {
+  const ruleIds = definition.rules.map((r) => r.id);
+  const duplicate = (ids: string[]) => ids.find((id, i) => ids.indexOf(id) !== i);
+  const dupRule = duplicate(ruleIds);
+  if (dupRule) fail(file, '/rules', `rule id "${dupRule}" is used twice`);
+  const dupCard = duplicate(definition.cards.map((c) => c.id));
+  if (dupCard) fail(file, '/cards', `card id "${dupCard}" is used twice`);
+  definition.cards.forEach((card, i) => {
+    for (const [condition, ids] of Object.entries(card.when)) {
+      const unknown = (ids as string[]).find((id) => !ruleIds.includes(id));
+      if (unknown) fail(file, `/cards/${i}/when/${condition}`, `no rule with id "${unknown}"`);
+    }
+  });
+  definition.rules.forEach((rule, i) => {
+    const dupItem = rule.kind === 'checklist' ? duplicate(rule.items.map((it) => it.id)) : undefined;
+    if (dupItem) fail(file, `/rules/${i}/items`, `item id "${dupItem}" is used twice`);
+  });
+}

@@ -1,0 +1,57 @@
+/**
+ * Test harness: the real app built with a frozen clock, predictable uuids, captured logs and an
+ * optional fetch, driven through app.inject(). Every response body can be checked against the
+ * CDS Hooks schemas with `assertConforms`.
+ */
+import { Writable } from 'node:stream';
+import type { FastifyInstance } from 'fastify';
+import { type AppOverrides, buildApp } from '../../src/app.js';
+import { type Config, loadConfig } from '../../src/config.js';
+import type { SchemaName } from '../../src/http/schemas.js';
+import { validatorFor } from '../../src/http/validate.js';
+
+/** The frozen "now" of every test. */
+export const NOW = new Date('2026-11-22T09:30:00.000Z');
+
+export interface TestApp {
+  app: FastifyInstance;
+  /** Every log line written, parsed. */
+  logs: Record<string, unknown>[];
+  /** The raw log text, to search for leaked values. */
+  logText: () => string;
+}
+
+export async function buildTestApp(
+  config: Partial<Config> = {},
+  overrides: AppOverrides = {},
+): Promise<TestApp> {
+  const lines: string[] = [];
+  const stream = new Writable({
+    write(chunk, _encoding, done) {
+      lines.push(...String(chunk).split('\n').filter(Boolean));
+      done();
+    },
+  });
+  let counter = 0;
+  const app = await buildApp(loadConfig({}, { logLevel: 'info', ...config }), {
+    now: () => NOW,
+    uuid: () => `00000000-0000-4000-8000-${String(++counter).padStart(12, '0')}`,
+    logStream: stream,
+    ...overrides,
+  });
+  return {
+    app,
+    get logs() {
+      return lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+    },
+    logText: () => lines.join('\n'),
+  };
+}
+
+/** Throws with the first schema error when `body` does not conform to the named schema. */
+export function assertConforms(name: SchemaName, body: unknown): void {
+  const validate = validatorFor(name);
+  if (!validate(body)) {
+    throw new Error(`response does not conform to ${name}: ${JSON.stringify(validate.errors?.slice(0, 3))}`);
+  }
+}

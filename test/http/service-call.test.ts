@@ -1,0 +1,79 @@
+import t from 'tap';
+import { EXPLANATION_EXTENSION } from '../../src/explain/explain.js';
+import { assertConforms, buildTestApp } from '../helpers/app.js';
+import { lesion, patientView, searchset } from '../helpers/hook-request.js';
+
+const URL = '/cds-services/melanoma-lesion-triage';
+
+t.test(
+  'a lesion scoring 5 on the weighted checklist gets one referral card with the items that scored',
+  async (t) => {
+    const { app } = await buildTestApp();
+    t.teardown(() => app.close());
+    const exam = lesion({
+      items: { changeSize: true, irregularColour: true, inflammation: true, oozing: false },
+    });
+    const res = await app.inject({
+      method: 'POST',
+      url: URL,
+      payload: patientView({ lesions: searchset([exam]) }),
+    });
+    t.equal(res.statusCode, 200);
+    const body = res.json();
+    assertConforms('HookResponse', body);
+    t.equal(body.cards.length, 1);
+    const card = body.cards[0];
+    t.equal(card.indicator, 'warning');
+    t.equal(
+      card.summary,
+      'Lesion (left forearm): a 7-point checklist reaches the referral threshold; consider urgent dermatology referral',
+    );
+    t.match(
+      card.detail,
+      /\*\*Weighted 7-point checklist: 5 \(threshold 3\) — referral threshold reached\*\*/,
+    );
+    t.match(card.detail, /\| Change in size \| 2 \|/);
+    t.match(card.detail, /\| Irregular colour \| 2 \|/);
+    t.match(card.detail, /\| Inflammation \| 1 \|/);
+    t.notMatch(card.detail, /\| Oozing \|/);
+    t.match(
+      card.detail,
+      /Not recorded: Irregular shape, Largest diameter 7 mm or more, Change in sensation\./,
+    );
+    t.match(
+      card.detail,
+      /Dermoscopic 7-point checklist: not evaluated\*\* \(no dermoscopy recorded for this lesion\)/,
+    );
+    t.equal(card.selectionBehavior, 'at-most-one');
+    const referral = card.suggestions[0].actions[0];
+    t.same(referral.resource, {
+      resourceType: 'ServiceRequest',
+      status: 'draft',
+      intent: 'proposal',
+      priority: 'urgent',
+      code: { text: 'Dermatology referral: suspected melanoma (suspected cancer pathway)' },
+      subject: { reference: 'Patient/pat-123' },
+      requester: { reference: 'Practitioner/prac-1' },
+      reasonReference: [{ reference: 'Observation/lesion-1' }],
+      bodySite: [{ text: 'left forearm' }],
+      authoredOn: '2026-11-22',
+    });
+    t.same(
+      card.overrideReasons.map((r: { code: string }) => r.code),
+      [
+        'patient-preference',
+        'clinical-context',
+        'input-data-wrong',
+        'disagree-estimate',
+        'already-handled',
+        'not-relevant-now',
+      ],
+    );
+    const explanation = card.extension[EXPLANATION_EXTENSION];
+    t.equal(explanation.rules[0].score, 5);
+    t.equal(explanation.rules[0].status, 'fired');
+    t.equal(explanation.rules[1].status, 'not-evaluable');
+    t.equal(explanation.ruleSet.id, 'melanoma-lesion-triage');
+    t.match(explanation.ruleSet.sha256, /^[0-9a-f]{64}$/);
+  },
+);
