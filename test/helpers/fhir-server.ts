@@ -278,13 +278,11 @@ function search(
     type: 'searchset',
     total: matches.length,
     link,
-    entry: page.map(
-      (resource): BundleEntry => ({
-        fullUrl: `${base}/${resource.resourceType}/${resource.id}`,
-        resource,
-        search: { mode: 'match' },
-      }),
-    ),
+    entry: page.map((resource): BundleEntry => ({
+      fullUrl: `${base}/${resource.resourceType}/${resource.id}`,
+      resource,
+      search: { mode: 'match' },
+    })),
   };
 }
 
