@@ -83,7 +83,7 @@ export function loadServiceFile(path: string): CompiledService {
 }
 
 function paramsText(params: Record<string, unknown>): string {
-  const interesting = params.additionalProperty ?? params.allowedValues ?? params.missingProperty;
+  const interesting = params.additionalProperty ?? params.allowedValues;
   return interesting === undefined ? '' : ` (${JSON.stringify(interesting)})`;
 }
 
@@ -136,6 +136,7 @@ function compileService(file: string, definition: ServiceDefinition, bytes: Buff
     };
   });
   checkIds(file, definition);
+  checkPlaceholders(file, definition);
   return {
     definition,
     file,
@@ -163,4 +164,34 @@ function checkIds(file: string, definition: ServiceDefinition): void {
     const dupItem = rule.kind === 'checklist' ? duplicate(rule.items.map((it) => it.id)) : undefined;
     if (dupItem) fail(file, `/rules/${i}/items`, `item id "${dupItem}" is used twice`);
   });
+}
+
+const FIXED_PLACEHOLDERS = [
+  'focus.label',
+  'focus.date',
+  'focus.reference',
+  'today',
+  'now',
+  'context.patientId',
+  'context.userId',
+  'context.encounterId',
+];
+
+/** Every `{{name}}` in a card template must be one the renderer fills (cards/render.ts). */
+function checkPlaceholders(file: string, definition: ServiceDefinition): void {
+  const allowed = new Set([
+    ...FIXED_PLACEHOLDERS,
+    ...definition.rules.flatMap((r) => [`rules.${r.id}.score`, `rules.${r.id}.threshold`]),
+  ]);
+  const visit = (value: unknown, pointer: string): void => {
+    if (typeof value === 'string') {
+      for (const match of value.matchAll(/\{\{\s*([^}]*?)\s*\}\}/g)) {
+        if (!allowed.has(match[1]!)) fail(file, pointer, `unknown placeholder {{${match[1]}}}`);
+      }
+    } else if (Array.isArray(value)) value.forEach((v, i) => visit(v, `${pointer}/${i}`));
+    else if (value && typeof value === 'object') {
+      for (const [k, v] of Object.entries(value)) visit(v, `${pointer}/${k}`);
+    }
+  };
+  definition.cards.forEach((card, i) => visit(card, `/cards/${i}`));
 }

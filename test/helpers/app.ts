@@ -15,8 +15,8 @@ export const NOW = new Date('2026-11-22T09:30:00.000Z');
 
 export interface TestApp {
   app: FastifyInstance;
-  /** Every log line written, parsed. */
-  logs: Record<string, unknown>[];
+  /** Every log line written so far, parsed. */
+  logs: () => Record<string, unknown>[];
   /** The raw log text, to search for leaked values. */
   logText: () => string;
 }
@@ -41,9 +41,7 @@ export async function buildTestApp(
   });
   return {
     app,
-    get logs() {
-      return lines.map((l) => JSON.parse(l) as Record<string, unknown>);
-    },
+    logs: () => lines.map((l) => JSON.parse(l) as Record<string, unknown>),
     logText: () => lines.join('\n'),
   };
 }

@@ -1,0 +1,186 @@
+import t from 'tap';
+import { escapeMarkdown } from '../../src/cards/detail.js';
+import { conditionHolds, fillResource, fillText, renderCards, SUMMARY_MAX } from '../../src/cards/render.js';
+import { pickLanguage } from '../../src/http/service-call.js';
+import type { FocusResult, RuleResult } from '../../src/rules/evaluate.js';
+import { evaluateRules } from '../../src/rules/evaluate.js';
+import { loadServices } from '../../src/services/load.js';
+import { createRng } from '../../src/synthetic/random.js';
+import { assertConforms, buildTestApp, NOW } from '../helpers/app.js';
+import { type LesionSpec, lesion, patientView, searchset } from '../helpers/hook-request.js';
+
+const melanoma = loadServices('cds-services')[0]!;
+
+function focusWith(statuses: Record<string, RuleResult['status']>): FocusResult {
+  return {
+    reference: undefined,
+    label: undefined,
+    date: undefined,
+    rules: Object.entries(statuses).map(([id, status]) => ({
+      id,
+      kind: 'condition',
+      title: { en: id, fr: id },
+      source: { label: 's' },
+      status,
+    })),
+  };
+}
+
+t.test('card conditions: every clause listed must hold', async (t) => {
+  const focus = focusWith({ a: 'fired', b: 'not-fired', c: 'not-evaluable' });
+  t.equal(conditionHolds({ anyFired: ['a', 'b'] }, focus), true);
+  t.equal(conditionHolds({ anyFired: ['b', 'c'] }, focus), false);
+  t.equal(conditionHolds({ allFired: ['a', 'b'] }, focus), false);
+  t.equal(conditionHolds({ allFired: ['a'] }, focus), true);
+  t.equal(conditionHolds({ noneFired: ['b', 'c'] }, focus), true);
+  t.equal(conditionHolds({ noneFired: ['a'] }, focus), false);
+  t.equal(conditionHolds({ anyEvaluated: ['c'] }, focus), false);
+  t.equal(conditionHolds({ anyEvaluated: ['b', 'c'] }, focus), true);
+  t.equal(conditionHolds({ noneFired: ['b'], anyEvaluated: ['c'] }, focus), false);
+});
+
+t.test(
+  'placeholders: text reads "not recorded" for a missing value; resources drop what is missing',
+  async (t) => {
+    t.equal(
+      fillText('Lesion ({{focus.label}}) on {{ today }}', { today: '2026-11-22' }, 'en'),
+      'Lesion (not recorded) on 2026-11-22',
+    );
+    t.equal(fillText('{{focus.label}}', {}, 'fr'), 'non renseigné');
+    const resource = fillResource(
+      {
+        resourceType: 'ServiceRequest',
+        subject: { reference: 'Patient/{{context.patientId}}' },
+        reasonReference: [{ reference: '{{focus.reference}}' }],
+        bodySite: [{ text: '{{focus.label}}' }],
+        note: [{ text: 'seen {{today}}' }],
+      },
+      { 'context.patientId': 'p1', today: '2026-11-22' },
+    );
+    t.same(resource, {
+      resourceType: 'ServiceRequest',
+      subject: { reference: 'Patient/p1' },
+      note: [{ text: 'seen 2026-11-22' }],
+    });
+  },
+);
+
+t.test('record values are escaped in markdown', async (t) => {
+  t.equal(
+    escapeMarkdown('<img src=x onerror=alert(1)> *a*\n[b](c)'),
+    '\\<img src=x onerror=alert\\(1\\)\\> \\*a\\* \\[b\\]\\(c\\)',
+  );
+});
+
+t.test('Accept-Language picks fr or en by preference, else the default', async (t) => {
+  t.equal(pickLanguage(undefined, 'en'), 'en');
+  t.equal(pickLanguage('fr-FR,fr;q=0.9,en;q=0.8', 'en'), 'fr');
+  t.equal(pickLanguage('de-DE,en;q=0.5,fr;q=0.7', 'en'), 'fr');
+  t.equal(pickLanguage('de-DE', 'fr'), 'fr');
+  t.equal(pickLanguage('fr;q=0, en', 'fr'), 'en');
+  t.equal(pickLanguage('en;q=abc, fr;q=0.1', 'en'), 'fr');
+});
+
+t.test('a long site is cut so the summary stays under 140 characters', async (t) => {
+  const focuses = evaluateRules(
+    melanoma.rules,
+    melanoma.focus,
+    {
+      lesions: searchset([lesion({ site: 'x'.repeat(300), items: { changeSize: true, oozing: true } })]),
+      hookContext: {},
+    },
+    NOW,
+    () => {},
+  );
+  const [card] = renderCards({
+    service: melanoma,
+    focuses,
+    unavailable: [],
+    context: { patientId: 'p' },
+    language: 'en',
+    now: NOW,
+    uuid: () => '00000000-0000-4000-8000-000000000001',
+  });
+  t.equal([...card!.summary].length, SUMMARY_MAX);
+  t.ok(card!.summary.endsWith('…'));
+});
+
+t.test('French cards: summary, detail, suggestions and override reasons in French', async (t) => {
+  const { app } = await buildTestApp();
+  t.teardown(() => app.close());
+  const res = await app.inject({
+    method: 'POST',
+    url: '/cds-services/melanoma-lesion-triage',
+    headers: { 'accept-language': 'fr-FR,fr;q=0.9' },
+    payload: patientView({
+      lesions: searchset([lesion({ items: { irregularShape: true, sensation: true } })]),
+    }),
+  });
+  t.equal(res.statusCode, 200);
+  t.equal(res.headers['content-language'], 'fr');
+  const [card] = res.json().cards;
+  t.equal(
+    card.summary,
+    'Lésion (left forearm) : une liste des 7 points atteint le seuil ; envisager un avis dermatologique urgent',
+  );
+  t.match(card.detail, /\*\*Liste des 7 points pondérée: 3 \(seuil 3\) — seuil d’orientation atteint\*\*/);
+  t.match(card.detail, /\| Forme irrégulière \| 2 \|/);
+  t.equal(card.suggestions[0].label, 'Adresser en dermatologie en urgence (suspicion de mélanome)');
+  t.equal(card.overrideReasons[0].display, 'Préférence du patient / décision partagée');
+  t.match(card.detail, /Aide à la décision seulement/);
+});
+
+t.test('over 300 random lesions: every card conforms, stays short, and never says benign', async (t) => {
+  const rng = createRng(20261122);
+  const names = [
+    'changeSize',
+    'irregularShape',
+    'irregularColour',
+    'diameter7mm',
+    'inflammation',
+    'oozing',
+    'sensation',
+  ];
+  const derm = [
+    'atypicalNetwork',
+    'blueWhitishVeil',
+    'atypicalVascular',
+    'irregularStreaks',
+    'irregularPigmentation',
+  ];
+  const exams = Array.from({ length: 300 }, (_, i) => {
+    const items: Record<string, boolean> = {};
+    for (const n of [...names, ...(rng.bool(0.5) ? derm : [])]) if (rng.bool(0.8)) items[n] = rng.bool(0.3);
+    return lesion({ id: `l${i}`, site: `site ${i}`, items: items as LesionSpec['items'] });
+  });
+  const focuses = evaluateRules(
+    melanoma.rules,
+    melanoma.focus,
+    { lesions: searchset(exams), hookContext: {} },
+    NOW,
+    () => {},
+  );
+  let n = 0;
+  const counts = { warning: 0, info: 0, none: 0 };
+  for (const language of ['en', 'fr'] as const) {
+    const cards = renderCards({
+      service: melanoma,
+      focuses,
+      unavailable: [],
+      context: { patientId: 'p', userId: 'Practitioner/x' },
+      language,
+      now: NOW,
+      uuid: () => `00000000-0000-4000-8000-${String(++n).padStart(12, '0')}`,
+    });
+    assertConforms('HookResponse', { cards });
+    const text = JSON.stringify(cards);
+    t.notMatch(text, /benign|bénin/i, `no "benign" wording in ${language}`);
+    if (language === 'en') {
+      for (const c of cards) counts[c.indicator as 'warning' | 'info'] += 1;
+      counts.none = focuses.length - cards.length;
+    }
+  }
+  // Each examination yields at most one card, and every evaluable one yields one.
+  t.equal(counts.warning + counts.info + counts.none, 300);
+  t.ok(counts.warning > 50 && counts.info > 10, JSON.stringify(counts));
+});

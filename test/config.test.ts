@@ -1,0 +1,60 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t from 'tap';
+import { envName, loadConfig } from '../src/config.js';
+
+t.test('defaults apply when nothing is set, and the result is frozen', async (t) => {
+  const config = loadConfig({});
+  t.equal(config.port, 8080);
+  t.equal(config.fhirFetchTimeoutMs, 2500);
+  t.same(config.corsOrigins, ['*']);
+  t.ok(Object.isFrozen(config) && Object.isFrozen(config.corsOrigins));
+  t.throws(() => {
+    (config as { port: number }).port = 1;
+  });
+});
+
+t.test('environment variables are named after the keys and coerced by the schema', async (t) => {
+  t.equal(envName('fhirFetchTimeoutMs'), 'CDS_FHIR_FETCH_TIMEOUT_MS');
+  const config = loadConfig({
+    CDS_PORT: '9000',
+    CDS_FHIR_SERVER_ALLOW_HTTP: 'true',
+    CDS_CORS_ORIGINS: 'https://a.example, https://b.example',
+    CDS_DEFAULT_LANGUAGE: 'fr',
+  });
+  t.equal(config.port, 9000);
+  t.equal(config.fhirServerAllowHttp, true);
+  t.same(config.corsOrigins, ['https://a.example', 'https://b.example']);
+  t.equal(config.defaultLanguage, 'fr');
+});
+
+t.test('a configuration file is read, and environment variables win over it', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'cds-config-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'config.yaml');
+  writeFileSync(file, 'port: 7000\nlogLevel: warn\n');
+  const config = loadConfig({ CDS_CONFIG_FILE: file, CDS_PORT: '7001' });
+  t.equal(config.port, 7001);
+  t.equal(config.logLevel, 'warn');
+});
+
+t.test('invalid settings stop start-up naming the setting and its variable', async (t) => {
+  t.throws(() => loadConfig({ CDS_PORT: 'eighty' }), {
+    message: 'Invalid configuration: port (CDS_PORT) must be integer',
+  });
+  t.throws(() => loadConfig({ CDS_LOG_LEVEL: 'loud' }), {
+    message: /^Invalid configuration: logLevel \(CDS_LOG_LEVEL\) must be equal to one of the allowed values/,
+  });
+  t.throws(() => loadConfig({ CDS_CONFIG_FILE: 'missing.yaml' }), {
+    message: /^Cannot read configuration file missing.yaml/,
+  });
+  const dir = mkdtempSync(join(tmpdir(), 'cds-config-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  writeFileSync(join(dir, 'list.yaml'), '- 1\n- 2\n');
+  t.throws(() => loadConfig({ CDS_CONFIG_FILE: join(dir, 'list.yaml') }), { message: /must hold a mapping/ });
+  writeFileSync(join(dir, 'typo.yaml'), 'prot: 1\n');
+  t.throws(() => loadConfig({ CDS_CONFIG_FILE: join(dir, 'typo.yaml') }), {
+    message: 'Invalid configuration: prot (CDS_PROT) must NOT have additional properties',
+  });
+});

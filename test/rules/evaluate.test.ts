@@ -1,0 +1,142 @@
+import t from 'tap';
+import { evaluateRules, type FocusResult } from '../../src/rules/evaluate.js';
+import { loadServices } from '../../src/services/load.js';
+import { NOW } from '../helpers/app.js';
+import { lesion, searchset } from '../helpers/hook-request.js';
+
+const melanoma = loadServices('cds-services').find((s) => s.definition.id === 'melanoma-lesion-triage')!;
+
+function evaluate(...exams: ReturnType<typeof lesion>[]): FocusResult[] {
+  const errors: unknown[] = [];
+  const result = evaluateRules(
+    melanoma.rules,
+    melanoma.focus,
+    { lesions: searchset(exams), hookContext: {} },
+    NOW,
+    (e) => errors.push(e),
+  );
+  if (errors.length > 0) throw new Error(`rule errors: ${JSON.stringify(errors)}`);
+  return result;
+}
+
+// NICE NG12 weighted 7-point checklist: major items 2 points, minor items 1 point; refer at 3 or more.
+const WEIGHTED = {
+  changeSize: 2,
+  irregularShape: 2,
+  irregularColour: 2,
+  diameter7mm: 1,
+  inflammation: 1,
+  oozing: 1,
+  sensation: 1,
+} as const;
+// Argenziano 1998 dermoscopic 7-point checklist: major 2, minor 1; melanoma suggested at 3 or more.
+const DERMOSCOPIC = {
+  atypicalNetwork: 2,
+  blueWhitishVeil: 2,
+  atypicalVascular: 2,
+  irregularStreaks: 1,
+  irregularPigmentation: 1,
+  irregularDotsGlobules: 1,
+  regression: 1,
+} as const;
+
+function combinations<K extends string>(names: readonly K[]): Record<K, boolean>[] {
+  return Array.from({ length: 2 ** names.length }, (_, mask) =>
+    Object.fromEntries(names.map((n, i) => [n, (mask & (1 << i)) !== 0])),
+  ) as Record<K, boolean>[];
+}
+
+t.test('the weighted 7-point checklist scores exactly, for all 128 combinations of items', async (t) => {
+  const names = Object.keys(WEIGHTED) as (keyof typeof WEIGHTED)[];
+  let mismatches = 0;
+  for (const items of combinations(names)) {
+    const expected = names.reduce((sum, n) => sum + (items[n] ? WEIGHTED[n] : 0), 0);
+    const rule = evaluate(lesion({ items }))[0]!.rules[0]!;
+    if (rule.score !== expected || rule.status !== (expected >= 3 ? 'fired' : 'not-fired')) mismatches += 1;
+  }
+  t.equal(mismatches, 0);
+});
+
+t.test('the dermoscopic 7-point checklist scores exactly, for all 128 combinations of items', async (t) => {
+  const names = Object.keys(DERMOSCOPIC) as (keyof typeof DERMOSCOPIC)[];
+  let mismatches = 0;
+  for (const items of combinations(names)) {
+    const expected = names.reduce((sum, n) => sum + (items[n] ? DERMOSCOPIC[n] : 0), 0);
+    const rule = evaluate(lesion({ items }))[0]!.rules[1]!;
+    if (rule.score !== expected || rule.status !== (expected >= 3 ? 'fired' : 'not-fired')) mismatches += 1;
+  }
+  t.equal(mismatches, 0);
+});
+
+t.test(
+  'the diameter item is read from the measured diameter when the item itself is not recorded',
+  async (t) => {
+    const at = (diameterMm: number) =>
+      evaluate(lesion({ items: { changeSize: true }, diameterMm }))[0]!.rules[0]!.items!.find(
+        (i) => i.id === 'diameter7mm',
+      )!.status;
+    t.equal(at(7), 'present');
+    t.equal(at(6.9), 'absent');
+    t.equal(at(12), 'present');
+    // A recorded item wins over the measurement.
+    const recorded = evaluate(lesion({ items: { diameter7mm: false }, diameterMm: 9 }))[0]!.rules[0]!;
+    t.equal(recorded.items!.find((i) => i.id === 'diameter7mm')!.status, 'absent');
+  },
+);
+
+t.test('a checklist with no item recorded is not evaluable, never a score of 0', async (t) => {
+  const [focus] = evaluate(lesion({ items: {} }));
+  t.equal(focus!.rules[0]!.status, 'not-evaluable');
+  t.equal(focus!.rules[0]!.score, undefined);
+  t.equal(focus!.rules[0]!.reason!.en, 'no item of the checklist is recorded');
+  t.equal(focus!.rules[1]!.status, 'not-evaluable');
+  t.equal(focus!.rules[1]!.reason!.en, 'no dermoscopy recorded for this lesion');
+});
+
+t.test(
+  'only examinations of the last 90 days with a usable status are assessed, each on its own',
+  async (t) => {
+    const focuses = evaluate(
+      lesion({ id: 'recent', site: 'back', date: '2026-11-01T08:00:00Z', items: { oozing: true } }),
+      // NOW is 2026-11-22T09:30Z: 90 days earlier is 2026-08-24T09:30Z.
+      lesion({ id: 'old', date: '2026-08-24T09:00:00Z', items: { changeSize: true } }),
+      lesion({ id: 'error', status: 'entered-in-error', items: { changeSize: true } }),
+      lesion({ id: 'edge', site: 'scalp', date: '2026-08-24T10:00:00Z', items: { changeSize: true } }),
+    );
+    t.same(
+      focuses.map((f) => [f.reference, f.label, f.date]),
+      [
+        ['Observation/recent', 'back', '2026-11-01T08:00:00Z'],
+        ['Observation/edge', 'scalp', '2026-08-24T10:00:00Z'],
+      ],
+    );
+  },
+);
+
+t.test('a rule that throws on unexpected data is reported and marked not evaluable', async (t) => {
+  const reports: unknown[] = [];
+  const broken = {
+    ...melanoma.rules[0]!,
+    items: [
+      {
+        spec: { id: 'boom', label: { en: 'x', fr: 'x' }, points: 1, value: 'x' },
+        value: {
+          source: 'x',
+          evaluate: () => {
+            throw new TypeError('bad data');
+          },
+        },
+      },
+    ],
+  };
+  const [focus] = evaluateRules(
+    [broken],
+    melanoma.focus,
+    { lesions: searchset([lesion()]), hookContext: {} },
+    NOW,
+    (r) => reports.push(r.ruleId),
+  );
+  t.same(reports, ['weighted7pcl']);
+  t.equal(focus!.rules[0]!.status, 'not-evaluable');
+  t.equal(focus!.rules[0]!.reason!.en, 'the record holds data this rule cannot read');
+});
