@@ -21,7 +21,8 @@ export type FetchFailureCode =
   | 'outcome'
   | 'wrong-type'
   | 'insecure-server'
-  | 'foreign-next-link';
+  | 'foreign-next-link'
+  | 'too-many-pages';
 
 export type FetchResult =
   | { ok: true; value: FhirResource | null; pages: number; bytes: number }
@@ -99,7 +100,10 @@ export function createFhirFetch(options: FhirFetchOptions): FhirFetch {
           pages += 1;
           next = nextLink(page);
         }
-        // The merged Bundle holds every page read; drop paging links that no longer describe it.
+        // Rules must not run on a silently truncated search: more pages than allowed is a failure.
+        if (next)
+          throw new FetchFailure('too-many-pages', `the search has more than ${options.maxPages} pages`);
+        // The merged Bundle holds every page; drop paging links that no longer describe it.
         first.link = (first.link ?? []).filter((l) => l.relation === 'self');
       }
       return { ok: true, value: first, pages, bytes: options.maxBytes - budget.bytes };
@@ -112,6 +116,11 @@ export function createFhirFetch(options: FhirFetchOptions): FhirFetch {
   };
 }
 
+/** "a Patient", "an Observation". */
+export function article(noun: string): string {
+  return `${/^[AEIOU]/.test(noun) ? 'an' : 'a'} ${noun}`;
+}
+
 function nextLink(bundle: Bundle): string | undefined {
   return bundle.link?.find((l) => l.relation === 'next')?.url;
 }
@@ -121,7 +130,10 @@ function checkResource(resource: FhirResource, resultType: string): void {
     throw new FetchFailure('outcome', 'the FHIR server answered with an OperationOutcome');
   }
   if (resource.resourceType !== resultType) {
-    throw new FetchFailure('wrong-type', `expected a ${resultType}, got a ${resource.resourceType}`);
+    throw new FetchFailure(
+      'wrong-type',
+      `expected ${article(resultType)}, got ${article(resource.resourceType)}`,
+    );
   }
 }
 

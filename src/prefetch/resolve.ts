@@ -12,7 +12,7 @@ import type { HookRequest } from '../cds-hooks.js';
 import { CdsError } from '../errors.js';
 import type { Localized } from '../services/definition-schema.js';
 import type { CompiledPrefetch } from '../services/load.js';
-import type { FetchFailureCode, FhirFetch } from './fhir-fetch.js';
+import { article, type FetchFailureCode, type FhirFetch } from './fhir-fetch.js';
 import { renderTemplate } from './template.js';
 
 export type PrefetchSource = 'prefetch' | 'fetched';
@@ -97,7 +97,7 @@ async function resolveKey(
         'CDS_ERR_PREFETCH_INVALID',
         {
           key: key.key,
-          reason: `a ${value.resourceType} where its template returns a ${key.template.resultType}`,
+          reason: `${article(value.resourceType)} where its template returns ${article(key.template.resultType)}`,
         },
         { expression: [`prefetch.${key.key}`] },
       );

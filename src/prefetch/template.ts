@@ -49,7 +49,7 @@ function parseToken(token: string, hook: HookName): Part {
     }
     return { contextField: field };
   }
-  if (token in USER_TOKENS) return { userToken: token as UserToken };
+  if (Object.hasOwn(USER_TOKENS, token)) return { userToken: token as UserToken };
   throw new Error(`unknown prefetch token {{${token}}}`);
 }
 
@@ -77,9 +77,13 @@ export function renderTemplate(
     }
     const value =
       'contextField' in part ? context[part.contextField] : userTokenValue(part.userToken, context.userId);
+    const name = 'contextField' in part ? `context.${part.contextField}` : part.userToken;
     if (typeof value !== 'string' || value === '') {
-      const name = 'contextField' in part ? `context.${part.contextField}` : part.userToken;
       return { ok: false, reason: `the request gives no value for {{${name}}}` };
+    }
+    // `.` and `..` are valid FHIR id characters but would walk the URL path out of the template.
+    if (value === '.' || value === '..') {
+      return { ok: false, reason: `the request gives an invalid value for {{${name}}}` };
     }
     query += encodeURIComponent(value);
   }
