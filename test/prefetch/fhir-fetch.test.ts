@@ -288,7 +288,12 @@ t.test('the byte cap is shared by every page of a search', async (t) => {
   const server = await startFhirServer({ resources: OBSERVATIONS, pageSize: 1 });
   t.teardown(() => server.close());
   const query = `Observation?patient=${PATIENT_ID}`;
-  const one = await createFhirFetch(options())(`${server.url}`, `${query}&_count=1&_id=obs-1`, 'Bundle', TOKEN);
+  const one = await createFhirFetch(options())(
+    `${server.url}`,
+    `${query}&_count=1&_id=obs-1`,
+    'Bundle',
+    TOKEN,
+  );
   t.equal(one.ok, true);
   if (!one.ok) return;
   // Room for about two pages: one page fits, five do not.
