@@ -1,0 +1,111 @@
+/**
+ * The ../shared/synthea patients (41 Synthea R4 records, read in place, never copied into the repo)
+ * through the whole service: with the prefetch built from each record, and with no prefetch at all so
+ * that every key is fetched from a loopback FHIR server holding all records. Skipped, visibly, when
+ * the folder is not beside the checkout.
+ */
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Bundle, Observation, Resource } from 'fhir/r4.js';
+import t from 'tap';
+import { SYSTEM } from '../../src/codes.js';
+import { patientOf, resourcesOf, searchset, toServerForm } from '../../src/synthetic/bundle.js';
+import { assertConforms, buildTestApp } from '../helpers/app.js';
+import { startFhirServer } from '../helpers/fhir-server.js';
+import { lesion } from '../helpers/hook-request.js';
+
+const SYNTHEA = join('..', 'shared', 'synthea');
+const URL = '/cds-services/melanoma-lesion-triage';
+
+if (!existsSync(SYNTHEA)) {
+  t.comment(`SKIPPED: ${SYNTHEA} not found; the Synthea integration tests need it beside the checkout`);
+  t.test('Synthea patients through the service', { skip: `${SYNTHEA} not found` }, () => {});
+} else {
+  const patients = readdirSync(SYNTHEA)
+    .filter((f) => f.endsWith('.json'))
+    .sort()
+    .map((f) => toServerForm(JSON.parse(readFileSync(join(SYNTHEA, f), 'utf8')) as Bundle));
+
+  const request = (patientId: string, prefetch?: Record<string, Resource | null>) => ({
+    hook: 'patient-view',
+    hookInstance: `hook-${patientId}`,
+    context: { userId: 'Practitioner/COREPRACTITIONER1', patientId },
+    ...(prefetch ? { prefetch } : {}),
+  });
+  const isLesionExam = (r: Resource) =>
+    r.resourceType === 'Observation' &&
+    ((r as Observation).code.coding ?? []).some(
+      (c) => c.system === SYSTEM.localObservation && c.code === 'lesion-examination',
+    );
+
+  t.test(
+    'all 41 Synthea patients get a valid answer with the prefetch built from their record',
+    async (t) => {
+      t.equal(patients.length, 41);
+      const { app } = await buildTestApp();
+      t.teardown(() => app.close());
+      const statuses: number[] = [];
+      let cards = 0;
+      for (const bundle of patients) {
+        const lesions = searchset(resourcesOf(bundle).filter(isLesionExam));
+        const res = await app.inject({
+          method: 'POST',
+          url: URL,
+          payload: request(patientOf(bundle).id!, { lesions }),
+        });
+        statuses.push(res.statusCode);
+        assertConforms('HookResponse', res.json());
+        cards += res.json().cards.length;
+      }
+      t.same([...new Set(statuses)], [200]);
+      // Synthea records hold no lesion examination: nothing to triage, so no card.
+      t.equal(cards, 0);
+    },
+  );
+
+  t.test('without prefetch, every key is fetched from the FHIR server with the bearer token', async (t) => {
+    // Organizations and practitioners recur across records: keep one copy of each.
+    const unique = new Map(
+      patients.flatMap((b) => resourcesOf(b)).map((r) => [`${r.resourceType}/${r.id}`, r]),
+    );
+    const resources = [...unique.values()];
+    // Give five of the patients a recent lesion examination that reaches the referral threshold.
+    const withLesion = patients.slice(0, 5).map((b) => patientOf(b).id!);
+    for (const [i, id] of withLesion.entries()) {
+      const exam: Observation = lesion({
+        id: `synthea-lesion-${i}`,
+        items: { changeSize: true, irregularShape: true },
+      });
+      resources.push({ ...exam, subject: { reference: `Patient/${id}` } } as Observation);
+    }
+    const server = await startFhirServer({ resources, token: 'synthea-token' });
+    t.teardown(() => server.close());
+    const { app } = await buildTestApp();
+    t.teardown(() => app.close());
+    const carded: string[] = [];
+    for (const bundle of patients) {
+      const id = patientOf(bundle).id!;
+      const res = await app.inject({
+        method: 'POST',
+        url: URL,
+        payload: {
+          ...request(id),
+          fhirServer: server.url,
+          fhirAuthorization: {
+            access_token: 'synthea-token',
+            token_type: 'Bearer',
+            expires_in: 300,
+            scope: 'patient/Observation.read',
+            subject: 'cds',
+          },
+        },
+      });
+      t.equal(res.statusCode, 200, id);
+      assertConforms('HookResponse', res.json());
+      if (res.json().cards.length > 0) carded.push(id);
+    }
+    t.same(carded.sort(), [...withLesion].sort());
+    t.equal(server.requests.length, 41);
+    t.ok(server.requests.every((r) => r.authorization === 'Bearer synthea-token'));
+  });
+}
