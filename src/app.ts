@@ -51,7 +51,9 @@ export async function buildApp(
     connectionTimeout: 30_000,
     requestTimeout: 30_000,
   });
-  // CDS clients send application/json; some send the FHIR media type. Both are parsed the same way.
+  // CDS clients send application/json; some send the FHIR media type. Both are parsed the same way,
+  // and nothing else is accepted (Fastify's built-in text/plain parser would let a string through).
+  app.removeContentTypeParser(['text/plain']);
   app.addContentTypeParser(
     'application/fhir+json',
     { parseAs: 'string' },
@@ -65,6 +67,9 @@ export async function buildApp(
     methods: ['GET', 'POST', 'OPTIONS'],
     allowedHeaders: ['Content-Type', 'Authorization', 'Accept-Language'],
     maxAge: 600,
+    // A bare OPTIONS (no Origin) gets an empty 204 rather than the plugin's own text/plain 400, so
+    // every error body the service sends stays an OperationOutcome.
+    strictPreflight: false,
   });
   registerErrorHandlers(app, config.bodyLimitBytes);
   registerRoutes(app, {

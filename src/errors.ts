@@ -62,11 +62,6 @@ export const ERRORS = {
     issue: 'invalid',
     message: 'Prefetch key "{key}" holds {reason}',
   },
-  CDS_ERR_FHIR_SERVER_REFUSED: {
-    status: 400,
-    issue: 'security',
-    message: 'fhirServer {reason}',
-  },
   CDS_ERR_SERVICE_NOT_FOUND: {
     status: 404,
     issue: 'not-found',

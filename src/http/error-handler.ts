@@ -23,7 +23,7 @@ function fromFastify(error: FastifyError, request: FastifyRequest, bodyLimit: nu
       return new CdsError('CDS_ERR_REQUEST_TOO_LARGE', { limitBytes: bodyLimit });
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
       return new CdsError('CDS_ERR_UNSUPPORTED_MEDIA_TYPE', {
-        contentType: JSON.stringify(String(request.headers['content-type'] ?? '')).slice(0, 80),
+        contentType: JSON.stringify(String(request.headers['content-type'] ?? '').slice(0, 80)),
       });
     default:
       if (error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 500) {

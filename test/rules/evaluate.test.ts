@@ -1,5 +1,6 @@
 import t from 'tap';
-import { evaluateRules, type FocusResult } from '../../src/rules/evaluate.js';
+import { display, evaluateRules, type FocusResult } from '../../src/rules/evaluate.js';
+import { compileExpression } from '../../src/rules/fhirpath.js';
 import { loadServices } from '../../src/services/load.js';
 import { NOW } from '../helpers/app.js';
 import { lesion, searchset } from '../helpers/hook-request.js';
@@ -139,4 +140,67 @@ t.test('a rule that throws on unexpected data is reported and marked not evaluab
   t.same(reports, ['weighted7pcl']);
   t.equal(focus!.rules[0]!.status, 'not-evaluable');
   t.equal(focus!.rules[0]!.reason!.en, 'the record holds data this rule cannot read');
+});
+
+t.test(
+  'a condition rule fires on its FHIRPath test and reports its evidence with units and dates',
+  async (t) => {
+    const compile = (source: string) => compileExpression(source, ['labs', 'hookContext']);
+    const rule = {
+      kind: 'condition' as const,
+      spec: {
+        id: 'lowEgfr',
+        kind: 'condition' as const,
+        title: { en: 'eGFR below 30', fr: 'DFG inférieur à 30' },
+        when: "%labs.entry.resource.where(code.coding.code = '33914-3').value < 30 'mL/min/{1.73_m2}'",
+        source: { label: 'test' },
+      },
+      when: compile("%labs.entry.resource.where(code.coding.code = '33914-3').value < 30 'mL/min/{1.73_m2}'"),
+      evidence: [
+        {
+          label: { en: 'eGFR', fr: 'DFG' },
+          value: compile("%labs.entry.resource.where(code.coding.code = '33914-3').value"),
+        },
+        { label: { en: 'on', fr: 'le' }, value: compile('%labs.entry.resource.effective') },
+        { label: { en: 'coded as', fr: 'codé' }, value: compile('%labs.entry.resource.code') },
+      ],
+    };
+    const egfr = (value: number) =>
+      searchset([
+        {
+          resourceType: 'Observation',
+          id: 'egfr',
+          status: 'final',
+          code: { coding: [{ system: 'http://loinc.org', code: '33914-3', display: 'eGFR' }] },
+          effectiveDateTime: '2026-10-01',
+          valueQuantity: {
+            value,
+            unit: 'mL/min/{1.73_m2}',
+            system: 'http://unitsofmeasure.org',
+            code: 'mL/min/{1.73_m2}',
+          },
+        },
+      ]);
+    const run = (value: number) =>
+      evaluateRules([rule], undefined, { labs: egfr(value), hookContext: {} }, NOW, () => {})[0]!;
+    const low = run(24);
+    t.equal(low.reference, undefined);
+    t.same(low.rules[0]!.evidence, [
+      { label: { en: 'eGFR', fr: 'DFG' }, values: ['24 mL/min/{1.73_m2}'] },
+      { label: { en: 'on', fr: 'le' }, values: ['2026-10-01'] },
+      { label: { en: 'coded as', fr: 'codé' }, values: ['eGFR'] },
+    ]);
+    t.equal(low.rules[0]!.status, 'fired');
+    const normal = run(75).rules[0]!;
+    t.equal(normal.status, 'not-fired');
+    t.equal(normal.evidence, undefined);
+  },
+);
+
+t.test('display() renders FHIRPath results readably', async (t) => {
+  t.equal(display(3), '3');
+  t.equal(display({ value: 7, code: 'mm' }), '7 mm');
+  t.equal(display({ text: 'left knee', coding: [{ code: 'x' }] }), 'left knee');
+  t.equal(display({ coding: [{ system: 's', code: 'I' }] }), 'I');
+  t.equal(display({ foo: 1 }), '{"foo":1}');
 });

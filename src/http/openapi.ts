@@ -1,0 +1,245 @@
+/**
+ * The OpenAPI 3.1 description of the HTTP API, built from the very schemas the server validates with
+ * (`schemas.ts`), the service definition schema and the error catalogue, so that it cannot drift from the
+ * code. `npm run openapi` writes it to `openapi.yaml`; `test/http/openapi.test.ts` fails when the file
+ * and this function disagree, or when a route the app serves is missing here.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { stringify } from 'yaml';
+import { KNOWN_HOOKS } from '../cds-hooks.js';
+import { ERRORS, type ErrorCode } from '../errors.js';
+import { DEFINITION_SCHEMA } from '../services/definition-schema.js';
+import { CONTEXT_SCHEMAS, SCHEMAS } from './schemas.js';
+
+/** Codes that never reach a client: they stop start-up instead. */
+export const START_UP_CODES: readonly ErrorCode[] = ['CDS_ERR_DEFINITION_INVALID'];
+
+/**
+ * The folder holding the project's package.json, found by walking up from this module, so that it is
+ * found both from `src/http/` and from the compiled `dist/src/http/`.
+ */
+export function projectRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, 'package.json'))) {
+    const parent = dirname(dir);
+    if (parent === dir) throw new Error('package.json not found above src/http/openapi');
+    dir = parent;
+  }
+  return dir;
+}
+
+function packageVersion(): string {
+  const pkg = JSON.parse(readFileSync(join(projectRoot(), 'package.json'), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+const schemaRef = (name: string) => ({ $ref: `#/components/schemas/${name}` });
+const headerRef = (name: string) => ({ $ref: `#/components/headers/${name}` });
+
+/** Every catalogue code a client can receive with an HTTP status, in catalogue order. */
+function codesFor(status: number): ErrorCode[] {
+  return (Object.keys(ERRORS) as ErrorCode[]).filter(
+    (code) => ERRORS[code].status === status && !START_UP_CODES.includes(code),
+  );
+}
+
+function errorResponse(status: number, summary: string) {
+  const codes = codesFor(status).join(', ');
+  return {
+    description: `${summary}. An OperationOutcome whose issue[0].details.coding[0].code is one of: ${codes}.`,
+    headers: { 'X-Request-Id': headerRef('X-Request-Id') },
+    content: { 'application/fhir+json': { schema: schemaRef('OperationOutcome') } },
+  };
+}
+
+function preflight(operationId: string, methods: string) {
+  return {
+    operationId,
+    summary: 'CORS preflight',
+    description: [
+      `Answered by the CORS layer for ${methods}: allowed origins come from CDS_CORS_ORIGINS (default any`,
+      'origin); allowed request headers are Content-Type, Authorization and Accept-Language. A foreign',
+      'origin gets no Access-Control-Allow-Origin header.',
+    ].join(' '),
+    parameters: [
+      { name: 'Origin', in: 'header', required: true, schema: { type: 'string' } },
+      {
+        name: 'Access-Control-Request-Method',
+        in: 'header',
+        required: true,
+        schema: { type: 'string' },
+      },
+      {
+        name: 'Access-Control-Request-Headers',
+        in: 'header',
+        required: false,
+        schema: { type: 'string' },
+      },
+    ],
+    responses: {
+      '204': {
+        description: 'Preflight accepted',
+        headers: {
+          'Access-Control-Allow-Origin': {
+            description: 'The origin, or `*`; absent when the origin is not allowed',
+            schema: { type: 'string' },
+          },
+          'Access-Control-Allow-Methods': { schema: { type: 'string', examples: ['GET, POST, OPTIONS'] } },
+          'Access-Control-Allow-Headers': {
+            schema: { type: 'string', examples: ['Content-Type, Authorization, Accept-Language'] },
+          },
+          'Access-Control-Max-Age': { schema: { type: 'string', examples: ['600'] } },
+        },
+      },
+    },
+  };
+}
+
+/** The `x-error-codes` table: every catalogue code, its status, FHIR issue type and message template. */
+function errorCodeTable() {
+  return Object.fromEntries(
+    (Object.keys(ERRORS) as ErrorCode[]).map((code) => {
+      const entry = ERRORS[code];
+      return [
+        code,
+        {
+          status: entry.status,
+          issue: entry.issue,
+          message: entry.message,
+          ...(START_UP_CODES.includes(code) ? { startUpOnly: true } : {}),
+        },
+      ];
+    }),
+  );
+}
+
+/** The OpenAPI 3.1.0 document of every endpoint the app serves. */
+export function buildOpenApi(): Record<string, unknown> {
+  const { $schema: _dialect, ...ServiceDefinition } = DEFINITION_SCHEMA;
+  const contextSchemas = Object.fromEntries(
+    KNOWN_HOOKS.map((hook) => [`Context_${hook}`, CONTEXT_SCHEMAS[hook]]),
+  );
+  const internal = errorResponse(500, 'A bug; logged with the request id, which the body names');
+  return {
+    openapi: '3.1.0',
+    jsonSchemaDialect: 'https://json-schema.org/draft/2020-12/schema',
+    info: {
+      title: 'Explainable CDS Hooks service',
+      version: packageVersion(),
+      description: [
+        'Implements HL7 CDS Hooks 2.0.1 (https://cds-hooks.hl7.org/2.0/) over FHIR R4: discovery and service',
+        'calls. Answers carry cards only (advisory, explainable, overridable); the service never returns',
+        'systemActions. Every error body is a FHIR OperationOutcome whose issue[0].details.coding[0].code is',
+        'a stable code of `x-error-codes`. The service does not yet authenticate its callers.',
+        'Generated by `npm run openapi` from src/http/schemas.ts, src/services/definition-schema.ts and',
+        'src/errors.ts; do not edit by hand.',
+      ].join(' '),
+      license: { name: 'Apache-2.0', identifier: 'Apache-2.0' },
+    },
+    servers: [{ url: 'http://127.0.0.1:8080', description: 'Default local address' }],
+    paths: {
+      '/cds-services': {
+        get: {
+          operationId: 'discovery',
+          summary: 'Discovery',
+          description: 'The services of this server, sorted by id; built at start-up, same on every call.',
+          responses: {
+            '200': {
+              description: 'The discovery document (`{"services": []}` when no service is loaded)',
+              headers: { 'X-Request-Id': headerRef('X-Request-Id') },
+              content: { 'application/json': { schema: schemaRef('DiscoveryResponse') } },
+            },
+            '500': internal,
+          },
+        },
+        head: {
+          operationId: 'discoveryHead',
+          summary: 'Discovery headers only',
+          description: 'As GET, without a body.',
+          responses: {
+            '200': {
+              description: 'Headers of the discovery document',
+              headers: { 'X-Request-Id': headerRef('X-Request-Id') },
+            },
+          },
+        },
+        options: preflight('discoveryPreflight', 'GET'),
+      },
+      '/cds-services/{id}': {
+        parameters: [
+          {
+            name: 'id',
+            in: 'path',
+            required: true,
+            description: 'A service id from discovery',
+            schema: { type: 'string' },
+          },
+        ],
+        post: {
+          operationId: 'callService',
+          summary: 'Call a CDS service',
+          description: [
+            'The body must fit HookRequest; the hook must be the service hook and the context must fit',
+            "that hook's context schema (components.schemas.Context_<hook>). Prefetch keys the client did",
+            'not send are fetched from fhirServer with the fhirAuthorization bearer token. Cards are in',
+            'French or English after Accept-Language (else the configured default).',
+          ].join(' '),
+          parameters: [
+            {
+              name: 'Accept-Language',
+              in: 'header',
+              required: false,
+              description: 'The first of `fr` / `en` by preference picks the language of the cards',
+              schema: { type: 'string' },
+            },
+          ],
+          requestBody: {
+            required: true,
+            content: {
+              'application/json': { schema: schemaRef('HookRequest') },
+              'application/fhir+json': { schema: schemaRef('HookRequest') },
+            },
+          },
+          responses: {
+            '200': {
+              description: 'Cards (possibly none); never systemActions',
+              headers: {
+                'X-Request-Id': headerRef('X-Request-Id'),
+                'Content-Language': {
+                  description: 'Language of the cards',
+                  schema: { enum: ['en', 'fr'] },
+                },
+              },
+              content: { 'application/json': { schema: schemaRef('HookResponse') } },
+            },
+            '400': errorResponse(400, 'The request is malformed or does not fit the service'),
+            '404': errorResponse(404, 'No such service (or no such route)'),
+            '412': errorResponse(412, 'Data the service requires was neither sent nor obtainable'),
+            '413': errorResponse(413, 'The body is larger than CDS_BODY_LIMIT_BYTES'),
+            '415': errorResponse(415, 'The Content-Type is not application/json or application/fhir+json'),
+            '500': internal,
+          },
+        },
+        options: preflight('callServicePreflight', 'POST'),
+      },
+    },
+    components: {
+      schemas: { ...SCHEMAS, ServiceDefinition, ...contextSchemas },
+      headers: {
+        'X-Request-Id': {
+          description: 'The id of the request in the service logs',
+          schema: { type: 'string', format: 'uuid' },
+        },
+      },
+    },
+    'x-error-codes': errorCodeTable(),
+  };
+}
+
+/** The text of openapi.yaml: stable options, no anchors (shared schema objects are repeated), no folding. */
+export function renderOpenApi(): string {
+  const header = '# Generated by `npm run openapi` from the code (src/http/openapi.ts). Do not edit.\n';
+  return header + stringify(buildOpenApi(), { lineWidth: 0, aliasDuplicateObjects: false, indent: 2 });
+}
