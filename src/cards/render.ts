@@ -36,7 +36,8 @@ export function conditionHolds(when: CardCondition, focus: FocusResult): boolean
     (when.anyFired === undefined || when.anyFired.some(fired)) &&
     (when.allFired === undefined || when.allFired.every(fired)) &&
     (when.noneFired === undefined || !when.noneFired.some(fired)) &&
-    (when.anyEvaluated === undefined || when.anyEvaluated.some((id) => status.get(id) !== 'not-evaluable'))
+    (when.anyEvaluated === undefined || when.anyEvaluated.some((id) => status.get(id) !== 'not-evaluable')) &&
+    (when.noneEvaluated === undefined || when.noneEvaluated.every((id) => status.get(id) === 'not-evaluable'))
   );
 }
 

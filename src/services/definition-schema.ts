@@ -65,6 +65,7 @@ export interface CardCondition {
   allFired?: string[];
   noneFired?: string[];
   anyEvaluated?: string[];
+  noneEvaluated?: string[];
 }
 
 export interface ActionSpec {
@@ -244,6 +245,7 @@ export const DEFINITION_SCHEMA = {
               allFired: ruleList,
               noneFired: ruleList,
               anyEvaluated: ruleList,
+              noneEvaluated: ruleList,
             },
           },
           indicator: { enum: ['info', 'warning', 'critical'] },

@@ -269,14 +269,22 @@ t.test('a lesion item recorded as valueBoolean "yes" (a string) reads as not rec
   t.match(body.cards[0].detail, `Not recorded: ${notRecorded.join(', ')}.`);
 });
 
-t.test('a lesion whose only item is valueBoolean "yes" gets no card at all', async (t) => {
-  const exam = lesion({ items: { changeSize: true } });
-  Object.assign(exam.component![0]!, { valueBoolean: 'yes' });
-  const res = await post(patientView({ lesions: searchset([exam]) }));
-  t.equal(res.statusCode, 200);
-  // Both checklists are not evaluable, and no card is defined for that case.
-  t.same(res.json(), { cards: [] });
-});
+t.test(
+  'a lesion whose only item is valueBoolean "yes" gets a card saying no score was computed',
+  async (t) => {
+    const exam = lesion({ items: { changeSize: true } });
+    Object.assign(exam.component![0]!, { valueBoolean: 'yes' });
+    const res = await post(patientView({ lesions: searchset([exam]) }));
+    t.equal(res.statusCode, 200);
+    const cards = res.json().cards;
+    t.equal(cards.length, 1);
+    t.equal(cards[0].indicator, 'info');
+    t.equal(
+      cards[0].summary,
+      'Lesion (left forearm): examination recorded, but no checklist item could be read; no score computed',
+    );
+  },
+);
 
 t.test('after all of the above the app still answers a valid call, and nothing was a 5xx', async (t) => {
   const res = await post(patientView({ lesions: searchset([lesion({ items: { changeSize: true } })]) }));
