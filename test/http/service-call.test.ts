@@ -45,6 +45,13 @@ t.test(
       /Dermoscopic 7-point checklist: not evaluated\*\* \(no dermoscopy recorded for this lesion\)/,
     );
     t.equal(card.selectionBehavior, 'at-most-one');
+    t.same(card.links, [
+      {
+        label: 'NICE NG12 recommendations by site of cancer (skin)',
+        url: 'https://www.nice.org.uk/guidance/ng12/chapter/Recommendations-organised-by-site-of-cancer',
+        type: 'absolute',
+      },
+    ]);
     const referral = card.suggestions[0].actions[0];
     t.same(referral.resource, {
       resourceType: 'ServiceRequest',
