@@ -51,7 +51,8 @@ export async function resolvePrefetch(
 ): Promise<ResolvedPrefetch> {
   const results = await Promise.all(keys.map((key) => resolveKey(key, request, fhirFetch)));
   const resolved: ResolvedPrefetch = { data: {}, unavailable: [], sources: {} };
-  const failed: string[] = [];
+  const failed: CompiledPrefetch[] = [];
+  const reasons: string[] = [];
   results.forEach((result, i) => {
     const { key, spec } = keys[i]!;
     if (result.ok) {
@@ -60,8 +61,10 @@ export async function resolvePrefetch(
       return;
     }
     resolved.data[key] = null;
-    if (spec.onFailure === 'fail') failed.push(`${key} (${result.reason})`);
-    else
+    if (spec.onFailure === 'fail') {
+      failed.push(keys[i]!);
+      reasons.push(`${key} (${result.reason})`);
+    } else
       resolved.unavailable.push({
         key,
         description: spec.description,
@@ -70,11 +73,10 @@ export async function resolvePrefetch(
       });
   });
   if (failed.length > 0) {
-    const failedKeys = keys.filter((_, i) => !results[i]!.ok && keys[i]!.spec.onFailure === 'fail');
     throw new CdsError(
       'CDS_ERR_PREFETCH_UNAVAILABLE',
-      { details: failed.join('; ') },
-      { expression: failedKeys.map((k) => `prefetch.${k.key}`) },
+      { details: reasons.join('; ') },
+      { expression: failed.map((k) => `prefetch.${k.key}`) },
     );
   }
   return resolved;

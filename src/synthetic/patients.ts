@@ -912,67 +912,30 @@ export function generatePatient(rng: Rng, options: GeneratePatientOptions): Bund
     }
   }
 
-  // ---- other musculoskeletal ----
-  if (hipOa) {
+  // ---- other musculoskeletal; metabolic, cardiovascular, renal ----
+  // One Condition per flag, onset drawn in [min, max] years ago; the draws happen in this order.
+  const addSnomed = (entry: { code: string; display: string }, minYears: number, maxYears: number) =>
     addCondition(builder, {
-      codings: [coding(SYSTEM.snomed, SNOMED_CONDITION.hipOa)],
-      text: SNOMED_CONDITION.hipOa.display,
-      onset: yearsAgo(onsetYearsAgo(0.5, 15)),
+      codings: [coding(SYSTEM.snomed, entry)],
+      text: entry.display,
+      onset: yearsAgo(onsetYearsAgo(minYears, maxYears)),
     });
-  }
-  if (handOa) {
-    addCondition(builder, {
-      codings: [coding(SYSTEM.snomed, SNOMED_CONDITION.handOa)],
-      text: SNOMED_CONDITION.handOa.display,
-      onset: yearsAgo(onsetYearsAgo(0.5, 15)),
-    });
-  }
-
-  // ---- metabolic, cardiovascular, renal, GI ----
-  if (diabetes) {
-    addCondition(builder, {
-      codings: [coding(SYSTEM.snomed, SNOMED_CONDITION.diabetesType2)],
-      text: SNOMED_CONDITION.diabetesType2.display,
-      onset: yearsAgo(onsetYearsAgo(0.5, 20)),
-    });
-  }
-  if (prediabetes) {
-    addCondition(builder, {
-      codings: [coding(SYSTEM.snomed, SNOMED_CONDITION.prediabetes)],
-      text: SNOMED_CONDITION.prediabetes.display,
-      onset: yearsAgo(onsetYearsAgo(0.5, 15)),
-    });
-  }
+  if (hipOa) addSnomed(SNOMED_CONDITION.hipOa, 0.5, 15);
+  if (handOa) addSnomed(SNOMED_CONDITION.handOa, 0.5, 15);
+  if (diabetes) addSnomed(SNOMED_CONDITION.diabetesType2, 0.5, 20);
+  if (prediabetes) addSnomed(SNOMED_CONDITION.prediabetes, 0.5, 15);
   if (hypertension) {
     // Accept both Synthea generations: current 59621000, older 38341003.
-    const entry = rng.bool(0.7) ? SNOMED_CONDITION.hypertension : SNOMED_CONDITION.hypertensionOld;
-    addCondition(builder, {
-      codings: [coding(SYSTEM.snomed, entry)],
-      text: entry.display,
-      onset: yearsAgo(onsetYearsAgo(0.5, 25)),
-    });
+    addSnomed(rng.bool(0.7) ? SNOMED_CONDITION.hypertension : SNOMED_CONDITION.hypertensionOld, 0.5, 25);
   }
-  if (heartFailure) {
-    addCondition(builder, {
-      codings: [coding(SYSTEM.snomed, SNOMED_CONDITION.heartFailure)],
-      text: SNOMED_CONDITION.heartFailure.display,
-      onset: yearsAgo(onsetYearsAgo(0.3, 10)),
-    });
-  }
-  if (atrialFibrillation) {
-    addCondition(builder, {
-      codings: [coding(SYSTEM.snomed, SNOMED_CONDITION.atrialFibrillation)],
-      text: SNOMED_CONDITION.atrialFibrillation.display,
-      onset: yearsAgo(onsetYearsAgo(0.3, 10)),
-    });
-  }
+  if (heartFailure) addSnomed(SNOMED_CONDITION.heartFailure, 0.3, 10);
+  if (atrialFibrillation) addSnomed(SNOMED_CONDITION.atrialFibrillation, 0.3, 10);
   if (ckdStage > 0) {
-    const entry = Object.values(SNOMED_CONDITION).find((c) => c.code === CKD_STAGE_CODES[ckdStage - 1])!;
-    addCondition(builder, {
-      codings: [coding(SYSTEM.snomed, entry)],
-      text: entry.display,
-      onset: yearsAgo(onsetYearsAgo(0.5, 10)),
-    });
+    addSnomed(
+      Object.values(SNOMED_CONDITION).find((c) => c.code === CKD_STAGE_CODES[ckdStage - 1])!,
+      0.5,
+      10,
+    );
   }
   if (giBleed) {
     const entry = rng.bool(0.5) ? SNOMED_CONDITION.pepticUlcerHaemorrhage : SNOMED_CONDITION.giHaemorrhage;
