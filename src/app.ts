@@ -12,6 +12,7 @@ import { registerErrorHandlers } from './http/error-handler.js';
 import { registerRoutes } from './http/routes.js';
 import { loggerOptions } from './logger.js';
 import { createFhirFetch } from './prefetch/fhir-fetch.js';
+import { loadModels } from './models/load.js';
 import { loadServices } from './services/load.js';
 import { createRegistry } from './services/registry.js';
 
@@ -33,7 +34,8 @@ export async function buildApp(
   config: Readonly<Config>,
   overrides: AppOverrides = {},
 ): Promise<FastifyInstance> {
-  const registry = createRegistry(loadServices(config.servicesDir));
+  const models = await loadModels(config.modelsDir);
+  const registry = createRegistry(loadServices(config.servicesDir, models));
   const fhirFetch = createFhirFetch({
     fetch: overrides.fetch ?? globalThis.fetch,
     timeoutMs: config.fhirFetchTimeoutMs,
@@ -75,7 +77,13 @@ export async function buildApp(
   registerRoutes(app, {
     registry,
     defaultLanguage: config.defaultLanguage,
-    pipeline: { fhirFetch, now: overrides.now ?? (() => new Date()), uuid: overrides.uuid ?? randomUUID },
+    models,
+    pipeline: {
+      fhirFetch,
+      now: overrides.now ?? (() => new Date()),
+      uuid: overrides.uuid ?? randomUUID,
+      publicUrl: config.publicUrl ?? `http://${config.host}:${config.port}`,
+    },
   });
   return app;
 }

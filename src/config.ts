@@ -40,6 +40,8 @@ export const CONFIG_SCHEMA = {
     // a site may still list the origins of its CDS clients.
     corsOrigins: { type: 'array', items: { type: 'string', minLength: 1 }, default: ['*'] },
     defaultLanguage: { type: 'string', enum: ['en', 'fr'], default: 'en' },
+    // The base URL clients call (https://host[:port][/prefix]); links in cards point under it.
+    publicUrl: { type: 'string', pattern: '^https?://[^\\s]+$' },
   },
 } as const;
 
@@ -58,6 +60,7 @@ export interface Config {
   fhirServerAllowHttp: boolean;
   corsOrigins: string[];
   defaultLanguage: 'en' | 'fr';
+  publicUrl?: string;
 }
 
 type Env = Record<string, string | undefined>;

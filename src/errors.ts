@@ -92,6 +92,11 @@ export const ERRORS = {
     issue: 'invalid',
     message: '{file}{pointer}: {reason}',
   },
+  CDS_ERR_MODEL_INVALID: {
+    status: 500,
+    issue: 'invalid',
+    message: 'model {model}: {reason}',
+  },
 } as const satisfies Record<string, CatalogueEntry>;
 
 export type ErrorCode = keyof typeof ERRORS;

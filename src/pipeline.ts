@@ -1,6 +1,6 @@
 /**
  * The request pipeline after authentication and validation, in order:
- * prefetch → rules → explanation + cards. Framework-free: the HTTP shell, tests and batch tools call
+ * prefetch → rules → models → explanation + cards. Framework-free: the HTTP shell, tests and batch tools call
  * it alike. Each stage is timed under its own name, so timings in logs match the code.
  */
 
@@ -8,14 +8,19 @@ import type { Language } from './cards/detail.js';
 import { renderCards } from './cards/render.js';
 import type { HookRequest, HookResponse } from './cds-hooks.js';
 import type { FhirFetch } from './prefetch/fhir-fetch.js';
-import { resolvePrefetch } from './prefetch/resolve.js';
+import { resolvePrefetch, type UnavailableData } from './prefetch/resolve.js';
+import type { LoadedModel } from './models/load.js';
 import { evaluateRules, type RuleErrorReport } from './rules/evaluate.js';
+import { findObjection, resourcesOf } from './consent/objection.js';
+import { identityOf, type ModelOutcome, scoreSubjects } from './models/score.js';
 import type { CompiledService } from './services/load.js';
 
 export interface PipelineDeps {
   fhirFetch: FhirFetch;
   now: () => Date;
   uuid: () => string;
+  /** Base URL of this service as clients reach it (links to model cards). */
+  publicUrl: string;
   /** Structured, PHI-free log calls (the request's child logger in the HTTP shell). */
   log: { warn(fields: Record<string, unknown>, message: string): void };
 }
@@ -23,6 +28,7 @@ export interface PipelineDeps {
 export interface StageTimings {
   prefetchMs: number;
   rulesMs: number;
+  modelsMs: number;
   cardsMs: number;
 }
 
@@ -32,6 +38,23 @@ export interface ServiceOutcome {
   /** Prefetch keys fetched from fhirServer, and keys that were not available (omitted). */
   fetchedKeys: string[];
   unavailableKeys: string[];
+  /** The models run (or not run, on an objection) with their versions and file hashes. */
+  models: { id: string; version: string; sha256: string }[];
+  /** An active objection to algorithmic processing: no model ran. */
+  objection: { consentId: string } | null;
+}
+
+function notRunBecause(model: LoadedModel, missing: readonly UnavailableData[]): ModelOutcome {
+  return {
+    status: 'not-scored',
+    model: identityOf(model),
+    reasons: missing.map((u) => ({
+      code: 'missing',
+      text: { en: `${u.description.en}: not available`, fr: `${u.description.fr} : non disponible` },
+    })),
+    values: [],
+    population: model.manifest.population,
+  };
 }
 
 function since(start: bigint): number {
@@ -65,6 +88,33 @@ export async function runService(
   const rulesMs = since(start);
 
   start = process.hrtime.bigint();
+  const objection =
+    service.definition.patientObjection === undefined
+      ? null
+      : findObjection(resourcesOf(prefetch.data[service.definition.patientObjection]), now);
+  const unavailable = new Map(prefetch.unavailable.map((u) => [u.key, u]));
+  for (const model of service.models) {
+    // Data that could not be fetched is not data recorded as absent: without it, or without knowing
+    // whether the patient objects, the model does not run.
+    const keys = [...model.manifest.requires, service.definition.patientObjection!];
+    const missing = keys.filter((k) => unavailable.has(k)).map((k) => unavailable.get(k)!);
+    let outcomes: ModelOutcome[];
+    if (objection) outcomes = focuses.map(() => ({ status: 'objection', model: identityOf(model) }));
+    else if (missing.length > 0) {
+      outcomes = focuses.map(() => notRunBecause(model, missing));
+    } else {
+      outcomes = await scoreSubjects(
+        model,
+        focuses.map((f) => f.subject),
+        env,
+        now,
+      );
+    }
+    focuses.forEach((focus, i) => (focus.models ??= []).push(outcomes[i]!));
+  }
+  const modelsMs = since(start);
+
+  start = process.hrtime.bigint();
   const cards = renderCards({
     service,
     focuses,
@@ -73,13 +123,16 @@ export async function runService(
     language,
     now,
     uuid: deps.uuid,
+    publicUrl: deps.publicUrl,
   });
   const cardsMs = since(start);
 
   return {
     response: { cards },
-    timings: { prefetchMs, rulesMs, cardsMs },
+    timings: { prefetchMs, rulesMs, modelsMs, cardsMs },
     fetchedKeys: Object.keys(prefetch.sources).filter((k) => prefetch.sources[k] === 'fetched'),
     unavailableKeys: prefetch.unavailable.map((u) => u.key),
+    models: service.models.map((m) => ({ id: m.manifest.id, version: m.manifest.version, sha256: m.sha256 })),
+    objection,
   };
 }

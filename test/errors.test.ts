@@ -24,10 +24,11 @@ const PINNED: Record<ErrorCode, [status: number, issue: string]> = {
   CDS_ERR_CLIENT_ERROR: [400, 'invalid'],
   CDS_ERR_INTERNAL: [500, 'exception'],
   CDS_ERR_DEFINITION_INVALID: [500, 'invalid'],
+  CDS_ERR_MODEL_INVALID: [500, 'invalid'],
 };
 
 /** Codes that stop start-up; README gives "start-up" as their status. */
-const START_UP: ErrorCode[] = ['CDS_ERR_DEFINITION_INVALID'];
+const START_UP: ErrorCode[] = ['CDS_ERR_DEFINITION_INVALID', 'CDS_ERR_MODEL_INVALID'];
 
 const codes = Object.keys(ERRORS) as ErrorCode[];
 

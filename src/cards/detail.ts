@@ -5,6 +5,7 @@
  * record are escaped so they cannot inject markdown or HTML into the EHR's rendering.
  */
 import type { Explanation } from '../explain/explain.js';
+import { formatRisk, type ModelOutcome } from '../models/score.js';
 import type { RuleResult } from '../rules/evaluate.js';
 import type { Localized } from '../services/definition-schema.js';
 
@@ -26,6 +27,25 @@ const TEXT = {
     ruleSet: 'Rule set',
     sources: 'Sources',
     advisory: 'Advisory only: the decision is yours. You can dismiss this card and give a reason.',
+    risk: 'estimated risk',
+    within: 'within',
+    months: 'months',
+    noEstimate: 'no estimate',
+    population: 'Population',
+    factor: 'Factor',
+    value: 'Value',
+    date: 'Date',
+    effect: 'Effect on the estimate',
+    raises: 'raises',
+    lowers: 'lowers',
+    neutral: 'no effect',
+    imputed: 'Imputed (a stated value was used)',
+    becauseMissing: 'not recorded',
+    becauseStale: 'too old',
+    assumedAbsent: 'Not recorded, taken as absent',
+    otherFactors: 'smaller factors are listed in the full explanation',
+    why: 'Why no estimate',
+    forPatient: 'For the patient',
   },
   fr: {
     threshold: 'seuil',
@@ -43,6 +63,25 @@ const TEXT = {
     sources: 'Sources',
     advisory:
       'Aide à la décision seulement : la décision vous appartient. Vous pouvez écarter cette carte en indiquant un motif.',
+    risk: 'risque estimé',
+    within: 'à',
+    months: 'mois',
+    noEstimate: 'pas d’estimation',
+    population: 'Population',
+    factor: 'Facteur',
+    value: 'Valeur',
+    date: 'Date',
+    effect: 'Effet sur l’estimation',
+    raises: 'augmente',
+    lowers: 'diminue',
+    neutral: 'sans effet',
+    imputed: 'Imputé (une valeur déclarée a été utilisée)',
+    becauseMissing: 'non renseigné',
+    becauseStale: 'trop ancien',
+    assumedAbsent: 'Non renseigné, considéré comme absent',
+    otherFactors: 'les facteurs plus faibles figurent dans l’explication complète',
+    why: 'Pourquoi pas d’estimation',
+    forPatient: 'Pour le patient',
   },
 } as const;
 
@@ -77,12 +116,71 @@ function ruleSection(rule: RuleResult, lang: Language): string {
   return `**${title}: ${rule.status === 'fired' ? t.fired : t.notReached}**${evidence ? ` — ${evidence}` : ''}`;
 }
 
+/** How many factors the card lists; all of them are in the extension and the explanation page. */
+export const TOP_FACTORS = 5;
+
+function number(value: number): string {
+  return String(Math.round(value * 100) / 100);
+}
+
+function modelSection(model: ModelOutcome, lang: Language): string {
+  const t = TEXT[lang];
+  const m = model.model;
+  const head = `${m.title[lang]} \`${m.id}\` ${m.version}`;
+  if (model.status === 'objection') return '';
+  if (model.status === 'not-scored') {
+    return [
+      `**${head}: ${t.noEstimate}**`,
+      `_${m.statusText[lang]}_`,
+      `${t.why}: ${model.reasons.map((r) => escapeMarkdown(r.text[lang])).join('; ')}.`,
+      `${t.population}: ${model.population[lang]}`,
+    ].join('\n\n');
+  }
+  const lines = [
+    `**${head}: ${t.risk} ${formatRisk(model.probability)} (${model.band.label[lang]}), ${model.outcome[lang]}${model.horizonMonths > 0 ? `, ${t.within} ${model.horizonMonths} ${t.months}` : ''}**`,
+    '',
+    `_${m.statusText[lang]}_`,
+    '',
+    `${t.population}: ${model.population[lang]}`,
+  ];
+  const ranked = model.contributions
+    .filter((c) => c.status !== 'assumed-absent' || c.direction !== 'neutral')
+    .sort((a, b) => Math.abs(b.contribution) - Math.abs(a.contribution));
+  const top = ranked.slice(0, TOP_FACTORS);
+  if (top.length > 0) {
+    lines.push('', `| ${t.factor} | ${t.value} | ${t.date} | ${t.effect} |`, '|---|---|---|---|');
+    for (const c of top) {
+      const value = c.status === 'assumed-absent' ? t.becauseMissing : `${number(c.value)} ${c.unit}`;
+      const recorded = c.recorded ? ` (${escapeMarkdown(c.recorded)})` : '';
+      const arrow = c.direction === 'raises' ? '↑' : c.direction === 'lowers' ? '↓' : '·';
+      lines.push(
+        `| ${c.label[lang]} | ${escapeMarkdown(value)}${recorded} | ${c.date ? escapeMarkdown(c.date.slice(0, 10)) : '—'} | ${arrow} ${t[c.direction]} (${c.contribution >= 0 ? '+' : ''}${number(c.contribution)}) |`,
+      );
+    }
+    if (ranked.length > top.length) lines.push('', `(${ranked.length - top.length} ${t.otherFactors}.)`);
+  }
+  const imputed = model.contributions.filter((c) => c.status === 'imputed');
+  if (imputed.length > 0) {
+    const items = imputed.map(
+      (c) =>
+        `${c.label[lang]} = ${number(c.value)} ${c.unit} (${c.imputedBecause === 'stale' ? t.becauseStale : t.becauseMissing})`,
+    );
+    lines.push('', `${t.imputed}: ${items.join('; ')}.`);
+  }
+  const absent = model.contributions.filter((c) => c.status === 'assumed-absent');
+  if (absent.length > 0) lines.push('', `${t.assumedAbsent}: ${absent.map((c) => c.label[lang]).join(', ')}.`);
+  lines.push('', `${TEXT.en.forPatient} (EN): ${model.patientSentence.en}`);
+  lines.push('', `${TEXT.fr.forPatient} (FR) : ${model.patientSentence.fr}`);
+  return lines.join('\n');
+}
+
 /** Renders the full detail in one language. */
 export function renderDetail(explanation: Explanation, intro: string | undefined, lang: Language): string {
   const t = TEXT[lang];
   const parts: string[] = [];
   if (intro) parts.push(intro.trim());
-  for (const rule of explanation.rules) parts.push(ruleSection(rule, lang));
+  if (explanation.model) parts.push(modelSection(explanation.model, lang));
+  else for (const rule of explanation.rules) parts.push(ruleSection(rule, lang));
   for (const missing of explanation.unavailable) {
     parts.push(`_${t.unavailable}_: ${missing.description[lang]} (${escapeMarkdown(missing.reason)}).`);
   }

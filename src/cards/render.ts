@@ -8,6 +8,7 @@ import type { Action, Card, Coding, Suggestion } from '../cds-hooks.js';
 import { OVERRIDE_REASONS, type OverrideReasonCode, SYSTEM } from '../codes.js';
 import { EXPLANATION_EXTENSION, explain } from '../explain/explain.js';
 import type { UnavailableData } from '../prefetch/resolve.js';
+import { formatRisk, type ModelOutcome } from '../models/score.js';
 import type { FocusResult } from '../rules/evaluate.js';
 import type { CardCondition, CardSpec } from '../services/definition-schema.js';
 import type { CompiledService } from '../services/load.js';
@@ -15,6 +16,8 @@ import { type Language, renderDetail } from './detail.js';
 
 export interface RenderInput {
   service: CompiledService;
+  /** Base URL of this service as its clients reach it (links to model cards). */
+  publicUrl: string;
   focuses: readonly FocusResult[];
   unavailable: readonly UnavailableData[];
   context: Readonly<Record<string, unknown>>;
@@ -28,10 +31,24 @@ export const SUMMARY_MAX = 139;
 
 const NOT_RECORDED = { en: 'not recorded', fr: 'non renseigné' } as const;
 
-/** Does a card's condition hold on one focus's rule results? All listed clauses must hold. */
+/** The outcome of the model a card is about, on one focus. */
+export function modelOutcomeOf(when: CardCondition, focus: FocusResult): ModelOutcome | undefined {
+  return when.model === undefined ? undefined : focus.models?.find((m) => m.model.id === when.model);
+}
+
+/**
+ * Does a card's condition hold on one focus's rule and model results? All listed clauses must hold.
+ * A card about a model never shows when the patient objected: the model did not run.
+ */
 export function conditionHolds(when: CardCondition, focus: FocusResult): boolean {
   const status = new Map(focus.rules.map((r) => [r.id, r.status]));
   const fired = (id: string) => status.get(id) === 'fired';
+  if (when.model !== undefined) {
+    const outcome = modelOutcomeOf(when, focus);
+    if (!outcome || outcome.status === 'objection') return false;
+    if (when.scored !== undefined && when.scored !== (outcome.status === 'scored')) return false;
+    if (when.bands && !(outcome.status === 'scored' && when.bands.includes(outcome.band.id))) return false;
+  }
   return (
     (when.anyFired === undefined || when.anyFired.some(fired)) &&
     (when.allFired === undefined || when.allFired.every(fired)) &&
@@ -43,7 +60,7 @@ export function conditionHolds(when: CardCondition, focus: FocusResult): boolean
 
 type Values = Record<string, string | undefined>;
 
-function placeholderValues(input: RenderInput, focus: FocusResult): Values {
+function placeholderValues(input: RenderInput, focus: FocusResult, model?: ModelOutcome): Values {
   const values: Values = {
     'focus.label': focus.label,
     'focus.date': focus.date?.slice(0, 10),
@@ -54,6 +71,17 @@ function placeholderValues(input: RenderInput, focus: FocusResult): Values {
   for (const field of ['patientId', 'userId', 'encounterId']) {
     const v = input.context[field];
     values[`context.${field}`] = typeof v === 'string' ? v : undefined;
+  }
+  if (model) {
+    const lang = input.language;
+    values['model.title'] = model.model.title[lang];
+    if (model.status === 'scored') {
+      values['model.risk'] = formatRisk(model.probability);
+      values['model.band'] = model.band.label[lang];
+      if (model.horizonMonths > 0) values['model.horizon'] = `${model.horizonMonths} ${lang === 'fr' ? 'mois' : 'months'}`;
+    } else if (model.status === 'not-scored') {
+      values['model.reason'] = model.reasons.map((r) => r.text[lang]).join('; ');
+    }
   }
   for (const rule of focus.rules) {
     if (rule.score !== undefined) values[`rules.${rule.id}.score`] = String(rule.score);
@@ -126,19 +154,36 @@ function suggestions(spec: CardSpec, values: Values, input: RenderInput): Sugges
   });
 }
 
+/** The card's source: the model (with its status and model card) for a model card, else the guideline. */
+function sourceOf(input: RenderInput, model: ModelOutcome | undefined): { label: string; url?: string } {
+  if (!model) {
+    const guideline = input.service.definition.guideline[0]!;
+    return { label: guideline.label, ...(guideline.url ? { url: guideline.url } : {}) };
+  }
+  const m = model.model;
+  return {
+    label: truncate(`${m.title[input.language]} ${m.version}: ${m.statusText[input.language]}`, 200),
+    url: modelCardUrl(input.publicUrl, m.id),
+  };
+}
+
+/** Where the service serves a model's card (http/models.ts). */
+export function modelCardUrl(publicUrl: string, modelId: string): string {
+  return `${publicUrl.replace(/\/+$/, '')}/models/${encodeURIComponent(modelId)}/model-card`;
+}
+
 function renderCard(spec: CardSpec, focus: FocusResult, input: RenderInput): Card {
   const lang = input.language;
-  const values = placeholderValues(input, focus);
-  const explanation = explain(input.service, focus, input.unavailable);
-  const guideline = input.service.definition.guideline[0]!;
+  const model = modelOutcomeOf(spec.when, focus);
+  const values = placeholderValues(input, focus, model);
+  const explanation = explain(input.service, focus, input.unavailable, model);
   const card: Card = {
     uuid: input.uuid(),
     summary: truncate(fillText(spec.summary[lang], values, lang), SUMMARY_MAX),
     detail: renderDetail(explanation, spec.detail && fillText(spec.detail[lang], values, lang), lang),
     indicator: spec.indicator,
     source: {
-      label: guideline.label,
-      ...(guideline.url ? { url: guideline.url } : {}),
+      ...sourceOf(input, model),
       ...(spec.topic
         ? { topic: { system: SYSTEM.cardTopic, code: spec.topic.code, display: spec.topic.display } }
         : {}),
@@ -151,7 +196,15 @@ function renderCard(spec: CardSpec, focus: FocusResult, input: RenderInput): Car
     card.suggestions = suggested;
     card.selectionBehavior = spec.selectionBehavior ?? 'at-most-one';
   }
-  if (spec.links) card.links = spec.links.map((l) => ({ label: l.label[lang], url: l.url, type: l.type }));
+  const links = (spec.links ?? []).map((l) => ({ label: l.label[lang], url: l.url, type: l.type }));
+  if (model) {
+    links.push({
+      label: lang === 'fr' ? `Fiche du modèle ${model.model.id}` : `Model card of ${model.model.id}`,
+      url: modelCardUrl(input.publicUrl, model.model.id),
+      type: 'absolute',
+    });
+  }
+  if (links.length > 0) card.links = links;
   return card;
 }
 

@@ -4,6 +4,7 @@
  * sources). The card detail is rendered from it, and it travels machine-readable in the card's
  * `extension` so that an EHR or an auditor reads the same facts the clinician does.
  */
+import type { ModelOutcome } from '../models/score.js';
 import type { UnavailableData } from '../prefetch/resolve.js';
 import type { FocusResult, RuleResult } from '../rules/evaluate.js';
 import type { Localized, SourceSpec } from '../services/definition-schema.js';
@@ -18,6 +19,8 @@ export interface Explanation {
   focus: { reference?: string; label?: string; date?: string } | undefined;
   rules: RuleResult[];
   unavailable: { key: string; description: Localized; reason: string }[];
+  /** The model estimate the card is about (cards about rules only have none). */
+  model?: ModelOutcome;
   advisory: true;
 }
 
@@ -26,6 +29,7 @@ export function explain(
   service: CompiledService,
   focus: FocusResult,
   unavailable: readonly UnavailableData[],
+  model?: ModelOutcome,
 ): Explanation {
   const d = service.definition;
   return {
@@ -40,6 +44,7 @@ export function explain(
       : undefined,
     rules: focus.rules,
     unavailable: unavailable.map(({ key, description, reason }) => ({ key, description, reason })),
+    ...(model ? { model } : {}),
     advisory: true,
   };
 }

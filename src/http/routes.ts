@@ -5,11 +5,14 @@
 import type { FastifyInstance } from 'fastify';
 import type { Language } from '../cards/detail.js';
 import type { PipelineDeps } from '../pipeline.js';
+import type { ModelRegistry } from '../models/load.js';
 import type { Registry } from '../services/registry.js';
+import { registerModelRoutes } from './models.js';
 import { serviceCallHandler } from './service-call.js';
 
 export interface RouteDeps {
   registry: Registry;
+  models: ModelRegistry;
   pipeline: Omit<PipelineDeps, 'log'>;
   defaultLanguage: Language;
 }
@@ -20,4 +23,5 @@ export function registerRoutes(app: FastifyInstance, deps: RouteDeps): void {
     '/cds-services/:id',
     serviceCallHandler(deps.registry, deps.pipeline, deps.defaultLanguage),
   );
+  registerModelRoutes(app, deps.models);
 }

@@ -14,6 +14,7 @@ import type {
   Localized,
   SourceSpec,
 } from '../services/definition-schema.js';
+import type { ModelOutcome } from '../models/score.js';
 import type { CompiledExpression } from './fhirpath.js';
 
 export interface CompiledChecklist {
@@ -60,11 +61,15 @@ export interface RuleResult {
 }
 
 export interface FocusResult {
+  /** The focus resource (or `{}` for a service without focus): models read their inputs from it. */
+  subject: object;
   /** `Observation/123` when the focus resource has an id. */
   reference: string | undefined;
   label: string | undefined;
   date: string | undefined;
   rules: RuleResult[];
+  /** One outcome per model of the service, filled by the model stage. */
+  models?: ModelOutcome[];
 }
 
 export interface RuleErrorReport {
@@ -97,6 +102,7 @@ export function evaluateRules(
 ): FocusResult[] {
   const subjects = focus ? focus.expression.evaluate({}, env, now).filter(isObject) : [{}];
   return subjects.map((subject) => ({
+    subject,
     reference: referenceOf(subject),
     label: focus ? firstText(focus.label.evaluate(subject, env, now)) : undefined,
     date: focus?.date ? firstText(focus.date.evaluate(subject, env, now)) : undefined,

@@ -66,6 +66,17 @@ export interface CardCondition {
   noneFired?: string[];
   anyEvaluated?: string[];
   noneEvaluated?: string[];
+  /** A model of the service (`models[].id`): the card is about that model's estimate for the focus. */
+  model?: string;
+  /** With `model`: true = the model scored (in one of `bands` when given); false = it could not score. */
+  scored?: boolean;
+  bands?: string[];
+}
+
+/** A model the service runs, by id and exact version (`models/<id>/manifest.yaml`). */
+export interface ModelReference {
+  id: string;
+  version: string;
 }
 
 export interface ActionSpec {
@@ -99,6 +110,12 @@ export interface ServiceDefinition {
   prefetch: Record<string, PrefetchSpec>;
   focus?: { expression: string; label: string; date?: string };
   rules: RuleSpec[];
+  models?: ModelReference[];
+  /**
+   * Prefetch key holding the patient's Consent resources; required with `models`: an active objection
+   * to algorithmic processing means no model runs for that patient (README, "Patient objection").
+   */
+  patientObjection?: string;
   cards: CardSpec[];
   overrideReasons?: string[];
 }
@@ -169,9 +186,22 @@ export const DEFINITION_SCHEMA = {
       required: ['expression', 'label'],
       properties: { expression: fhirPath, label: fhirPath, date: fhirPath },
     },
-    rules: {
+    models: {
       type: 'array',
       minItems: 1,
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['id', 'version'],
+        properties: {
+          id: { type: 'string', pattern: '^[a-z0-9][a-z0-9-]{0,63}$' },
+          version: { type: 'string', pattern: '^\\d+\\.\\d+\\.\\d+$' },
+        },
+      },
+    },
+    patientObjection: { type: 'string', pattern: '^[A-Za-z][A-Za-z0-9]*$' },
+    rules: {
+      type: 'array',
       items: {
         oneOf: [
           {
@@ -246,7 +276,11 @@ export const DEFINITION_SCHEMA = {
               noneFired: ruleList,
               anyEvaluated: ruleList,
               noneEvaluated: ruleList,
+              model: { type: 'string', pattern: '^[a-z0-9][a-z0-9-]{0,63}$' },
+              scored: { type: 'boolean' },
+              bands: { type: 'array', items: identifier, minItems: 1 },
             },
+            dependentRequired: { scored: ['model'], bands: ['model', 'scored'] },
           },
           indicator: { enum: ['info', 'warning', 'critical'] },
           summary,

@@ -14,6 +14,7 @@ import { CdsError } from '../errors.js';
 import { type ParsedTemplate, parseTemplate } from '../prefetch/template.js';
 import type { CompiledFocus, CompiledRule } from '../rules/evaluate.js';
 import { type CompiledExpression, compileExpression } from '../rules/fhirpath.js';
+import type { LoadedModel, ModelRegistry } from '../models/load.js';
 import { DEFINITION_SCHEMA, type PrefetchSpec, type ServiceDefinition } from './definition-schema.js';
 
 export interface CompiledPrefetch {
@@ -30,6 +31,8 @@ export interface CompiledService {
   readonly prefetch: readonly CompiledPrefetch[];
   readonly focus: CompiledFocus | undefined;
   readonly rules: readonly CompiledRule[];
+  /** The models the service runs, in definition order. */
+  readonly models: readonly LoadedModel[];
 }
 
 /** Variables every expression may use besides the service's prefetch keys. */
@@ -45,14 +48,14 @@ function fail(file: string, pointer: string, reason: string): never {
  * Loads every `*.yaml` / `*.yml` file of a folder, in file-name order.
  * @throws CdsError CDS_ERR_DEFINITION_INVALID for the first invalid file
  */
-export function loadServices(dir: string): CompiledService[] {
+export function loadServices(dir: string, models: ModelRegistry = new Map()): CompiledService[] {
   let names: string[];
   try {
     names = readdirSync(dir).filter((n) => /\.ya?ml$/.test(n));
   } catch (error) {
     fail(dir, '', `cannot read the services folder: ${(error as Error).message}`);
   }
-  const services = names.sort().map((name) => loadServiceFile(join(dir, name)));
+  const services = names.sort().map((name) => loadServiceFile(join(dir, name), models));
   const seen = new Map<string, string>();
   for (const service of services) {
     const previous = seen.get(service.definition.id);
@@ -64,7 +67,7 @@ export function loadServices(dir: string): CompiledService[] {
 }
 
 /** Loads and compiles one definition file. */
-export function loadServiceFile(path: string): CompiledService {
+export function loadServiceFile(path: string, models: ModelRegistry = new Map()): CompiledService {
   const file = basename(path);
   let bytes: Buffer;
   try {
@@ -79,7 +82,7 @@ export function loadServiceFile(path: string): CompiledService {
     const error = validateDefinition.errors![0]!;
     fail(file, error.instancePath, `${error.message}${paramsText(error.params)}`);
   }
-  return compileService(file, definition as unknown as ServiceDefinition, bytes);
+  return compileService(file, definition as unknown as ServiceDefinition, bytes, models);
 }
 
 function paramsText(params: Record<string, unknown>): string {
@@ -87,7 +90,12 @@ function paramsText(params: Record<string, unknown>): string {
   return interesting === undefined ? '' : ` (${JSON.stringify(interesting)})`;
 }
 
-function compileService(file: string, definition: ServiceDefinition, bytes: Buffer): CompiledService {
+function compileService(
+  file: string,
+  definition: ServiceDefinition,
+  bytes: Buffer,
+  registry: ModelRegistry,
+): CompiledService {
   const hook = definition.hook as HookName;
   const prefetch = Object.entries(definition.prefetch).map(([key, spec]) => {
     try {
@@ -137,6 +145,7 @@ function compileService(file: string, definition: ServiceDefinition, bytes: Buff
   });
   checkIds(file, definition);
   checkPlaceholders(file, definition);
+  const models = resolveModels(file, definition, registry);
   return {
     definition,
     file,
@@ -144,7 +153,44 @@ function compileService(file: string, definition: ServiceDefinition, bytes: Buff
     prefetch,
     focus,
     rules,
+    models,
   };
+}
+
+/**
+ * Each referenced model must be loaded at the exact version, find its `%variables` among the
+ * service's prefetch keys, and come with the prefetch key of the patient's Consent resources.
+ */
+function resolveModels(file: string, definition: ServiceDefinition, registry: ModelRegistry): LoadedModel[] {
+  const keys = Object.keys(definition.prefetch);
+  const refs = definition.models ?? [];
+  if (definition.patientObjection !== undefined && !keys.includes(definition.patientObjection)) {
+    fail(file, '/patientObjection', `no prefetch key "${definition.patientObjection}"`);
+  }
+  if (refs.length > 0 && definition.patientObjection === undefined) {
+    fail(file, '/patientObjection', 'a service that runs models must name the prefetch key of the Consent resources');
+  }
+  const models = refs.map((ref, i) => {
+    const model = registry.get(ref.id);
+    if (!model) fail(file, `/models/${i}/id`, `no model "${ref.id}" in the models folder`);
+    if (model.manifest.version !== ref.version) {
+      fail(file, `/models/${i}/version`, `model "${ref.id}" is version ${model.manifest.version}, not ${ref.version}`);
+    }
+    const missing = model.manifest.requires.filter((v) => !keys.includes(v));
+    if (missing.length > 0) {
+      fail(file, `/models/${i}`, `model "${ref.id}" reads ${missing.map((v) => `%${v}`).join(', ')}: add the prefetch key`);
+    }
+    return model;
+  });
+  definition.cards.forEach((card, i) => {
+    const id = card.when.model;
+    if (id === undefined) return;
+    const model = models.find((m) => m.manifest.id === id);
+    if (!model) fail(file, `/cards/${i}/when/model`, `the service does not run model "${id}"`);
+    const unknownBand = card.when.bands?.find((b) => !model.manifest.bands.some((band) => band.id === b));
+    if (unknownBand) fail(file, `/cards/${i}/when/bands`, `model "${id}" has no band "${unknownBand}"`);
+  });
+  return models;
 }
 
 function checkIds(file: string, definition: ServiceDefinition): void {
@@ -193,5 +239,14 @@ function checkPlaceholders(file: string, definition: ServiceDefinition): void {
       for (const [k, v] of Object.entries(value)) visit(v, `${pointer}/${k}`);
     }
   };
-  definition.cards.forEach((card, i) => visit(card, `/cards/${i}`));
+  definition.cards.forEach((card, i) => {
+    if (card.when.model !== undefined) {
+      for (const name of MODEL_PLACEHOLDERS) allowed.add(name);
+      visit(card, `/cards/${i}`);
+      for (const name of MODEL_PLACEHOLDERS) allowed.delete(name);
+    } else visit(card, `/cards/${i}`);
+  });
 }
+
+/** Placeholders of a card about a model (`when.model`): its estimate, band, horizon, why no score. */
+export const MODEL_PLACEHOLDERS = ['model.risk', 'model.band', 'model.horizon', 'model.reason', 'model.title'];

@@ -13,10 +13,15 @@ export interface Registry {
 
 function discoveryEntry(service: CompiledService): DiscoveryService {
   const d = service.definition;
+  // Every model's status (e.g. "demonstration model trained on simulated data") is part of what the
+  // service is: discovery says it, with where to read the model card.
+  const models = service.models.map(
+    ({ manifest: m }) => ` Model ${m.id} ${m.version}: ${m.statusText.en} Model card: /models/${m.id}/model-card.`,
+  );
   const entry: DiscoveryService = {
     hook: d.hook,
     title: d.title,
-    description: d.description,
+    description: d.description + models.join(''),
     id: d.id,
   };
   if (service.prefetch.length > 0) {

@@ -13,6 +13,7 @@ const melanoma = loadServices('cds-services')[0]!;
 
 function focusWith(statuses: Record<string, RuleResult['status']>): FocusResult {
   return {
+    subject: {},
     reference: undefined,
     label: undefined,
     date: undefined,
@@ -101,7 +102,8 @@ t.test('a long site is cut so the summary stays under 140 characters', async (t)
     context: { patientId: 'p' },
     language: 'en',
     now: NOW,
-    uuid: () => '00000000-0000-4000-8000-000000000001',
+    publicUrl: 'https://cds.example.org',
+      uuid: () => '00000000-0000-4000-8000-000000000001',
   });
   t.equal([...card!.summary].length, SUMMARY_MAX);
   t.ok(card!.summary.endsWith('…'));
@@ -172,6 +174,7 @@ t.test('over 300 random lesions: every card conforms, stays short, and never say
       context: { patientId: 'p', userId: 'Practitioner/x' },
       language,
       now: NOW,
+      publicUrl: 'https://cds.example.org',
       uuid: () => `00000000-0000-4000-8000-${String(++n).padStart(12, '0')}`,
     });
     assertConforms('HookResponse', { cards });

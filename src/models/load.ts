@@ -1,0 +1,242 @@
+/**
+ * Loads `models/<id>/` at start-up: the manifest is validated, the ONNX file's sha256 compared with the
+ * manifest's, one onnxruntime session created per model (kept warm for the life of the process), its
+ * input/output names, element types and shapes matched against the manifest, the FHIRPath of every
+ * feature and guard compiled, and, for a manifest declaring linear coefficients, those coefficients
+ * checked against the model itself on probe rows, so an explanation can never disagree with the score.
+ * Any problem stops start-up with CDS_ERR_MODEL_INVALID naming the model and the reason.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { parseDocument } from 'yaml';
+import { createAjv } from '../ajv.js';
+import { CdsError } from '../errors.js';
+import { compileExpression } from '../rules/fhirpath.js';
+import { type CompiledFeature, type CompiledGuard, setDefaultExpressions } from './features.js';
+import { MANIFEST_SCHEMA, type ModelManifest } from './manifest.js';
+import { isKnownUnit } from './units.js';
+
+export interface LoadedModel {
+  readonly manifest: ModelManifest;
+  /** sha256 of the ONNX file's bytes, as read (equal to the manifest's). */
+  readonly sha256: string;
+  readonly session: ort.InferenceSession;
+  readonly features: readonly CompiledFeature[];
+  readonly guards: readonly CompiledGuard[];
+  readonly card: { markdown: string; json: unknown };
+}
+
+export type ModelRegistry = ReadonlyMap<string, LoadedModel>;
+
+const validateManifest = createAjv().compile(MANIFEST_SCHEMA);
+
+setDefaultExpressions((source) => compileExpression(source, []));
+
+function fail(model: string, reason: string): never {
+  throw new CdsError('CDS_ERR_MODEL_INVALID', { model, reason });
+}
+
+/** Session options: one thread per session is fastest for small models on small machines. */
+export const SESSION_OPTIONS: ort.InferenceSession.SessionOptions = {
+  intraOpNumThreads: 1,
+  interOpNumThreads: 1,
+  executionMode: 'sequential',
+  graphOptimizationLevel: 'all',
+};
+
+/**
+ * Loads every sub-folder of `dir` holding a `manifest.yaml`. A missing folder means no models.
+ * @throws CdsError CDS_ERR_MODEL_INVALID
+ */
+export async function loadModels(dir: string): Promise<ModelRegistry> {
+  const models = new Map<string, LoadedModel>();
+  if (!existsSync(dir)) return models;
+  const folders = readdirSync(dir, { withFileTypes: true })
+    .filter((d) => d.isDirectory() && existsSync(join(dir, d.name, 'manifest.yaml')))
+    .map((d) => d.name)
+    .sort();
+  for (const folder of folders) {
+    const model = await loadModel(join(dir, folder));
+    if (model.manifest.id !== folder) fail(folder, `manifest id "${model.manifest.id}" differs from its folder`);
+    models.set(model.manifest.id, model);
+  }
+  return models;
+}
+
+/** Reads and validates `<folder>/manifest.yaml`. */
+export function readManifest(folder: string): ModelManifest {
+  const name = folder.split(/[\\/]/).pop()!;
+  let text: string;
+  try {
+    text = readFileSync(join(folder, 'manifest.yaml'), 'utf8');
+  } catch (error) {
+    fail(name, `cannot read manifest.yaml: ${(error as Error).message}`);
+  }
+  const document = parseDocument(text, { prettyErrors: false, uniqueKeys: true });
+  if (document.errors.length > 0) fail(name, `manifest.yaml: ${document.errors[0]!.message}`);
+  const manifest: unknown = document.toJS();
+  if (!validateManifest(manifest)) {
+    const e = validateManifest.errors![0]!;
+    fail(name, `manifest.yaml ${e.instancePath || '/'} ${e.message}`);
+  }
+  checkManifest(manifest as unknown as ModelManifest);
+  return manifest as unknown as ModelManifest;
+}
+
+function checkManifest(m: ModelManifest): void {
+  const ids = m.features.map((f) => f.id);
+  const dup = ids.find((id, i) => ids.indexOf(id) !== i);
+  if (dup) fail(m.id, `feature id "${dup}" is used twice`);
+  for (const f of m.features) {
+    if ((f.kind === 'quantity' || f.kind === 'bmi') && !isKnownUnit(f.unit)) {
+      fail(m.id, `feature "${f.id}": unit "${f.unit}" is not one the service can convert to`);
+    }
+    if (f.kind === 'trend' && !isKnownUnit(f.valueUnit)) {
+      fail(m.id, `feature "${f.id}": unit "${f.valueUnit}" is not one the service can convert to`);
+    }
+    if (f.range && f.range.min > f.range.max) fail(m.id, `feature "${f.id}": range min is above max`);
+  }
+  const below = m.bands.map((b) => b.below);
+  if (below[below.length - 1] !== undefined) fail(m.id, 'the last risk band must have no upper bound');
+  for (let i = 0; i < below.length - 1; i += 1) {
+    const here = below[i];
+    if (here === undefined || (i > 0 && here <= below[i - 1]!)) {
+      fail(m.id, 'risk bands must have increasing upper bounds, all but the last');
+    }
+  }
+  if (m.explanation.method === 'linear' && m.explanation.coefficients.length !== m.features.length) {
+    fail(m.id, `explanation has ${m.explanation.coefficients.length} coefficients for ${m.features.length} features`);
+  }
+  if (m.explanation.method === 'shapley' && m.features.length > MAX_SHAPLEY_FEATURES) {
+    fail(m.id, `exact Shapley values are limited to ${MAX_SHAPLEY_FEATURES} features`);
+  }
+}
+
+/** 2^14 rows per explained prediction is the most exact enumeration allows within a hook's budget. */
+export const MAX_SHAPLEY_FEATURES = 14;
+
+function checkSession(m: ModelManifest, session: ort.InferenceSession): void {
+  const input = session.inputMetadata.find((i) => i.name === m.input.name);
+  if (!input) fail(m.id, `the ONNX model has no input "${m.input.name}" (it has ${session.inputNames.join(', ')})`);
+  if (session.inputNames.length !== 1) fail(m.id, `the ONNX model must have one input, not ${session.inputNames.length}`);
+  if (!input.isTensor || input.type !== 'float32') fail(m.id, `input "${m.input.name}" must be a float32 tensor`);
+  const [, width] = input.shape;
+  if (input.shape.length !== 2 || (typeof width === 'number' && width !== m.features.length)) {
+    fail(m.id, `input "${m.input.name}" must have shape [N, ${m.features.length}], not [${input.shape.join(', ')}]`);
+  }
+  const output = session.outputMetadata.find((o) => o.name === m.output.name);
+  if (!output) fail(m.id, `the ONNX model has no output "${m.output.name}" (it has ${session.outputNames.join(', ')})`);
+  if (!output.isTensor || (output.type !== 'float32' && output.type !== 'float64')) {
+    fail(m.id, `output "${m.output.name}" must be a float tensor`);
+  }
+  const columns = output.shape.length === 2 ? output.shape[1] : 1;
+  if (output.shape.length > 2 || (typeof columns === 'number' && (m.output.column ?? 0) >= columns)) {
+    fail(m.id, `output "${m.output.name}" of shape [${output.shape.join(', ')}] has no column ${m.output.column ?? 0}`);
+  }
+}
+
+/** Compiles the FHIRPath of a manifest's features and guards (the training script uses it too). */
+export function compileManifest(m: ModelManifest): { features: CompiledFeature[]; guards: CompiledGuard[] } {
+  const variables = [...m.requires, 'focus'];
+  const compile = (source: string, where: string) => {
+    try {
+      return compileExpression(source, variables);
+    } catch (error) {
+      return fail(m.id, `${where}: ${(error as Error).message}`);
+    }
+  };
+  const features = m.features.map((spec): CompiledFeature => {
+    const where = `feature "${spec.id}"`;
+    return {
+      spec,
+      source: compile(spec.source, where),
+      value: 'value' in spec && spec.value !== undefined ? compile(spec.value, where) : undefined,
+      date: 'date' in spec && spec.date !== undefined ? compile(spec.date, where) : undefined,
+      weight: spec.kind === 'bmi' ? compile(spec.weight, where) : undefined,
+      height: spec.kind === 'bmi' ? compile(spec.height, where) : undefined,
+    };
+  });
+  const guards = m.guards.map((spec) => ({ spec, when: compile(spec.when, `guard "${spec.id}"`) }));
+  return { features, guards };
+}
+
+/** Loads one model folder. */
+export async function loadModel(folder: string): Promise<LoadedModel> {
+  const manifest = readManifest(folder);
+  const m = manifest;
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(join(folder, m.file));
+  } catch (error) {
+    fail(m.id, `cannot read ${m.file}: ${(error as Error).message}`);
+  }
+  const sha256 = createHash('sha256').update(bytes).digest('hex');
+  if (sha256 !== m.sha256) fail(m.id, `${m.file} has sha256 ${sha256}, the manifest says ${m.sha256}`);
+  let session: ort.InferenceSession;
+  try {
+    session = await ort.InferenceSession.create(bytes, SESSION_OPTIONS);
+  } catch (error) {
+    fail(m.id, `onnxruntime cannot load ${m.file}: ${(error as Error).message.split('\n')[0]}`);
+  }
+  checkSession(m, session);
+  const { features, guards } = compileManifest(m);
+  let card: LoadedModel['card'];
+  try {
+    card = {
+      markdown: readFileSync(join(folder, m.modelCard.markdown), 'utf8'),
+      json: JSON.parse(readFileSync(join(folder, m.modelCard.json), 'utf8')) as unknown,
+    };
+  } catch (error) {
+    fail(m.id, `model card: ${(error as Error).message}`);
+  }
+  const model: LoadedModel = { manifest, sha256, session, features, guards, card };
+  if (m.explanation.method === 'linear') await checkLinear(model);
+  return model;
+}
+
+/**
+ * A manifest's linear coefficients must reproduce the model: on the reference row and on one row per
+ * feature moved by one unit, the logit they give equals the logit of the model's output.
+ */
+async function checkLinear(model: LoadedModel): Promise<void> {
+  const { manifest: m } = model;
+  if (m.explanation.method !== 'linear') return;
+  const { intercept, coefficients } = m.explanation;
+  const reference = m.features.map((f) => f.reference);
+  const rows = [reference, ...reference.map((_, i) => reference.map((v, j) => (i === j ? v + 1 : v)))];
+  const probabilities = await predict(model, rows);
+  rows.forEach((row, r) => {
+    const expected = row.reduce((s, v, i) => s + coefficients[i]! * v, intercept);
+    const actual = logit(probabilities[r]!);
+    if (Math.abs(expected - actual) > 1e-4) {
+      fail(m.id, `the manifest's linear coefficients do not reproduce the model (logit ${actual} vs ${expected})`);
+    }
+  });
+}
+
+export function logit(p: number): number {
+  const q = Math.min(Math.max(p, 1e-12), 1 - 1e-12);
+  return Math.log(q / (1 - q));
+}
+
+/**
+ * Runs the model on rows of feature values.
+ * @returns P(outcome) per row, in float64
+ */
+export async function predict(model: LoadedModel, rows: readonly (readonly number[])[]): Promise<Float64Array> {
+  const { manifest: m } = model;
+  const width = m.features.length;
+  const data = new Float32Array(rows.length * width);
+  rows.forEach((row, r) => data.set(row, r * width));
+  const input = new ort.Tensor('float32', data, [rows.length, width]);
+  const results = await model.session.run({ [m.input.name]: input }, [m.output.name]);
+  const output = results[m.output.name]!;
+  const values = output.data as Float32Array | Float64Array;
+  const columns = output.dims.length === 2 ? output.dims[1]! : 1;
+  const column = m.output.column ?? 0;
+  const probabilities = new Float64Array(rows.length);
+  for (let r = 0; r < rows.length; r += 1) probabilities[r] = values[r * columns + column]!;
+  return probabilities;
+}
