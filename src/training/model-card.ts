@@ -16,6 +16,8 @@
  * - Output is deterministic: no timestamp (provenance is the version, seed and training command), JSON
  *   keys sorted at every level, 2-space indent, trailing newline; numbers in the markdown have fixed
  *   decimals (percentages 1, AUC and Brier 3, calibration 2, coefficients 3) and `—` where undefined.
+ * - Both outputs are printed exactly as the repository's prettier would print them, so the committed
+ *   card passes `prettier --check` without being listed in .prettierignore (tests run prettier on them).
  */
 import type { Evaluation, SubgroupEvaluation } from './metrics.js';
 import { renderMarkdown } from './model-card-markdown.js';
@@ -172,6 +174,37 @@ function canonical(value: unknown, path: string): unknown {
   return value;
 }
 
+/** The repository's prettier printWidth: a card is written the way prettier would print it. */
+const PRINT_WIDTH = 110;
+
+/**
+ * JSON with a 2-space indent, printed as prettier prints JSON: objects always expanded, an array of
+ * scalars on one line when it fits in the print width (with the text before it and the comma after it),
+ * otherwise one element per line. Model cards hold no long arrays of numbers (which prettier would fill).
+ */
+function printJson(value: unknown, indent: string, prefix: number, comma: boolean): string {
+  const inner = `${indent}  `;
+  if (Array.isArray(value)) {
+    if (value.length === 0) return '[]';
+    if (value.every((v) => v === null || typeof v !== 'object')) {
+      const oneLine = `[${value.map((v) => JSON.stringify(v)).join(', ')}]`;
+      if ([...oneLine].length + prefix + (comma ? 1 : 0) <= PRINT_WIDTH) return oneLine;
+    }
+    const items = value.map((v, i) => inner + printJson(v, inner, inner.length, i < value.length - 1));
+    return `[\n${items.join(',\n')}\n${indent}]`;
+  }
+  if (value !== null && typeof value === 'object') {
+    const entries = Object.entries(value);
+    if (entries.length === 0) return '{}';
+    const lines = entries.map(([key, v], i) => {
+      const head = `${inner}${JSON.stringify(key)}: `;
+      return head + printJson(v, inner, [...head].length, i < entries.length - 1);
+    });
+    return `{\n${lines.join(',\n')}\n${indent}}`;
+  }
+  return JSON.stringify(value);
+}
+
 /**
  * Renders a model card as clinician-readable markdown and canonical JSON.
  *
@@ -179,6 +212,6 @@ function canonical(value: unknown, path: string): unknown {
  */
 export function renderModelCard(card: ModelCardData): { markdown: string; json: string } {
   check(card);
-  const json = `${JSON.stringify(canonical(card, ''), null, 2)}\n`;
+  const json = `${printJson(canonical(card, ''), '', 0, false)}\n`;
   return { markdown: renderMarkdown(card, DEMONSTRATION_STATUS_FR), json };
 }

@@ -169,6 +169,29 @@ t.test(
   },
 );
 
+t.test('the JSON is already formatted as prettier would, and parses back to the card', async (t) => {
+  const options = { ...(await prettier.resolveConfig('model-card.json')), parser: 'json' };
+  const long = card();
+  long.outOfScope = [
+    'A statement long enough that the array cannot fit on one line of one hundred and ten columns',
+    'x',
+  ];
+  long.population.exclusion = [];
+  // 110 columns exactly with the indent, key and comma: stays on one line.
+  long.population.inclusion = ['a'.repeat(89)];
+  long.limits = ['b'.repeat(94)];
+  for (const c of [card(), long]) {
+    const { json } = renderModelCard(c);
+    t.equal(await prettier.format(json, options), json);
+    t.same(JSON.parse(json), JSON.parse(JSON.stringify(c)));
+  }
+  const { json } = renderModelCard(long);
+  t.ok(json.includes('    "exclusion": [],\n'));
+  t.ok(json.includes(`    "inclusion": ["${'a'.repeat(89)}"]\n`), 'fits exactly');
+  t.ok(json.includes(`  "limits": [\n    "${'b'.repeat(94)}"\n  ],\n`), 'one column too wide: expanded');
+  t.ok(json.includes('  "outOfScope": [\n    "A statement'));
+});
+
 t.test('fixed and percent have one spelling per number', async (t) => {
   t.equal(fixed(-0.0001, 2), '0.00', 'no negative zero');
   t.equal(fixed(-0.5, 0), '-1', 'toFixed rounds half away from zero');
