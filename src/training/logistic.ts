@@ -18,8 +18,8 @@
  *   penalty, whose maximum-likelihood estimate does not exist); callers decide what that means for them.
  * - Bad input (empty, ragged, non-finite, labels other than 0/1) and singular systems (a constant or
  *   collinear feature) throw an `Error` that says which.
- * - A step that would lower the penalised log-likelihood is halved (up to 30 times), which keeps Newton
- *   from overshooting on extreme data without changing the fixed point.
+ * - A step that would lower the penalised log-likelihood (beyond rounding noise) is halved, up to 30
+ *   times, which keeps Newton from overshooting on extreme data without changing the fixed point.
  */
 
 /** A fitted logistic model: logit(p) = intercept + Σ coefficients[j] · x[j]. */
@@ -47,6 +47,12 @@ export interface LogisticOptions {
 const DEFAULT_MAX_ITERATIONS = 50;
 const DEFAULT_TOLERANCE = 1e-10;
 const MAX_STEP_HALVINGS = 30;
+/**
+ * Relative slack when comparing objectives: near the optimum a Newton step improves the log-likelihood
+ * by less than the rounding noise of summing it over thousands of rows, and rejecting such a step would
+ * stall the fit just short of the tolerance.
+ */
+const OBJECTIVE_SLACK = 1e-12;
 /** A Cholesky pivot this small relative to the diagonal means the system is singular in float64. */
 const SINGULAR_RATIO = 1e-13;
 
@@ -245,7 +251,8 @@ export function fitLogistic(
     let scale = 1;
     let candidate = beta.map((b, j) => b + step[j]!);
     let next = objective(design, y, offset, candidate, l2);
-    for (let h = 0; h < MAX_STEP_HALVINGS && !(next >= current); h++) {
+    const floor = current - OBJECTIVE_SLACK * (1 + Math.abs(current));
+    for (let h = 0; h < MAX_STEP_HALVINGS && !(next >= floor); h++) {
       scale /= 2;
       candidate = beta.map((b, j) => b + scale * step[j]!);
       next = objective(design, y, offset, candidate, l2);

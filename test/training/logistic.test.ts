@@ -53,6 +53,46 @@ t.test(
   },
 );
 
+t.test(
+  'an offset fit on thousands of rows converges in a few steps (rounding noise does not stall it)',
+  async (t) => {
+    const rng = createRng(9);
+    const offset: number[] = [];
+    const y: number[] = [];
+    for (let i = 0; i < 5000; i++) {
+      const eta = rng.normal(-1, 1.2);
+      offset.push(eta);
+      y.push(rng.bool(1 / (1 + Math.exp(-eta))) ? 1 : 0);
+    }
+    const fit = fitLogistic(
+      offset.map(() => []),
+      y,
+      { offset },
+    );
+    t.ok(fit.converged);
+    t.ok(fit.iterations <= 8, `iterations ${fit.iterations}`);
+  },
+);
+
+t.test(
+  'a wild first Newton step is halved until the likelihood improves, and the fit still converges',
+  async (t) => {
+    // At intercept 0 the first three rows have p ≈ 1 and almost no curvature: the raw Newton step is about
+    // −11,000, far past the optimum, and must be cut back.
+    const offset = [10, 10, 10, -10];
+    const y = [0, 0, 0, 1];
+    const fit = fitLogistic(
+      offset.map(() => []),
+      y,
+      { offset },
+    );
+    t.ok(fit.converged);
+    const expected = offset.reduce((s, o) => s + 1 / (1 + Math.exp(-(o + fit.intercept))), 0);
+    t.ok(Math.abs(expected - 1) < 1e-10, `Σσ = ${expected}`);
+    t.ok(fit.intercept > -30 && fit.intercept < -5, `intercept ${fit.intercept}`);
+  },
+);
+
 t.test('recovers the generating coefficients of a large simulated cohort (20,000 × 12)', async (t) => {
   const truth = [0.8, -0.5, 1.2, 0.3, 0, -0.9, 0.45, 0.6, -0.7, 0.2, -0.25, 0.9];
   const { X, y } = simulate(20261122, 20000, -1.5, truth);
