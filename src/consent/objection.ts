@@ -34,7 +34,7 @@ export function resourcesOf(value: unknown): unknown[] {
 export function findObjection(resources: readonly unknown[], now: Date): { consentId: string } | null {
   for (const consent of resources) {
     if (!isConsent(consent) || consent.status !== 'active') continue;
-    const scoped = consent.scope.coding?.some((c) => c.system === SYSTEM.consentScope && c.code === 'patient-privacy');
+    const scoped = consent.scope?.coding?.some((c) => c.system === SYSTEM.consentScope && c.code === 'patient-privacy');
     const provision = consent.provision;
     if (!scoped || provision?.type !== 'deny' || !covers(provision.period, now)) continue;
     const purpose = provision.purpose?.some((p) => p.system === SYSTEM.purposeOfUse && p.code === OBJECTION_PURPOSE);

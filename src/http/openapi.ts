@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { KNOWN_HOOKS } from '../cds-hooks.js';
 import { ERRORS, type ErrorCode } from '../errors.js';
+import { MANIFEST_SCHEMA } from '../models/manifest.js';
 import { DEFINITION_SCHEMA } from '../services/definition-schema.js';
 import { CONTEXT_SCHEMAS, SCHEMAS } from './schemas.js';
 
@@ -118,6 +119,7 @@ function errorCodeTable() {
 /** The OpenAPI 3.1.0 document of every endpoint the app serves. */
 export function buildOpenApi(): Record<string, unknown> {
   const { $schema: _dialect, ...ServiceDefinition } = DEFINITION_SCHEMA;
+  const { $schema: _manifestDialect, ...ModelManifest } = MANIFEST_SCHEMA;
   const contextSchemas = Object.fromEntries(
     KNOWN_HOOKS.map((hook) => [`Context_${hook}`, CONTEXT_SCHEMAS[hook]]),
   );
@@ -224,9 +226,58 @@ export function buildOpenApi(): Record<string, unknown> {
         },
         options: preflight('callServicePreflight', 'POST'),
       },
+      '/models': {
+        get: {
+          operationId: 'listModels',
+          summary: 'Loaded models',
+          description: 'Each model with its version, status (demonstration or validated), sha256 and model card link.',
+          responses: { '200': { description: 'The loaded models', content: { 'application/json': {} } } },
+        },
+        head: {
+          operationId: 'listModelsHead',
+          summary: 'Loaded models, headers only',
+          responses: { '200': { description: 'Headers only' } },
+        },
+        options: preflight('listModelsPreflight', 'GET'),
+      },
+      '/models/{id}/model-card': {
+        parameters: [modelId],
+        get: {
+          operationId: 'modelCard',
+          summary: 'Model card (markdown)',
+          description: 'Intended use, population, training data, metrics with subgroups, limits, status, sha256.',
+          responses: {
+            '200': { description: 'The model card', content: { 'text/markdown': { schema: { type: 'string' } } } },
+            '404': errorResponse(404, 'No such model'),
+          },
+        },
+        head: {
+          operationId: 'modelCardHead',
+          summary: 'Model card headers',
+          responses: { '200': { description: 'Headers only' }, '404': errorResponse(404, 'No such model') },
+        },
+        options: preflight('modelCardPreflight', 'GET'),
+      },
+      '/models/{id}/model-card.json': {
+        parameters: [modelId],
+        get: {
+          operationId: 'modelCardJson',
+          summary: 'Model card (machine-readable)',
+          responses: {
+            '200': { description: 'The model card as JSON', content: { 'application/json': {} } },
+            '404': errorResponse(404, 'No such model'),
+          },
+        },
+        head: {
+          operationId: 'modelCardJsonHead',
+          summary: 'Model card JSON headers',
+          responses: { '200': { description: 'Headers only' }, '404': errorResponse(404, 'No such model') },
+        },
+        options: preflight('modelCardJsonPreflight', 'GET'),
+      },
     },
     components: {
-      schemas: { ...SCHEMAS, ServiceDefinition, ...contextSchemas },
+      schemas: { ...SCHEMAS, ServiceDefinition, ModelManifest, ...contextSchemas },
       headers: {
         'X-Request-Id': {
           description: 'The id of the request in the service logs',
@@ -237,6 +288,14 @@ export function buildOpenApi(): Record<string, unknown> {
     'x-error-codes': errorCodeTable(),
   };
 }
+
+const modelId = {
+  name: 'id',
+  in: 'path',
+  required: true,
+  description: 'A model id (GET /models)',
+  schema: { type: 'string' },
+} as const;
 
 /** The text of openapi.yaml: stable options, no anchors (shared schema objects are repeated), no folding. */
 export function renderOpenApi(): string {

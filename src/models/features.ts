@@ -221,7 +221,12 @@ function find(feature: CompiledFeature, subject: unknown, env: Env, now: Date): 
       );
       if (weight.kind === 'unit') return weight;
       if (height.kind === 'unit') return height;
-      if (weight.kind !== 'value' || height.kind !== 'value' || height.reading.value <= 0) return direct;
+      if (weight.kind !== 'value' || height.kind !== 'value' || height.reading.value <= 0) {
+        // Say "too old" when an old BMI, or an old weight and height, is all there is.
+        if (direct.kind === 'none' && direct.stale) return direct;
+        const stale = weight.kind === 'none' ? weight.stale : height.kind === 'none' ? height.stale : undefined;
+        return stale ? { kind: 'none', stale } : direct;
+      }
       const w = weight.reading;
       const h = height.reading;
       return {

@@ -68,6 +68,14 @@ export type ModelOutcome = ScoredOutcome | NotScoredOutcome | ObjectionOutcome;
 
 type Env = Readonly<Record<string, unknown>>;
 
+const UNREADABLE: Refusal = {
+  code: 'implausible',
+  text: {
+    en: 'the record holds data the model cannot read',
+    fr: 'le dossier contient des données que le modèle ne sait pas lire',
+  },
+};
+
 export function identityOf(model: LoadedModel): ModelIdentity {
   const m = model.manifest;
   return {
@@ -151,7 +159,14 @@ export async function scoreSubjects(
 ): Promise<ModelOutcome[]> {
   const m = model.manifest;
   const identity = identityOf(model);
-  const extractions: Extraction[] = subjects.map((s) => extractFeatures(model.features, model.guards, s, env, now));
+  const extractions: Extraction[] = subjects.map((s) => {
+    try {
+      return extractFeatures(model.features, model.guards, s, env, now);
+    } catch {
+      // Malformed data a FHIRPath comparison cannot handle (e.g. a birthDate given as a dateTime).
+      return { values: [], refusals: [UNREADABLE] };
+    }
+  });
   const scorable = extractions
     .map((e, index) => ({ e, index }))
     .filter(({ e }) => e.refusals.length === 0);

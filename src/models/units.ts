@@ -12,8 +12,8 @@ const DIMENSIONS: Record<string, Record<string, number>> = {
   mass: { kg: 1, g: 0.001, '[lb_av]': 0.45359237, '[oz_av]': 0.028349523125 },
   length: { m: 1, cm: 0.01, mm: 0.001, '[in_i]': 0.0254, '[ft_i]': 0.3048 },
   bmi: { 'kg/m2': 1, 'kg/m^2': 1 },
-  score: { '{score}': 1, '1': 1 },
-  count: { '1': 1, '{count}': 1 },
+  // Scores and counts are dimensionless: one dimension, so `1`, `{score}` and `{count}` convert freely.
+  dimensionless: { '1': 1, '{score}': 1, '{count}': 1 },
   time: { a: 1, mo: 1 / 12, wk: 7 / 365.25, d: 1 / 365.25 },
   egfr: { 'mL/min/{1.73_m2}': 1, 'mL/min/1.73m2': 1 },
 };

@@ -193,6 +193,8 @@ function resolveModels(file: string, definition: ServiceDefinition, registry: Mo
   return models;
 }
 
+const RULE_CONDITIONS = ['anyFired', 'allFired', 'noneFired', 'anyEvaluated', 'noneEvaluated'] as const;
+
 function checkIds(file: string, definition: ServiceDefinition): void {
   const ruleIds = definition.rules.map((r) => r.id);
   const duplicate = (ids: string[]) => ids.find((id, i) => ids.indexOf(id) !== i);
@@ -201,8 +203,10 @@ function checkIds(file: string, definition: ServiceDefinition): void {
   const dupCard = duplicate(definition.cards.map((c) => c.id));
   if (dupCard) fail(file, '/cards', `card id "${dupCard}" is used twice`);
   definition.cards.forEach((card, i) => {
-    for (const [condition, ids] of Object.entries(card.when)) {
-      const unknown = (ids as string[]).find((id) => !ruleIds.includes(id));
+    for (const condition of RULE_CONDITIONS) {
+      const ids = card.when[condition];
+      if (ids === undefined) continue;
+      const unknown = ids.find((id) => !ruleIds.includes(id));
       if (unknown) fail(file, `/cards/${i}/when/${condition}`, `no rule with id "${unknown}"`);
     }
   });

@@ -4,12 +4,15 @@ import { conditionHolds, fillResource, fillText, renderCards, SUMMARY_MAX } from
 import { pickLanguage } from '../../src/http/service-call.js';
 import type { FocusResult, RuleResult } from '../../src/rules/evaluate.js';
 import { evaluateRules } from '../../src/rules/evaluate.js';
+import { loadModels } from '../../src/models/load.js';
 import { loadServices } from '../../src/services/load.js';
 import { createRng } from '../../src/synthetic/random.js';
 import { assertConforms, buildTestApp, NOW } from '../helpers/app.js';
 import { type LesionSpec, lesion, patientView, searchset } from '../helpers/hook-request.js';
 
-const melanoma = loadServices('cds-services')[0]!;
+const melanoma = loadServices('cds-services', await loadModels('models')).find(
+  (s) => s.definition.id === 'melanoma-lesion-triage',
+)!;
 
 function focusWith(statuses: Record<string, RuleResult['status']>): FocusResult {
   return {
@@ -103,7 +106,7 @@ t.test('a long site is cut so the summary stays under 140 characters', async (t)
     language: 'en',
     now: NOW,
     publicUrl: 'https://cds.example.org',
-      uuid: () => '00000000-0000-4000-8000-000000000001',
+    uuid: () => '00000000-0000-4000-8000-000000000001',
   });
   t.equal([...card!.summary].length, SUMMARY_MAX);
   t.ok(card!.summary.endsWith('…'));

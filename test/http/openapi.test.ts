@@ -118,7 +118,7 @@ t.test('components.schemas are the objects the server validates with', async (t)
   t.same(schemas.ServiceDefinition, definition);
   t.notOk('$schema' in (schemas.ServiceDefinition as object));
   const contextNames = Object.keys(CONTEXT_SCHEMAS).map((hook) => `Context_${hook}`);
-  const expected = [...Object.keys(SCHEMAS), 'ServiceDefinition', ...contextNames];
+  const expected = [...Object.keys(SCHEMAS), 'ServiceDefinition', 'ModelManifest', ...contextNames];
   t.same(Object.keys(schemas).sort(), expected.sort(), 'nothing else in components.schemas');
 });
 

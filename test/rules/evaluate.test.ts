@@ -1,11 +1,14 @@
 import t from 'tap';
 import { display, evaluateRules, type FocusResult } from '../../src/rules/evaluate.js';
 import { compileExpression } from '../../src/rules/fhirpath.js';
+import { loadModels } from '../../src/models/load.js';
 import { loadServices } from '../../src/services/load.js';
 import { NOW } from '../helpers/app.js';
 import { lesion, searchset } from '../helpers/hook-request.js';
 
-const melanoma = loadServices('cds-services').find((s) => s.definition.id === 'melanoma-lesion-triage')!;
+const melanoma = loadServices('cds-services', await loadModels('models')).find(
+  (s) => s.definition.id === 'melanoma-lesion-triage',
+)!;
 
 function evaluate(...exams: ReturnType<typeof lesion>[]): FocusResult[] {
   const errors: unknown[] = [];

@@ -3,7 +3,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { CdsError } from '../../src/errors.js';
+import { loadModels } from '../../src/models/load.js';
 import { loadServices } from '../../src/services/load.js';
+
+const MODELS = await loadModels('models');
 
 const MELANOMA = readFileSync('cds-services/melanoma-lesion-triage.yaml', 'utf8');
 
@@ -13,7 +16,7 @@ function loadError(t: Test, files: Record<string, string>): CdsError | undefined
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   for (const [name, text] of Object.entries(files)) writeFileSync(join(dir, name), text);
   try {
-    loadServices(dir);
+    loadServices(dir, MODELS);
     return undefined;
   } catch (error) {
     if (!(error instanceof CdsError)) throw error;
@@ -49,7 +52,7 @@ const cases: [string, string, string][] = [
   [
     'a FHIRPath variable that is not a prefetch key',
     MELANOMA.replace('%lesions.entry', '%lesionz.entry'),
-    'broken.yaml#/focus/expression: unknown variable %lesionz (available: %lesions, %hookContext)',
+    'broken.yaml#/focus/expression: unknown variable %lesionz (available: %lesions, %patient, %conditions, %skin, %consent, %hookContext)',
   ],
   [
     'a prefetch token the hook does not define',
@@ -91,6 +94,69 @@ for (const [what, text, message] of cases) {
   });
 }
 
+const modelCases: [string, string, string][] = [
+  [
+    'a model the models folder does not hold',
+    MELANOMA.replace(
+      '  - id: melanoma-risk\n    version: 1.0.0',
+      '  - id: melanoma-riks\n    version: 1.0.0',
+    ),
+    'broken.yaml#/models/0/id: no model "melanoma-riks" in the models folder',
+  ],
+  [
+    'a model at another version',
+    MELANOMA.replace(
+      '  - id: melanoma-risk\n    version: 1.0.0',
+      '  - id: melanoma-risk\n    version: 1.1.0',
+    ),
+    'broken.yaml#/models/0/version: model "melanoma-risk" is version 1.0.0, not 1.1.0',
+  ],
+  [
+    'a model whose inputs are not prefetched',
+    MELANOMA.replace(/^  skin:\n(    .*\n)+?(?=  consent:)/m, ''),
+    'broken.yaml#/models/0: model "melanoma-risk" reads %skin: add the prefetch key',
+  ],
+  [
+    'models without the prefetch key of the Consent resources',
+    MELANOMA.replace('patientObjection: consent\n', ''),
+    'broken.yaml#/patientObjection: a service that runs models must name the prefetch key of the Consent resources',
+  ],
+  [
+    'an objection key that is not a prefetch key',
+    MELANOMA.replace('patientObjection: consent', 'patientObjection: consents'),
+    'broken.yaml#/patientObjection: no prefetch key "consents"',
+  ],
+  [
+    'a card about a model the service does not run',
+    MELANOMA.replace(
+      'when: { model: melanoma-risk, scored: true }',
+      'when: { model: knee-oa-progression, scored: true }',
+    ),
+    'broken.yaml#/cards/3/when/model: the service does not run model "knee-oa-progression"',
+  ],
+  [
+    'a card naming a band the model does not have',
+    MELANOMA.replace(
+      'when: { model: melanoma-risk, scored: true }',
+      'when: { model: melanoma-risk, scored: true, bands: [severe] }',
+    ),
+    'broken.yaml#/cards/3/when/bands: model "melanoma-risk" has no band "severe"',
+  ],
+  [
+    'a model placeholder on a card that is not about a model',
+    MELANOMA.replace('Lesion ({{focus.label}}): a 7-point', 'Lesion ({{model.risk}}): a 7-point'),
+    'broken.yaml#/cards/0/summary/en: unknown placeholder {{model.risk}}',
+  ],
+];
+
+for (const [what, text, message] of modelCases) {
+  t.test(`start-up stops on ${what}`, async (t) => {
+    const error = loadError(t, { 'broken.yaml': text });
+    t.equal(error?.code, 'CDS_ERR_DEFINITION_INVALID');
+    t.ok(error?.message.startsWith(message), `${error?.message}\n  should start with\n${message}`);
+  });
+}
+
 t.test('two files with the same service id stop start-up', async (t) => {
   const error = loadError(t, { 'a.yaml': MELANOMA, 'b.yaml': MELANOMA });
   t.equal(error?.message, 'b.yaml#/id: service id "melanoma-lesion-triage" is already used by a.yaml');
@@ -103,8 +169,16 @@ t.test('a missing services folder stops start-up with its name', async (t) => {
   });
 });
 
-t.test('the bundled definitions load, with a file hash and compiled rules', async (t) => {
-  const [service] = loadServices('cds-services');
+t.test('the bundled definitions load, with a file hash, compiled rules and their models', async (t) => {
+  const services = loadServices('cds-services', MODELS);
+  t.same(
+    services.map((s) => [s.file, s.models.map((m) => `${m.manifest.id} ${m.manifest.version}`)]),
+    [
+      ['knee-oa-progression.yaml', ['knee-oa-progression 1.0.0']],
+      ['melanoma-lesion-triage.yaml', ['melanoma-risk 1.0.0']],
+    ],
+  );
+  const service = services.find((s) => s.definition.id === 'melanoma-lesion-triage');
   t.equal(service!.file, 'melanoma-lesion-triage.yaml');
   t.match(service!.sha256, /^[0-9a-f]{64}$/);
   t.same(
