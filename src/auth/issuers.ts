@@ -123,7 +123,8 @@ export function parseTrustedIssuers(value: unknown, source: string, baseDir: str
     const iss = (value as { iss?: unknown }[])[Number(index)]?.iss;
     const name = typeof iss === 'string' ? ` (iss "${iss}")` : '';
     const field = rest.length ? `${rest.join('/')} ` : '';
-    fail(`entry ${index}${name}: `, `${field}${error.message}`);
+    const extra = (error.params as { additionalProperty?: string }).additionalProperty;
+    fail(`entry ${index}${name}: `, `${field}${error.message}${extra ? ` ("${extra}")` : ''}`);
   }
   const issuers = value as RawIssuer[];
   if (issuers.length === 0) fail('', 'the list of issuers is empty');
