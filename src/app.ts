@@ -83,7 +83,7 @@ export async function buildApp(
   await registerEdge(app, config);
   registerClientAuth(app, config, {
     replayCache:
-      overrides.replayCache ?? createMemoryReplayCache({ maxEntries: config.replayCacheMaxEntries, now }),
+      overrides.replayCache ?? createMemoryReplayCache({ maxEntries: config.jtiCacheMaxEntries, now }),
     fetch: overrides.fetch ?? globalThis.fetch,
     now,
   });

@@ -66,7 +66,7 @@ export const CONFIG_SCHEMA = {
     jwksMaxAgeMs: { type: 'integer', minimum: 0, default: 600_000 },
     // Token ids remembered by the in-memory replay cache (about 200 bytes each): 100 000 covers
     // 300 calls a second over a 5-minute token lifetime. Full, it refuses tokens rather than forget one.
-    replayCacheMaxEntries: { type: 'integer', minimum: 1, default: 100_000 },
+    jtiCacheMaxEntries: { type: 'integer', minimum: 1, default: 100_000 },
     // Per client (the authenticated issuer, else the IP address) and per instance: 3000 a minute is 50 a
     // second, far above what one EHR's clinicians trigger, low enough to stop a runaway client.
     rateLimitMax: { type: 'integer', minimum: 1, default: 3000 },
@@ -101,7 +101,7 @@ export interface Config {
   jwksTimeoutMs: number;
   jwksCooldownMs: number;
   jwksMaxAgeMs: number;
-  replayCacheMaxEntries: number;
+  jtiCacheMaxEntries: number;
   rateLimitMax: number;
   rateLimitWindowMs: number;
   tlsKeyFile?: string;

@@ -65,7 +65,7 @@ t.test('authentication and edge settings: defaults, variables and checks', async
   t.equal(defaults.publicUrl, undefined);
   t.equal(defaults.trustedIssuersFile, undefined);
   t.same(
-    [defaults.jwtClockSkewS, defaults.jwtMaxLifetimeS, defaults.jwtMaxBytes, defaults.replayCacheMaxEntries],
+    [defaults.jwtClockSkewS, defaults.jwtMaxLifetimeS, defaults.jwtMaxBytes, defaults.jtiCacheMaxEntries],
     [60, 300, 8192, 100_000],
   );
   t.same([defaults.jwksTimeoutMs, defaults.jwksCooldownMs, defaults.jwksMaxAgeMs], [2000, 30_000, 600_000]);

@@ -191,8 +191,8 @@ t.test('a replay cache that fails refuses the token and logs an error, not the t
   t.same(refusals(full), ['replay_cache_unavailable']);
 });
 
-t.test('the in-memory replay cache is bounded by replayCacheMaxEntries', async (t) => {
-  const test = await buildAuthApp(issuers, { replayCacheMaxEntries: 2 });
+t.test('the in-memory replay cache is bounded by jtiCacheMaxEntries', async (t) => {
+  const test = await buildAuthApp(issuers, { jtiCacheMaxEntries: 2 });
   t.teardown(() => test.app.close());
   const call = async () =>
     (await test.app.inject({ method: 'GET', url: DISCOVERY, headers: bearer(await mint(key)) })).statusCode;

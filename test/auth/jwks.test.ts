@@ -137,3 +137,11 @@ t.test('an issuer known only by its jku allowlist needs a jku in the token', asy
   t.equal(await call(k1, { header: { jku: jwks.url } }), 200);
   t.same(refusals(test), ['jku_required']);
 });
+
+t.test('a remote set with two keys under one kid is refused as ambiguous', async (t) => {
+  const twin = await makeKey('ES384', 'k1');
+  const jwks = await server(t, jwksOf(k1, twin));
+  const { test, call } = await app(t, { jwksUrl: jwks.url });
+  t.equal(await call(k1), 401);
+  t.same(refusals(test), ['key_ambiguous']);
+});

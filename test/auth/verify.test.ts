@@ -6,6 +6,8 @@
 import { createHmac, randomUUID } from 'node:crypto';
 import t, { type Test } from 'tap';
 import type { InjectOptions } from 'fastify';
+import { readFileSync } from 'node:fs';
+import { AUTH_FAILURE_REASONS } from '../../src/auth/verify.js';
 import { CdsError, toOperationOutcome } from '../../src/errors.js';
 import { patientView } from '../helpers/hook-request.js';
 import {
@@ -275,4 +277,9 @@ t.test('a token that is not JSON inside', async (t) => {
     discovery(bearer(`${b64url({ alg: 'ES384', kid: es384.kid })}.${b64url('[1]')}.sig`)),
     'token_malformed',
   );
+});
+
+t.test('every reason code is documented in the README', async (t) => {
+  const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+  for (const reason of AUTH_FAILURE_REASONS) t.ok(readme.includes(`\`${reason}\``), reason);
 });
