@@ -77,21 +77,19 @@ function requiredSettings(config: AuthConfig): { publicUrl: string; issuers: Tru
   };
 }
 
+/** What `main.ts` logs, at error level, when it starts a server with authentication disabled. */
+export const AUTH_DISABLED_WARNING =
+  'CLIENT AUTHENTICATION IS DISABLED (CDS_AUTH_DISABLED=true): anyone who can reach this server can call ' +
+  'its CDS services. For local development only; never expose this server.';
+
 /**
- * Registers the authentication hook on the root instance (so it covers routes registered later, in
- * any plugin), or, when authentication is disabled, says so loudly.
+ * Registers the authentication hook on the root instance, so that it covers routes registered later, in
+ * any plugin. With authentication disabled only `request.cdsClient` (null) is declared.
  * @throws Error when authentication is on and the settings are missing or the issuers file is invalid
  */
 export function registerClientAuth(app: FastifyInstance, config: AuthConfig, deps: AuthDeps): void {
   app.decorateRequest('cdsClient', null);
-  if (config.authDisabled) {
-    app.log.error(
-      { setting: 'CDS_AUTH_DISABLED' },
-      'CLIENT AUTHENTICATION IS DISABLED: anyone who can reach this server can call its CDS services. ' +
-        'For local development only; never expose this server.',
-    );
-    return;
-  }
+  if (config.authDisabled) return;
   const { publicUrl, issuers } = requiredSettings(config);
   const verify = createVerifier({
     issuers,

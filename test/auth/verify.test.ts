@@ -4,9 +4,9 @@
  * ES384 and RS384 tokens pass on discovery and on a service call.
  */
 import { createHmac, randomUUID } from 'node:crypto';
-import t, { type Test } from 'tap';
-import type { InjectOptions } from 'fastify';
 import { readFileSync } from 'node:fs';
+import type { InjectOptions } from 'fastify';
+import t, { type Test } from 'tap';
 import { AUTH_FAILURE_REASONS } from '../../src/auth/verify.js';
 import { CdsError, toOperationOutcome } from '../../src/errors.js';
 import { patientView } from '../helpers/hook-request.js';
