@@ -64,8 +64,9 @@ export const CONFIG_SCHEMA = {
     jwksCooldownMs: { type: 'integer', minimum: 0, default: 30_000 },
     // Keys are refetched at least this often, so a revoked key stops working within ten minutes.
     jwksMaxAgeMs: { type: 'integer', minimum: 0, default: 600_000 },
-    // Token ids remembered by the in-memory replay cache (about 200 bytes each): 100 000 covers
-    // 300 calls a second over a 5-minute token lifetime. Full, it refuses tokens rather than forget one.
+    // Token ids remembered by the in-memory replay cache (about 200 bytes each). An id is kept for the
+    // token lifetime plus the skew (6 minutes), so 100 000 covers about 270 calls a second. Full, the
+    // cache refuses tokens rather than forget one that could be replayed.
     jtiCacheMaxEntries: { type: 'integer', minimum: 1, default: 100_000 },
     // Per client (the authenticated issuer, else the IP address) and per instance: 3000 a minute is 50 a
     // second, far above what one EHR's clinicians trigger, low enough to stop a runaway client.

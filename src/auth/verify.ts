@@ -85,14 +85,17 @@ export type Verifier = (authorization: string | undefined, audience: string) => 
 
 class Refusal extends Error {
   readonly reason: AuthFailureReason;
-  constructor(reason: AuthFailureReason) {
+  /** For the operator, when the reason alone does not say what went wrong (a key fetch, a store). */
+  readonly detail: string | undefined;
+  constructor(reason: AuthFailureReason, detail?: string) {
     super(reason);
     this.reason = reason;
+    this.detail = detail;
   }
 }
 
-const refuse = (reason: AuthFailureReason): never => {
-  throw new Refusal(reason);
+const refuse = (reason: AuthFailureReason, detail?: string): never => {
+  throw new Refusal(reason, detail);
 };
 
 const BEARER = /^Bearer +([A-Za-z0-9_.-]+) *$/i;
@@ -190,6 +193,49 @@ export function createVerifier(options: VerifierOptions): Verifier {
   const local = new Map<TrustedIssuer, JWTVerifyGetKey>();
   for (const issuer of options.issuers) if (issuer.jwks) local.set(issuer, localJwks(issuer.jwks));
 
+  /** Signature, then the time and audience claims; jose does most of it, this adds the CDS Hooks bounds. */
+  async function verifiedClaims(
+    token: string,
+    keys: JWTVerifyGetKey,
+    issuer: TrustedIssuer,
+    audience: string,
+  ): Promise<JWTPayload> {
+    let claims: JWTPayload;
+    try {
+      ({ payload: claims } = await jwtVerify(token, keys, {
+        algorithms: [...ALLOWED_ALGORITHMS],
+        issuer: issuer.iss,
+        audience,
+        currentDate: options.now(),
+        clockTolerance: options.clockSkewS,
+        // With maxTokenAge jose also refuses an `iat` in the future (beyond the tolerance).
+        maxTokenAge: options.maxLifetimeS,
+        requiredClaims: ['exp', 'iat', 'jti'],
+      }));
+    } catch (error) {
+      const reason = reasonOf(error);
+      // The cause of a key fetch failure helps the operator; claim failures are said by the reason.
+      return refuse(reason, reason === 'jwks_unavailable' ? describe(error) : undefined);
+    }
+    if (typeof claims.jti !== 'string' || claims.jti === '') refuse('jti_missing');
+    // CDS Hooks tokens are single-use and short-lived: bounding exp - iat bounds how long a nonce must be
+    // remembered, and how long a stolen token is worth anything.
+    if (claims.exp! - claims.iat! > options.maxLifetimeS) refuse('lifetime_too_long');
+    return claims;
+  }
+
+  /** Records the jti, last: a token refused for any other reason does not use up its nonce. */
+  async function claimJti(iss: string, claims: JWTPayload): Promise<void> {
+    const expiresAt = new Date((claims.exp! + options.clockSkewS) * 1000);
+    let first: boolean;
+    try {
+      first = await options.replayCache.claim(replayKey(iss, claims.jti!), expiresAt);
+    } catch (error) {
+      return refuse('replay_cache_unavailable', describe(error));
+    }
+    if (!first) refuse('jti_replayed');
+  }
+
   async function check(
     authorization: string | undefined,
     audience: string,
@@ -207,40 +253,10 @@ export function createVerifier(options: VerifierOptions): Verifier {
     const issuer = byIss.get(payload.iss!) ?? refuse('iss_untrusted');
     const keys = keysFor(issuer, header, options.remoteJwks, local);
 
-    let claims: JWTPayload;
-    try {
-      ({ payload: claims } = await jwtVerify(token, keys, {
-        algorithms: [...ALLOWED_ALGORITHMS],
-        issuer: issuer.iss,
-        audience,
-        currentDate: options.now(),
-        clockTolerance: options.clockSkewS,
-        // With maxTokenAge jose also refuses an `iat` in the future (beyond the tolerance).
-        maxTokenAge: options.maxLifetimeS,
-        requiredClaims: ['exp', 'iat', 'jti'],
-      }));
-    } catch (error) {
-      const reason = reasonOf(error);
-      // The cause of a key fetch failure helps the operator; claim failures are said by the reason.
-      if (reason === 'jwks_unavailable')
-        return { ok: false, reason, iss: issuer.iss, error: describe(error) };
-      return { ok: false, reason, iss: issuer.iss };
-    }
-    if (typeof claims.jti !== 'string' || claims.jti === '') refuse('jti_missing');
-    // CDS Hooks tokens are single-use and short-lived: bounding exp - iat bounds how long a nonce must be
-    // remembered, and how long a stolen token is worth anything.
-    if (claims.exp! - claims.iat! > options.maxLifetimeS) refuse('lifetime_too_long');
+    const claims = await verifiedClaims(token, keys, issuer, audience);
     const tenant = typeof claims.tenant === 'string' ? claims.tenant : null;
     if (issuer.tenants && (tenant === null || !issuer.tenants.includes(tenant))) refuse('tenant_mismatch');
-
-    const expiresAt = new Date((claims.exp! + options.clockSkewS) * 1000);
-    let first: boolean;
-    try {
-      first = await options.replayCache.claim(replayKey(issuer.iss, claims.jti!), expiresAt);
-    } catch (error) {
-      return { ok: false, reason: 'replay_cache_unavailable', iss: issuer.iss, error: describe(error) };
-    }
-    if (!first) return { ok: false, reason: 'jti_replayed', iss: issuer.iss };
+    await claimJti(issuer.iss, claims);
     const sub = typeof claims.sub === 'string' ? claims.sub : null;
     return { ok: true, client: { iss: issuer.iss, tenant, sub }, jti: claims.jti! };
   }
@@ -251,9 +267,12 @@ export function createVerifier(options: VerifierOptions): Verifier {
       return await check(authorization, audience, seen);
     } catch (error) {
       if (!(error instanceof Refusal)) throw error;
-      return seen.iss === undefined
-        ? { ok: false, reason: error.reason }
-        : { ok: false, ...seen, reason: error.reason };
+      return {
+        ok: false,
+        reason: error.reason,
+        ...seen,
+        ...(error.detail === undefined ? {} : { error: error.detail }),
+      };
     }
   };
 }
