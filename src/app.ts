@@ -1,13 +1,17 @@
 /**
  * buildApp(config, overrides): builds the dependencies (logger, service registry, FHIR fetcher, clock,
- * uuid source), creates the Fastify app, registers CORS, the error handlers and the routes. It never
- * listens: `main.ts` does, tests use `app.inject()`.
+ * uuid source, JWT replay cache), creates the Fastify app (HTTPS when configured), registers CORS, the
+ * hardened edge, client authentication, the error handlers and the routes. It never listens: `main.ts`
+ * does, tests use `app.inject()`.
  */
 import { randomUUID } from 'node:crypto';
 import cors from '@fastify/cors';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { DestinationStream } from 'pino';
+import { registerClientAuth } from './auth/hook.js';
+import { createMemoryReplayCache, type ReplayCache } from './auth/replay.js';
 import type { Config } from './config.js';
+import { httpsOptions, KEEP_ALIVE_TIMEOUT_MS, registerEdge } from './http/edge.js';
 import { registerErrorHandlers } from './http/error-handler.js';
 import { registerRoutes } from './http/routes.js';
 import { loggerOptions } from './logger.js';
@@ -24,6 +28,8 @@ export interface AppOverrides {
   uuid?: () => string;
   /** Where log lines go (tests capture them to check redaction). */
   logStream?: DestinationStream;
+  /** The JWT replay cache; default: in memory, for one instance. */
+  replayCache?: ReplayCache;
 }
 
 /**
@@ -44,7 +50,9 @@ export async function buildApp(
     allowHttp: config.fhirServerAllowHttp,
   });
 
+  const now = overrides.now ?? (() => new Date());
   const app = Fastify({
+    https: httpsOptions(config),
     logger: loggerOptions(config, overrides.logStream),
     bodyLimit: config.bodyLimitBytes,
     genReqId: () => randomUUID(),
@@ -52,7 +60,8 @@ export async function buildApp(
     // A slow or stalled client must not hold a connection forever.
     connectionTimeout: 30_000,
     requestTimeout: 30_000,
-  });
+    keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
+  }) as unknown as FastifyInstance;
   // CDS clients send application/json; some send the FHIR media type. Both are parsed the same way,
   // and nothing else is accepted (Fastify's built-in text/plain parser would let a string through).
   app.removeContentTypeParser(['text/plain']);
@@ -73,6 +82,13 @@ export async function buildApp(
     // every error body the service sends stays an OperationOutcome.
     strictPreflight: false,
   });
+  await registerEdge(app, config);
+  registerClientAuth(app, config, {
+    replayCache:
+      overrides.replayCache ?? createMemoryReplayCache({ maxEntries: config.jtiCacheMaxEntries, now }),
+    fetch: overrides.fetch ?? globalThis.fetch,
+    now,
+  });
   registerErrorHandlers(app, config.bodyLimitBytes);
   registerRoutes(app, {
     registry,
@@ -80,7 +96,7 @@ export async function buildApp(
     models,
     pipeline: {
       fhirFetch,
-      now: overrides.now ?? (() => new Date()),
+      now,
       uuid: overrides.uuid ?? randomUUID,
       publicUrl: config.publicUrl ?? `http://${config.host}:${config.port}`,
     },

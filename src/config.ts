@@ -40,8 +40,41 @@ export const CONFIG_SCHEMA = {
     // a site may still list the origins of its CDS clients.
     corsOrigins: { type: 'array', items: { type: 'string', minLength: 1 }, default: ['*'] },
     defaultLanguage: { type: 'string', enum: ['en', 'fr'], default: 'en' },
-    // The base URL clients call (https://host[:port][/prefix]); links in cards point under it.
-    publicUrl: { type: 'string', pattern: '^https?://[^\\s]+$' },
+    // Client authentication (CDS Hooks 2.0 §"Trusting CDS Clients"; see src/auth/).
+    // Off only by this explicit switch, for local development; start-up then says so loudly.
+    authDisabled: { type: 'boolean', default: false },
+    // The base URL clients call (the external https URL behind a TLS-terminating proxy): a token's aud
+    // must equal it followed by the path called. No query or fragment.
+    publicUrl: { type: 'string', pattern: '^https?://[^?#\\s]+$' },
+    trustedIssuersFile: {
+      type: 'string',
+      minLength: 1,
+      description: 'JSON or YAML list of trusted CDS clients',
+    },
+    // Clocks of EHR and service drift by seconds; a minute absorbs that without stretching a token's life.
+    jwtClockSkewS: { type: 'integer', minimum: 0, maximum: 300, default: 60 },
+    // CDS Hooks tokens are minted per call; the reference client gives them 5 minutes (exp = iat + 300).
+    jwtMaxLifetimeS: { type: 'integer', minimum: 1, maximum: 3600, default: 300 },
+    // A JWT with a few claims and an RS512 signature is under 1 KiB; 8 KiB leaves room for large kids and
+    // jku URLs while refusing an oversized header before any parsing.
+    jwtMaxBytes: { type: 'integer', minimum: 1024, maximum: 16384, default: 8192 },
+    // A JWKS fetch sits on the request path of a call that should answer in about 500 ms.
+    jwksTimeoutMs: { type: 'integer', minimum: 1, default: 2000 },
+    // After a fetch, an unknown kid triggers no new fetch for this long (rotation is rare; floods are not).
+    jwksCooldownMs: { type: 'integer', minimum: 0, default: 30_000 },
+    // Keys are refetched at least this often, so a revoked key stops working within ten minutes.
+    jwksMaxAgeMs: { type: 'integer', minimum: 0, default: 600_000 },
+    // Token ids remembered by the in-memory replay cache (about 200 bytes each). An id is kept for the
+    // token lifetime plus the skew (6 minutes), so 100 000 covers about 270 calls a second. Full, the
+    // cache refuses tokens rather than forget one that could be replayed.
+    jtiCacheMaxEntries: { type: 'integer', minimum: 1, default: 100_000 },
+    // Per client (the authenticated issuer, else the IP address) and per instance: 3000 a minute is 50 a
+    // second, far above what one EHR's clinicians trigger, low enough to stop a runaway client.
+    rateLimitMax: { type: 'integer', minimum: 1, default: 3000 },
+    rateLimitWindowMs: { type: 'integer', minimum: 1000, default: 60_000 },
+    // Serve HTTPS directly when both are set (PEM files); otherwise terminate TLS in a proxy in front.
+    tlsKeyFile: { type: 'string', minLength: 1 },
+    tlsCertFile: { type: 'string', minLength: 1 },
   },
 } as const;
 
@@ -60,7 +93,20 @@ export interface Config {
   fhirServerAllowHttp: boolean;
   corsOrigins: string[];
   defaultLanguage: 'en' | 'fr';
+  authDisabled: boolean;
   publicUrl?: string;
+  trustedIssuersFile?: string;
+  jwtClockSkewS: number;
+  jwtMaxLifetimeS: number;
+  jwtMaxBytes: number;
+  jwksTimeoutMs: number;
+  jwksCooldownMs: number;
+  jwksMaxAgeMs: number;
+  jtiCacheMaxEntries: number;
+  rateLimitMax: number;
+  rateLimitWindowMs: number;
+  tlsKeyFile?: string;
+  tlsCertFile?: string;
 }
 
 type Env = Record<string, string | undefined>;
@@ -127,6 +173,11 @@ export function loadConfig(env: Env = {}, overrides: Partial<Config> = {}): Read
       return key ? `${key} (${envName(key)}) ${e.message}` : `${e.message}`;
     });
     throw new Error(`Invalid configuration: ${problems.join('; ')}`);
+  }
+  if ('tlsKeyFile' in candidate !== 'tlsCertFile' in candidate) {
+    throw new Error(
+      'Invalid configuration: tlsKeyFile (CDS_TLS_KEY_FILE) and tlsCertFile (CDS_TLS_CERT_FILE) go together',
+    );
   }
   return deepFreeze(candidate as unknown as Config);
 }

@@ -72,6 +72,17 @@ export const ERRORS = {
     issue: 'not-found',
     message: 'No route for {method} {url}',
   },
+  CDS_ERR_UNAUTHORIZED: {
+    status: 401,
+    issue: 'login',
+    // The same text for every cause (CDS Hooks best practice: no detail); the cause is in the log.
+    message: 'Authentication required: a valid CDS client JWT was not presented',
+  },
+  CDS_ERR_RATE_LIMITED: {
+    status: 429,
+    issue: 'throttled',
+    message: 'Too many requests from this client; retry in {retryAfterS} s',
+  },
   CDS_ERR_PREFETCH_UNAVAILABLE: {
     status: 412,
     issue: 'not-found',

@@ -3,12 +3,15 @@
  * The only file that reads process.env or exits the process.
  */
 import { buildApp } from './app.js';
+import { AUTH_DISABLED_WARNING } from './auth/hook.js';
 import { loadConfig } from './config.js';
 import { CdsError } from './errors.js';
 
 async function main(): Promise<void> {
   const config = loadConfig(process.env);
   const app = await buildApp(config);
+  // Said by the server process only, so that test apps (built with authentication off) stay quiet.
+  if (config.authDisabled) app.log.error({ setting: 'CDS_AUTH_DISABLED' }, AUTH_DISABLED_WARNING);
   const shutdown = async (signal: string) => {
     app.log.info({ signal }, 'shutting down');
     await app.close();

@@ -58,3 +58,47 @@ t.test('invalid settings stop start-up naming the setting and its variable', asy
     message: 'Invalid configuration: prot (CDS_PROT) must NOT have additional properties',
   });
 });
+
+t.test('authentication and edge settings: defaults, variables and checks', async (t) => {
+  const defaults = loadConfig({});
+  t.equal(defaults.authDisabled, false, 'authentication is on unless switched off');
+  t.equal(defaults.publicUrl, undefined);
+  t.equal(defaults.trustedIssuersFile, undefined);
+  t.same(
+    [defaults.jwtClockSkewS, defaults.jwtMaxLifetimeS, defaults.jwtMaxBytes, defaults.jtiCacheMaxEntries],
+    [60, 300, 8192, 100_000],
+  );
+  t.same([defaults.jwksTimeoutMs, defaults.jwksCooldownMs, defaults.jwksMaxAgeMs], [2000, 30_000, 600_000]);
+  t.same([defaults.rateLimitMax, defaults.rateLimitWindowMs], [3000, 60_000]);
+  const set = loadConfig({
+    CDS_AUTH_DISABLED: 'true',
+    CDS_PUBLIC_URL: 'https://cds.example.org/base',
+    CDS_TRUSTED_ISSUERS_FILE: 'issuers.yaml',
+    CDS_JWT_CLOCK_SKEW_S: '5',
+    CDS_RATE_LIMIT_MAX: '10',
+    CDS_TLS_KEY_FILE: 'key.pem',
+    CDS_TLS_CERT_FILE: 'cert.pem',
+  });
+  t.equal(set.authDisabled, true);
+  t.equal(set.publicUrl, 'https://cds.example.org/base');
+  t.equal(set.trustedIssuersFile, 'issuers.yaml');
+  t.equal(set.jwtClockSkewS, 5);
+  t.equal(set.rateLimitMax, 10);
+  t.same([set.tlsKeyFile, set.tlsCertFile], ['key.pem', 'cert.pem']);
+  t.throws(() => loadConfig({ CDS_AUTH_DISABLED: 'maybe' }), {
+    message: /authDisabled \(CDS_AUTH_DISABLED\)/,
+  });
+  for (const url of [
+    'cds.example.org',
+    'https://cds.example.org/?x=1',
+    'https://cds.example.org/#f',
+    'ftp://x',
+  ]) {
+    t.throws(
+      () => loadConfig({ CDS_PUBLIC_URL: url }),
+      { message: /publicUrl \(CDS_PUBLIC_URL\) must match/ },
+      url,
+    );
+  }
+  t.throws(() => loadConfig({ CDS_JWT_MAX_LIFETIME_S: '7200' }), { message: /jwtMaxLifetimeS/ });
+});

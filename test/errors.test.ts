@@ -20,6 +20,8 @@ const PINNED: Record<ErrorCode, [status: number, issue: string]> = {
   CDS_ERR_PREFETCH_INVALID: [400, 'invalid'],
   CDS_ERR_SERVICE_NOT_FOUND: [404, 'not-found'],
   CDS_ERR_ROUTE_NOT_FOUND: [404, 'not-found'],
+  CDS_ERR_UNAUTHORIZED: [401, 'login'],
+  CDS_ERR_RATE_LIMITED: [429, 'throttled'],
   CDS_ERR_PREFETCH_UNAVAILABLE: [412, 'not-found'],
   CDS_ERR_CLIENT_ERROR: [400, 'invalid'],
   CDS_ERR_INTERNAL: [500, 'exception'],

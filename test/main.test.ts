@@ -1,10 +1,14 @@
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 
 const LOADER = './node_modules/@tapjs/typescript/dist/esm/import.mjs';
+
+// Each test starts the TypeScript entry point in a new process (a few seconds each, much more when the
+// machine is busy): more than the default 60 s per file.
+t.setTimeout(180_000);
 
 function start(env: Record<string, string>) {
   return spawnSync(process.execPath, [`--import=${LOADER}`, 'src/main.ts'], {
@@ -18,7 +22,7 @@ t.test('a broken service definition stops start-up with exit code 1, the file an
   const dir = mkdtempSync(join(tmpdir(), 'cds-main-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   writeFileSync(join(dir, 'broken.yaml'), 'id: x\n');
-  const run = start({ CDS_SERVICES_DIR: dir });
+  const run = start({ CDS_SERVICES_DIR: dir, CDS_AUTH_DISABLED: 'true' });
   t.equal(run.status, 1);
   t.equal(
     run.stderr.trim().split('\n').at(-1),
@@ -30,4 +34,45 @@ t.test('an invalid setting stops start-up with exit code 1 and names the variabl
   const run = start({ CDS_PORT: 'http' });
   t.equal(run.status, 1);
   t.match(run.stderr, /Start-up failed: Invalid configuration: port \(CDS_PORT\) must be integer/);
+});
+
+t.test('with authentication on but not configured, start-up stops and names both settings', async (t) => {
+  const run = start({});
+  t.equal(run.status, 1);
+  t.match(
+    run.stderr.trim().split('\n').at(-1),
+    /^Start-up failed: Client authentication is on but CDS_PUBLIC_URL .* and CDS_TRUSTED_ISSUERS_FILE .* are not set\. Set CDS_AUTH_DISABLED=true to run without authentication, for local development only\.$/,
+  );
+});
+
+t.test('CDS_AUTH_DISABLED=true starts the server, which says loudly that anyone can call it', async (t) => {
+  const child = spawn(process.execPath, [`--import=${LOADER}`, 'src/main.ts'], {
+    env: { PATH: process.env.PATH ?? '', CDS_AUTH_DISABLED: 'true', CDS_PORT: '0' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  t.teardown(() => child.kill('SIGKILL'));
+  const lines: Record<string, unknown>[] = [];
+  await new Promise<void>((resolve, reject) => {
+    let buffer = '';
+    const timer = setTimeout(() => reject(new Error(`not listening after 30 s: ${buffer}`)), 30_000);
+    child.stdout.on('data', (chunk: Buffer) => {
+      buffer += chunk;
+      const complete = buffer.split('\n');
+      buffer = complete.pop()!;
+      for (const line of complete) lines.push(JSON.parse(line) as Record<string, unknown>);
+      if (lines.some((l) => String(l.msg).startsWith('Server listening'))) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+  });
+  const warning = lines.find((l) => l.setting === 'CDS_AUTH_DISABLED');
+  t.equal(warning?.level, 50);
+  t.match(
+    warning?.msg,
+    /^CLIENT AUTHENTICATION IS DISABLED \(CDS_AUTH_DISABLED=true\): anyone who can reach/,
+  );
+  const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  child.kill('SIGTERM');
+  t.equal(await exit, 0, 'SIGTERM closes the server cleanly');
 });

@@ -33,7 +33,9 @@ export async function buildTestApp(
     },
   });
   let counter = 0;
-  const app = await buildApp(loadConfig({}, { logLevel: 'info', ...config }), {
+  // Authentication is off unless a test configures it (test/auth/ does): the other tests are about
+  // what happens after it.
+  const app = await buildApp(loadConfig({}, { logLevel: 'info', authDisabled: true, ...config }), {
     now: () => NOW,
     uuid: () => `00000000-0000-4000-8000-${String(++counter).padStart(12, '0')}`,
     logStream: stream,

@@ -99,8 +99,8 @@ t.test('every error code is in x-error-codes with its status, issue type and mes
 
 t.test('each service-call error response lists the codes of its status', async (t) => {
   const responses = doc.paths['/cds-services/{id}']!.post!.responses;
-  t.same(Object.keys(responses), ['200', '400', '404', '412', '413', '415', '500']);
-  for (const status of ['400', '404', '412', '413', '415']) {
+  t.same(Object.keys(responses), ['200', '400', '401', '404', '412', '413', '415', '429', '500']);
+  for (const status of ['400', '401', '404', '412', '413', '415', '429']) {
     const codes = (Object.keys(ERRORS) as ErrorCode[]).filter((c) => String(ERRORS[c].status) === status);
     t.ok(codes.length > 0, `some code has status ${status}`);
     for (const code of codes) t.match(responses[status]!.description, code, `${status} lists ${code}`);
@@ -143,3 +143,33 @@ t.test('every $ref in the document resolves', async (t) => {
     t.ok(target, `${ref} resolves`);
   }
 });
+
+t.test(
+  'every CDS operation but the CORS preflights requires the client JWT and may answer 401',
+  async (t) => {
+    const raw = doc as unknown as {
+      paths: Record<string, Record<string, { security?: unknown[]; responses: Record<string, unknown> }>>;
+      components: { securitySchemes: Record<string, { type: string; scheme: string; bearerFormat: string }> };
+    };
+    t.same(raw.components.securitySchemes.cdsClientJwt, {
+      ...raw.components.securitySchemes.cdsClientJwt,
+      type: 'http',
+      scheme: 'bearer',
+      bearerFormat: 'JWT',
+    });
+    let checked = 0;
+    for (const [path, item] of Object.entries(raw.paths)) {
+      for (const [method, operation] of Object.entries(item)) {
+        if (!METHODS.includes(method as (typeof METHODS)[number])) continue;
+        checked++;
+        if (method === 'options') {
+          t.same(operation.security, [], `${method} ${path} needs no token`);
+        } else {
+          t.same(operation.security, [{ cdsClientJwt: [] }], `${method} ${path} needs the JWT`);
+          t.ok(operation.responses['401'], `${method} ${path} documents 401`);
+        }
+      }
+    }
+    t.ok(checked >= 4);
+  },
+);

@@ -1,0 +1,129 @@
+/**
+ * The authentication hook: every request to a CDS route (discovery, service calls, feedback, and any
+ * route added later under `/cds-services`) must carry a JWT from a trusted CDS client. It runs as an
+ * `onRequest` hook, before the body is read, so an unauthenticated caller never gets a body parsed.
+ * CORS preflights (`OPTIONS`) pass: browsers send them without credentials.
+ *
+ * A refusal is a 401 with `WWW-Authenticate: Bearer` and the same OperationOutcome whatever the cause
+ * (CDS Hooks best practice: no detail to the client); the cause goes to one warn log line as a coded
+ * `reason`. The token itself is never logged.
+ */
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { Config } from '../config.js';
+import { CdsError } from '../errors.js';
+import { loadTrustedIssuers, type TrustedIssuer } from './issuers.js';
+import { createRemoteJwksCache } from './jwks.js';
+import type { ReplayCache } from './replay.js';
+import { type CdsClient, createVerifier } from './verify.js';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /**
+     * The authenticated CDS client. null when authentication is disabled (CDS_AUTH_DISABLED) and on
+     * routes outside `/cds-services`.
+     */
+    cdsClient: CdsClient | null;
+  }
+}
+
+/** The path prefix of every CDS Hooks endpoint (CDS Hooks 2.0 §"Discovery", §"Calling a CDS Service"). */
+export const CDS_PREFIX = '/cds-services';
+
+/**
+ * Whether a request needs a client JWT. The route pattern Fastify matched is used when there is one, so
+ * a percent-encoded or otherwise disguised path that still reaches a CDS route is caught; unmatched
+ * paths under the prefix are refused too, which tells an unauthenticated caller nothing about them.
+ */
+export function isCdsRequest(request: FastifyRequest): boolean {
+  if (request.method === 'OPTIONS') return false;
+  const path = request.routeOptions.url ?? request.url.split('?')[0]!;
+  return path === CDS_PREFIX || path.startsWith(`${CDS_PREFIX}/`);
+}
+
+export type AuthConfig = Pick<
+  Config,
+  | 'authDisabled'
+  | 'publicUrl'
+  | 'trustedIssuersFile'
+  | 'jwtClockSkewS'
+  | 'jwtMaxLifetimeS'
+  | 'jwtMaxBytes'
+  | 'jwksTimeoutMs'
+  | 'jwksCooldownMs'
+  | 'jwksMaxAgeMs'
+>;
+
+export interface AuthDeps {
+  replayCache: ReplayCache;
+  fetch: typeof globalThis.fetch;
+  now: () => Date;
+}
+
+/** What authentication needs from the configuration, or an error naming the missing settings. */
+function requiredSettings(config: AuthConfig): { publicUrl: string; issuers: TrustedIssuer[] } {
+  const missing = [
+    config.publicUrl ? null : 'CDS_PUBLIC_URL (the base URL clients call, checked against the JWT aud)',
+    config.trustedIssuersFile ? null : 'CDS_TRUSTED_ISSUERS_FILE (the CDS clients to trust)',
+  ].filter((m) => m !== null);
+  if (missing.length > 0) {
+    throw new Error(
+      `Client authentication is on but ${missing.join(' and ')} ${missing.length > 1 ? 'are' : 'is'} not set. ` +
+        'Set CDS_AUTH_DISABLED=true to run without authentication, for local development only.',
+    );
+  }
+  return {
+    publicUrl: config.publicUrl!.replace(/\/+$/, ''),
+    issuers: loadTrustedIssuers(config.trustedIssuersFile!),
+  };
+}
+
+/** What `main.ts` logs, at error level, when it starts a server with authentication disabled. */
+export const AUTH_DISABLED_WARNING =
+  'CLIENT AUTHENTICATION IS DISABLED (CDS_AUTH_DISABLED=true): anyone who can reach this server can call ' +
+  'its CDS services. For local development only; never expose this server.';
+
+/**
+ * Registers the authentication hook on the root instance, so that it covers routes registered later, in
+ * any plugin. With authentication disabled only `request.cdsClient` (null) is declared.
+ * @throws Error when authentication is on and the settings are missing or the issuers file is invalid
+ */
+export function registerClientAuth(app: FastifyInstance, config: AuthConfig, deps: AuthDeps): void {
+  app.decorateRequest('cdsClient', null);
+  if (config.authDisabled) return;
+  const { publicUrl, issuers } = requiredSettings(config);
+  const verify = createVerifier({
+    issuers,
+    remoteJwks: createRemoteJwksCache({
+      fetch: deps.fetch,
+      timeoutMs: config.jwksTimeoutMs,
+      cooldownMs: config.jwksCooldownMs,
+      maxAgeMs: config.jwksMaxAgeMs,
+    }),
+    replayCache: deps.replayCache,
+    now: deps.now,
+    maxBytes: config.jwtMaxBytes,
+    clockSkewS: config.jwtClockSkewS,
+    maxLifetimeS: config.jwtMaxLifetimeS,
+  });
+  app.log.info({ issuers: issuers.map((i) => i.iss), publicUrl }, 'client authentication on');
+
+  app.addHook('onRequest', async (request, reply) => {
+    if (!isCdsRequest(request)) return;
+    // CDS Hooks 2.0 §"Trusting CDS Clients": aud is the exact URL of the endpoint called.
+    const audience = publicUrl + request.url.split('?')[0];
+    const result = await verify(request.headers.authorization, audience);
+    if (result.ok) {
+      request.cdsClient = result.client;
+      const bindings = { iss: result.client.iss, tenant: result.client.tenant, jti: result.jti };
+      request.log = request.log.child(bindings);
+      reply.log = request.log;
+      return;
+    }
+    const { ok: _ok, ...fields } = result;
+    if (result.reason === 'replay_cache_unavailable')
+      request.log.error(fields, 'client authentication failed');
+    else request.log.warn(fields, 'client authentication refused');
+    reply.header('www-authenticate', 'Bearer');
+    throw new CdsError('CDS_ERR_UNAUTHORIZED');
+  });
+}

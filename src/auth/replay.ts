@@ -1,0 +1,87 @@
+/**
+ * The JWT replay cache: CDS Hooks 2.0 §"Trusting CDS Clients" makes `jti` a nonce, and the best-practice
+ * checklist asks the service to remember it for the token's lifetime so a captured token cannot be
+ * played again. One interface, several stores: this in-memory one (a single instance), and the SQL
+ * stores (SQLite, PostgreSQL) that share the cache between instances behind a load balancer.
+ */
+
+/** A store of seen token ids. */
+export interface ReplayCache {
+  /**
+   * Records `key` as seen until `expiresAt`.
+   * @param key the issuer and the token id: {@link replayKey}
+   * @param expiresAt when the token stops being acceptable (its `exp` plus the allowed clock skew);
+   *   the key may be forgotten after that
+   * @returns true the first time a key is claimed, false when it was already claimed and has not expired
+   */
+  claim(key: string, expiresAt: Date): Promise<boolean>;
+}
+
+/** The cache key of a token: `jti` is only unique per issuer. */
+export function replayKey(iss: string, jti: string): string {
+  return `${iss}\u0000${jti}`;
+}
+
+export interface MemoryReplayCacheOptions {
+  /** Most keys held at once; when full of unexpired keys, new tokens are refused (fail closed). */
+  maxEntries: number;
+  now: () => Date;
+}
+
+/** Thrown by {@link createMemoryReplayCache} when it is full of unexpired keys. */
+export class ReplayCacheFullError extends Error {
+  constructor(maxEntries: number) {
+    super(`The JWT replay cache holds ${maxEntries} unexpired token ids and cannot take more`);
+    this.name = 'ReplayCacheFullError';
+  }
+}
+
+/**
+ * A bounded in-memory replay cache for one instance. Expired keys are dropped as they reach the front of
+ * the insertion order, and by a full sweep when the cache is full. Refusing a token when the cache is
+ * full of live keys is the safe choice: evicting a live key would let that token be replayed.
+ */
+export function createMemoryReplayCache(options: MemoryReplayCacheOptions): ReplayCache & {
+  readonly size: number;
+} {
+  const expiries = new Map<string, number>();
+  // No full sweep before this time: the last one found nothing expiring earlier.
+  let nextSweepAt = -Infinity;
+
+  const dropExpiredFront = (now: number) => {
+    for (const [key, expiry] of expiries) {
+      if (expiry > now) break;
+      expiries.delete(key);
+    }
+  };
+  const sweep = (now: number) => {
+    let earliest = Infinity;
+    for (const [key, expiry] of expiries) {
+      if (expiry <= now) expiries.delete(key);
+      else earliest = Math.min(earliest, expiry);
+    }
+    nextSweepAt = earliest;
+  };
+
+  return {
+    get size() {
+      return expiries.size;
+    },
+    async claim(key, expiresAt) {
+      const now = options.now().getTime();
+      dropExpiredFront(now);
+      const known = expiries.get(key);
+      if (known !== undefined && known > now) return false;
+      if (known === undefined && expiries.size >= options.maxEntries) {
+        if (now >= nextSweepAt) sweep(now);
+        if (expiries.size >= options.maxEntries) throw new ReplayCacheFullError(options.maxEntries);
+      }
+      // Re-inserted at the end, so the insertion order stays close to the expiry order.
+      const expiry = expiresAt.getTime();
+      expiries.delete(key);
+      expiries.set(key, expiry);
+      nextSweepAt = Math.min(nextSweepAt, expiry);
+      return true;
+    },
+  };
+}
