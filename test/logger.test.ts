@@ -1,6 +1,6 @@
 import t from 'tap';
 import { buildTestApp } from './helpers/app.js';
-import { lesion, patientView, searchset } from './helpers/hook-request.js';
+import { lesion, patientView, searchset, triageCards } from './helpers/hook-request.js';
 
 // Values that would be patient data or secrets if they reached a log line.
 const PATIENT = 'patient-secret-4711';
@@ -36,7 +36,7 @@ t.test(
       headers,
     });
     t.equal(ok.statusCode, 200);
-    t.equal(ok.json().cards.length, 1, 'the card itself does carry the site');
+    t.equal(triageCards(ok.json().cards).length, 1, 'the card itself does carry the site');
     // A refused request (wrong hook) and a 412 (no prefetch, no server) log too.
     await app.inject({
       method: 'POST',
@@ -60,8 +60,8 @@ t.test(
     const answered = logs().find((l) => l.msg === 'hook answered')!;
     t.equal(answered.serviceId, 'melanoma-lesion-triage');
     t.equal(answered.hookInstance, request.hookInstance);
-    t.equal(answered.cards, 1);
-    t.match(answered.timings, { prefetchMs: Number, rulesMs: Number, cardsMs: Number });
+    t.equal(answered.cards, 2, 'the checklist card and the model card');
+    t.match(answered.timings, { prefetchMs: Number, rulesMs: Number, modelsMs: Number, cardsMs: Number });
     const completed = logs().filter((l) => l.msg === 'request completed');
     t.equal(completed.length, 3);
     t.ok(completed.every((l) => typeof l.reqId === 'string' && typeof l.responseTime === 'number'));

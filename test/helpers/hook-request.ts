@@ -71,3 +71,14 @@ export function lesion(spec: LesionSpec = {}): Observation {
     component: components,
   };
 }
+
+/**
+ * The checklist cards of the melanoma service (topic melanoma-triage): tests about the published
+ * checklists leave out the separate card of the demonstration risk model.
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- cards parsed from JSON in tests
+export function triageCards(cards: readonly any[]): any[] {
+  return cards.filter(
+    (c) => (c as { source?: { topic?: { code?: string } } }).source?.topic?.code === 'melanoma-triage',
+  );
+}

@@ -56,11 +56,27 @@ t.test('discovery lists the bundled service exactly, sorted by id, conforming to
   const melanoma = body.services.find((s: { id: string }) => s.id === 'melanoma-lesion-triage');
   t.equal(melanoma.hook, 'patient-view');
   t.equal(melanoma.id, 'melanoma-lesion-triage');
-  t.equal(melanoma.title, 'Melanoma lesion triage (7-point checklists)');
+  t.equal(melanoma.title, 'Melanoma lesion triage (7-point checklists and demonstration risk model)');
   const code = `${SYSTEM.localObservation}|lesion-examination`;
   const query = `Observation?patient={{context.patientId}}&code=${code}&_sort=-date&_count=100`;
-  t.same(melanoma.prefetch, { lesions: query });
+  t.same(melanoma.prefetch, {
+    lesions: query,
+    patient: 'Patient/{{context.patientId}}',
+    conditions: 'Condition?patient={{context.patientId}}',
+    skin: `Observation?patient={{context.patientId}}&code=${SYSTEM.localObservation}|fitzpatrick-skin-type,${SYSTEM.localObservation}|naevus-count-total&_sort=-date&_count=20`,
+    consent: 'Consent?patient={{context.patientId}}&status=active',
+  });
   t.match(melanoma.description, /never rules melanoma out/);
+  // The model's status is part of what the service is: discovery says it and where the model card is.
+  t.match(
+    melanoma.description,
+    /Model melanoma-risk 1\.0\.0: Demonstration model trained on simulated data\. Not validated; not for clinical use\. Model card: \/models\/melanoma-risk\/model-card\./,
+  );
+  const knee = body.services.find((s: { id: string }) => s.id === 'knee-oa-progression');
+  t.match(
+    knee.description,
+    /Model knee-oa-progression 1\.0\.0: Demonstration model trained on simulated data/,
+  );
   t.type(melanoma.usageRequirements, 'string');
   t.notOk('extension' in melanoma);
 });

@@ -7,7 +7,7 @@ import t, { type Test } from 'tap';
 import type { HookRequest } from '../../src/cds-hooks.js';
 import type { ErrorCode } from '../../src/errors.js';
 import { assertConforms, buildTestApp } from '../helpers/app.js';
-import { lesion, PATIENT_ID, patientView, searchset } from '../helpers/hook-request.js';
+import { lesion, PATIENT_ID, patientView, searchset, triageCards } from '../helpers/hook-request.js';
 
 const URL = '/cds-services/melanoma-lesion-triage';
 const JSON_TYPE = { 'content-type': 'application/json' };
@@ -227,8 +227,8 @@ t.test('5,000 levels of nesting inside a prefetched lesion do not crash the rule
   t.equal(res.statusCode, 200);
   const body = res.json();
   assertConforms('HookResponse', body);
-  t.equal(body.cards.length, 1);
-  t.equal(body.cards[0].indicator, 'warning', 'the lesion still scores 4');
+  t.equal(triageCards(body.cards).length, 1);
+  t.equal(triageCards(body.cards)[0].indicator, 'warning', 'the lesion still scores 4');
 });
 
 t.test('a 200-field context with huge strings is accepted and not logged', async (t) => {
@@ -253,9 +253,9 @@ t.test('a lesion item recorded as valueBoolean "yes" (a string) reads as not rec
   t.equal(res.statusCode, 200);
   const body = res.json();
   assertConforms('HookResponse', body);
-  t.equal(body.cards.length, 1);
+  t.equal(triageCards(body.cards).length, 1);
   // Change in size (2 points) is not counted: the score is 3 (irregular colour 2 + inflammation 1).
-  const weighted = body.cards[0].extension['org.example.explainable-cds.explanation'].rules[0];
+  const weighted = triageCards(body.cards)[0].extension['org.example.explainable-cds.explanation'].rules[0];
   t.equal(weighted.score, 3);
   t.equal(weighted.status, 'fired');
   t.equal(weighted.items.find((i: { id: string }) => i.id === 'changeSize').status, 'not-recorded');
@@ -266,7 +266,7 @@ t.test('a lesion item recorded as valueBoolean "yes" (a string) reads as not rec
     'Oozing',
     'Change in sensation',
   ];
-  t.match(body.cards[0].detail, `Not recorded: ${notRecorded.join(', ')}.`);
+  t.match(triageCards(body.cards)[0].detail, `Not recorded: ${notRecorded.join(', ')}.`);
 });
 
 t.test(
@@ -276,7 +276,7 @@ t.test(
     Object.assign(exam.component![0]!, { valueBoolean: 'yes' });
     const res = await post(patientView({ lesions: searchset([exam]) }));
     t.equal(res.statusCode, 200);
-    const cards = res.json().cards;
+    const cards = triageCards(res.json().cards);
     t.equal(cards.length, 1);
     t.equal(cards[0].indicator, 'info');
     t.equal(
@@ -290,7 +290,7 @@ t.test('after all of the above the app still answers a valid call, and nothing w
   const res = await post(patientView({ lesions: searchset([lesion({ items: { changeSize: true } })]) }));
   t.equal(res.statusCode, 200);
   assertConforms('HookResponse', res.json());
-  t.equal(res.json().cards.length, 1);
+  t.equal(triageCards(res.json().cards).length, 1);
   const lines = harness.logs();
   const statuses = lines.map((line) => (line.res as { statusCode?: number } | undefined)?.statusCode);
   t.ok(statuses.filter(Boolean).length > 30, 'every request was logged with its status');

@@ -12,7 +12,7 @@ import { LESION, SYSTEM } from '../../src/codes.js';
 import { EXPLANATION_EXTENSION } from '../../src/explain/explain.js';
 import { assertConforms, buildTestApp, type TestApp } from '../helpers/app.js';
 import { type FhirServerOptions, type StartedFhirServer, startFhirServer } from '../helpers/fhir-server.js';
-import { lesion, PATIENT_ID, patientView, searchset } from '../helpers/hook-request.js';
+import { lesion, PATIENT_ID, patientView, searchset, triageCards } from '../helpers/hook-request.js';
 
 const MELANOMA = '/cds-services/melanoma-lesion-triage';
 const OMIT_DEMO = '/cds-services/omit-demo';
@@ -77,7 +77,17 @@ function post(app: TestApp, url: string, payload: HookRequest): Promise<LightMyR
 }
 
 /** With the fhirServer and its token, and the given prefetch (`undefined`: none sent). */
+/**
+ * The melanoma service's model inputs (patient, conditions, skin, consent) are sent as known-absent, so
+ * each test is about the one key it leaves out (lesions) and the FHIR server sees one request.
+ */
+const MODEL_KEYS_ABSENT = { patient: null, conditions: null, skin: null, consent: null };
+
 function withServer(server: string, prefetch?: HookRequest['prefetch']): HookRequest {
+  return patientView({ ...MODEL_KEYS_ABSENT, ...prefetch }, { fhirServer: server, fhirAuthorization: AUTH });
+}
+
+function omitDemoWithServer(server: string, prefetch?: HookRequest['prefetch']): HookRequest {
   return patientView(prefetch, { fhirServer: server, fhirAuthorization: AUTH });
 }
 
@@ -119,7 +129,7 @@ interface CardDigest {
 }
 
 function digest(cards: Record<string, unknown>[]): CardDigest[] {
-  return cards.map((card) => {
+  return triageCards(cards).map((card) => {
     const explanation = (card.extension as Record<string, Record<string, unknown>>)[EXPLANATION_EXTENSION]!;
     return {
       summary: card.summary as string,
@@ -308,7 +318,11 @@ t.test('omit policy: the card says which data was not available', async (t) => {
   t.test('patient fetched from a FHIR server that answers 500', async (t) => {
     const server = await fhirServer(t, { failWith: 500 });
     const built = await testApp(t, { servicesDir: 'test/fixtures/services' });
-    const res = await post(built, OMIT_DEMO, withServer(server.url, { lesions: searchset([FOREARM]) }));
+    const res = await post(
+      built,
+      OMIT_DEMO,
+      omitDemoWithServer(server.url, { lesions: searchset([FOREARM]) }),
+    );
     t.equal(res.statusCode, 200);
     const card = res.json().cards[0];
     t.ok(card.detail.split('\n').includes(DATA_LINE('the FHIR server answered 500')), card.detail);
@@ -327,7 +341,7 @@ t.test('omit policy: the card says which data was not available', async (t) => {
   t.test('both keys fetched: nothing is reported missing', async (t) => {
     const server = await fhirServer(t);
     const built = await testApp(t, { servicesDir: 'test/fixtures/services' });
-    const res = await post(built, OMIT_DEMO, withServer(server.url));
+    const res = await post(built, OMIT_DEMO, omitDemoWithServer(server.url));
     t.equal(res.statusCode, 200);
     const cards = res.json().cards;
     // The back lesion records none of this checklist's three items: not evaluable, no card.

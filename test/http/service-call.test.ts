@@ -1,7 +1,7 @@
 import t from 'tap';
 import { EXPLANATION_EXTENSION } from '../../src/explain/explain.js';
 import { assertConforms, buildTestApp } from '../helpers/app.js';
-import { lesion, patientView, searchset } from '../helpers/hook-request.js';
+import { lesion, patientView, searchset, triageCards } from '../helpers/hook-request.js';
 
 const URL = '/cds-services/melanoma-lesion-triage';
 
@@ -21,8 +21,8 @@ t.test(
     t.equal(res.statusCode, 200);
     const body = res.json();
     assertConforms('HookResponse', body);
-    t.equal(body.cards.length, 1);
-    const card = body.cards[0];
+    t.equal(triageCards(body.cards).length, 1);
+    const card = triageCards(body.cards)[0];
     t.equal(card.indicator, 'warning');
     t.equal(
       card.summary,
