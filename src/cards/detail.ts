@@ -168,7 +168,8 @@ function modelSection(model: ModelOutcome, lang: Language): string {
     lines.push('', `${t.imputed}: ${items.join('; ')}.`);
   }
   const absent = model.contributions.filter((c) => c.status === 'assumed-absent');
-  if (absent.length > 0) lines.push('', `${t.assumedAbsent}: ${absent.map((c) => c.label[lang]).join(', ')}.`);
+  if (absent.length > 0)
+    lines.push('', `${t.assumedAbsent}: ${absent.map((c) => c.label[lang]).join(', ')}.`);
   lines.push('', `${TEXT.en.forPatient} (EN): ${model.patientSentence.en}`);
   lines.push('', `${TEXT.fr.forPatient} (FR) : ${model.patientSentence.fr}`);
   return lines.join('\n');

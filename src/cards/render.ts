@@ -78,7 +78,8 @@ function placeholderValues(input: RenderInput, focus: FocusResult, model?: Model
     if (model.status === 'scored') {
       values['model.risk'] = formatRisk(model.probability);
       values['model.band'] = model.band.label[lang];
-      if (model.horizonMonths > 0) values['model.horizon'] = `${model.horizonMonths} ${lang === 'fr' ? 'mois' : 'months'}`;
+      if (model.horizonMonths > 0)
+        values['model.horizon'] = `${model.horizonMonths} ${lang === 'fr' ? 'mois' : 'months'}`;
     } else if (model.status === 'not-scored') {
       values['model.reason'] = model.reasons.map((r) => r.text[lang]).join('; ');
     }

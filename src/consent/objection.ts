@@ -12,7 +12,11 @@ import { SYSTEM } from '../codes.js';
 export const OBJECTION_PURPOSE = 'algorithmic-decision-support';
 
 function isConsent(value: unknown): value is Consent {
-  return typeof value === 'object' && value !== null && (value as { resourceType?: unknown }).resourceType === 'Consent';
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    (value as { resourceType?: unknown }).resourceType === 'Consent'
+  );
 }
 
 function covers(period: { start?: string; end?: string } | undefined, now: Date): boolean {
@@ -26,7 +30,8 @@ function covers(period: { start?: string; end?: string } | undefined, now: Date)
 export function resourcesOf(value: unknown): unknown[] {
   if (typeof value !== 'object' || value === null) return [];
   const v = value as { resourceType?: unknown; entry?: { resource?: unknown }[] };
-  if (v.resourceType === 'Bundle') return (v.entry ?? []).map((e) => e.resource).filter((r) => r !== undefined);
+  if (v.resourceType === 'Bundle')
+    return (v.entry ?? []).map((e) => e.resource).filter((r) => r !== undefined);
   return [value];
 }
 
@@ -34,10 +39,14 @@ export function resourcesOf(value: unknown): unknown[] {
 export function findObjection(resources: readonly unknown[], now: Date): { consentId: string } | null {
   for (const consent of resources) {
     if (!isConsent(consent) || consent.status !== 'active') continue;
-    const scoped = consent.scope?.coding?.some((c) => c.system === SYSTEM.consentScope && c.code === 'patient-privacy');
+    const scoped = consent.scope?.coding?.some(
+      (c) => c.system === SYSTEM.consentScope && c.code === 'patient-privacy',
+    );
     const provision = consent.provision;
     if (!scoped || provision?.type !== 'deny' || !covers(provision.period, now)) continue;
-    const purpose = provision.purpose?.some((p) => p.system === SYSTEM.purposeOfUse && p.code === OBJECTION_PURPOSE);
+    const purpose = provision.purpose?.some(
+      (p) => p.system === SYSTEM.purposeOfUse && p.code === OBJECTION_PURPOSE,
+    );
     if (purpose) return { consentId: consent.id ?? '(no id)' };
   }
   return null;

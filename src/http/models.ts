@@ -10,7 +10,8 @@ import type { LoadedModel, ModelRegistry } from '../models/load.js';
 
 function find(models: ModelRegistry, id: string): LoadedModel {
   const model = models.get(id);
-  if (!model) throw new CdsError('CDS_ERR_ROUTE_NOT_FOUND', { method: 'GET', url: `/models/${id.slice(0, 64)}` });
+  if (!model)
+    throw new CdsError('CDS_ERR_ROUTE_NOT_FOUND', { method: 'GET', url: `/models/${id.slice(0, 64)}` });
   return model;
 }
 

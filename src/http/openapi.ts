@@ -264,7 +264,8 @@ export function buildOpenApi(): Record<string, unknown> {
         get: {
           operationId: 'listModels',
           summary: 'Loaded models',
-          description: 'Each model with its version, status (demonstration or validated), sha256 and model card link.',
+          description:
+            'Each model with its version, status (demonstration or validated), sha256 and model card link.',
           responses: { '200': { description: 'The loaded models', content: { 'application/json': {} } } },
         },
         head: {
@@ -279,9 +280,13 @@ export function buildOpenApi(): Record<string, unknown> {
         get: {
           operationId: 'modelCard',
           summary: 'Model card (markdown)',
-          description: 'Intended use, population, training data, metrics with subgroups, limits, status, sha256.',
+          description:
+            'Intended use, population, training data, metrics with subgroups, limits, status, sha256.',
           responses: {
-            '200': { description: 'The model card', content: { 'text/markdown': { schema: { type: 'string' } } } },
+            '200': {
+              description: 'The model card',
+              content: { 'text/markdown': { schema: { type: 'string' } } },
+            },
             '404': errorResponse(404, 'No such model'),
           },
         },

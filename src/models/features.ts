@@ -93,7 +93,13 @@ function format(value: number): string {
 }
 
 /** Candidates of a source, each with its date, latest first (undated last, in record order). */
-function candidates(feature: CompiledFeature, source: CompiledExpression, subject: unknown, env: Env, now: Date) {
+function candidates(
+  feature: CompiledFeature,
+  source: CompiledExpression,
+  subject: unknown,
+  env: Env,
+  now: Date,
+) {
   const items = source.evaluate(subject, env, now);
   return items
     .map((item, index) => ({
@@ -172,7 +178,8 @@ function find(feature: CompiledFeature, subject: unknown, env: Env, now: Date): 
     case 'age': {
       const patient = feature.source.evaluate(subject, env, now).find(isRecord);
       const birthDate = patient?.birthDate;
-      if (typeof birthDate !== 'string' || !/^\d{4}(-\d{2}(-\d{2})?)?$/.test(birthDate)) return { kind: 'none' };
+      if (typeof birthDate !== 'string' || !/^\d{4}(-\d{2}(-\d{2})?)?$/.test(birthDate))
+        return { kind: 'none' };
       const age = ageInYears(birthDate, now);
       return { kind: 'value', reading: { value: age, recorded: `${age} a`, date: undefined } };
     }
@@ -224,7 +231,8 @@ function find(feature: CompiledFeature, subject: unknown, env: Env, now: Date): 
       if (weight.kind !== 'value' || height.kind !== 'value' || height.reading.value <= 0) {
         // Say "too old" when an old BMI, or an old weight and height, is all there is.
         if (direct.kind === 'none' && direct.stale) return direct;
-        const stale = weight.kind === 'none' ? weight.stale : height.kind === 'none' ? height.stale : undefined;
+        const stale =
+          weight.kind === 'none' ? weight.stale : height.kind === 'none' ? height.stale : undefined;
         return stale ? { kind: 'none', stale } : direct;
       }
       const w = weight.reading;
@@ -330,7 +338,10 @@ const TEXT = {
   missing: { en: 'not recorded', fr: 'non renseigné' },
   stale: { en: 'too old', fr: 'trop ancien' },
   unit: { en: 'recorded in a unit that cannot be converted', fr: 'saisi dans une unité non convertible' },
-  unmapped: { en: 'recorded with a code the model does not know', fr: 'saisi avec un code inconnu du modèle' },
+  unmapped: {
+    en: 'recorded with a code the model does not know',
+    fr: 'saisi avec un code inconnu du modèle',
+  },
   implausible: { en: 'outside the plausible range', fr: 'hors de l’intervalle plausible' },
 } as const;
 
@@ -346,7 +357,9 @@ function refusal(code: Refusal['code'], spec: FeatureSpec, why: Localized, detai
 }
 
 function indicatorOf(value: number, band: { min?: number; max?: number }): number {
-  return (band.min === undefined || value >= band.min) && (band.max === undefined || value <= band.max) ? 1 : 0;
+  return (band.min === undefined || value >= band.min) && (band.max === undefined || value <= band.max)
+    ? 1
+    : 0;
 }
 
 /**
@@ -390,7 +403,12 @@ export function extractFeatures(
       const { value, recorded, date } = found.reading;
       if (spec.range && (value < spec.range.min || value > spec.range.max || !Number.isFinite(value))) {
         refusals.push(
-          refusal('implausible', spec, TEXT.implausible, ` (${recorded}; ${spec.range.min}–${spec.range.max})`),
+          refusal(
+            'implausible',
+            spec,
+            TEXT.implausible,
+            ` (${recorded}; ${spec.range.min}–${spec.range.max})`,
+          ),
         );
         continue;
       }

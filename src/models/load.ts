@@ -59,7 +59,8 @@ export async function loadModels(dir: string): Promise<ModelRegistry> {
     .sort();
   for (const folder of folders) {
     const model = await loadModel(join(dir, folder));
-    if (model.manifest.id !== folder) fail(folder, `manifest id "${model.manifest.id}" differs from its folder`);
+    if (model.manifest.id !== folder)
+      fail(folder, `manifest id "${model.manifest.id}" differs from its folder`);
     models.set(model.manifest.id, model);
   }
   return models;
@@ -107,7 +108,10 @@ function checkManifest(m: ModelManifest): void {
     }
   }
   if (m.explanation.method === 'linear' && m.explanation.coefficients.length !== m.features.length) {
-    fail(m.id, `explanation has ${m.explanation.coefficients.length} coefficients for ${m.features.length} features`);
+    fail(
+      m.id,
+      `explanation has ${m.explanation.coefficients.length} coefficients for ${m.features.length} features`,
+    );
   }
   if (m.explanation.method === 'shapley' && m.features.length > MAX_SHAPLEY_FEATURES) {
     fail(m.id, `exact Shapley values are limited to ${MAX_SHAPLEY_FEATURES} features`);
@@ -119,21 +123,31 @@ export const MAX_SHAPLEY_FEATURES = 14;
 
 function checkSession(m: ModelManifest, session: ort.InferenceSession): void {
   const input = session.inputMetadata.find((i) => i.name === m.input.name);
-  if (!input) fail(m.id, `the ONNX model has no input "${m.input.name}" (it has ${session.inputNames.join(', ')})`);
-  if (session.inputNames.length !== 1) fail(m.id, `the ONNX model must have one input, not ${session.inputNames.length}`);
-  if (!input.isTensor || input.type !== 'float32') fail(m.id, `input "${m.input.name}" must be a float32 tensor`);
+  if (!input)
+    fail(m.id, `the ONNX model has no input "${m.input.name}" (it has ${session.inputNames.join(', ')})`);
+  if (session.inputNames.length !== 1)
+    fail(m.id, `the ONNX model must have one input, not ${session.inputNames.length}`);
+  if (!input.isTensor || input.type !== 'float32')
+    fail(m.id, `input "${m.input.name}" must be a float32 tensor`);
   const [, width] = input.shape;
   if (input.shape.length !== 2 || (typeof width === 'number' && width !== m.features.length)) {
-    fail(m.id, `input "${m.input.name}" must have shape [N, ${m.features.length}], not [${input.shape.join(', ')}]`);
+    fail(
+      m.id,
+      `input "${m.input.name}" must have shape [N, ${m.features.length}], not [${input.shape.join(', ')}]`,
+    );
   }
   const output = session.outputMetadata.find((o) => o.name === m.output.name);
-  if (!output) fail(m.id, `the ONNX model has no output "${m.output.name}" (it has ${session.outputNames.join(', ')})`);
+  if (!output)
+    fail(m.id, `the ONNX model has no output "${m.output.name}" (it has ${session.outputNames.join(', ')})`);
   if (!output.isTensor || (output.type !== 'float32' && output.type !== 'float64')) {
     fail(m.id, `output "${m.output.name}" must be a float tensor`);
   }
   const columns = output.shape.length === 2 ? output.shape[1] : 1;
   if (output.shape.length > 2 || (typeof columns === 'number' && (m.output.column ?? 0) >= columns)) {
-    fail(m.id, `output "${m.output.name}" of shape [${output.shape.join(', ')}] has no column ${m.output.column ?? 0}`);
+    fail(
+      m.id,
+      `output "${m.output.name}" of shape [${output.shape.join(', ')}] has no column ${m.output.column ?? 0}`,
+    );
   }
 }
 
@@ -211,7 +225,10 @@ async function checkLinear(model: LoadedModel): Promise<void> {
     const expected = row.reduce((s, v, i) => s + coefficients[i]! * v, intercept);
     const actual = logit(probabilities[r]!);
     if (Math.abs(expected - actual) > 1e-4) {
-      fail(m.id, `the manifest's linear coefficients do not reproduce the model (logit ${actual} vs ${expected})`);
+      fail(
+        m.id,
+        `the manifest's linear coefficients do not reproduce the model (logit ${actual} vs ${expected})`,
+      );
     }
   });
 }
@@ -225,7 +242,10 @@ export function logit(p: number): number {
  * Runs the model on rows of feature values.
  * @returns P(outcome) per row, in float64
  */
-export async function predict(model: LoadedModel, rows: readonly (readonly number[])[]): Promise<Float64Array> {
+export async function predict(
+  model: LoadedModel,
+  rows: readonly (readonly number[])[],
+): Promise<Float64Array> {
   const { manifest: m } = model;
   const width = m.features.length;
   const data = new Float32Array(rows.length * width);

@@ -100,13 +100,7 @@ export interface NumberFeature extends FeatureBase {
 }
 
 export type FeatureSpec =
-  | AgeFeature
-  | QuantityFeature
-  | BmiFeature
-  | TrendFeature
-  | FlagFeature
-  | CodeFeature
-  | NumberFeature;
+  AgeFeature | QuantityFeature | BmiFeature | TrendFeature | FlagFeature | CodeFeature | NumberFeature;
 
 export interface GuardSpec {
   id: string;
@@ -123,8 +117,7 @@ export interface BandSpec {
 }
 
 export type ExplanationSpec =
-  | { method: 'linear'; intercept: number; coefficients: number[] }
-  | { method: 'shapley' };
+  { method: 'linear'; intercept: number; coefficients: number[] } | { method: 'shapley' };
 
 export interface ModelManifest {
   id: string;

@@ -167,9 +167,7 @@ export async function scoreSubjects(
       return { values: [], refusals: [UNREADABLE] };
     }
   });
-  const scorable = extractions
-    .map((e, index) => ({ e, index }))
-    .filter(({ e }) => e.refusals.length === 0);
+  const scorable = extractions.map((e, index) => ({ e, index })).filter(({ e }) => e.refusals.length === 0);
   // float32 is what the model sees: explanations are computed on the same rounded values.
   const rows = scorable.map(({ e }) => e.values.map((v) => Math.fround(v.value)));
   const reference = m.features.map((f) => Math.fround(f.reference));

@@ -168,17 +168,29 @@ function resolveModels(file: string, definition: ServiceDefinition, registry: Mo
     fail(file, '/patientObjection', `no prefetch key "${definition.patientObjection}"`);
   }
   if (refs.length > 0 && definition.patientObjection === undefined) {
-    fail(file, '/patientObjection', 'a service that runs models must name the prefetch key of the Consent resources');
+    fail(
+      file,
+      '/patientObjection',
+      'a service that runs models must name the prefetch key of the Consent resources',
+    );
   }
   const models = refs.map((ref, i) => {
     const model = registry.get(ref.id);
     if (!model) fail(file, `/models/${i}/id`, `no model "${ref.id}" in the models folder`);
     if (model.manifest.version !== ref.version) {
-      fail(file, `/models/${i}/version`, `model "${ref.id}" is version ${model.manifest.version}, not ${ref.version}`);
+      fail(
+        file,
+        `/models/${i}/version`,
+        `model "${ref.id}" is version ${model.manifest.version}, not ${ref.version}`,
+      );
     }
     const missing = model.manifest.requires.filter((v) => !keys.includes(v));
     if (missing.length > 0) {
-      fail(file, `/models/${i}`, `model "${ref.id}" reads ${missing.map((v) => `%${v}`).join(', ')}: add the prefetch key`);
+      fail(
+        file,
+        `/models/${i}`,
+        `model "${ref.id}" reads ${missing.map((v) => `%${v}`).join(', ')}: add the prefetch key`,
+      );
     }
     return model;
   });
@@ -253,4 +265,10 @@ function checkPlaceholders(file: string, definition: ServiceDefinition): void {
 }
 
 /** Placeholders of a card about a model (`when.model`): its estimate, band, horizon, why no score. */
-export const MODEL_PLACEHOLDERS = ['model.risk', 'model.band', 'model.horizon', 'model.reason', 'model.title'];
+export const MODEL_PLACEHOLDERS = [
+  'model.risk',
+  'model.band',
+  'model.horizon',
+  'model.reason',
+  'model.title',
+];

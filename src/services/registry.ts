@@ -16,7 +16,8 @@ function discoveryEntry(service: CompiledService): DiscoveryService {
   // Every model's status (e.g. "demonstration model trained on simulated data") is part of what the
   // service is: discovery says it, with where to read the model card.
   const models = service.models.map(
-    ({ manifest: m }) => ` Model ${m.id} ${m.version}: ${m.statusText.en} Model card: /models/${m.id}/model-card.`,
+    ({ manifest: m }) =>
+      ` Model ${m.id} ${m.version}: ${m.statusText.en} Model card: /models/${m.id}/model-card.`,
   );
   const entry: DiscoveryService = {
     hook: d.hook,

@@ -43,7 +43,8 @@ function ofType<T extends Resource['resourceType']>(resources: Resource[], type:
 }
 
 function ageBand(age: number, cuts: readonly number[]): string {
-  for (let i = 0; i < cuts.length; i += 1) if (age < cuts[i]!) return i === 0 ? `<${cuts[0]}` : `${cuts[i - 1]}-${cuts[i]! - 1}`;
+  for (let i = 0; i < cuts.length; i += 1)
+    if (age < cuts[i]!) return i === 0 ? `<${cuts[0]}` : `${cuts[i - 1]}-${cuts[i]! - 1}`;
   return `${cuts[cuts.length - 1]}+`;
 }
 
@@ -69,7 +70,12 @@ export const DATASETS: Record<string, DatasetSpec> = {
       return {
         sex: patient.gender ?? 'unknown',
         ageBand: ageBand(ageAt(patient.birthDate, GENERATION_NOW), [55, 65]),
-        klGrade: x.get('klGrade3')?.status === 'imputed' ? 'not recorded' : x.get('klGrade3')?.value ? 'KL 3' : 'KL 2',
+        klGrade:
+          x.get('klGrade3')?.status === 'imputed'
+            ? 'not recorded'
+            : x.get('klGrade3')?.value
+              ? 'KL 3'
+              : 'KL 2',
       };
     },
   },
@@ -82,17 +88,23 @@ export const DATASETS: Record<string, DatasetSpec> = {
     }),
     subjects: (resources, truth) =>
       (ofType(resources, 'Observation') as Observation[])
-        .filter((o) => o.code.coding?.some((c) => c.system === SYSTEM.localObservation && c.code === LESION.panel))
-        .map((o) => ({ subject: o, y: truth.lesions.find((l) => l.observationId === o.id)?.melanoma ? 1 : 0 })),
+        .filter((o) =>
+          o.code.coding?.some((c) => c.system === SYSTEM.localObservation && c.code === LESION.panel),
+        )
+        .map((o) => ({
+          subject: o,
+          y: truth.lesions.find((l) => l.observationId === o.id)?.melanoma ? 1 : 0,
+        })),
     groups: (resources) => {
       const patient = ofType(resources, 'Patient')[0] as Patient;
-      const phototype = (ofType(resources, 'Observation') as Observation[])
-        .find((o) => o.code.coding?.some((c) => c.code === 'fitzpatrick-skin-type'))
-        ?.valueCodeableConcept?.coding?.[0]?.code;
+      const phototype = (ofType(resources, 'Observation') as Observation[]).find((o) =>
+        o.code.coding?.some((c) => c.code === 'fitzpatrick-skin-type'),
+      )?.valueCodeableConcept?.coding?.[0]?.code;
       return {
         sex: patient.gender ?? 'unknown',
         ageBand: ageBand(ageAt(patient.birthDate, GENERATION_NOW), [31, 61]),
-        phototype: phototype === undefined ? 'not recorded' : ['I', 'II'].includes(phototype) ? 'I-II' : 'III-IV',
+        phototype:
+          phototype === undefined ? 'not recorded' : ['I', 'II'].includes(phototype) ? 'I-II' : 'III-IV',
       };
     },
   },

@@ -64,29 +64,109 @@ const KNEE: Content = {
     'src/synthetic/patients.ts (FHIR R4 bundles like Synthea output). Marginals of reference/risk-factors.md section 1.4: age N(62, 9) truncated to 45-79, 60% female, BMI N(29.5, 4.8), KL2 46% / KL3 54% (recorded for 30% of patients), WOMAC pain N(26.5, 19) written as a 0-10 pain score, prior specific knee injury 19%, hand OA 35%, type 2 diabetes 10% (more frequent with BMI >= 30), varus alignment 45% (latent, never recorded).',
   generatingModel:
     'logit P(progression within 24 months) = -3.761 + ln(1.10)(age-62)/10 + ln(1.35)(BMI-29.5)/5 + ln(2.0)[KL3] + ln(1.38)(WOMAC-26.5)/10 + ln(2.90)[injury] + ln(2.66)[hand OA] + ln(2.1)[diabetes] + ln(3.59)[varus]; prevalence about 15%. Varus alignment drives progression but is not in routine records, which caps the achievable AUC (about 0.74 with the observed inputs).',
-  generatingSources: ['belo2007', 'bastick2015ar', 'zheng2015', 'bmc2013', 'bastick2015corr', 'schett2013', 'sharma2010'],
+  generatingSources: [
+    'belo2007',
+    'bastick2015ar',
+    'zheng2015',
+    'bmc2013',
+    'bastick2015corr',
+    'schett2013',
+    'sharma2010',
+  ],
   effects: {
-    age: { effectSize: 'OR 1.10 per 10 years (design: evidence conflicting)', sources: ['belo2007', 'bastick2015ar'], signal: true },
-    female: { effectSize: 'none: not associated with radiographic progression (strong evidence)', sources: ['belo2007'], signal: false },
-    bmi: { effectSize: 'OR 1.35 per 5 kg/m2 (incidence meta-analysis, used as a proxy)', sources: ['zheng2015'], signal: true },
-    bmiTrend: { effectSize: 'none: no verified progression effect; simulated with no effect', sources: [], signal: false },
-    pain: { effectSize: 'OR 1.38 per 10 WOMAC points (derived from pooled OR 2.38 for knee pain)', sources: ['bastick2015corr'], signal: true },
-    klGrade3: { effectSize: 'OR 2.0 for KL3 vs KL2 (proxy from RR 2.09 per KL grade for surgery)', sources: ['bastick2015ar'], signal: true },
+    age: {
+      effectSize: 'OR 1.10 per 10 years (design: evidence conflicting)',
+      sources: ['belo2007', 'bastick2015ar'],
+      signal: true,
+    },
+    female: {
+      effectSize: 'none: not associated with radiographic progression (strong evidence)',
+      sources: ['belo2007'],
+      signal: false,
+    },
+    bmi: {
+      effectSize: 'OR 1.35 per 5 kg/m2 (incidence meta-analysis, used as a proxy)',
+      sources: ['zheng2015'],
+      signal: true,
+    },
+    bmiTrend: {
+      effectSize: 'none: no verified progression effect; simulated with no effect',
+      sources: [],
+      signal: false,
+    },
+    pain: {
+      effectSize: 'OR 1.38 per 10 WOMAC points (derived from pooled OR 2.38 for knee pain)',
+      sources: ['bastick2015corr'],
+      signal: true,
+    },
+    klGrade3: {
+      effectSize: 'OR 2.0 for KL3 vs KL2 (proxy from RR 2.09 per KL grade for surgery)',
+      sources: ['bastick2015ar'],
+      signal: true,
+    },
     kneeInjury: { effectSize: 'OR 2.90 for a specific knee injury', sources: ['bmc2013'], signal: true },
-    handOa: { effectSize: "OR 2.66 for hand OA / Heberden's nodes (pooled)", sources: ['bastick2015corr'], signal: true },
-    diabetes: { effectSize: 'OR 2.1 (HR for arthroplasty, used as a proxy)', sources: ['schett2013'], signal: true },
+    handOa: {
+      effectSize: "OR 2.66 for hand OA / Heberden's nodes (pooled)",
+      sources: ['bastick2015corr'],
+      signal: true,
+    },
+    diabetes: {
+      effectSize: 'OR 2.1 (HR for arthroplasty, used as a proxy)',
+      sources: ['schett2013'],
+      signal: true,
+    },
   },
   thresholdRationale:
     'A risk of 25% or more (about the top fifth of the population) raises the card from info to warning; the choice is a demonstration setting a site would calibrate to its own pathway.',
   references: [
-    { id: 'belo2007', citation: 'Belo JN et al. Prognostic factors of progression of osteoarthritis of the knee: a systematic review. Arthritis Rheum 2007;57:13-26', doi: '10.1002/art.22475' },
-    { id: 'bastick2015ar', citation: 'Bastick AN et al. Prognostic factors for progression of clinical osteoarthritis of the knee. Arthritis Res Ther 2015;17:152', doi: '10.1186/s13075-015-0670-x' },
-    { id: 'bastick2015corr', citation: 'Bastick AN et al. What are the prognostic factors for radiographic progression of knee osteoarthritis? A meta-analysis. Clin Orthop Relat Res 2015;473:2969-89', doi: '10.1007/s11999-015-4349-z' },
-    { id: 'zheng2015', citation: 'Incident knee OA and BMI, meta-analysis of 14 prospective studies (PMC4679914; authors and journal unverified)', url: 'https://www.ncbi.nlm.nih.gov/pmc/articles/PMC4679914/' },
-    { id: 'bmc2013', citation: 'Knee injury and knee OA incidence or progression in adults aged 40+ with knee pain. BMC Musculoskelet Disord 2013;14:309 (authors unverified)', doi: '10.1186/1471-2474-14-309' },
-    { id: 'schett2013', citation: 'Schett G et al. Diabetes is an independent predictor for severe osteoarthritis. Diabetes Care 2013;36:403-9', doi: '10.2337/dc12-0924' },
-    { id: 'sharma2010', citation: 'Sharma L et al. Varus and valgus alignment and incident and progressive knee osteoarthritis. Ann Rheum Dis 2010;69:1940-5', doi: '10.1136/ard.2010.129742' },
-    { id: 'lavalley2017', citation: 'LaValley MP et al. Development of a clinical prediction algorithm for knee osteoarthritis structural progression. Arthritis Res Ther 2017;19:95 (published clinical-variables AUC 0.65)', doi: '10.1186/s13075-017-1291-3' },
+    {
+      id: 'belo2007',
+      citation:
+        'Belo JN et al. Prognostic factors of progression of osteoarthritis of the knee: a systematic review. Arthritis Rheum 2007;57:13-26',
+      doi: '10.1002/art.22475',
+    },
+    {
+      id: 'bastick2015ar',
+      citation:
+        'Bastick AN et al. Prognostic factors for progression of clinical osteoarthritis of the knee. Arthritis Res Ther 2015;17:152',
+      doi: '10.1186/s13075-015-0670-x',
+    },
+    {
+      id: 'bastick2015corr',
+      citation:
+        'Bastick AN et al. What are the prognostic factors for radiographic progression of knee osteoarthritis? A meta-analysis. Clin Orthop Relat Res 2015;473:2969-89',
+      doi: '10.1007/s11999-015-4349-z',
+    },
+    {
+      id: 'zheng2015',
+      citation:
+        'Incident knee OA and BMI, meta-analysis of 14 prospective studies (PMC4679914; authors and journal unverified)',
+      url: 'https://www.ncbi.nlm.nih.gov/pmc/articles/PMC4679914/',
+    },
+    {
+      id: 'bmc2013',
+      citation:
+        'Knee injury and knee OA incidence or progression in adults aged 40+ with knee pain. BMC Musculoskelet Disord 2013;14:309 (authors unverified)',
+      doi: '10.1186/1471-2474-14-309',
+    },
+    {
+      id: 'schett2013',
+      citation:
+        'Schett G et al. Diabetes is an independent predictor for severe osteoarthritis. Diabetes Care 2013;36:403-9',
+      doi: '10.2337/dc12-0924',
+    },
+    {
+      id: 'sharma2010',
+      citation:
+        'Sharma L et al. Varus and valgus alignment and incident and progressive knee osteoarthritis. Ann Rheum Dis 2010;69:1940-5',
+      doi: '10.1136/ard.2010.129742',
+    },
+    {
+      id: 'lavalley2017',
+      citation:
+        'LaValley MP et al. Development of a clinical prediction algorithm for knee osteoarthritis structural progression. Arthritis Res Ther 2017;19:95 (published clinical-variables AUC 0.65)',
+      doi: '10.1186/s13075-017-1291-3',
+    },
   ],
   limits: [
     'Trained and tested on simulated patients only: the figures below describe the simulation, not real patients.',
@@ -105,23 +185,55 @@ const MELANOMA: Content = {
     'Lowering the urgency a checklist or a clinical concern calls for.',
     'Children, Fitzpatrick skin types V-VI, acral, amelanotic or nodular melanoma (poorly represented in the evidence).',
   ],
-  inclusion: ['Adults aged 18 and over', 'A lesion examination recorded in the last 90 days', 'Fitzpatrick skin type I-IV or not recorded'],
-  exclusion: ['Fitzpatrick skin type V or VI', 'Under 18 or no birth date', 'Active objection to algorithmic processing (FHIR Consent)'],
+  inclusion: [
+    'Adults aged 18 and over',
+    'A lesion examination recorded in the last 90 days',
+    'Fitzpatrick skin type I-IV or not recorded',
+  ],
+  exclusion: [
+    'Fitzpatrick skin type V or VI',
+    'Under 18 or no birth date',
+    'Active objection to algorithmic processing (FHIR Consent)',
+  ],
   generator:
     'src/synthetic/patients.ts, one lesion per patient. Marginals of reference/risk-factors.md section 2.4: age N(45, 18) truncated to 18-90, 65% female, phototype I 10%, II 25%, III 48%, IV 12%, V-VI 5%, naevus count negative binomial (mean 30), personal history of melanoma 3%, family history 5% and immunosuppression 1% (latent, not recorded); checklist items drawn given the latent melanoma status (major items 0.757 vs 0.395, minor 0.346 vs 0.258); dermoscopy recorded for half of the lesions.',
   generatingModel:
     'logit P(melanoma) = -5.715 + ln(3.0)[age 31-60] + ln(6.0)[age > 60] + ln(3.2)[phototype I-II] + ln(1.017) x naevi + ln(3.2)[personal or family history] + ln(2.71)[immunosuppressed]; about 4% of lesions are melanomas (UK primary care and referral case mix). The lesion features then follow the class.',
   generatingSources: ['idscore2021', 'olsen2010', 'green2015', 'walter2013'],
   effects: {
-    age31to60: { effectSize: 'OR 3.0 vs 30 or under (design, direction from iDScore)', sources: ['idscore2021'], signal: true },
-    ageOver60: { effectSize: 'OR 6.0 vs 30 or under (design, direction from iDScore)', sources: ['idscore2021'], signal: true },
-    phototypeFair: { effectSize: 'OR 3.2 for types I-II', sources: ['idscore2021', 'gandini2005c'], signal: true },
+    age31to60: {
+      effectSize: 'OR 3.0 vs 30 or under (design, direction from iDScore)',
+      sources: ['idscore2021'],
+      signal: true,
+    },
+    ageOver60: {
+      effectSize: 'OR 6.0 vs 30 or under (design, direction from iDScore)',
+      sources: ['idscore2021'],
+      signal: true,
+    },
+    phototypeFair: {
+      effectSize: 'OR 3.2 for types I-II',
+      sources: ['idscore2021', 'gandini2005c'],
+      signal: true,
+    },
     naevusCount: { effectSize: 'RR 1.017 per naevus', sources: ['olsen2010'], signal: true },
-    melanomaHistory: { effectSize: 'OR 3.2 for a personal or family history', sources: ['idscore2021'], signal: true },
-    changeSize: { effectSize: 'major item: present in 75.7% of melanomas vs 39.5% (OR about 4.8)', sources: ['walter2013'], signal: true },
+    melanomaHistory: {
+      effectSize: 'OR 3.2 for a personal or family history',
+      sources: ['idscore2021'],
+      signal: true,
+    },
+    changeSize: {
+      effectSize: 'major item: present in 75.7% of melanomas vs 39.5% (OR about 4.8)',
+      sources: ['walter2013'],
+      signal: true,
+    },
     irregularShape: { effectSize: 'major item: 75.7% vs 39.5%', sources: ['walter2013'], signal: true },
     irregularColour: { effectSize: 'major item: 75.7% vs 39.5%', sources: ['walter2013'], signal: true },
-    diameter7mm: { effectSize: 'minor item: 34.6% vs 25.8% (OR about 1.5)', sources: ['walter2013'], signal: true },
+    diameter7mm: {
+      effectSize: 'minor item: 34.6% vs 25.8% (OR about 1.5)',
+      sources: ['walter2013'],
+      signal: true,
+    },
     inflammation: { effectSize: 'minor item: 34.6% vs 25.8%', sources: ['walter2013'], signal: true },
     oozing: { effectSize: 'minor item: 34.6% vs 25.8%', sources: ['walter2013'], signal: true },
     sensation: { effectSize: 'minor item: 34.6% vs 25.8%', sources: ['walter2013'], signal: true },
@@ -129,12 +241,39 @@ const MELANOMA: Content = {
   thresholdRationale:
     'A probability of 3% or more (about the simulated prevalence) is reported as the operating point; the card stays informational whatever the estimate, because the referral decision follows the published checklists.',
   references: [
-    { id: 'walter2013', citation: 'Walter FM et al. Using the 7-point checklist as a diagnostic aid for pigmented skin lesions in general practice. Br J Gen Pract 2013;63:e345-53', doi: '10.3399/bjgp13X667213' },
-    { id: 'idscore2021', citation: 'iDScore 2021 lesion-level risk factors (as tabulated in reference/risk-factors.md section 2.4; magnitudes damped by design)' },
-    { id: 'olsen2010', citation: 'Olsen CM, Carroll HJ, Whiteman DC. Estimating the attributable fraction for melanoma: a meta-analysis of pigmentary characteristics and freckling. Cancer Prev Res 2010;3:233-45 (authors unverified)' },
-    { id: 'gandini2005c', citation: 'Gandini S et al. Meta-analysis of risk factors for cutaneous melanoma: III. Family history, actinic damage and phenotypic factors. Eur J Cancer 2005', doi: '10.1016/j.ejca.2005.03.034' },
-    { id: 'green2015', citation: 'Green AC, Olsen CM. Increased risk of melanoma in organ transplant recipients: systematic review and meta-analysis. Acta Derm Venereol 2015;95:923-7', doi: '10.2340/00015555-2148' },
-    { id: 'usher2014', citation: 'Usher-Smith JA et al. Risk prediction models for melanoma: a systematic review. Cancer Epidemiol Biomarkers Prev 2014;23:1450-63 (person-level models AUC about 0.75)' },
+    {
+      id: 'walter2013',
+      citation:
+        'Walter FM et al. Using the 7-point checklist as a diagnostic aid for pigmented skin lesions in general practice. Br J Gen Pract 2013;63:e345-53',
+      doi: '10.3399/bjgp13X667213',
+    },
+    {
+      id: 'idscore2021',
+      citation:
+        'iDScore 2021 lesion-level risk factors (as tabulated in reference/risk-factors.md section 2.4; magnitudes damped by design)',
+    },
+    {
+      id: 'olsen2010',
+      citation:
+        'Olsen CM, Carroll HJ, Whiteman DC. Estimating the attributable fraction for melanoma: a meta-analysis of pigmentary characteristics and freckling. Cancer Prev Res 2010;3:233-45 (authors unverified)',
+    },
+    {
+      id: 'gandini2005c',
+      citation:
+        'Gandini S et al. Meta-analysis of risk factors for cutaneous melanoma: III. Family history, actinic damage and phenotypic factors. Eur J Cancer 2005',
+      doi: '10.1016/j.ejca.2005.03.034',
+    },
+    {
+      id: 'green2015',
+      citation:
+        'Green AC, Olsen CM. Increased risk of melanoma in organ transplant recipients: systematic review and meta-analysis. Acta Derm Venereol 2015;95:923-7',
+      doi: '10.2340/00015555-2148',
+    },
+    {
+      id: 'usher2014',
+      citation:
+        'Usher-Smith JA et al. Risk prediction models for melanoma: a systematic review. Cancer Epidemiol Biomarkers Prev 2014;23:1450-63 (person-level models AUC about 0.75)',
+    },
   ],
   limits: [
     'Trained and tested on simulated lesions only: the figures below describe the simulation, not real patients.',
@@ -175,7 +314,11 @@ export function describeModel(manifest: ModelManifest, results: TrainingResults)
     modelType: `logistic regression (${manifest.features.length} inputs), float32 ONNX (MatMul, Add, Sigmoid)`,
     intendedUse: content.intendedUse,
     outOfScope: content.outOfScope,
-    population: { description: manifest.population.en, inclusion: content.inclusion, exclusion: content.exclusion },
+    population: {
+      description: manifest.population.en,
+      inclusion: content.inclusion,
+      exclusion: content.exclusion,
+    },
     outcome: {
       description: manifest.outcome.en,
       horizon: manifest.horizonMonths > 0 ? `${manifest.horizonMonths} months` : 'present at examination',
@@ -183,7 +326,9 @@ export function describeModel(manifest: ModelManifest, results: TrainingResults)
     features,
     trainingData: {
       kind: 'simulated',
-      generator: content.generator + (excluded ? ` Left out of training as the service would refuse them: ${excluded}.` : ''),
+      generator:
+        content.generator +
+        (excluded ? ` Left out of training as the service would refuse them: ${excluded}.` : ''),
       seed: results.seed,
       nTrain: results.nTrain,
       nTest: results.nTest,

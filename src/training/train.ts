@@ -59,7 +59,13 @@ function mean(values: readonly number[]): number {
 }
 
 /** Rewrites the trained fields of the manifest, keeping its comments and layout. */
-function updateManifest(text: string, sha256: string, intercept: number, coefficients: number[], references: number[]) {
+function updateManifest(
+  text: string,
+  sha256: string,
+  intercept: number,
+  coefficients: number[],
+  references: number[],
+) {
   const doc = parseDocument(text);
   doc.setIn(['sha256'], sha256);
   doc.setIn(['explanation', 'intercept'], intercept);
@@ -73,12 +79,22 @@ export async function trainModel(options: TrainOptions): Promise<TrainedFiles> {
   const log = options.log ?? (() => {});
   const folder = join(options.modelsDir, options.modelId);
   const spec = DATASETS[options.modelId];
-  if (!spec) throw new Error(`no training recipe for model "${options.modelId}" (known: ${Object.keys(DATASETS).join(', ')})`);
+  if (!spec)
+    throw new Error(
+      `no training recipe for model "${options.modelId}" (known: ${Object.keys(DATASETS).join(', ')})`,
+    );
   const manifest: ModelManifest = readManifest(folder);
   const compiled = compileManifest(manifest);
   const progress = (what: string, total: number) => (done: number) =>
     log(`${manifest.id}: ${what} ${done}/${total} patients`);
-  const train: Dataset = buildDataset(spec, compiled, options.seed, 0, options.nTrain, progress('training', options.nTrain));
+  const train: Dataset = buildDataset(
+    spec,
+    compiled,
+    options.seed,
+    0,
+    options.nTrain,
+    progress('training', options.nTrain),
+  );
   const test: Dataset = buildDataset(
     spec,
     compiled,
@@ -87,7 +103,8 @@ export async function trainModel(options: TrainOptions): Promise<TrainedFiles> {
     options.nTest,
     progress('held-out', options.nTest),
   );
-  if (train.rows.length === 0 || test.rows.length === 0) throw new Error(`${manifest.id}: no subject to train or test on`);
+  if (train.rows.length === 0 || test.rows.length === 0)
+    throw new Error(`${manifest.id}: no subject to train or test on`);
   const fit = fitLogistic(
     train.rows.map((r) => r.x),
     train.rows.map((r) => r.y),
@@ -116,7 +133,12 @@ export async function trainModel(options: TrainOptions): Promise<TrainedFiles> {
     },
   );
   const sha256 = createHash('sha256').update(onnx).digest('hex');
-  const scores = await probabilities(onnx, manifest.input.name, manifest.output.name, test.rows.map((r) => r.x));
+  const scores = await probabilities(
+    onnx,
+    manifest.input.name,
+    manifest.output.name,
+    test.rows.map((r) => r.x),
+  );
   const labels = test.rows.map((r) => r.y);
   const overall = evaluate(scores, labels, manifest.threshold);
   const variables = Object.keys(test.rows[0]!.groups);
@@ -168,7 +190,11 @@ function argument(args: string[], name: string): string | undefined {
 }
 
 /** The CLI; returns the exit code. */
-export async function main(args: string[], out: (line: string) => void, err: (line: string) => void): Promise<number> {
+export async function main(
+  args: string[],
+  out: (line: string) => void,
+  err: (line: string) => void,
+): Promise<number> {
   const only = argument(args, '--model');
   const check = args.includes('--check');
   const modelsDir = argument(args, '--models-dir') ?? 'models';
@@ -193,7 +219,8 @@ export async function main(args: string[], out: (line: string) => void, err: (li
       } else writeFileSync(path, bytes);
     }
   }
-  if (check) out(differences === 0 ? 'all model files are reproduced byte for byte' : `${differences} file(s) differ`);
+  if (check)
+    out(differences === 0 ? 'all model files are reproduced byte for byte' : `${differences} file(s) differ`);
   return differences === 0 ? 0 : 1;
 }
 
