@@ -276,3 +276,16 @@ for (const [what, text, message] of orderCases) {
     t.ok(error?.message.startsWith(message), `${error?.message}\n  should start with\n${message}`);
   });
 }
+
+t.test('the bundled prescribing services load, two hooks each', async (t) => {
+  const ids = loadServices('cds-services', loadValueSets('fhir-profiles')).map((s) => s.definition.id);
+  t.same(ids, [
+    'cyproterone-meningioma-order-select',
+    'cyproterone-meningioma-order-sign',
+    'melanoma-lesion-triage',
+    'nsaid-safety-order-select',
+    'nsaid-safety-order-sign',
+    'valproate-pregnancy-prevention-order-select',
+    'valproate-pregnancy-prevention-order-sign',
+  ]);
+});
