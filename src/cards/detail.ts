@@ -21,6 +21,8 @@ const TEXT = {
     notRecorded: 'Not recorded',
     notEvaluated: 'not evaluated',
     fired: 'applies',
+    doesNotApply: 'does not apply',
+    source: 'Source',
     unavailable: 'Data not available',
     examined: 'Recorded on',
     ruleSet: 'Rule set',
@@ -37,6 +39,8 @@ const TEXT = {
     notRecorded: 'Non renseigné',
     notEvaluated: 'non évalué',
     fired: 's’applique',
+    doesNotApply: 'ne s’applique pas',
+    source: 'Source',
     unavailable: 'Données non disponibles',
     examined: 'Renseigné le',
     ruleSet: 'Règles',
@@ -71,10 +75,15 @@ function ruleSection(rule: RuleResult, lang: Language): string {
       lines.push('', `${t.notRecorded}: ${missing.map((i) => i.label[lang]).join(', ')}.`);
     return lines.join('\n');
   }
+  // Evidence with no value (e.g. "ordered in this session" when nothing is) says nothing: left out.
   const evidence = (rule.evidence ?? [])
-    .map((e) => `${e.label[lang]}: ${e.values.map(escapeMarkdown).join(', ') || '—'}`)
+    .filter((e) => e.values.length > 0)
+    .map((e) => `${e.label[lang]}: ${e.values.map(escapeMarkdown).join(', ')}`)
     .join('; ');
-  return `**${title}: ${rule.status === 'fired' ? t.fired : t.notReached}**${evidence ? ` — ${evidence}` : ''}`;
+  if (rule.status !== 'fired') return `**${title}: ${t.doesNotApply}**`;
+  const { label, url } = rule.source;
+  const source = `${t.source}: ${url ? `[${label}](${url})` : label}`;
+  return `**${title}: ${t.fired}**${evidence ? ` — ${evidence}` : ''}. _${source}_`;
 }
 
 /** Renders the full detail in one language. */
