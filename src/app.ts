@@ -19,6 +19,7 @@ import { createFhirFetch } from './prefetch/fhir-fetch.js';
 import { loadModels } from './models/load.js';
 import { loadServices } from './services/load.js';
 import { createRegistry } from './services/registry.js';
+import { loadValueSets } from './services/value-sets.js';
 
 export interface AppOverrides {
   /** The network, for the fallback FHIR fetch (tests point it at a loopback server or a fake). */
@@ -34,14 +35,16 @@ export interface AppOverrides {
 
 /**
  * Builds the application.
- * @throws CdsError CDS_ERR_DEFINITION_INVALID when a service definition is invalid
+ * @throws CdsError CDS_ERR_DEFINITION_INVALID when a service definition or a value set is invalid
  */
 export async function buildApp(
   config: Readonly<Config>,
   overrides: AppOverrides = {},
 ): Promise<FastifyInstance> {
   const models = await loadModels(config.modelsDir);
-  const registry = createRegistry(loadServices(config.servicesDir, models));
+  const registry = createRegistry(
+    loadServices(config.servicesDir, loadValueSets(config.profilesDir), models),
+  );
   const fhirFetch = createFhirFetch({
     fetch: overrides.fetch ?? globalThis.fetch,
     timeoutMs: config.fhirFetchTimeoutMs,

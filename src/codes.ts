@@ -24,6 +24,9 @@ export const SYSTEM = {
   /** Local observation codes where no standard code exists (reference/clinical-codes.md §5). */
   localObservation: `${LOCAL_BASE}/CodeSystem/cds-local-observation`,
   fitzpatrick: `${LOCAL_BASE}/CodeSystem/fitzpatrick-skin-type`,
+  /** Local codes of the prescribing-safety services (fhir-profiles/CodeSystem-cds-local-prescribing.json). */
+  localPrescribing: `${LOCAL_BASE}/CodeSystem/cds-local-prescribing`,
+  atc: 'http://www.whocc.no/atc',
   purposeOfUse: `${LOCAL_BASE}/CodeSystem/cds-purpose-of-use`,
   overrideReason: `${LOCAL_BASE}/CodeSystem/cds-override-reason`,
   errorCode: `${LOCAL_BASE}/CodeSystem/cds-error`,
@@ -68,6 +71,18 @@ export const LOCAL_OBSERVATION = {
   fitzpatrick: 'fitzpatrick-skin-type',
   naevusCountTotal: 'naevus-count-total',
   naevusCountAtypical: 'naevus-count-atypical',
+} as const;
+
+/**
+ * Local codes the prescribing-safety services read (reference/clinical-codes.md has no standard code for
+ * them; each is also the only member of a value set in fhir-profiles/ that a site extends with its own
+ * codes): `valproate-ppp` is an Observation with `valueBoolean: true` recorded at the annual review of a
+ * valproate pregnancy prevention programme (risk acknowledgement form signed); `brain-mri` is a
+ * completed Procedure, a brain MRI done for meningioma monitoring.
+ */
+export const PRESCRIBING = {
+  valproatePpp: 'valproate-ppp',
+  brainMri: 'brain-mri',
 } as const;
 
 /**

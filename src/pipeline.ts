@@ -7,6 +7,7 @@
 import type { Language } from './cards/detail.js';
 import { renderCards } from './cards/render.js';
 import type { HookRequest, HookResponse } from './cds-hooks.js';
+import { consideredDraftOrders } from './orders/draft-orders.js';
 import type { FhirFetch } from './prefetch/fhir-fetch.js';
 import { resolvePrefetch, type UnavailableData } from './prefetch/resolve.js';
 import type { LoadedModel } from './models/load.js';
@@ -78,13 +79,18 @@ export async function runService(
   const prefetchMs = since(start);
 
   start = process.hrtime.bigint();
-  const env = { ...prefetch.data, hookContext: request.context };
+  const env = {
+    ...prefetch.data,
+    hookContext: request.context,
+    draftOrders: consideredDraftOrders(request.hook, request.context),
+    valueSets: service.valueSets,
+  };
   const onError = ({ ruleId, error }: RuleErrorReport) =>
     deps.log.warn(
       { serviceId: service.definition.id, ruleId, error: (error as Error).name },
       'rule not evaluable',
     );
-  const focuses = evaluateRules(service.rules, service.focus, env, now, onError);
+  const focuses = evaluateRules(service.rules, service.focus, env, now, onError, service.defines);
   const rulesMs = since(start);
 
   start = process.hrtime.bigint();

@@ -26,7 +26,8 @@ t.test('a broken service definition stops start-up with exit code 1, the file an
   t.equal(run.status, 1);
   t.equal(
     run.stderr.trim().split('\n').at(-1),
-    "Start-up failed: CDS_ERR_DEFINITION_INVALID: broken.yaml: must have required property 'version'",
+    // `hook` or `hooks` is checked first (JSON Schema oneOf), then the other required properties.
+    "Start-up failed: CDS_ERR_DEFINITION_INVALID: broken.yaml: must have required property 'hook'",
   );
 });
 

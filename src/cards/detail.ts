@@ -22,6 +22,8 @@ const TEXT = {
     notRecorded: 'Not recorded',
     notEvaluated: 'not evaluated',
     fired: 'applies',
+    doesNotApply: 'does not apply',
+    source: 'Source',
     unavailable: 'Data not available',
     examined: 'Recorded on',
     ruleSet: 'Rule set',
@@ -57,6 +59,8 @@ const TEXT = {
     notRecorded: 'Non renseigné',
     notEvaluated: 'non évalué',
     fired: 's’applique',
+    doesNotApply: 'ne s’applique pas',
+    source: 'Source',
     unavailable: 'Données non disponibles',
     examined: 'Renseigné le',
     ruleSet: 'Règles',
@@ -110,10 +114,15 @@ function ruleSection(rule: RuleResult, lang: Language): string {
       lines.push('', `${t.notRecorded}: ${missing.map((i) => i.label[lang]).join(', ')}.`);
     return lines.join('\n');
   }
+  // Evidence with no value (e.g. "ordered in this session" when nothing is) says nothing: left out.
   const evidence = (rule.evidence ?? [])
-    .map((e) => `${e.label[lang]}: ${e.values.map(escapeMarkdown).join(', ') || '—'}`)
+    .filter((e) => e.values.length > 0)
+    .map((e) => `${e.label[lang]}: ${e.values.map(escapeMarkdown).join(', ')}`)
     .join('; ');
-  return `**${title}: ${rule.status === 'fired' ? t.fired : t.notReached}**${evidence ? ` — ${evidence}` : ''}`;
+  if (rule.status !== 'fired') return `**${title}: ${t.doesNotApply}**`;
+  const { label, url } = rule.source;
+  const source = `${t.source}: ${url ? `[${label}](${url})` : label}`;
+  return `**${title}: ${t.fired}**${evidence ? ` — ${evidence}` : ''}. _${source}_`;
 }
 
 /** How many factors the card lists; all of them are in the extension and the explanation page. */

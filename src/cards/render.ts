@@ -61,7 +61,9 @@ export function conditionHolds(when: CardCondition, focus: FocusResult): boolean
 type Values = Record<string, string | undefined>;
 
 function placeholderValues(input: RenderInput, focus: FocusResult, model?: ModelOutcome): Values {
+  const fired = focus.rules.filter((r) => r.status === 'fired').map((r) => r.title[input.language]);
   const values: Values = {
+    firedRules: fired.length > 0 ? fired.join(', ') : undefined,
     'focus.label': focus.label,
     'focus.date': focus.date?.slice(0, 10),
     'focus.reference': focus.reference,
@@ -136,8 +138,39 @@ function overrideReasons(service: CompiledService, lang: Language): Coding[] {
   }));
 }
 
-function suggestions(spec: CardSpec, values: Values, input: RenderInput): Suggestion[] | undefined {
-  return spec.suggestions?.map((s) => {
+/**
+ * The resource of an action built from the focus resource: a deep copy with the action's top-level
+ * changes applied (`null` removes an element). A created resource is new: no id, meta or identifier.
+ */
+export function changedFocus(
+  focus: object,
+  changes: Record<string, unknown>,
+  values: Values,
+  type: 'create' | 'update',
+): Record<string, unknown> {
+  const resource = structuredClone(focus) as Record<string, unknown>;
+  if (type === 'create') {
+    delete resource.id;
+    delete resource.meta;
+    delete resource.identifier;
+  }
+  const filled = (fillResource(changes, values) ?? {}) as Record<string, unknown>;
+  for (const [key, value] of Object.entries(filled)) {
+    if (value === null) delete resource[key];
+    else resource[key] = value;
+  }
+  return resource;
+}
+
+function suggestions(
+  spec: CardSpec,
+  focus: FocusResult,
+  values: Values,
+  input: RenderInput,
+): Suggestion[] | undefined {
+  const offered = spec.suggestions?.filter((s) => s.when === undefined || conditionHolds(s.when, focus));
+  if (!offered || offered.length === 0) return undefined;
+  return offered.map((s) => {
     const suggestion: Suggestion = { label: s.label[input.language], uuid: input.uuid() };
     if (s.isRecommended !== undefined) suggestion.isRecommended = s.isRecommended;
     if (s.actions) {
@@ -147,6 +180,10 @@ function suggestions(spec: CardSpec, values: Values, input: RenderInput): Sugges
           description: fillText(a.description[input.language], values, input.language),
         };
         if (a.resource) action.resource = fillResource(a.resource, values) as Action['resource'];
+        if (a.focusChanges && focus.resource && a.type !== 'delete') {
+          const changed: unknown = changedFocus(focus.resource, a.focusChanges, values, a.type);
+          action.resource = changed as Action['resource'];
+        }
         if (a.resourceId) action.resourceId = fillText(a.resourceId, values, input.language);
         return action;
       });
@@ -192,7 +229,7 @@ function renderCard(spec: CardSpec, focus: FocusResult, input: RenderInput): Car
     overrideReasons: overrideReasons(input.service, lang),
     extension: { [EXPLANATION_EXTENSION]: explanation },
   };
-  const suggested = suggestions(spec, values, input);
+  const suggested = suggestions(spec, focus, values, input);
   if (suggested) {
     card.suggestions = suggested;
     card.selectionBehavior = spec.selectionBehavior ?? 'at-most-one';

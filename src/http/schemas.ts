@@ -22,6 +22,35 @@ const Bundle = {
   properties: { resourceType: { const: 'Bundle' }, entry: { type: 'array' } },
 } as const;
 
+/**
+ * `draftOrders` of the ordering hooks: a Bundle of request resources, each with the id that
+ * `selections` and the suggestions acting on a draft (update, delete) refer to.
+ */
+const DraftOrders = {
+  type: 'object',
+  required: ['resourceType'],
+  properties: {
+    resourceType: { const: 'Bundle' },
+    entry: {
+      type: 'array',
+      items: {
+        type: 'object',
+        required: ['resource'],
+        properties: {
+          resource: {
+            type: 'object',
+            required: ['resourceType', 'id'],
+            properties: {
+              resourceType: { type: 'string', pattern: '^[A-Z][A-Za-z]+$' },
+              id: { type: 'string', pattern: `^${FHIR_ID}$` },
+            },
+          },
+        },
+      },
+    },
+  },
+} as const;
+
 const Coding = {
   type: 'object',
   required: ['system', 'code'],
@@ -58,13 +87,18 @@ export const CONTEXT_SCHEMAS: Record<HookName, object> = {
         items: { type: 'string', pattern: `^[A-Z][A-Za-z]+/${FHIR_ID}$` },
       },
       // The public sandbox sends draftOrders without Bundle.type (reference/cds-hooks-2.0.md §1.13).
-      draftOrders: Bundle,
+      draftOrders: DraftOrders,
     },
   },
   'order-sign': {
     type: 'object',
     required: ['userId', 'patientId', 'draftOrders'],
-    properties: { userId: userId(CLINICIAN), patientId: fhirId, encounterId: fhirId, draftOrders: Bundle },
+    properties: {
+      userId: userId(CLINICIAN),
+      patientId: fhirId,
+      encounterId: fhirId,
+      draftOrders: DraftOrders,
+    },
   },
   'appointment-book': {
     type: 'object',

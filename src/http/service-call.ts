@@ -7,6 +7,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Language } from '../cards/detail.js';
 import { type HookName, type HookRequest, type HookResponse, KNOWN_HOOKS } from '../cds-hooks.js';
 import { CdsError } from '../errors.js';
+import { selectionProblem } from '../orders/draft-orders.js';
 import { type PipelineDeps, runService } from '../pipeline.js';
 import type { CompiledService } from '../services/load.js';
 import type { Registry } from '../services/registry.js';
@@ -48,6 +49,16 @@ export function checkHook(service: CompiledService, body: HookRequest): void {
       hook: body.hook,
       reason: describeError(validate.errors, 'context'),
     });
+  }
+  const problem = body.hook === 'order-select' ? selectionProblem(body.context) : undefined;
+  if (problem) {
+    throw new CdsError(
+      'CDS_ERR_CONTEXT_INVALID',
+      { hook: body.hook, reason: problem },
+      {
+        expression: ['context.selections'],
+      },
+    );
   }
 }
 

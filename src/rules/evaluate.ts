@@ -33,6 +33,12 @@ export interface CompiledCondition {
 
 export type CompiledRule = CompiledChecklist | CompiledCondition;
 
+/** A `define` entry: a named FHIRPath expression evaluated on each focus before the rules. */
+export interface CompiledDefine {
+  name: string;
+  expression: CompiledExpression;
+}
+
 export interface CompiledFocus {
   expression: CompiledExpression;
   label: CompiledExpression;
@@ -65,6 +71,8 @@ export interface FocusResult {
   subject: object;
   /** `Observation/123` when the focus resource has an id. */
   reference: string | undefined;
+  /** The focus resource itself (cards may act on it); undefined for a service without a focus. */
+  resource: object | undefined;
   label: string | undefined;
   date: string | undefined;
   rules: RuleResult[];
@@ -73,6 +81,7 @@ export interface FocusResult {
 }
 
 export interface RuleErrorReport {
+  /** The rule id, or `%name` for a `define` entry. */
   ruleId: string;
   error: unknown;
 }
@@ -91,7 +100,8 @@ const EVALUATION_ERROR: Localized = {
 /**
  * Evaluates every rule on every focus.
  * @param onError called for a rule that throws on unexpected data; the rule is then reported as not
- *   evaluable instead of failing the whole call
+ *   evaluable instead of failing the whole call (a `define` that throws is an empty collection)
+ * @param defines the service's `define` entries, evaluated per focus in order into `%name` variables
  */
 export function evaluateRules(
   rules: readonly CompiledRule[],
@@ -99,24 +109,49 @@ export function evaluateRules(
   env: Env,
   now: Date,
   onError: (report: RuleErrorReport) => void,
+  defines: readonly CompiledDefine[] = [],
 ): FocusResult[] {
   const subjects = focus ? focus.expression.evaluate({}, env, now).filter(isObject) : [{}];
-  return subjects.map((subject) => ({
-    subject,
-    reference: referenceOf(subject),
-    label: focus ? firstText(focus.label.evaluate(subject, env, now)) : undefined,
-    date: focus?.date ? firstText(focus.date.evaluate(subject, env, now)) : undefined,
-    rules: rules.map((rule) => {
-      try {
-        return rule.kind === 'checklist'
-          ? scoreChecklist(rule, subject, env, now)
-          : checkCondition(rule, subject, env, now);
-      } catch (error) {
-        onError({ ruleId: rule.spec.id, error });
-        return { ...header(rule), status: 'not-evaluable', reason: EVALUATION_ERROR };
-      }
-    }),
-  }));
+  return subjects.map((subject) => {
+    const local = withDefines(defines, subject, env, now, onError);
+    return {
+      subject,
+      reference: referenceOf(subject),
+      resource: focus ? subject : undefined,
+      label: focus ? firstText(focus.label.evaluate(subject, local, now)) : undefined,
+      date: focus?.date ? firstText(focus.date.evaluate(subject, local, now)) : undefined,
+      rules: rules.map((rule) => {
+        try {
+          return rule.kind === 'checklist'
+            ? scoreChecklist(rule, subject, local, now)
+            : checkCondition(rule, subject, local, now);
+        } catch (error) {
+          onError({ ruleId: rule.spec.id, error });
+          return { ...header(rule), status: 'not-evaluable', reason: EVALUATION_ERROR };
+        }
+      }),
+    };
+  });
+}
+
+function withDefines(
+  defines: readonly CompiledDefine[],
+  subject: object,
+  env: Env,
+  now: Date,
+  onError: (report: RuleErrorReport) => void,
+): Env {
+  if (defines.length === 0) return env;
+  const local: Record<string, unknown> = { ...env };
+  for (const { name, expression } of defines) {
+    try {
+      local[name] = expression.evaluate(subject, local, now);
+    } catch (error) {
+      onError({ ruleId: `%${name}`, error });
+      local[name] = [];
+    }
+  }
+  return local;
 }
 
 function header(rule: CompiledRule): Pick<RuleResult, 'id' | 'kind' | 'title' | 'source'> {

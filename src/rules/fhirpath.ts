@@ -65,9 +65,15 @@ export function variablesOf(source: string): string[] {
  * @param source the expression
  * @param allowedVariables `%names` the caller will provide; any other name is rejected now rather than
  *   at the first evaluation
+ * @param keepTypes return fhirpath.js's typed nodes instead of plain JSON values: for results that are
+ *   passed on as variables of other expressions (a date stays a date, not a string)
  * @throws Error with fhirpath.js's parser message or the unknown variable
  */
-export function compileExpression(source: string, allowedVariables: readonly string[]): CompiledExpression {
+export function compileExpression(
+  source: string,
+  allowedVariables: readonly string[],
+  keepTypes = false,
+): CompiledExpression {
   const unknown = variablesOf(source).filter((name) => !allowedVariables.includes(name));
   if (unknown.length > 0) {
     throw new Error(
@@ -76,7 +82,10 @@ export function compileExpression(source: string, allowedVariables: readonly str
   }
   let compiled: (input: unknown, env: Record<string, unknown>) => unknown;
   try {
-    compiled = fhirpath.compile(source, r4, { userInvocationTable }) as typeof compiled;
+    compiled = fhirpath.compile(source, r4, {
+      userInvocationTable,
+      ...(keepTypes ? { resolveInternalTypes: false } : {}),
+    }) as typeof compiled;
   } catch (error) {
     throw new Error(`invalid FHIRPath "${source}": ${(error as Error).message.split('\n')[0]}`);
   }

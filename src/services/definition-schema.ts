@@ -84,7 +84,22 @@ export interface ActionSpec {
   description: Localized;
   /** FHIR resource template; `{{…}}` placeholders in its strings are filled per card. */
   resource?: Record<string, unknown>;
+  /**
+   * The resource is a copy of the focus resource (e.g. the draft order) with these top-level elements
+   * replaced (`null` removes one); placeholders are filled as in `resource`. An `update` keeps the focus
+   * id; a `create` drops the id, `meta` and `identifier` (it is a new resource).
+   */
+  focusChanges?: Record<string, unknown>;
   resourceId?: string;
+}
+
+export interface SuggestionSpec {
+  id: string;
+  label: Localized;
+  isRecommended?: boolean;
+  /** Offered only when this condition holds on the card's rule results (default: always). */
+  when?: CardCondition;
+  actions?: ActionSpec[];
 }
 
 export interface CardSpec {
@@ -94,7 +109,7 @@ export interface CardSpec {
   summary: Localized;
   detail?: Localized;
   topic?: { code: string; display: string };
-  suggestions?: { id: string; label: Localized; isRecommended?: boolean; actions?: ActionSpec[] }[];
+  suggestions?: SuggestionSpec[];
   selectionBehavior?: 'at-most-one' | 'any';
   links?: { label: Localized; url: string; type: 'absolute' }[];
 }
@@ -102,13 +117,23 @@ export interface CardSpec {
 export interface ServiceDefinition {
   id: string;
   version: string;
+  /**
+   * The hook of this service. A file may instead list several `hooks`: the loader then makes one service
+   * per hook, with the id `<id>-<hook>` (see services/load.ts); `hook` is always set after loading.
+   */
   hook: string;
+  hooks?: string[];
   title: string;
   description: string;
   usageRequirements?: string;
   guideline: SourceSpec[];
   prefetch: Record<string, PrefetchSpec>;
   focus?: { expression: string; label: string; date?: string };
+  /**
+   * Named FHIRPath expressions evaluated on each focus, in order, before the rules; each result is the
+   * variable `%<name>` of the later definitions, the rules, their evidence and the focus label and date.
+   */
+  define?: Record<string, string>;
   rules: RuleSpec[];
   models?: ModelReference[];
   /**
@@ -151,17 +176,48 @@ const source = {
   },
 } as const;
 const ruleList = { type: 'array', items: identifier, minItems: 1 } as const;
+const cardCondition = {
+  type: 'object',
+  additionalProperties: false,
+  minProperties: 1,
+  properties: {
+    anyFired: ruleList,
+    allFired: ruleList,
+    noneFired: ruleList,
+    anyEvaluated: ruleList,
+    noneEvaluated: ruleList,
+  },
+} as const;
+/** A card's condition: rule clauses, and for a card about a model, the model and its outcome. */
+const cardWhen = {
+  ...cardCondition,
+  properties: {
+    ...cardCondition.properties,
+    model: { type: 'string', pattern: '^[a-z0-9][a-z0-9-]{0,63}$' },
+    scored: { type: 'boolean' },
+    bands: { type: 'array', items: identifier, minItems: 1 },
+  },
+  dependentRequired: { scored: ['model'], bands: ['model', 'scored'] },
+} as const;
+const hookName = { enum: [...KNOWN_HOOKS] } as const;
+const hooks = { type: 'array', minItems: 1, uniqueItems: true, items: hookName } as const;
 
 export const DEFINITION_SCHEMA = {
   $schema: 'https://json-schema.org/draft/2020-12/schema',
   title: 'CDS service definition',
   type: 'object',
   additionalProperties: false,
-  required: ['id', 'version', 'hook', 'title', 'description', 'guideline', 'prefetch', 'rules', 'cards'],
+  required: ['id', 'version', 'title', 'description', 'guideline', 'prefetch', 'rules', 'cards'],
+  // Exactly one of `hook` and `hooks`.
+  oneOf: [
+    { type: 'object', required: ['hook'], properties: { hook: hookName } },
+    { type: 'object', required: ['hooks'], properties: { hooks: hooks } },
+  ],
   properties: {
     id: { type: 'string', pattern: '^[a-z0-9][a-z0-9-]{0,63}$' },
     version: { type: 'string', pattern: '^\\d+\\.\\d+\\.\\d+$' },
-    hook: { enum: [...KNOWN_HOOKS] },
+    hook: hookName,
+    hooks,
     title: { type: 'string', minLength: 1 },
     description: { type: 'string', minLength: 1 },
     usageRequirements: { type: 'string', minLength: 1 },
@@ -200,6 +256,11 @@ export const DEFINITION_SCHEMA = {
       },
     },
     patientObjection: { type: 'string', pattern: '^[A-Za-z][A-Za-z0-9]*$' },
+    define: {
+      type: 'object',
+      propertyNames: { pattern: '^[a-z][A-Za-z0-9]*$' },
+      additionalProperties: fhirPath,
+    },
     rules: {
       type: 'array',
       items: {
@@ -266,22 +327,7 @@ export const DEFINITION_SCHEMA = {
         required: ['id', 'when', 'indicator', 'summary'],
         properties: {
           id: identifier,
-          when: {
-            type: 'object',
-            additionalProperties: false,
-            minProperties: 1,
-            properties: {
-              anyFired: ruleList,
-              allFired: ruleList,
-              noneFired: ruleList,
-              anyEvaluated: ruleList,
-              noneEvaluated: ruleList,
-              model: { type: 'string', pattern: '^[a-z0-9][a-z0-9-]{0,63}$' },
-              scored: { type: 'boolean' },
-              bands: { type: 'array', items: identifier, minItems: 1 },
-            },
-            dependentRequired: { scored: ['model'], bands: ['model', 'scored'] },
-          },
+          when: cardWhen,
           indicator: { enum: ['info', 'warning', 'critical'] },
           summary,
           detail: localized,
@@ -303,6 +349,7 @@ export const DEFINITION_SCHEMA = {
                 id: identifier,
                 label: localized,
                 isRecommended: { type: 'boolean' },
+                when: cardCondition,
                 actions: {
                   type: 'array',
                   minItems: 1,
@@ -318,7 +365,12 @@ export const DEFINITION_SCHEMA = {
                         required: ['resourceType'],
                         properties: { resourceType: { type: 'string' } },
                       },
-                      resourceId: { type: 'string', pattern: '^[A-Z][A-Za-z]+/.+$' },
+                      focusChanges: { type: 'object', minProperties: 1 },
+                      // A relative reference, or the focus resource's own.
+                      resourceId: {
+                        type: 'string',
+                        pattern: '^([A-Z][A-Za-z]+/.+|\\{\\{\\s*focus\\.reference\\s*\\}\\})$',
+                      },
                     },
                   },
                 },

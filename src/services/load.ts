@@ -1,8 +1,12 @@
 /**
  * Loads `cds-services/*.yaml` at start-up: each file is parsed, checked against DEFINITION_SCHEMA,
- * cross-checked (ids unique, cards name existing rules, templates use allowed tokens) and its FHIRPath
- * compiled. The first problem stops start-up with a CDS_ERR_DEFINITION_INVALID naming the file and the
- * JSON pointer of the offending element.
+ * cross-checked (ids unique, cards name existing rules, templates use allowed tokens, value sets exist)
+ * and its FHIRPath compiled. The first problem stops start-up with a CDS_ERR_DEFINITION_INVALID naming
+ * the file and the JSON pointer of the offending element.
+ *
+ * A file may list several `hooks` instead of one `hook`: it then yields one service per hook, with the
+ * id `<id>-<hook>` and the hook in its title, so one definition serves e.g. both order-select and
+ * order-sign without being copied (each hook needs its own discovery entry and endpoint).
  */
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
@@ -12,10 +16,16 @@ import { createAjv } from '../ajv.js';
 import type { HookName } from '../cds-hooks.js';
 import { CdsError } from '../errors.js';
 import { type ParsedTemplate, parseTemplate } from '../prefetch/template.js';
-import type { CompiledFocus, CompiledRule } from '../rules/evaluate.js';
+import type { CompiledDefine, CompiledFocus, CompiledRule } from '../rules/evaluate.js';
 import { type CompiledExpression, compileExpression } from '../rules/fhirpath.js';
 import type { LoadedModel, ModelRegistry } from '../models/load.js';
-import { DEFINITION_SCHEMA, type PrefetchSpec, type ServiceDefinition } from './definition-schema.js';
+import {
+  type ActionSpec,
+  DEFINITION_SCHEMA,
+  type PrefetchSpec,
+  type ServiceDefinition,
+} from './definition-schema.js';
+import type { ValueSets } from './value-sets.js';
 
 export interface CompiledPrefetch {
   key: string;
@@ -30,13 +40,19 @@ export interface CompiledService {
   readonly sha256: string;
   readonly prefetch: readonly CompiledPrefetch[];
   readonly focus: CompiledFocus | undefined;
+  readonly defines: readonly CompiledDefine[];
   readonly rules: readonly CompiledRule[];
   /** The models the service runs, in definition order. */
   readonly models: readonly LoadedModel[];
+  /** The value sets the expressions read as `%valueSets.<name>`. */
+  readonly valueSets: ValueSets;
 }
 
-/** Variables every expression may use besides the service's prefetch keys. */
-export const PLATFORM_VARIABLES = ['hookContext'] as const;
+/**
+ * Variables every expression may use besides the service's prefetch keys: the hook context, the draft
+ * orders the call is about (orders/draft-orders.ts; empty on other hooks) and the value sets.
+ */
+export const PLATFORM_VARIABLES = ['hookContext', 'draftOrders', 'valueSets'] as const;
 
 const validateDefinition = createAjv().compile(DEFINITION_SCHEMA);
 
@@ -46,16 +62,21 @@ function fail(file: string, pointer: string, reason: string): never {
 
 /**
  * Loads every `*.yaml` / `*.yml` file of a folder, in file-name order.
+ * @param valueSets the value sets expressions may read (services/value-sets.ts)
  * @throws CdsError CDS_ERR_DEFINITION_INVALID for the first invalid file
  */
-export function loadServices(dir: string, models: ModelRegistry = new Map()): CompiledService[] {
+export function loadServices(
+  dir: string,
+  valueSets: ValueSets = {},
+  models: ModelRegistry = new Map(),
+): CompiledService[] {
   let names: string[];
   try {
     names = readdirSync(dir).filter((n) => /\.ya?ml$/.test(n));
   } catch (error) {
     fail(dir, '', `cannot read the services folder: ${(error as Error).message}`);
   }
-  const services = names.sort().map((name) => loadServiceFile(join(dir, name), models));
+  const services = names.sort().flatMap((name) => loadServiceFile(join(dir, name), valueSets, models));
   const seen = new Map<string, string>();
   for (const service of services) {
     const previous = seen.get(service.definition.id);
@@ -66,8 +87,12 @@ export function loadServices(dir: string, models: ModelRegistry = new Map()): Co
   return services;
 }
 
-/** Loads and compiles one definition file. */
-export function loadServiceFile(path: string, models: ModelRegistry = new Map()): CompiledService {
+/** Loads and compiles one definition file: one service, or one per hook when it lists `hooks`. */
+export function loadServiceFile(
+  path: string,
+  valueSets: ValueSets = {},
+  models: ModelRegistry = new Map(),
+): CompiledService[] {
   const file = basename(path);
   let bytes: Buffer;
   try {
@@ -82,7 +107,19 @@ export function loadServiceFile(path: string, models: ModelRegistry = new Map())
     const error = validateDefinition.errors![0]!;
     fail(file, error.instancePath, `${error.message}${paramsText(error.params)}`);
   }
-  return compileService(file, definition as unknown as ServiceDefinition, bytes, models);
+  const { hooks, ...single } = definition as unknown as ServiceDefinition;
+  if (!hooks) return [compileService(file, single, bytes, valueSets, models)];
+  return hooks.map((hook) => {
+    const id = `${single.id}-${hook}`;
+    if (id.length > 64) fail(file, '/id', `the service id "${id}" is longer than 64 characters`);
+    return compileService(
+      file,
+      { ...single, id, hook, title: `${single.title} (${hook})` },
+      bytes,
+      valueSets,
+      models,
+    );
+  });
 }
 
 function paramsText(params: Record<string, unknown>): string {
@@ -94,10 +131,14 @@ function compileService(
   file: string,
   definition: ServiceDefinition,
   bytes: Buffer,
+  valueSets: ValueSets,
   registry: ModelRegistry,
 ): CompiledService {
   const hook = definition.hook as HookName;
   const prefetch = Object.entries(definition.prefetch).map(([key, spec]) => {
+    if ((PLATFORM_VARIABLES as readonly string[]).includes(key)) {
+      fail(file, `/prefetch/${key}`, `"${key}" is a platform variable; name the prefetch key otherwise`);
+    }
     try {
       return { key, spec, template: parseTemplate(spec.query, hook) };
     } catch (error) {
@@ -105,15 +146,28 @@ function compileService(
     }
   });
   const variables = [...prefetch.map((p) => p.key), ...PLATFORM_VARIABLES];
-  const compile = (source: string, pointer: string): CompiledExpression => {
+  const compile = (source: string, pointer: string, keepTypes = false): CompiledExpression => {
+    let compiled: CompiledExpression;
     try {
-      return compileExpression(source, variables);
+      compiled = compileExpression(source, variables, keepTypes);
     } catch (error) {
       return fail(file, pointer, (error as Error).message);
     }
+    checkValueSets(file, pointer, source, valueSets);
+    return compiled;
   };
+  const focusExpression = definition.focus && compile(definition.focus.expression, '/focus/expression');
+  const defines = Object.entries(definition.define ?? {}).map(([name, source]): CompiledDefine => {
+    if (variables.includes(name)) {
+      fail(file, `/define/${name}`, `"${name}" is already a prefetch key, a platform variable or defined`);
+    }
+    // Kept typed: a define's result is a variable of later expressions (dates must stay dates).
+    const expression = compile(source, `/define/${name}`, true);
+    variables.push(name);
+    return { name, expression };
+  });
   const focus = definition.focus && {
-    expression: compile(definition.focus.expression, '/focus/expression'),
+    expression: focusExpression!,
     label: compile(definition.focus.label, '/focus/label'),
     date: definition.focus.date === undefined ? undefined : compile(definition.focus.date, '/focus/date'),
   };
@@ -145,6 +199,7 @@ function compileService(
   });
   checkIds(file, definition);
   checkPlaceholders(file, definition);
+  checkActions(file, definition);
   const models = resolveModels(file, definition, registry);
   return {
     definition,
@@ -152,7 +207,9 @@ function compileService(
     sha256: createHash('sha256').update(bytes).digest('hex'),
     prefetch,
     focus,
+    defines,
     rules,
+    valueSets,
     models,
   };
 }
@@ -205,6 +262,41 @@ function resolveModels(file: string, definition: ServiceDefinition, registry: Mo
   return models;
 }
 
+/** Every `%valueSets.<name>` an expression reads must be a loaded value set. */
+function checkValueSets(file: string, pointer: string, source: string, valueSets: ValueSets): void {
+  const withoutStrings = source.replace(/'(?:[^'\\]|\\.)*'/g, "''");
+  for (const match of withoutStrings.matchAll(/%valueSets\.`?([A-Za-z_][A-Za-z0-9_]*)/g)) {
+    if (!Object.hasOwn(valueSets, match[1]!)) {
+      const known = Object.keys(valueSets).join(', ') || 'none loaded';
+      fail(file, pointer, `unknown value set %valueSets.${match[1]} (available: ${known})`);
+    }
+  }
+}
+
+/** An action says what it acts on: a resource template or changes to the focus, or a resourceId. */
+function checkActions(file: string, definition: ServiceDefinition): void {
+  definition.cards.forEach((card, i) =>
+    card.suggestions?.forEach((suggestion, j) =>
+      suggestion.actions?.forEach((action: ActionSpec, k) => {
+        const at = `/cards/${i}/suggestions/${j}/actions/${k}`;
+        const sources = Number(action.resource !== undefined) + Number(action.focusChanges !== undefined);
+        if (action.type === 'delete') {
+          if (action.resourceId === undefined || sources > 0) {
+            fail(file, at, 'a delete action names its target with resourceId only');
+          }
+        } else if (sources !== 1 || action.resourceId !== undefined) {
+          fail(file, at, `a ${action.type} action needs exactly one of resource and focusChanges`);
+        }
+        if (action.focusChanges !== undefined) {
+          if (!definition.focus) fail(file, `${at}/focusChanges`, 'focusChanges needs a focus');
+          const bad = ['resourceType', 'id'].find((key) => Object.hasOwn(action.focusChanges!, key));
+          if (bad) fail(file, `${at}/focusChanges/${bad}`, `focusChanges cannot change ${bad}`);
+        }
+      }),
+    ),
+  );
+}
+
 const RULE_CONDITIONS = ['anyFired', 'allFired', 'noneFired', 'anyEvaluated', 'noneEvaluated'] as const;
 
 function checkIds(file: string, definition: ServiceDefinition): void {
@@ -214,13 +306,22 @@ function checkIds(file: string, definition: ServiceDefinition): void {
   if (dupRule) fail(file, '/rules', `rule id "${dupRule}" is used twice`);
   const dupCard = duplicate(definition.cards.map((c) => c.id));
   if (dupCard) fail(file, '/cards', `card id "${dupCard}" is used twice`);
-  definition.cards.forEach((card, i) => {
+  const checkCondition = (
+    when: Partial<Record<(typeof RULE_CONDITIONS)[number], string[]>>,
+    pointer: string,
+  ) => {
     for (const condition of RULE_CONDITIONS) {
-      const ids = card.when[condition];
+      const ids = when[condition];
       if (ids === undefined) continue;
       const unknown = ids.find((id) => !ruleIds.includes(id));
-      if (unknown) fail(file, `/cards/${i}/when/${condition}`, `no rule with id "${unknown}"`);
+      if (unknown) fail(file, `${pointer}/${condition}`, `no rule with id "${unknown}"`);
     }
+  };
+  definition.cards.forEach((card, i) => {
+    checkCondition(card.when, `/cards/${i}/when`);
+    card.suggestions?.forEach(
+      (s, j) => s.when && checkCondition(s.when, `/cards/${i}/suggestions/${j}/when`),
+    );
   });
   definition.rules.forEach((rule, i) => {
     const dupItem = rule.kind === 'checklist' ? duplicate(rule.items.map((it) => it.id)) : undefined;
@@ -237,6 +338,7 @@ const FIXED_PLACEHOLDERS = [
   'context.patientId',
   'context.userId',
   'context.encounterId',
+  'firedRules',
 ];
 
 /** Every `{{name}}` in a card template must be one the renderer fills (cards/render.ts). */

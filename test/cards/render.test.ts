@@ -1,23 +1,34 @@
 import t from 'tap';
 import { escapeMarkdown } from '../../src/cards/detail.js';
-import { conditionHolds, fillResource, fillText, renderCards, SUMMARY_MAX } from '../../src/cards/render.js';
+import {
+  changedFocus,
+  conditionHolds,
+  fillResource,
+  fillText,
+  renderCards,
+  SUMMARY_MAX,
+} from '../../src/cards/render.js';
 import { pickLanguage } from '../../src/http/service-call.js';
 import type { FocusResult, RuleResult } from '../../src/rules/evaluate.js';
 import { evaluateRules } from '../../src/rules/evaluate.js';
 import { loadModels } from '../../src/models/load.js';
 import { loadServices } from '../../src/services/load.js';
+import { loadValueSets } from '../../src/services/value-sets.js';
 import { createRng } from '../../src/synthetic/random.js';
 import { assertConforms, buildTestApp, NOW } from '../helpers/app.js';
 import { type LesionSpec, lesion, patientView, searchset } from '../helpers/hook-request.js';
 
-const melanoma = loadServices('cds-services', await loadModels('models')).find(
-  (s) => s.definition.id === 'melanoma-lesion-triage',
-)!;
+const melanoma = loadServices(
+  'cds-services',
+  loadValueSets('fhir-profiles'),
+  await loadModels('models'),
+).find((s) => s.definition.id === 'melanoma-lesion-triage')!;
 
 function focusWith(statuses: Record<string, RuleResult['status']>): FocusResult {
   return {
     subject: {},
     reference: undefined,
+    resource: undefined,
     label: undefined,
     date: undefined,
     rules: Object.entries(statuses).map(([id, status]) => ({
@@ -193,3 +204,49 @@ t.test('over 300 random lesions: every card conforms, stays short, and never say
   t.equal(counts.none, 0);
   t.ok(counts.warning > 50 && counts.info > 10, JSON.stringify(counts));
 });
+
+t.test(
+  'an action built from the focus: a deep copy with top-level changes; create drops identity',
+  async (t) => {
+    const draft = {
+      resourceType: 'MedicationRequest',
+      id: 'd1',
+      meta: { versionId: '3' },
+      identifier: [{ value: 'rx-1' }],
+      status: 'draft',
+      subject: { reference: 'Patient/p' },
+      medicationCodeableConcept: { text: 'Ibuprofen' },
+      dispenseRequest: { numberOfRepeatsAllowed: 0 },
+    };
+    const before = structuredClone(draft);
+    const changes = {
+      medicationCodeableConcept: { text: 'Gel for {{context.patientId}}' },
+      dispenseRequest: null,
+      authoredOn: '{{today}}',
+      note: '{{focus.label}}',
+    };
+    const values = { 'context.patientId': 'p', today: '2026-11-22', 'focus.label': undefined };
+    const updated = changedFocus(draft, changes, values, 'update');
+    t.same(updated, {
+      resourceType: 'MedicationRequest',
+      id: 'd1',
+      meta: { versionId: '3' },
+      identifier: [{ value: 'rx-1' }],
+      status: 'draft',
+      subject: { reference: 'Patient/p' },
+      medicationCodeableConcept: { text: 'Gel for p' },
+      authoredOn: '2026-11-22',
+    });
+    const created = changedFocus(draft, changes, values, 'create');
+    t.same(Object.keys(created), [
+      'resourceType',
+      'status',
+      'subject',
+      'medicationCodeableConcept',
+      'authoredOn',
+    ]);
+    t.same(draft, before, 'the focus resource is not modified');
+    (updated.subject as { reference: string }).reference = 'Patient/other';
+    t.equal(draft.subject.reference, 'Patient/p', 'a deep copy');
+  },
+);

@@ -1,5 +1,6 @@
 import t from 'tap';
 import { EXPLANATION_EXTENSION } from '../../src/explain/explain.js';
+import { medicationRequest, orderSelectRequest, orderSignRequest } from '../../src/synthetic/orders.js';
 import { assertConforms, buildTestApp } from '../helpers/app.js';
 import { lesion, patientView, searchset, triageCards } from '../helpers/hook-request.js';
 
@@ -84,3 +85,52 @@ t.test(
     t.match(explanation.ruleSet.sha256, /^[0-9a-f]{64}$/);
   },
 );
+
+t.test('order-select: a selection that names no draft order is a 400 naming it', async (t) => {
+  const { app } = await buildTestApp();
+  t.teardown(() => app.close());
+  const drafts = [medicationRequest({ id: 'a', drug: 'ibuprofen', patientId: 'p' })];
+  const res = await app.inject({
+    method: 'POST',
+    url: '/cds-services/nsaid-safety-order-select',
+    payload: orderSelectRequest({
+      patientId: 'p',
+      drafts,
+      selections: ['MedicationRequest/a', 'MedicationRequest/zz'],
+    }),
+  });
+  t.equal(res.statusCode, 400);
+  const issue = res.json().issue[0];
+  t.equal(issue.details.coding[0].code, 'CDS_ERR_CONTEXT_INVALID');
+  t.equal(
+    issue.diagnostics,
+    'The context does not match the "order-select" hook: context.selections[1] "MedicationRequest/zz" names no resource in context.draftOrders',
+  );
+  t.same(issue.expression, ['context.selections']);
+});
+
+t.test('order-sign: a draft order without an id, or an entry without a resource, is a 400', async (t) => {
+  const { app } = await buildTestApp();
+  t.teardown(() => app.close());
+  const { id: _id, ...withoutId } = medicationRequest({ id: 'a', drug: 'ibuprofen', patientId: 'p' });
+  for (const [draftOrders, where] of [
+    [
+      { resourceType: 'Bundle', entry: [{ resource: withoutId }] },
+      `context.draftOrders.entry.0.resource must have required property 'id' "id"`,
+    ],
+    [
+      { resourceType: 'Bundle', entry: [{ fullUrl: 'x' }] },
+      `context.draftOrders.entry.0 must have required property 'resource' "resource"`,
+    ],
+    [{ resourceType: 'Parameters' }, 'context.draftOrders.resourceType must be equal to constant'],
+  ] as const) {
+    const request = orderSignRequest({ patientId: 'p', drafts: [] });
+    const res = await app.inject({
+      method: 'POST',
+      url: '/cds-services/nsaid-safety-order-sign',
+      payload: { ...request, context: { ...request.context, draftOrders } },
+    });
+    t.equal(res.statusCode, 400, where);
+    t.equal(res.json().issue[0].diagnostics, `The context does not match the "order-sign" hook: ${where}`);
+  }
+});

@@ -3,12 +3,15 @@ import { display, evaluateRules, type FocusResult } from '../../src/rules/evalua
 import { compileExpression } from '../../src/rules/fhirpath.js';
 import { loadModels } from '../../src/models/load.js';
 import { loadServices } from '../../src/services/load.js';
+import { loadValueSets } from '../../src/services/value-sets.js';
 import { NOW } from '../helpers/app.js';
 import { lesion, searchset } from '../helpers/hook-request.js';
 
-const melanoma = loadServices('cds-services', await loadModels('models')).find(
-  (s) => s.definition.id === 'melanoma-lesion-triage',
-)!;
+const melanoma = loadServices(
+  'cds-services',
+  loadValueSets('fhir-profiles'),
+  await loadModels('models'),
+).find((s) => s.definition.id === 'melanoma-lesion-triage')!;
 
 function evaluate(...exams: ReturnType<typeof lesion>[]): FocusResult[] {
   const errors: unknown[] = [];
@@ -206,4 +209,85 @@ t.test('display() renders FHIRPath results readably', async (t) => {
   t.equal(display({ text: 'left knee', coding: [{ code: 'x' }] }), 'left knee');
   t.equal(display({ coding: [{ system: 's', code: 'I' }] }), 'I');
   t.equal(display({ foo: 1 }), '{"foo":1}');
+});
+
+t.test('defines are evaluated per focus, in order, typed, and reach labels and rules', async (t) => {
+  const vars = ['hookContext', 'draftOrders'];
+  const defines = [
+    { name: 'started', expression: compileExpression('authoredOn', vars, true) },
+    {
+      name: 'longAgo',
+      expression: compileExpression('%started <= now() - 1 year', [...vars, 'started'], true),
+    },
+  ];
+  const all = [...vars, 'started', 'longAgo'];
+  const focus = {
+    expression: compileExpression('%draftOrders', vars),
+    label: compileExpression("id & ' since ' & %started.toString()", all),
+    date: undefined,
+  };
+  const rule = {
+    kind: 'condition' as const,
+    spec: {
+      id: 'old',
+      kind: 'condition' as const,
+      title: { en: 'Old', fr: 'Ancien' },
+      when: '%longAgo',
+      source: { label: 's' },
+    },
+    when: compileExpression('%longAgo', all),
+    evidence: [],
+  };
+  const drafts = [
+    { resourceType: 'MedicationRequest', id: 'a', authoredOn: '2020-01-01T00:00:00Z' },
+    { resourceType: 'MedicationRequest', id: 'b', authoredOn: '2026-11-01' },
+  ];
+  const reports: string[] = [];
+  const focuses = evaluateRules(
+    [rule],
+    focus,
+    { hookContext: {}, draftOrders: drafts },
+    NOW,
+    (r) => reports.push(r.ruleId),
+    defines,
+  );
+  t.same(
+    focuses.map((f) => [f.reference, f.label, f.rules[0]!.status]),
+    [
+      ['MedicationRequest/a', 'a since 2020-01-01T00:00:00Z', 'fired'],
+      ['MedicationRequest/b', 'b since 2026-11-01', 'not-fired'],
+    ],
+  );
+  t.equal(focuses[0]!.resource, drafts[0], 'the focus resource itself, for actions on it');
+  t.same(reports, []);
+});
+
+t.test('a define that throws is reported and reads as empty', async (t) => {
+  const vars = ['hookContext', 'bad'];
+  const reports: string[] = [];
+  const [result] = evaluateRules(
+    [
+      {
+        kind: 'condition',
+        spec: {
+          id: 'r',
+          kind: 'condition',
+          title: { en: 'R', fr: 'R' },
+          when: '%bad.empty()',
+          source: { label: 's' },
+        },
+        when: compileExpression('%bad.empty()', vars),
+        evidence: [],
+      },
+    ],
+    undefined,
+    { hookContext: {} },
+    NOW,
+    (r) => reports.push(r.ruleId),
+    // `1 + 'a'` is a type error at evaluation time, not at compile time.
+    [{ name: 'bad', expression: compileExpression("1 + 'a'", ['hookContext'], true) }],
+  );
+  t.same(reports, ['%bad']);
+  t.equal(result!.rules[0]!.status, 'fired');
+  t.equal(result!.resource, undefined);
 });

@@ -5,8 +5,10 @@ import t, { type Test } from 'tap';
 import { CdsError } from '../../src/errors.js';
 import { loadModels } from '../../src/models/load.js';
 import { loadServices } from '../../src/services/load.js';
+import { loadValueSets } from '../../src/services/value-sets.js';
 
 const MODELS = await loadModels('models');
+const VALUE_SETS = loadValueSets('fhir-profiles');
 
 const MELANOMA = readFileSync('cds-services/melanoma-lesion-triage.yaml', 'utf8');
 
@@ -16,7 +18,7 @@ function loadError(t: Test, files: Record<string, string>): CdsError | undefined
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   for (const [name, text] of Object.entries(files)) writeFileSync(join(dir, name), text);
   try {
-    loadServices(dir, MODELS);
+    loadServices(dir, VALUE_SETS, MODELS);
     return undefined;
   } catch (error) {
     if (!(error instanceof CdsError)) throw error;
@@ -52,7 +54,7 @@ const cases: [string, string, string][] = [
   [
     'a FHIRPath variable that is not a prefetch key',
     MELANOMA.replace('%lesions.entry', '%lesionz.entry'),
-    'broken.yaml#/focus/expression: unknown variable %lesionz (available: %lesions, %patient, %conditions, %skin, %consent, %hookContext)',
+    'broken.yaml#/focus/expression: unknown variable %lesionz (available: %lesions, %patient, %conditions, %skin, %consent, %hookContext, %draftOrders, %valueSets)',
   ],
   [
     'a prefetch token the hook does not define',
@@ -170,9 +172,11 @@ t.test('a missing services folder stops start-up with its name', async (t) => {
 });
 
 t.test('the bundled definitions load, with a file hash, compiled rules and their models', async (t) => {
-  const services = loadServices('cds-services', MODELS);
+  const services = loadServices('cds-services', VALUE_SETS, MODELS);
   t.same(
-    services.map((s) => [s.file, s.models.map((m) => `${m.manifest.id} ${m.manifest.version}`)]),
+    services
+      .filter((s) => s.models.length > 0)
+      .map((s) => [s.file, s.models.map((m) => `${m.manifest.id} ${m.manifest.version}`)]),
     [
       ['knee-oa-progression.yaml', ['knee-oa-progression 1.0.0']],
       ['melanoma-lesion-triage.yaml', ['melanoma-risk 1.0.0']],
@@ -185,4 +189,179 @@ t.test('the bundled definitions load, with a file hash, compiled rules and their
     service!.rules.map((r) => r.spec.id),
     ['weighted7pcl', 'dermoscopic7pt'],
   );
+});
+
+/** A small ordering-hook definition: a focus on the draft orders, a define, one rule, one suggestion. */
+const ORDERS = `id: order-demo
+version: 1.0.0
+hooks: [order-select, order-sign]
+title: Order demo
+description: Flags draft orders of a value set.
+guideline:
+  - label: A guideline
+prefetch:
+  patient:
+    query: 'Patient/{{context.patientId}}'
+    onFailure: fail
+    description: { en: the patient, fr: le patient }
+focus:
+  expression: "%draftOrders.ofType(MedicationRequest)"
+  label: medicationCodeableConcept.text
+define:
+  coded: "medicationCodeableConcept.coding.where((system & '|' & code) in %valueSets.oralNsaid)"
+rules:
+  - id: listed
+    kind: condition
+    title: { en: Listed, fr: Listé }
+    when: '%coded.exists()'
+    source: { label: A source }
+cards:
+  - id: flag
+    when: { anyFired: [listed] }
+    indicator: warning
+    summary: { en: '{{focus.label}} is listed', fr: '{{focus.label}} est listé' }
+    selectionBehavior: at-most-one
+    suggestions:
+      - id: change
+        label: { en: Change, fr: Changer }
+        when: { anyFired: [listed] }
+        actions:
+          - type: update
+            description: { en: Change it, fr: Le changer }
+            focusChanges: { note: [{ text: changed }] }
+`;
+
+function withValueSets(t: Test, files: Record<string, string>): CdsError | undefined {
+  const dir = mkdtempSync(join(tmpdir(), 'cds-services-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  for (const [name, text] of Object.entries(files)) writeFileSync(join(dir, name), text);
+  try {
+    loadServices(dir, loadValueSets('fhir-profiles'));
+    return undefined;
+  } catch (error) {
+    if (!(error instanceof CdsError)) throw error;
+    return error;
+  }
+}
+
+t.test('a definition listing several hooks yields one service per hook', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'cds-services-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  writeFileSync(join(dir, 'orders.yaml'), ORDERS);
+  const services = loadServices(dir, loadValueSets('fhir-profiles'));
+  t.same(
+    services.map((s) => [s.definition.id, s.definition.hook, s.definition.title, s.file]),
+    [
+      ['order-demo-order-select', 'order-select', 'Order demo (order-select)', 'orders.yaml'],
+      ['order-demo-order-sign', 'order-sign', 'Order demo (order-sign)', 'orders.yaml'],
+    ],
+  );
+  t.notOk('hooks' in services[0]!.definition);
+  t.equal(services[0]!.sha256, services[1]!.sha256, 'one file, one rule-set hash');
+  t.same(
+    services[0]!.defines.map((d) => d.name),
+    ['coded'],
+  );
+  t.ok(services[0]!.valueSets.oralNsaid);
+});
+
+const orderCases: [string, string, string][] = [
+  [
+    'both hook and hooks',
+    ORDERS.replace('hooks: [order-select, order-sign]', 'hook: order-sign\nhooks: [order-select]'),
+    'broken.yaml: must match exactly one schema in oneOf',
+  ],
+  [
+    'neither hook nor hooks',
+    ORDERS.replace('hooks: [order-select, order-sign]\n', ''),
+    "broken.yaml: must have required property 'hook'",
+  ],
+  [
+    'a generated id longer than 64 characters',
+    ORDERS.replace('id: order-demo', `id: ${'o'.repeat(60)}`),
+    `broken.yaml#/id: the service id "${'o'.repeat(60)}-order-select" is longer than 64 characters`,
+  ],
+  [
+    'a prefetch key named like a platform variable',
+    ORDERS.replace('  patient:\n', '  draftOrders:\n'),
+    'broken.yaml#/prefetch/draftOrders: "draftOrders" is a platform variable; name the prefetch key otherwise',
+  ],
+  [
+    'a define named like a prefetch key',
+    ORDERS.replace('  coded: "', '  patient: "').replace(
+      "when: '%coded.exists()'",
+      "when: '%patient.exists()'",
+    ),
+    'broken.yaml#/define/patient: "patient" is already a prefetch key, a platform variable or defined',
+  ],
+  [
+    'an unknown value set',
+    ORDERS.replace('%valueSets.oralNsaid', '%valueSets.oralNsaids'),
+    'broken.yaml#/define/coded: unknown value set %valueSets.oralNsaids (available: anticoagulant, ',
+  ],
+  [
+    'a focus expression reading a define (defines are evaluated on each focus)',
+    ORDERS.replace('expression: "%draftOrders.ofType(MedicationRequest)"', 'expression: "%coded"'),
+    'broken.yaml#/focus/expression: unknown variable %coded',
+  ],
+  [
+    'a suggestion condition naming an unknown rule',
+    ORDERS.replace('        when: { anyFired: [listed] }', '        when: { anyFired: [unlisted] }'),
+    'broken.yaml#/cards/0/suggestions/0/when/anyFired: no rule with id "unlisted"',
+  ],
+  [
+    'an update with both a resource and focus changes',
+    ORDERS.replace(
+      '            focusChanges: {',
+      '            resource: { resourceType: MedicationRequest }\n            focusChanges: {',
+    ),
+    'broken.yaml#/cards/0/suggestions/0/actions/0: a update action needs exactly one of resource and focusChanges',
+  ],
+  [
+    'a delete without resourceId',
+    ORDERS.replace('          - type: update', '          - type: delete'),
+    'broken.yaml#/cards/0/suggestions/0/actions/0: a delete action names its target with resourceId only',
+  ],
+  [
+    'focus changes that change the id',
+    ORDERS.replace('focusChanges: { note', 'focusChanges: { id: x, note'),
+    'broken.yaml#/cards/0/suggestions/0/actions/0/focusChanges/id: focusChanges cannot change id',
+  ],
+  [
+    'focus changes in a service without a focus',
+    ORDERS.replace(/focus:\n {2}expression: .*\n {2}label: .*\n/, '')
+      .replace('{{focus.label}} is', 'It is')
+      .replace('{{focus.label}} est', 'Il est'),
+    'broken.yaml#/cards/0/suggestions/0/actions/0/focusChanges: focusChanges needs a focus',
+  ],
+  [
+    'a resourceId placeholder other than the focus reference',
+    ORDERS.replace(
+      '          - type: update\n            description: { en: Change it, fr: Le changer }\n            focusChanges: { note: [{ text: changed }] }',
+      "          - type: delete\n            description: { en: Drop it, fr: L'enlever }\n            resourceId: '{{context.patientId}}'",
+    ),
+    'broken.yaml#/cards/0/suggestions/0/actions/0/resourceId: must match pattern',
+  ],
+];
+
+for (const [what, text, message] of orderCases) {
+  t.test(`start-up stops on ${what}`, async (t) => {
+    const error = withValueSets(t, { 'broken.yaml': text });
+    t.equal(error?.code, 'CDS_ERR_DEFINITION_INVALID');
+    t.ok(error?.message.startsWith(message), `${error?.message}\n  should start with\n${message}`);
+  });
+}
+
+t.test('the bundled prescribing services load, two hooks each', async (t) => {
+  const ids = loadServices('cds-services', VALUE_SETS, MODELS).map((s) => s.definition.id);
+  t.same(ids, [
+    'cyproterone-meningioma-order-select',
+    'cyproterone-meningioma-order-sign',
+    'knee-oa-progression',
+    'melanoma-lesion-triage',
+    'nsaid-safety-order-select',
+    'nsaid-safety-order-sign',
+    'valproate-pregnancy-prevention-order-select',
+    'valproate-pregnancy-prevention-order-sign',
+  ]);
 });

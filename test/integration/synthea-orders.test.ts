@@ -1,0 +1,215 @@
+/**
+ * The ordering-hook services on the ../shared/synthea patients (41 Synthea R4 records, read in place):
+ * for each patient, an oral NSAID, an anticoagulant and a paracetamol draft order in several
+ * combinations, on order-sign and order-select. The cards must appear exactly when a rule fires, which
+ * this test decides on its own from the record (a second implementation of the rules, in TypeScript,
+ * reading the same value sets). Skipped, visibly, when the folder is not beside the checkout.
+ */
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Bundle, Coding, Condition, MedicationRequest, Observation, Resource } from 'fhir/r4.js';
+import t from 'tap';
+import type { Card, HookRequest } from '../../src/cds-hooks.js';
+import { SYSTEM } from '../../src/codes.js';
+import { EXPLANATION_EXTENSION } from '../../src/explain/explain.js';
+import { loadValueSets } from '../../src/services/value-sets.js';
+import { patientOf, resourcesOf, toServerForm } from '../../src/synthetic/bundle.js';
+import {
+  type DrugKey,
+  medicationRequest,
+  orderPrefetch,
+  orderSelectRequest,
+  orderSignRequest,
+} from '../../src/synthetic/orders.js';
+import { assertConforms, buildTestApp, NOW } from '../helpers/app.js';
+import { startFhirServer } from '../helpers/fhir-server.js';
+
+const SYNTHEA = join('..', 'shared', 'synthea');
+
+if (!existsSync(SYNTHEA)) {
+  t.comment(`SKIPPED: ${SYNTHEA} not found; the Synthea ordering tests need it beside the checkout`);
+  t.test('Synthea patients through the ordering services', { skip: `${SYNTHEA} not found` }, () => {});
+} else {
+  const patients = readdirSync(SYNTHEA)
+    .filter((f) => f.endsWith('.json'))
+    .sort()
+    .map((f) => toServerForm(JSON.parse(readFileSync(join(SYNTHEA, f), 'utf8')) as Bundle));
+  const VS = loadValueSets('fhir-profiles');
+  const inSet = (set: string, codings: Coding[] | undefined) =>
+    (codings ?? []).some((c) => VS[set]!.includes(`${c.system}|${c.code}`));
+  const icd = (codings: Coding[] | undefined, test: (code: string) => boolean) =>
+    (codings ?? []).some(
+      (c) => (c.system === SYSTEM.icd10 || c.system === SYSTEM.icd10cm) && test(c.code ?? ''),
+    );
+  const statusIn = (concept: { coding?: Coding[] } | undefined, codes: string[]) =>
+    (concept?.coding ?? []).some((c) => codes.includes(c.code ?? ''));
+
+  /** The NSAID risk factors of a record, decided here without FHIRPath. */
+  function expectedFactors(resources: Resource[], id: string): string[] {
+    const own = resources.filter((r) => ((r as Observation).subject?.reference ?? '') === `Patient/${id}`);
+    const birth = patientOf({
+      resourceType: 'Bundle',
+      type: 'collection',
+      entry: resources.map((resource) => ({ resource })),
+    }).birthDate!;
+    const [y, m, d] = birth.split('-').map(Number) as [number, number, number];
+    const [ny, nm, nd] = [NOW.getUTCFullYear(), NOW.getUTCMonth() + 1, NOW.getUTCDate()];
+    const age = ny - y - (nm * 100 + nd < m * 100 + d ? 1 : 0);
+    const egfrs = (own.filter((r) => r.resourceType === 'Observation') as Observation[])
+      .filter(
+        (o) =>
+          ['final', 'amended', 'corrected'].includes(o.status) &&
+          inSet('egfr', o.code.coding) &&
+          o.effectiveDateTime !== undefined &&
+          ['mL/min/{1.73_m2}', 'mL/min'].some(
+            (u) => o.valueQuantity?.code === u || o.valueQuantity?.unit === u,
+          ),
+      )
+      .sort((a, b) => Date.parse(b.effectiveDateTime!) - Date.parse(a.effectiveDateTime!));
+    const egfr = egfrs[0]?.valueQuantity?.value;
+    const active = (own.filter((r) => r.resourceType === 'MedicationRequest') as MedicationRequest[]).filter(
+      (m) => m.status === 'active',
+    );
+    const conditions = (own.filter((r) => r.resourceType === 'Condition') as Condition[]).filter(
+      (c) => !statusIn(c.verificationStatus, ['refuted', 'entered-in-error']),
+    );
+    const factors: string[] = [];
+    if (active.some((m) => inSet('anticoagulant', m.medicationCodeableConcept?.coding)))
+      factors.push('anticoagulant');
+    if (egfr !== undefined && egfr < 30) factors.push('egfrBelow30');
+    if (egfr !== undefined && egfr >= 30 && egfr < 60) factors.push('egfr30to59');
+    if (age >= 75) factors.push('age75');
+    if (active.some((m) => inSet('antiplatelet', m.medicationCodeableConcept?.coding)))
+      factors.push('antiplatelet');
+    const gi = (c: Condition) =>
+      inSet('giBleedHistory', c.code?.coding) || icd(c.code?.coding, (x) => /^K2[5-8]/.test(x));
+    if (conditions.some(gi)) factors.push('giBleedHistory');
+    const hf = (c: Condition) =>
+      !statusIn(c.clinicalStatus, ['inactive', 'remission', 'resolved']) &&
+      (inSet('heartFailure', c.code?.coding) ||
+        icd(c.code?.coding, (x) => x.startsWith('I50') || x === 'I11.0' || x === 'I13.0'));
+    if (conditions.some(hf)) factors.push('heartFailure');
+    return factors;
+  }
+
+  const fired = (card: Card) =>
+    (card.extension![EXPLANATION_EXTENSION] as { rules: { id: string; status: string }[] }).rules
+      .filter((r) => r.status === 'fired')
+      .map((r) => r.id);
+  const focusOf = (card: Card) =>
+    (card.extension![EXPLANATION_EXTENSION] as { focus: { reference: string } }).focus.reference;
+  const drafts = (id: string, drugs: DrugKey[]) =>
+    drugs.map((drug, i) => medicationRequest({ id: `${drug}-${i}`, drug, patientId: id }));
+
+  t.test('NSAID, anticoagulant and paracetamol drafts: cards exactly when a rule fires', async (t) => {
+    t.equal(patients.length, 41);
+    const { app } = await buildTestApp();
+    t.teardown(() => app.close());
+    const post = async (url: string, payload: HookRequest): Promise<Card[]> => {
+      const res = await app.inject({ method: 'POST', url, payload });
+      t.equal(res.statusCode, 200);
+      assertConforms('HookResponse', res.json());
+      return res.json().cards;
+    };
+    const tally = { withFactors: 0, critical: 0, warning: 0, none: 0 };
+    for (const bundle of patients) {
+      const id = patientOf(bundle).id!;
+      const resources = resourcesOf(bundle);
+      const prefetch = orderPrefetch(resources, id);
+      const expected = expectedFactors(resources, id);
+      const sign = (drugs: DrugKey[]) =>
+        post(
+          '/cds-services/nsaid-safety-order-sign',
+          orderSignRequest({ patientId: id, drafts: drafts(id, drugs), prefetch }),
+        );
+
+      // An NSAID (the Synthea naproxen product) beside paracetamol: a card iff the record holds a factor.
+      const cards = await sign(['naproxenSodium', 'paracetamol']);
+      if (expected.length === 0) {
+        t.same(cards, [], `${id}: no factor, no card`);
+        tally.none += 1;
+      } else {
+        t.equal(cards.length, 1, `${id}: one card`);
+        t.same(fired(cards[0]!), expected, `${id}: the factors of the record`);
+        const critical = expected.includes('anticoagulant') || expected.includes('egfrBelow30');
+        t.equal(cards[0]!.indicator, critical ? 'critical' : 'warning', `${id}: indicator`);
+        t.equal(focusOf(cards[0]!), 'MedicationRequest/naproxenSodium-0');
+        tally.withFactors += 1;
+        tally[critical ? 'critical' : 'warning'] += 1;
+      }
+      // Adding an anticoagulant draft to the same orders always makes the NSAID card critical.
+      const withWarfarin = await sign(['ibuprofen', 'warfarin', 'paracetamol']);
+      t.equal(withWarfarin.length, 1, `${id}: NSAID + anticoagulant`);
+      t.equal(withWarfarin[0]!.indicator, 'critical');
+      t.ok(fired(withWarfarin[0]!).includes('anticoagulant'));
+      // Without an NSAID there is nothing to say.
+      t.same(await sign(['warfarin', 'paracetamol']), [], `${id}: no NSAID, no card`);
+      // order-select: only the selection is checked.
+      const selectOrders = drafts(id, ['naproxenSodium', 'paracetamol']);
+      t.same(
+        await post(
+          '/cds-services/nsaid-safety-order-select',
+          orderSelectRequest({
+            patientId: id,
+            drafts: selectOrders,
+            selections: ['MedicationRequest/paracetamol-1'],
+            prefetch,
+          }),
+        ),
+        [],
+        `${id}: paracetamol selected`,
+      );
+    }
+    t.comment(`Synthea patients with an NSAID risk factor: ${JSON.stringify(tally)}`);
+    // The data hold both kinds: the check above is not vacuous.
+    t.ok(tally.critical > 0 && tally.warning > 0 && tally.none > 0, JSON.stringify(tally));
+  });
+
+  t.test('without prefetch, the order services fetch what they need and answer the same', async (t) => {
+    const unique = new Map(
+      patients.flatMap((b) => resourcesOf(b)).map((r) => [`${r.resourceType}/${r.id}`, r]),
+    );
+    const server = await startFhirServer({ resources: [...unique.values()], token: 'synthea-token' });
+    t.teardown(() => server.close());
+    const { app } = await buildTestApp();
+    t.teardown(() => app.close());
+    let compared = 0;
+    for (const bundle of patients.slice(0, 15)) {
+      const id = patientOf(bundle).id!;
+      const orders = drafts(id, ['ibuprofen', 'valproate', 'paracetamol']);
+      for (const service of ['nsaid-safety-order-sign', 'valproate-pregnancy-prevention-order-sign']) {
+        const url = `/cds-services/${service}`;
+        const withPrefetch = await app.inject({
+          method: 'POST',
+          url,
+          payload: orderSignRequest({
+            patientId: id,
+            drafts: orders,
+            prefetch: orderPrefetch(resourcesOf(bundle), id),
+          }),
+        });
+        const fetched = await app.inject({
+          method: 'POST',
+          url,
+          payload: {
+            ...orderSignRequest({ patientId: id, drafts: orders }),
+            fhirServer: server.url,
+            fhirAuthorization: {
+              access_token: 'synthea-token',
+              token_type: 'Bearer',
+              expires_in: 300,
+              scope: 'patient/*.read',
+              subject: 'cds',
+            },
+          },
+        });
+        t.equal(fetched.statusCode, 200, `${service} ${id}`);
+        const strip = (cards: Card[]) => cards.map((c) => [c.indicator, c.summary, fired(c)]);
+        t.same(strip(fetched.json().cards), strip(withPrefetch.json().cards), `${service} ${id}`);
+        compared += withPrefetch.json().cards.length;
+      }
+    }
+    t.ok(compared > 0, 'some cards were compared');
+    t.ok(server.requests.every((r) => r.authorization === 'Bearer synthea-token'));
+  });
+}

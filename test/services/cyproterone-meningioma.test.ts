@@ -1,0 +1,109 @@
+/**
+ * cds-services/cyproterone-meningioma.yaml end to end: the brain MRI monitoring of the ANSM (at the
+ * start, at 5 years, then every 2 years) checked against the treatment history of each cyproterone draft.
+ */
+import type { Resource } from 'fhir/r4.js';
+import t from 'tap';
+import type { Card } from '../../src/cds-hooks.js';
+import { EXPLANATION_EXTENSION } from '../../src/explain/explain.js';
+import { patientOf, resourcesOf, toServerForm } from '../../src/synthetic/bundle.js';
+import {
+  brainMriProcedure,
+  medicationRequest,
+  orderPrefetch,
+  orderSignRequest,
+} from '../../src/synthetic/orders.js';
+import { generatePatient } from '../../src/synthetic/patients.js';
+import { createRng } from '../../src/synthetic/random.js';
+import { assertConforms, buildTestApp, NOW } from '../helpers/app.js';
+
+const { app } = await buildTestApp();
+t.teardown(() => app.close());
+
+const bundle = toServerForm(generatePatient(createRng(5, 0), { now: NOW, age: 45, gender: 'male' }));
+const PATIENT = patientOf(bundle).id!;
+const RECORD = resourcesOf(bundle);
+
+/** A cyproterone prescription in the record, authored on `date`. */
+const past = (id: string, date: string, status: 'active' | 'completed' | 'stopped' = 'active') =>
+  medicationRequest({ id, drug: 'cyproterone', patientId: PATIENT, status, authoredOn: date });
+const mri = (id: string, date: string) => brainMriProcedure(id, PATIENT, date);
+
+async function sign(extra: Resource[], language = 'en'): Promise<Card[]> {
+  const drafts = [
+    medicationRequest({ id: 'c1', drug: 'cyproterone', patientId: PATIENT }),
+    medicationRequest({ id: 'i1', drug: 'ibuprofen', patientId: PATIENT }),
+  ];
+  const res = await app.inject({
+    method: 'POST',
+    url: '/cds-services/cyproterone-meningioma-order-sign',
+    headers: { 'accept-language': language },
+    payload: orderSignRequest({
+      patientId: PATIENT,
+      drafts,
+      prefetch: orderPrefetch([...RECORD, ...extra], PATIENT),
+    }),
+  });
+  t.equal(res.statusCode, 200);
+  assertConforms('HookResponse', res.json());
+  return res.json().cards;
+}
+
+const fired = (card: Card) =>
+  (card.extension![EXPLANATION_EXTENSION] as { rules: { id: string; status: string }[] }).rules
+    .filter((r) => r.status === 'fired')
+    .map((r) => r.id);
+
+t.test('starting cyproterone with no brain MRI on record: the MRI required at the start', async (t) => {
+  const cards = await sign([]);
+  t.equal(cards.length, 1);
+  t.equal(cards[0]!.indicator, 'warning');
+  t.equal(
+    cards[0]!.summary,
+    'Cyproterone acetate 50 mg tablet: no brain MRI on record; one is required at the start of cyproterone treatment',
+  );
+  t.same(fired(cards[0]!), ['noBrainMri']);
+  t.equal(
+    cards[0]!.source.url,
+    'https://ansm.sante.fr/informations-de-securite/acetate-de-cyproterone-androcur-et-generiques-et-risque-de-meningiome-conduite-a-tenir',
+  );
+});
+
+t.test(
+  'taken for 6 months or more without any brain MRI: the prolonged-use card with the start date',
+  async (t) => {
+    const cards = await sign([
+      past('old', '2025-01-10T09:00:00Z', 'completed'),
+      past('now', '2026-01-10T09:00:00Z'),
+    ]);
+    t.equal(cards.length, 1);
+    t.match(cards[0]!.summary, /cyproterone taken for 6 months or more and no brain MRI on record/);
+    t.same(fired(cards[0]!), ['prolongedUse', 'noBrainMri']);
+    t.match(cards[0]!.detail!, /First prescription on record: 2025\\-01\\-10/);
+  },
+);
+
+t.test('an MRI at the start and less than 5 years of treatment: no card', async (t) => {
+  t.same(await sign([past('p', '2023-01-10T09:00:00Z'), mri('m', '2023-01-05T09:00:00Z')]), []);
+  // A new start with an MRI on record: nothing to add either.
+  t.same(await sign([mri('m', '2026-11-01T09:00:00Z')]), []);
+});
+
+t.test('5 years or more: the MRI must be less than 2 years old', async (t) => {
+  const history = [past('p', '2020-06-01T09:00:00Z'), mri('m0', '2020-05-20T09:00:00Z')];
+  const [card, ...rest] = await sign([...history, mri('m5', '2024-10-01T09:00:00Z')]);
+  t.same(rest, []);
+  t.match(card!.summary, /cyproterone for 5 years or more, last brain MRI over 2 years ago; repeat the MRI/);
+  t.same(fired(card!), ['prolongedUse', 'fiveYears', 'mriOlderThan2Years']);
+  t.match(card!.detail!, /Last brain MRI: 2024\\-10\\-01/);
+  t.same(await sign([...history, mri('m5', '2025-06-01T09:00:00Z')]), [], 'a recent MRI');
+});
+
+t.test('French card', async (t) => {
+  const [card] = await sign([], 'fr');
+  t.equal(
+    card!.summary,
+    'Cyproterone acetate 50 mg tablet : aucune IRM cérébrale au dossier ; elle est requise en début de traitement',
+  );
+  t.match(card!.detail!, /attestation annuelle/);
+});
