@@ -48,6 +48,7 @@ const TEXT = {
     otherFactors: 'smaller factors are listed in the full explanation',
     why: 'Why no estimate',
     forPatient: 'For the patient',
+    colon: ':',
   },
   fr: {
     threshold: 'seuil',
@@ -86,6 +87,7 @@ const TEXT = {
     otherFactors: 'les facteurs plus faibles figurent dans l’explication complète',
     why: 'Pourquoi pas d’estimation',
     forPatient: 'Pour le patient',
+    colon: ' :',
   },
 } as const;
 
@@ -128,6 +130,11 @@ function ruleSection(rule: RuleResult, lang: Language): string {
 /** How many factors the card lists; all of them are in the extension and the explanation page. */
 export const TOP_FACTORS = 5;
 
+/** UCUM units as a clinician reads them: dimensionless units are not shown. */
+function unitText(unit: string): string {
+  return unit === '1' || unit === '{score}' ? '' : ` ${unit}`;
+}
+
 function number(value: number): string {
   return String(Math.round(value * 100) / 100);
 }
@@ -141,8 +148,8 @@ function modelSection(model: ModelOutcome, lang: Language): string {
     return [
       `**${head}: ${t.noEstimate}**`,
       `_${m.statusText[lang]}_`,
-      `${t.why}: ${model.reasons.map((r) => escapeMarkdown(r.text[lang])).join('; ')}.`,
-      `${t.population}: ${model.population[lang]}`,
+      `${t.why}${t.colon} ${model.reasons.map((r) => escapeMarkdown(r.text[lang])).join('; ')}.`,
+      `${t.population}${t.colon} ${model.population[lang]}`,
     ].join('\n\n');
   }
   const lines = [
@@ -150,7 +157,7 @@ function modelSection(model: ModelOutcome, lang: Language): string {
     '',
     `_${m.statusText[lang]}_`,
     '',
-    `${t.population}: ${model.population[lang]}`,
+    `${t.population}${t.colon} ${model.population[lang]}`,
   ];
   const ranked = model.contributions
     .filter((c) => c.status !== 'assumed-absent' || c.direction !== 'neutral')
@@ -159,7 +166,8 @@ function modelSection(model: ModelOutcome, lang: Language): string {
   if (top.length > 0) {
     lines.push('', `| ${t.factor} | ${t.value} | ${t.date} | ${t.effect} |`, '|---|---|---|---|');
     for (const c of top) {
-      const value = c.status === 'assumed-absent' ? t.becauseMissing : `${number(c.value)} ${c.unit}`;
+      const value =
+        c.status === 'assumed-absent' ? t.becauseMissing : `${number(c.value)}${unitText(c.unit)}`;
       const recorded = c.recorded ? ` (${escapeMarkdown(c.recorded)})` : '';
       const arrow = c.direction === 'raises' ? '↑' : c.direction === 'lowers' ? '↓' : '·';
       lines.push(
@@ -172,9 +180,9 @@ function modelSection(model: ModelOutcome, lang: Language): string {
   if (imputed.length > 0) {
     const items = imputed.map(
       (c) =>
-        `${c.label[lang]} = ${number(c.value)} ${c.unit} (${c.imputedBecause === 'stale' ? t.becauseStale : t.becauseMissing})`,
+        `${c.label[lang]} = ${number(c.value)}${unitText(c.unit)} (${c.imputedBecause === 'stale' ? t.becauseStale : t.becauseMissing})`,
     );
-    lines.push('', `${t.imputed}: ${items.join('; ')}.`);
+    lines.push('', `${t.imputed}${t.colon} ${items.join('; ')}.`);
   }
   const absent = model.contributions.filter((c) => c.status === 'assumed-absent');
   if (absent.length > 0)

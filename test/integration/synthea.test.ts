@@ -6,9 +6,10 @@
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Bundle, Observation, Resource } from 'fhir/r4.js';
+import type { Bundle, Condition, Observation, Resource } from 'fhir/r4.js';
 import t from 'tap';
 import { SYSTEM } from '../../src/codes.js';
+import { EXPLANATION_EXTENSION } from '../../src/explain/explain.js';
 import { patientOf, resourcesOf, searchset, toServerForm } from '../../src/synthetic/bundle.js';
 import { assertConforms, buildTestApp } from '../helpers/app.js';
 import { startFhirServer } from '../helpers/fhir-server.js';
@@ -60,6 +61,115 @@ if (!existsSync(SYNTHEA)) {
       t.same([...new Set(statuses)], [200]);
       // Synthea records hold no lesion examination: nothing to triage, so no card.
       t.equal(cards, 0);
+    },
+  );
+
+  t.test(
+    'knee OA progression: every knee-OA patient gets a risk card or the reason why not; the others none',
+    async (t) => {
+      const { app } = await buildTestApp();
+      t.teardown(() => app.close());
+      const KNEE_CODES = ['39156-5', '29463-7', '8302-2', '72514-3', 'kl-grade'];
+      const isKneeOa = (r: Resource) =>
+        r.resourceType === 'Condition' &&
+        ((r as Condition).code?.coding ?? []).some(
+          (c) => (c.system === SYSTEM.snomed && c.code === '239873007') || c.code?.startsWith('M17'),
+        );
+      const outcomes: Record<string, number> = {};
+      const reasons: Record<string, number> = {};
+      let kneePatients = 0;
+      for (const bundle of patients) {
+        const resources = resourcesOf(bundle);
+        const of = (type: string) => resources.filter((r) => r.resourceType === type);
+        const observations = (of('Observation') as Observation[]).filter((o) =>
+          (o.code.coding ?? []).some((c) => KNEE_CODES.includes(c.code ?? '')),
+        );
+        const res = await app.inject({
+          method: 'POST',
+          url: '/cds-services/knee-oa-progression',
+          payload: request(patientOf(bundle).id!, {
+            patient: patientOf(bundle),
+            conditions: searchset(of('Condition')),
+            observations: searchset(observations),
+            consent: searchset(of('Consent')),
+          }),
+        });
+        t.equal(res.statusCode, 200);
+        assertConforms('HookResponse', res.json());
+        const cards = res.json().cards;
+        if (!resources.some(isKneeOa)) {
+          t.equal(cards.length, 0, 'no knee OA, no card');
+          continue;
+        }
+        kneePatients += 1;
+        t.equal(cards.length, 1, 'one card per knee-OA patient');
+        const model = cards[0].extension[EXPLANATION_EXTENSION].model;
+        outcomes[model.status] = (outcomes[model.status] ?? 0) + 1;
+        if (model.status === 'scored') {
+          const sum = model.contributions.reduce(
+            (a: number, c: { contribution: number }) => a + c.contribution,
+            0,
+          );
+          t.ok(
+            Math.abs(1 / (1 + Math.exp(-(model.baselineLogit + sum))) - model.probability) < 1e-6,
+            'additive',
+          );
+        } else {
+          t.equal(model.status, 'not-scored');
+          t.ok(model.reasons.length > 0, 'a not-scored card names its reasons');
+          for (const r of model.reasons) reasons[r.code] = (reasons[r.code] ?? 0) + 1;
+          t.match(cards[0].detail, /Why no estimate: /);
+        }
+      }
+      t.ok(kneePatients > 0, `${kneePatients} knee-OA patients`);
+      // The records end years before the test clock, so most inputs are stale today. Seen on the day after
+      // each record's last observation, the same patients are scored unless outside the population.
+      const atRecordEnd: Record<string, number> = {};
+      for (const bundle of patients) {
+        const resources = resourcesOf(bundle);
+        if (!resources.some(isKneeOa)) continue;
+        const of = (type: string) => resources.filter((r) => r.resourceType === type);
+        const observations = of('Observation') as Observation[];
+        const last = observations
+          .map((o) => o.effectiveDateTime ?? '')
+          .sort()
+          .at(-1)!;
+        const { app: then } = await buildTestApp({}, { now: () => new Date(Date.parse(last) + 86_400_000) });
+        const res = await then.inject({
+          method: 'POST',
+          url: '/cds-services/knee-oa-progression',
+          payload: request(patientOf(bundle).id!, {
+            patient: patientOf(bundle),
+            conditions: searchset(of('Condition')),
+            observations: searchset(
+              observations.filter((o) =>
+                (o.code.coding ?? []).some((c) => KNEE_CODES.includes(c.code ?? '')),
+              ),
+            ),
+            consent: searchset(of('Consent')),
+          }),
+        });
+        await then.close();
+        const [card, ...rest] = res.json().cards;
+        t.equal(rest.length, 0);
+        const model = card.extension[EXPLANATION_EXTENSION].model;
+        const key =
+          model.status === 'scored'
+            ? `scored ${model.band.id}`
+            : model.reasons.map((r: { code: string }) => r.code).join('+');
+        atRecordEnd[key] = (atRecordEnd[key] ?? 0) + 1;
+      }
+      t.ok(
+        (atRecordEnd['scored lower'] ?? 0) +
+          (atRecordEnd['scored intermediate'] ?? 0) +
+          (atRecordEnd['scored higher'] ?? 0) >
+          0,
+        'some are scored',
+      );
+      t.comment(`at each record's end: ${JSON.stringify(atRecordEnd)}`);
+      t.comment(
+        `knee-OA patients: ${kneePatients}; outcomes ${JSON.stringify(outcomes)}; reasons ${JSON.stringify(reasons)}`,
+      );
     },
   );
 

@@ -1,0 +1,234 @@
+import type { Bundle, Resource } from 'fhir/r4.js';
+import t from 'tap';
+import { EXPLANATION_EXTENSION } from '../../src/explain/explain.js';
+import type { PatientOptions } from '../../src/synthetic/patients.js';
+import { generatePatient } from '../../src/synthetic/patients.js';
+import { resourcesOf, searchset, toServerForm } from '../../src/synthetic/bundle.js';
+import { createRng } from '../../src/synthetic/random.js';
+import { assertConforms, buildTestApp, NOW } from '../helpers/app.js';
+
+const URL = '/cds-services/knee-oa-progression';
+
+/** A generated patient and the hook request carrying its whole record as prefetch. */
+function call(options: PatientOptions, seed = 1) {
+  const bundle: Bundle = toServerForm(generatePatient(createRng(seed, 0), { ...options, now: NOW }));
+  const resources = resourcesOf(bundle);
+  const of = (type: string) => resources.filter((r: Resource) => r.resourceType === type);
+  const patient = of('Patient')[0]!;
+  return {
+    patientId: patient.id!,
+    payload: {
+      hook: 'patient-view',
+      hookInstance: '2c3d1f0e-8d4b-4f5e-9d7a-0b1c2d3e4f50',
+      context: { userId: 'Practitioner/p1', patientId: patient.id! },
+      prefetch: {
+        patient,
+        conditions: searchset(of('Condition')),
+        observations: searchset(of('Observation')),
+        consent: searchset(of('Consent')),
+      },
+    },
+  };
+}
+
+const HIGH: PatientOptions = {
+  kneeOa: true,
+  age: 70,
+  gender: 'female',
+  bmi: 36,
+  painScore: 9,
+  kneeInjury: true,
+  handOa: true,
+  diabetes: true,
+  klGrade: 3,
+  lesions: 0,
+};
+
+t.test('a knee-OA patient with many risk factors gets a warning card that explains itself', async (t) => {
+  const { app } = await buildTestApp({ publicUrl: 'https://cds.example.org' });
+  t.teardown(() => app.close());
+  const res = await app.inject({ method: 'POST', url: URL, payload: call(HIGH).payload });
+  t.equal(res.statusCode, 200);
+  const body = res.json();
+  assertConforms('HookResponse', body);
+  t.equal(body.cards.length, 1);
+  const card = body.cards[0];
+  t.equal(card.indicator, 'warning');
+  t.match(
+    card.summary,
+    /^Knee OA: estimated \d+% risk of rapid progression within 24 months \(higher risk; demonstration model\)$/,
+  );
+  t.ok(card.summary.length < 140);
+  t.equal(
+    card.source.label,
+    'Knee OA progression (demonstration model) 1.0.0: Demonstration model trained on simulated data. Not validated; not for clinical use.',
+  );
+  t.equal(card.source.url, 'https://cds.example.org/models/knee-oa-progression/model-card');
+  t.same(card.links.at(-1), {
+    label: 'Model card of knee-oa-progression',
+    url: 'https://cds.example.org/models/knee-oa-progression/model-card',
+    type: 'absolute',
+  });
+  const explanation = card.extension[EXPLANATION_EXTENSION];
+  const model = explanation.model;
+  t.equal(model.status, 'scored');
+  t.equal(model.model.id, 'knee-oa-progression');
+  t.match(model.model.sha256, /^[0-9a-f]{64}$/);
+  t.equal(model.band.id, 'higher');
+  t.ok(model.probability >= 0.25);
+  // Additivity: baseline + contributions = the model's logit.
+  const sum = model.contributions.reduce((s: number, c: { contribution: number }) => s + c.contribution, 0);
+  t.ok(Math.abs(1 / (1 + Math.exp(-(model.baselineLogit + sum))) - model.probability) < 1e-6);
+  const bmi = model.contributions.find((c: { id: string }) => c.id === 'bmi');
+  t.equal(bmi.value, 36);
+  t.equal(bmi.direction, 'raises');
+  t.match(bmi.date, /^\d{4}-\d{2}-\d{2}/);
+  const kl = model.contributions.find((c: { id: string }) => c.id === 'klGrade3');
+  t.equal(kl.status, 'observed');
+  // The detail: top factors with value, unit, date and direction, the model, and both patient sentences.
+  t.match(card.detail, /\| Factor \| Value \| Date \| Effect on the estimate \|/);
+  t.match(card.detail, /\| Pain score \(0-10\) \| 9 \| \d{4}\\-\d{2}\\-\d{2} \| ↑ raises \(\+\d/);
+  t.match(card.detail, /Knee OA progression \(demonstration model\) `knee-oa-progression` 1\.0\.0/);
+  t.match(
+    card.detail,
+    /_Demonstration model trained on simulated data\. Not validated; not for clinical use\._/,
+  );
+  t.match(card.detail, /For the patient \(EN\): A demonstration computer model estimates that about \d+% /);
+  t.match(
+    card.detail,
+    /Pour le patient \(FR\) : Un modèle informatique de démonstration estime qu’environ \d+% /,
+  );
+  t.same(
+    card.suggestions.map((s: { label: string }) => s.label),
+    [
+      'Refer to a physiotherapy exercise programme',
+      'Offer a weight management programme (if overweight)',
+      'Give osteoarthritis self-management information',
+    ],
+  );
+  t.notMatch(JSON.stringify(card), /surgery|arthroplasty|chirurgi/i, 'never surgery');
+});
+
+t.test('a missing Kellgren-Lawrence grade is imputed and the card says so', async (t) => {
+  const { app } = await buildTestApp();
+  t.teardown(() => app.close());
+  const res = await app.inject({
+    method: 'POST',
+    url: URL,
+    payload: call({ ...HIGH, klGrade: null }).payload,
+    headers: { 'accept-language': 'fr' },
+  });
+  const card = res.json().cards[0];
+  const kl = card.extension[EXPLANATION_EXTENSION].model.contributions.find(
+    (c: { id: string }) => c.id === 'klGrade3',
+  );
+  t.same([kl.status, kl.imputedBecause, kl.value], ['imputed', 'missing', 0.54]);
+  t.match(
+    card.detail,
+    /Imputé \(une valeur déclarée a été utilisée\) : Grade Kellgren-Lawrence 3 = 0\.54 \(non renseigné\)/,
+  );
+  t.match(card.summary, /^Gonarthrose : risque estimé \d+% de progression rapide à 24 mois/);
+});
+
+t.test('outside the population (age 82): no score, and an info card that says why', async (t) => {
+  const { app } = await buildTestApp();
+  t.teardown(() => app.close());
+  const res = await app.inject({ method: 'POST', url: URL, payload: call({ ...HIGH, age: 82 }).payload });
+  t.equal(res.statusCode, 200);
+  const [card, ...rest] = res.json().cards;
+  t.equal(rest.length, 0);
+  t.equal(card.indicator, 'info');
+  t.equal(card.summary, 'Knee OA: no progression risk estimate for this patient; the card says why');
+  const model = card.extension[EXPLANATION_EXTENSION].model;
+  t.equal(model.status, 'not-scored');
+  t.same(
+    model.reasons.map((r: { code: string }) => r.code),
+    ['out-of-population'],
+  );
+  t.match(
+    card.detail,
+    /Why no estimate: age outside 45\\-79 years, the population the model was trained on\./,
+  );
+  t.notOk('contributions' in model, 'no contribution without a score');
+});
+
+t.test('no BMI in the last two years: no score, the stale input is named', async (t) => {
+  const { app } = await buildTestApp();
+  t.teardown(() => app.close());
+  const { payload } = call(HIGH);
+  const observations = payload.prefetch.observations;
+  for (const entry of observations.entry ?? []) {
+    const o = entry.resource as unknown as {
+      code: { coding: { code: string }[] };
+      effectiveDateTime?: string;
+    };
+    if (['39156-5', '29463-7', '8302-2'].includes(o.code.coding[0]!.code)) o.effectiveDateTime = '2023-01-10';
+  }
+  const res = await app.inject({ method: 'POST', url: URL, payload });
+  const model = res.json().cards[0].extension[EXPLANATION_EXTENSION].model;
+  t.equal(model.status, 'not-scored');
+  t.equal(model.reasons[0].code, 'stale');
+  t.match(model.reasons[0].text.en, /^Body mass index: too old \(/);
+});
+
+t.test('a patient without knee osteoarthritis gets no card', async (t) => {
+  const { app } = await buildTestApp();
+  t.teardown(() => app.close());
+  const res = await app.inject({
+    method: 'POST',
+    url: URL,
+    payload: call({ kneeOa: false, lesions: 0, age: 60 }).payload,
+  });
+  t.equal(res.statusCode, 200);
+  t.same(res.json(), { cards: [] });
+});
+
+t.test('an active objection to algorithmic processing: no model runs, no card', async (t) => {
+  const { app, logs } = await buildTestApp();
+  t.teardown(() => app.close());
+  const res = await app.inject({
+    method: 'POST',
+    url: URL,
+    payload: call({ ...HIGH, objection: true }).payload,
+  });
+  t.equal(res.statusCode, 200);
+  t.same(res.json(), { cards: [] });
+  const answered = logs().find((l) => l.msg === 'hook answered');
+  t.equal(answered?.cards, 0);
+});
+
+t.test('observations the EHR could not provide: no score, and the card names the data', async (t) => {
+  const { app } = await buildTestApp();
+  t.teardown(() => app.close());
+  const { payload } = call(HIGH);
+  const { observations: _omitted, ...prefetch } = payload.prefetch;
+  const res = await app.inject({ method: 'POST', url: URL, payload: { ...payload, prefetch } });
+  t.equal(res.statusCode, 200);
+  const model = res.json().cards[0].extension[EXPLANATION_EXTENSION].model;
+  t.equal(model.status, 'not-scored');
+  t.equal(model.reasons[0].text.en, 'BMI, weight, height, pain score and KL grade: not available');
+});
+
+t.test('model cards are served, public, as markdown and JSON', async (t) => {
+  const { app } = await buildTestApp();
+  t.teardown(() => app.close());
+  const list = await app.inject({ method: 'GET', url: '/models' });
+  t.equal(list.statusCode, 200);
+  t.same(
+    list.json().models.map((m: { id: string; status: string }) => [m.id, m.status]),
+    [
+      ['knee-oa-progression', 'demonstration'],
+      ['melanoma-risk', 'demonstration'],
+    ],
+  );
+  const md = await app.inject({ method: 'GET', url: '/models/knee-oa-progression/model-card' });
+  t.equal(md.statusCode, 200);
+  t.match(md.headers['content-type'], /^text\/markdown/);
+  t.match(md.body, /Demonstration model trained on simulated data/);
+  const json = await app.inject({ method: 'GET', url: '/models/melanoma-risk/model-card.json' });
+  t.equal(json.statusCode, 200);
+  t.equal(json.json().id, 'melanoma-risk');
+  const missing = await app.inject({ method: 'GET', url: '/models/nope/model-card' });
+  t.equal(missing.statusCode, 404);
+  t.equal(missing.json().resourceType, 'OperationOutcome');
+});
