@@ -40,6 +40,15 @@ export const CONFIG_SCHEMA = {
     // a site may still list the origins of its CDS clients.
     corsOrigins: { type: 'array', items: { type: 'string', minLength: 1 }, default: ['*'] },
     defaultLanguage: { type: 'string', enum: ['en', 'fr'], default: 'en' },
+    // Audit store: PostgreSQL when set (read from DATABASE_URL, the usual name), else SQLite in dataDir.
+    databaseUrl: { type: 'string', pattern: '^postgres(ql)?://' },
+    // HMAC-SHA256 key for patient pseudonyms; required with databaseUrl (every instance needs the same
+    // key), else generated once into <dataDir>/pseudonym.key.
+    auditPseudonymKey: { type: 'string', minLength: 32 },
+    // Missed audit records held in memory while the store is unavailable (beyond: counted as lost).
+    auditQueueMax: { type: 'integer', minimum: 1, default: 10_000 },
+    // Bearer token of the governance team for /analytics; the endpoints answer 404 when unset.
+    analyticsToken: { type: 'string', minLength: 32 },
   },
 } as const;
 
@@ -58,13 +67,20 @@ export interface Config {
   fhirServerAllowHttp: boolean;
   corsOrigins: string[];
   defaultLanguage: 'en' | 'fr';
+  databaseUrl?: string;
+  auditPseudonymKey?: string;
+  auditQueueMax: number;
+  analyticsToken?: string;
 }
 
 type Env = Record<string, string | undefined>;
 
-/** `fhirFetchTimeoutMs` → `CDS_FHIR_FETCH_TIMEOUT_MS`. */
+/** Settings read from a conventional variable name rather than `CDS_<KEY>`. */
+const ENV_ALIASES: Readonly<Record<string, string>> = { databaseUrl: 'DATABASE_URL' };
+
+/** `fhirFetchTimeoutMs` → `CDS_FHIR_FETCH_TIMEOUT_MS`; `databaseUrl` → `DATABASE_URL`. */
 export function envName(key: string): string {
-  return `CDS_${key.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase()}`;
+  return ENV_ALIASES[key] ?? `CDS_${key.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase()}`;
 }
 
 function fromEnv(env: Env): Record<string, unknown> {
