@@ -90,14 +90,22 @@ export async function verifyChain(
   const fail = (problem: ChainProblem): ChainReport => ({ ok: false, rows, last: prev, problem });
   for await (const page of pages) {
     for (const row of page) {
+      if (row.seq > prev.seq + 1) {
+        const missing =
+          row.seq - 1 > prev.seq + 1
+            ? `rows ${prev.seq + 1}…${row.seq - 1} are missing`
+            : `row ${prev.seq + 1} is missing`;
+        return fail({
+          seq: prev.seq + 1,
+          problem: 'deleted',
+          detail: `${missing} (row ${row.seq} follows row ${prev.seq})`,
+        });
+      }
       if (row.seq !== prev.seq + 1) {
         return fail({
           seq: prev.seq + 1,
-          problem: row.seq > prev.seq + 1 ? 'deleted' : 'edited',
-          detail:
-            row.seq > prev.seq + 1
-              ? `rows ${prev.seq + 1}${row.seq - 1 > prev.seq + 1 ? `…${row.seq - 1}` : ''} are missing (row ${row.seq} follows row ${prev.seq})`
-              : `row ${row.seq} is out of sequence after row ${prev.seq}`,
+          problem: 'edited',
+          detail: `row ${row.seq} is out of sequence after row ${prev.seq}`,
         });
       }
       const selfConsistent = chainHash(row.prevHash, row) === row.hash;

@@ -255,7 +255,7 @@ await eachStore(t, async (t, kind) => {
     t.same(report.problem, {
       seq: 2,
       problem: 'deleted',
-      detail: 'rows 2 are missing (row 3 follows row 1)',
+      detail: 'row 2 is missing (row 3 follows row 1)',
     });
   });
 
