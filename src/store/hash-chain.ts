@@ -11,27 +11,52 @@ import { createHash } from 'node:crypto';
 /** The `prev_hash` of the first row. */
 export const GENESIS = '0'.repeat(64);
 
+/** A piece of output text already written out, waiting on the stack of {@link canonicalJson}. */
+class Text {
+  readonly text: string;
+  constructor(text: string) {
+    this.text = text;
+  }
+}
+
 /**
  * JSON with object keys sorted (by UTF-16 code units, as RFC 8785) and no whitespace, so the same data
  * always gives the same text whatever order its keys came in. `undefined` members are left out, as
- * JSON.stringify does; non-finite numbers are refused rather than silently written as null.
+ * JSON.stringify does; non-finite numbers are refused rather than silently written as null. Iterative,
+ * so that a deeply nested value from a client cannot overflow the stack.
  */
 export function canonicalJson(value: unknown): string {
-  if (value === null || typeof value === 'boolean' || typeof value === 'string') return JSON.stringify(value);
-  if (typeof value === 'number') {
-    if (!Number.isFinite(value)) throw new TypeError(`canonicalJson: ${value} is not a JSON number`);
-    return JSON.stringify(value);
+  const out: string[] = [];
+  const stack: unknown[] = [value];
+  while (stack.length > 0) {
+    const item = stack.pop();
+    if (item instanceof Text) out.push(item.text);
+    else if (item === null || typeof item === 'boolean' || typeof item === 'string') {
+      out.push(JSON.stringify(item));
+    } else if (typeof item === 'number') {
+      if (!Number.isFinite(item)) throw new TypeError(`canonicalJson: ${item} is not a JSON number`);
+      out.push(JSON.stringify(item));
+    } else if (Array.isArray(item)) {
+      stack.push(new Text(']'));
+      for (let i = item.length - 1; i >= 0; i--) {
+        stack.push(item[i] === undefined ? null : item[i]);
+        if (i > 0) stack.push(new Text(','));
+      }
+      stack.push(new Text('['));
+    } else if (typeof item === 'object') {
+      const record = item as Record<string, unknown>;
+      const keys = Object.keys(record)
+        .filter((k) => record[k] !== undefined)
+        .sort();
+      stack.push(new Text('}'));
+      for (let i = keys.length - 1; i >= 0; i--) {
+        stack.push(record[keys[i]!]);
+        stack.push(new Text(`${i > 0 ? ',' : ''}${JSON.stringify(keys[i])}:`));
+      }
+      stack.push(new Text('{'));
+    } else throw new TypeError(`canonicalJson: cannot encode a ${typeof item}`);
   }
-  if (Array.isArray(value)) {
-    return `[${value.map((v) => (v === undefined ? 'null' : canonicalJson(v))).join(',')}]`;
-  }
-  if (typeof value === 'object') {
-    const keys = Object.keys(value)
-      .filter((k) => (value as Record<string, unknown>)[k] !== undefined)
-      .sort();
-    return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson((value as Record<string, unknown>)[k])}`).join(',')}}`;
-  }
-  throw new TypeError(`canonicalJson: cannot encode a ${typeof value}`);
+  return out.join('');
 }
 
 export function sha256Hex(text: string): string {

@@ -28,7 +28,19 @@ export async function verifyStore(store: AuditStore): Promise<ChainReport> {
   return verifyChain(pages(store), await store.chainHead());
 }
 
-async function main(env: Record<string, string | undefined>): Promise<number> {
+interface Output {
+  write(text: string): unknown;
+}
+
+/**
+ * The command: verifies the store the environment names and prints the verdict.
+ * @returns the exit code: 0 intact, 1 broken, 2 unreadable
+ */
+export async function runVerify(
+  env: Record<string, string | undefined>,
+  out: Output = process.stdout,
+  err: Output = process.stderr,
+): Promise<number> {
   let store: AuditStore;
   try {
     const config = loadConfig(env);
@@ -37,24 +49,22 @@ async function main(env: Record<string, string | undefined>): Promise<number> {
     }
     store = await openStore(config, { migrate: false });
   } catch (error) {
-    process.stderr.write(`audit:verify: cannot open the audit store: ${(error as Error).message}\n`);
+    err.write(`audit:verify: cannot open the audit store: ${(error as Error).message}\n`);
     return 2;
   }
   try {
     const report = await verifyStore(store);
     if (report.ok) {
-      process.stdout.write(
-        `audit chain intact: ${report.rows} rows, head ${report.last.seq} ${report.last.hash}\n`,
-      );
+      out.write(`audit chain intact: ${report.rows} rows, head ${report.last.seq} ${report.last.hash}\n`);
       return 0;
     }
     const { seq, problem, detail } = report.problem!;
-    process.stdout.write(
-      `audit chain BROKEN at row ${seq} (${problem}): ${detail}. ${report.rows} rows verified before it.\n`,
+    out.write(
+      `audit chain BROKEN at row ${seq} (${problem}): ${detail}. ${report.rows} intact rows before it.\n`,
     );
     return 1;
   } catch (error) {
-    process.stderr.write(`audit:verify: cannot read the audit store: ${(error as Error).message}\n`);
+    err.write(`audit:verify: cannot read the audit store: ${(error as Error).message}\n`);
     return 2;
   } finally {
     await store.close();
@@ -63,5 +73,5 @@ async function main(env: Record<string, string | undefined>): Promise<number> {
 
 // Run only as a script, not when imported.
 if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
-  process.exitCode = await main(process.env);
+  process.exitCode = await runVerify(process.env);
 }

@@ -163,3 +163,11 @@ t.test('a head behind the last row, or a row out of sequence, is reported as an 
     detail: 'row 2 is out of sequence after row 2',
   });
 });
+
+t.test('canonical JSON handles nesting far deeper than the call stack would', async (t) => {
+  let deep: unknown = 'leaf';
+  for (let i = 0; i < 200_000; i++) deep = i % 2 ? { a: deep } : [deep];
+  const text = canonicalJson(deep);
+  t.equal(text.length, 100_000 * ('{"a":'.length + '}'.length + 2) + '"leaf"'.length);
+  t.ok(text.startsWith('{"a":[{"a":['));
+});

@@ -4,7 +4,7 @@
  * detected by the verifier, and a linear chain under concurrent appends from two instances.
  */
 import t from 'tap';
-import { GENESIS } from '../../src/store/hash-chain.js';
+import { chainHash, GENESIS } from '../../src/store/hash-chain.js';
 import { MIGRATIONS } from '../../src/store/migrations.js';
 import { openStore } from '../../src/store/store.js';
 import { verifyStore } from '../../src/store/verify-cli.js';
@@ -239,7 +239,6 @@ await eachStore(t, async (t, kind) => {
     t.teardown(() => store.close());
     await raw("UPDATE audit_event SET at = '2026-01-01T00:00:00.000Z' WHERE seq = 3");
     const [row] = await store.readChain(2, 1);
-    const { chainHash } = await import('../../src/store/hash-chain.js');
     await raw('UPDATE audit_event SET hash = ? WHERE seq = 3', [chainHash(row!.prevHash, row!)]);
     const report = await verifyStore(store);
     t.equal(report.problem?.seq, 3);
