@@ -1,6 +1,6 @@
 /**
  * buildApp(config, overrides): builds the dependencies (logger, service registry, FHIR fetcher, clock,
- * uuid source), creates the Fastify app, registers CORS, the error handlers and the routes. It never
+ * uuid source, audit trail), creates the Fastify app, registers CORS, the error handlers and the routes. It never
  * listens: `main.ts` does, tests use `app.inject()`.
  */
 import { randomUUID } from 'node:crypto';
@@ -14,6 +14,8 @@ import { loggerOptions } from './logger.js';
 import { createFhirFetch } from './prefetch/fhir-fetch.js';
 import { loadServices } from './services/load.js';
 import { createRegistry } from './services/registry.js';
+import { openAuditTrail } from './store/audit-trail.js';
+import type { AuditStore } from './store/store.js';
 
 export interface AppOverrides {
   /** The network, for the fallback FHIR fetch (tests point it at a loopback server or a fake). */
@@ -23,6 +25,10 @@ export interface AppOverrides {
   uuid?: () => string;
   /** Where log lines go (tests capture them to check redaction). */
   logStream?: DestinationStream;
+  /** The audit store (tests inject one that fails); else the configuration's. Closed with the app. */
+  store?: AuditStore;
+  /** First delay before writing queued audit records again (tests shorten it). */
+  auditRetryMs?: number;
 }
 
 /**
@@ -71,11 +77,19 @@ export async function buildApp(
     // every error body the service sends stays an OperationOutcome.
     strictPreflight: false,
   });
+  const audit = await openAuditTrail(config, {
+    log: app.log,
+    ...(overrides.store ? { store: overrides.store } : {}),
+    ...(overrides.auditRetryMs === undefined ? {} : { retryInitialMs: overrides.auditRetryMs }),
+  });
+  app.addHook('onClose', () => audit.close());
   registerErrorHandlers(app, config.bodyLimitBytes);
   registerRoutes(app, {
     registry,
     defaultLanguage: config.defaultLanguage,
     pipeline: { fhirFetch, now: overrides.now ?? (() => new Date()), uuid: overrides.uuid ?? randomUUID },
+    audit,
+    analyticsToken: config.analyticsToken,
   });
   return app;
 }
