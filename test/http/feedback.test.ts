@@ -188,6 +188,17 @@ await eachStore(t, async (t, kind) => {
     t.equal((await send(app, [commentOnly], RESTRICTED)).statusCode, 200);
   });
 
+  t.test('a timestamp the schema accepts but no clock can read (a leap second) is a 422', async (t) => {
+    const { app } = await setUp(t, kind);
+    const [card] = await issue(app);
+    const res = await send(app, [
+      overridden(card!, 'already-handled', { outcomeTimestamp: '2026-12-31T23:59:60Z' }),
+    ]);
+    t.equal(res.statusCode, 422);
+    t.equal(res.json().issue[0].diagnostics, 'feedback[0]: outcomeTimestamp is not a valid instant');
+    t.same(res.json().issue[0].expression, ['feedback[0].outcomeTimestamp']);
+  });
+
   t.test('the chain stays intact after feedback', async (t) => {
     const { app, store } = await setUp(t, kind);
     const [card] = await issue(app);
