@@ -66,6 +66,16 @@ const INIT = [
   )`,
 ];
 
+const JTI = [
+  `CREATE TABLE jwt_replay (
+    issuer TEXT NOT NULL,
+    jti TEXT NOT NULL,
+    expires_at TEXT NOT NULL,
+    PRIMARY KEY (issuer, jti)
+  )`,
+  'CREATE INDEX jwt_replay_expiry ON jwt_replay (expires_at)',
+];
+
 const APPEND_ONLY_TABLES = ['audit_event', 'audit_card', 'audit_feedback'] as const;
 
 export const MIGRATIONS: readonly Migration[] = [
@@ -91,5 +101,12 @@ export const MIGRATIONS: readonly Migration[] = [
            FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only()`,
       ),
     ],
+  },
+  {
+    version: 3,
+    name: 'JWT replay cache shared by instances',
+    // Not audit data: rows expire and are purged. Keyed by issuer, since jti is unique per issuer only.
+    sqlite: JTI,
+    postgres: JTI,
   },
 ];

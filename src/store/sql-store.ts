@@ -303,6 +303,17 @@ export async function createSqlStore(driver: SqlDriver, options: { migrate: bool
       return head ? { seq: num(head.seq), hash: String(head.hash) } : null;
     },
 
+    rememberJti: (issuer, jti, expiresAt, now) =>
+      // One transaction (one commit): purge what has expired, then claim the pair.
+      driver.transaction(async (tq) => {
+        await tq('DELETE FROM jwt_replay WHERE expires_at < ?', [now.toISOString()]);
+        const inserted = await tq(
+          'INSERT INTO jwt_replay (issuer, jti, expires_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING RETURNING jti',
+          [issuer, jti, expiresAt.toISOString()],
+        );
+        return inserted.length === 1;
+      }),
+
     async ping() {
       await q('SELECT 1 AS ok');
     },

@@ -136,6 +136,12 @@ export interface AuditStore {
   readChain(afterSeq: number, limit: number): Promise<ChainRow[]>;
   /** Where the store says the chain ends; null when that record is missing. */
   chainHead(): Promise<{ seq: number; hash: string } | null>;
+  /**
+   * Remembers a client JWT's `jti` until `expiresAt` (the token's `exp`), for replay protection shared by
+   * every instance on the same database. Expired entries are purged as new ones arrive.
+   * @returns true the first time an (issuer, jti) pair is seen, false for a replay
+   */
+  rememberJti(issuer: string, jti: string, expiresAt: Date, now: Date): Promise<boolean>;
   /** Resolves when the store answers. */
   ping(): Promise<void>;
   close(): Promise<void>;

@@ -38,6 +38,7 @@ function switchable(store: AuditStore) {
     analytics: guard(store.analytics),
     readChain: guard(store.readChain),
     chainHead: guard(store.chainHead),
+    rememberJti: guard(store.rememberJti),
     ping: guard(store.ping),
     close: store.close,
   };

@@ -290,6 +290,43 @@ await eachStore(t, async (t, kind) => {
     t.equal(report.rows, 40);
   });
 
+  t.test(
+    'a JWT id is accepted once per issuer across instances, and forgotten after it expires',
+    async (t) => {
+      const { store, another, raw } = await kind.open();
+      const second = await another();
+      t.teardown(async () => {
+        await store.close();
+        await second.close();
+      });
+      const now = new Date('2026-11-22T09:30:00Z');
+      const exp = new Date('2026-11-22T09:35:00Z');
+      t.equal(await store.rememberJti('https://ehr.example', 'jti-1', exp, now), true);
+      t.equal(
+        await second.rememberJti('https://ehr.example', 'jti-1', exp, now),
+        false,
+        'replayed on the other instance',
+      );
+      t.equal(await store.rememberJti('https://other.example', 'jti-1', exp, now), true, 'another issuer');
+      const concurrent = await Promise.all(
+        Array.from({ length: 10 }, (_, i) =>
+          (i % 2 ? store : second).rememberJti('https://ehr.example', 'jti-2', exp, now),
+        ),
+      );
+      t.equal(concurrent.filter(Boolean).length, 1, 'one of ten concurrent presentations wins');
+      const later = new Date('2026-11-22T09:36:00Z');
+      t.equal(
+        await store.rememberJti('https://ehr.example', 'jti-3', new Date('2026-11-22T09:40:00Z'), later),
+        true,
+      );
+      t.same(
+        (await raw('SELECT jti FROM jwt_replay ORDER BY jti')).map((r) => r.jti),
+        ['jti-3'],
+        'expired pairs were purged',
+      );
+    },
+  );
+
   t.test('a failed append leaves nothing behind', async (t) => {
     const { store, raw } = await kind.open();
     t.teardown(() => store.close());
