@@ -12,6 +12,7 @@ import type { FhirFetch } from './prefetch/fhir-fetch.js';
 import { resolvePrefetch } from './prefetch/resolve.js';
 import { evaluateRules, type RuleErrorReport } from './rules/evaluate.js';
 import type { CompiledService } from './services/load.js';
+import { digestInputs, type InputsDigest } from './store/inputs.js';
 
 export interface PipelineDeps {
   fhirFetch: FhirFetch;
@@ -33,6 +34,8 @@ export interface ServiceOutcome {
   /** Prefetch keys fetched from fhirServer, and keys that were not available (omitted). */
   fetchedKeys: string[];
   unavailableKeys: string[];
+  /** For the audit: hash of the prefetch data used and the references of its resources. */
+  inputs: InputsDigest;
 }
 
 function since(start: bigint): number {
@@ -87,5 +90,6 @@ export async function runService(
     timings: { prefetchMs, rulesMs, cardsMs },
     fetchedKeys: Object.keys(prefetch.sources).filter((k) => prefetch.sources[k] === 'fetched'),
     unavailableKeys: prefetch.unavailable.map((u) => u.key),
+    inputs: digestInputs(prefetch.data),
   };
 }
