@@ -1,8 +1,8 @@
 /**
  * buildApp(config, overrides): builds the dependencies (logger, service registry, FHIR fetcher, clock,
- * uuid source, JWT replay cache), creates the Fastify app (HTTPS when configured), registers CORS, the
- * hardened edge, client authentication, the error handlers and the routes. It never listens: `main.ts`
- * does, tests use `app.inject()`.
+ * uuid source, JWT replay cache, audit trail), creates the Fastify app (HTTPS when configured),
+ * registers CORS, the hardened edge, client authentication, the error handlers and the routes. It never
+ * listens: `main.ts` does, tests use `app.inject()`.
  */
 import { randomUUID } from 'node:crypto';
 import cors from '@fastify/cors';
@@ -20,6 +20,8 @@ import { loadModels } from './models/load.js';
 import { loadServices } from './services/load.js';
 import { createRegistry } from './services/registry.js';
 import { loadValueSets } from './services/value-sets.js';
+import { openAuditTrail } from './store/audit-trail.js';
+import type { AuditStore } from './store/store.js';
 
 export interface AppOverrides {
   /** The network, for the fallback FHIR fetch (tests point it at a loopback server or a fake). */
@@ -31,6 +33,10 @@ export interface AppOverrides {
   logStream?: DestinationStream;
   /** The JWT replay cache; default: in memory, for one instance. */
   replayCache?: ReplayCache;
+  /** The audit store (tests inject one that fails); else the configuration's. Closed with the app. */
+  store?: AuditStore;
+  /** First delay before writing queued audit records again (tests shorten it). */
+  auditRetryMs?: number;
 }
 
 /**
@@ -85,13 +91,25 @@ export async function buildApp(
     // every error body the service sends stays an OperationOutcome.
     strictPreflight: false,
   });
-  await registerEdge(app, config);
-  registerClientAuth(app, config, {
-    replayCache:
-      overrides.replayCache ?? createMemoryReplayCache({ maxEntries: config.jtiCacheMaxEntries, now }),
-    fetch: overrides.fetch ?? globalThis.fetch,
-    now,
+  const audit = await openAuditTrail(config, {
+    log: app.log,
+    ...(overrides.store ? { store: overrides.store } : {}),
+    ...(overrides.auditRetryMs === undefined ? {} : { retryInitialMs: overrides.auditRetryMs }),
   });
+  app.addHook('onClose', () => audit.close());
+  // Several instances behind a load balancer share the audit database: they share the replay cache too.
+  const replayCache =
+    overrides.replayCache ??
+    (config.databaseUrl
+      ? {
+          claim: (key: string, expiresAt: Date) => {
+            const [iss = '', jti = ''] = key.split('\u0000');
+            return audit.use((store) => store.rememberJti(iss, jti, expiresAt, now()));
+          },
+        }
+      : createMemoryReplayCache({ maxEntries: config.jtiCacheMaxEntries, now }));
+  await registerEdge(app, config);
+  registerClientAuth(app, config, { replayCache, fetch: overrides.fetch ?? globalThis.fetch, now });
   registerErrorHandlers(app, config.bodyLimitBytes);
   registerRoutes(app, {
     registry,
@@ -103,6 +121,8 @@ export async function buildApp(
       uuid: overrides.uuid ?? randomUUID,
       publicUrl: config.publicUrl ?? `http://${config.host}:${config.port}`,
     },
+    audit,
+    analyticsToken: config.analyticsToken,
   });
   return app;
 }

@@ -75,6 +75,15 @@ export const CONFIG_SCHEMA = {
     // Serve HTTPS directly when both are set (PEM files); otherwise terminate TLS in a proxy in front.
     tlsKeyFile: { type: 'string', minLength: 1 },
     tlsCertFile: { type: 'string', minLength: 1 },
+    // Audit store: PostgreSQL when set (read from DATABASE_URL, the usual name), else SQLite in dataDir.
+    databaseUrl: { type: 'string', pattern: '^postgres(ql)?://' },
+    // HMAC-SHA256 key for patient pseudonyms; required with databaseUrl (every instance needs the same
+    // key), else generated once into <dataDir>/pseudonym.key.
+    auditPseudonymKey: { type: 'string', minLength: 32 },
+    // Missed audit records held in memory while the store is unavailable (beyond: counted as lost).
+    auditQueueMax: { type: 'integer', minimum: 1, default: 10_000 },
+    // Bearer token of the governance team for /analytics; the endpoints answer 404 when unset.
+    analyticsToken: { type: 'string', minLength: 32 },
   },
 } as const;
 
@@ -107,13 +116,20 @@ export interface Config {
   rateLimitWindowMs: number;
   tlsKeyFile?: string;
   tlsCertFile?: string;
+  databaseUrl?: string;
+  auditPseudonymKey?: string;
+  auditQueueMax: number;
+  analyticsToken?: string;
 }
 
 type Env = Record<string, string | undefined>;
 
-/** `fhirFetchTimeoutMs` → `CDS_FHIR_FETCH_TIMEOUT_MS`. */
+/** Settings read from a conventional variable name rather than `CDS_<KEY>`. */
+const ENV_ALIASES: Readonly<Record<string, string>> = { databaseUrl: 'DATABASE_URL' };
+
+/** `fhirFetchTimeoutMs` → `CDS_FHIR_FETCH_TIMEOUT_MS`; `databaseUrl` → `DATABASE_URL`. */
 export function envName(key: string): string {
-  return `CDS_${key.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase()}`;
+  return ENV_ALIASES[key] ?? `CDS_${key.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase()}`;
 }
 
 function fromEnv(env: Env): Record<string, unknown> {

@@ -88,6 +88,31 @@ export const ERRORS = {
     issue: 'not-found',
     message: 'Required data could not be obtained for prefetch key(s): {details}',
   },
+  CDS_ERR_FEEDBACK_UNKNOWN_CARD: {
+    status: 404,
+    issue: 'not-found',
+    message: 'feedback[{index}]: service "{serviceId}" issued no card with uuid "{card}"',
+  },
+  CDS_ERR_FEEDBACK_INVALID: {
+    status: 422,
+    issue: 'business-rule',
+    message: 'feedback[{index}]: {reason}',
+  },
+  CDS_ERR_ANALYTICS_DISABLED: {
+    status: 404,
+    issue: 'not-found',
+    message: 'Analytics are disabled: no analytics credential is configured',
+  },
+  CDS_ERR_ANALYTICS_UNAUTHORIZED: {
+    status: 401,
+    issue: 'login',
+    message: 'The analytics credential is missing or wrong',
+  },
+  CDS_ERR_STORE_UNAVAILABLE: {
+    status: 503,
+    issue: 'transient',
+    message: 'The audit store is unavailable; nothing was stored, retry later',
+  },
   CDS_ERR_CLIENT_ERROR: {
     status: 400,
     issue: 'invalid',

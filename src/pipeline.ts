@@ -4,6 +4,7 @@
  * it alike. Each stage is timed under its own name, so timings in logs match the code.
  */
 
+import type { Resource } from 'fhir/r4.js';
 import type { Language } from './cards/detail.js';
 import { renderCards } from './cards/render.js';
 import type { HookRequest, HookResponse } from './cds-hooks.js';
@@ -12,9 +13,10 @@ import type { FhirFetch } from './prefetch/fhir-fetch.js';
 import { resolvePrefetch, type UnavailableData } from './prefetch/resolve.js';
 import type { LoadedModel } from './models/load.js';
 import { evaluateRules, type RuleErrorReport } from './rules/evaluate.js';
-import { findObjection, resourcesOf } from './consent/objection.js';
+import { findObjection } from './consent/objection.js';
 import { identityOf, type ModelOutcome, scoreSubjects } from './models/score.js';
 import type { CompiledService } from './services/load.js';
+import { digestInputs, type InputsDigest } from './store/inputs.js';
 
 export interface PipelineDeps {
   fhirFetch: FhirFetch;
@@ -43,6 +45,8 @@ export interface ServiceOutcome {
   models: { id: string; version: string; sha256: string }[];
   /** An active objection to algorithmic processing: no model ran. */
   objection: { consentId: string } | null;
+  /** For the audit: hash of the prefetch data used and the references of its resources. */
+  inputs: InputsDigest;
 }
 
 function notRunBecause(model: LoadedModel, missing: readonly UnavailableData[]): ModelOutcome {
@@ -56,6 +60,14 @@ function notRunBecause(model: LoadedModel, missing: readonly UnavailableData[]):
     values: [],
     population: model.manifest.population,
   };
+}
+
+/** The resources of a prefetch value: a Bundle's entries, a single resource, or none. */
+function resourcesIn(value: unknown): Resource[] {
+  if (typeof value !== 'object' || value === null) return [];
+  const v = value as { resourceType?: unknown; entry?: { resource?: Resource }[] };
+  if (v.resourceType !== 'Bundle') return [value as Resource];
+  return (v.entry ?? []).flatMap((e) => (e.resource ? [e.resource] : []));
 }
 
 function since(start: bigint): number {
@@ -97,7 +109,11 @@ export async function runService(
   const objection =
     service.definition.patientObjection === undefined
       ? null
-      : findObjection(resourcesOf(prefetch.data[service.definition.patientObjection]), now);
+      : findObjection(
+          resourcesIn(prefetch.data[service.definition.patientObjection]),
+          now,
+          typeof request.context.patientId === 'string' ? request.context.patientId : undefined,
+        );
   const unavailable = new Map(prefetch.unavailable.map((u) => [u.key, u]));
   for (const model of service.models) {
     // Data that could not be fetched is not data recorded as absent: without it, or without knowing
@@ -140,5 +156,6 @@ export async function runService(
     unavailableKeys: prefetch.unavailable.map((u) => u.key),
     models: service.models.map((m) => ({ id: m.manifest.id, version: m.manifest.version, sha256: m.sha256 })),
     objection,
+    inputs: digestInputs(prefetch.data),
   };
 }

@@ -102,3 +102,31 @@ t.test('authentication and edge settings: defaults, variables and checks', async
   }
   t.throws(() => loadConfig({ CDS_JWT_MAX_LIFETIME_S: '7200' }), { message: /jwtMaxLifetimeS/ });
 });
+
+t.test(
+  'DATABASE_URL, the usual name, sets databaseUrl; audit and analytics secrets have a floor',
+  async (t) => {
+    t.equal(envName('databaseUrl'), 'DATABASE_URL');
+    t.equal(envName('auditPseudonymKey'), 'CDS_AUDIT_PSEUDONYM_KEY');
+    const config = loadConfig({
+      DATABASE_URL: 'postgres://cds@db.internal/cds',
+      CDS_AUDIT_PSEUDONYM_KEY: 'k'.repeat(32),
+      CDS_ANALYTICS_TOKEN: 't'.repeat(32),
+    });
+    t.equal(config.databaseUrl, 'postgres://cds@db.internal/cds');
+    t.equal(config.auditPseudonymKey, 'k'.repeat(32));
+    t.equal(config.analyticsToken, 't'.repeat(32));
+    t.equal(config.auditQueueMax, 10_000);
+    t.equal(loadConfig({}).databaseUrl, undefined, 'SQLite by default');
+    t.throws(() => loadConfig({ DATABASE_URL: 'mysql://x' }), {
+      message: /^Invalid configuration: databaseUrl \(DATABASE_URL\) must match pattern/,
+    });
+    t.throws(() => loadConfig({ CDS_ANALYTICS_TOKEN: 'short' }), {
+      message:
+        'Invalid configuration: analyticsToken (CDS_ANALYTICS_TOKEN) must NOT have fewer than 32 characters',
+    });
+    t.throws(() => loadConfig({ CDS_AUDIT_PSEUDONYM_KEY: 'short' }), {
+      message: /auditPseudonymKey \(CDS_AUDIT_PSEUDONYM_KEY\) must NOT have fewer than 32 characters/,
+    });
+  },
+);

@@ -1,12 +1,15 @@
 /**
- * The route table. CDS Hooks endpoints: discovery and service calls (feedback and authentication
- * come with their own issues and will sit in the same scope).
+ * The route table. CDS Hooks endpoints: discovery, service calls and feedback (authentication comes
+ * with its own issue and will sit in the same scope); the governance team's analytics, outside it.
  */
 import type { FastifyInstance } from 'fastify';
 import type { Language } from '../cards/detail.js';
 import type { PipelineDeps } from '../pipeline.js';
 import type { ModelRegistry } from '../models/load.js';
 import type { Registry } from '../services/registry.js';
+import type { AuditTrail } from '../store/audit-trail.js';
+import { registerAnalytics } from './analytics.js';
+import { feedbackHandler } from './feedback.js';
 import { registerModelRoutes } from './models.js';
 import { serviceCallHandler } from './service-call.js';
 
@@ -15,13 +18,21 @@ export interface RouteDeps {
   models: ModelRegistry;
   pipeline: Omit<PipelineDeps, 'log'>;
   defaultLanguage: Language;
+  audit: AuditTrail;
+  /** The governance team's credential; analytics answer 404 without it. */
+  analyticsToken: string | undefined;
 }
 
 export function registerRoutes(app: FastifyInstance, deps: RouteDeps): void {
   app.get('/cds-services', async () => deps.registry.discovery);
   app.post<{ Params: { id: string } }>(
     '/cds-services/:id',
-    serviceCallHandler(deps.registry, deps.pipeline, deps.defaultLanguage),
+    serviceCallHandler(deps.registry, deps.pipeline, deps.defaultLanguage, deps.audit),
   );
+  app.post<{ Params: { id: string } }>(
+    '/cds-services/:id/feedback',
+    feedbackHandler(deps.registry, deps.audit, deps.pipeline.now),
+  );
+  registerAnalytics(app, { audit: deps.audit, token: deps.analyticsToken, now: deps.pipeline.now });
   registerModelRoutes(app, deps.models);
 }

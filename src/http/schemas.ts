@@ -283,6 +283,168 @@ const OperationOutcome = {
   },
 } as const;
 
+/**
+ * One feedback item (§Feedback). 3.0 ballot invariants applied: cds-fb-1, accepted needs
+ * acceptedSuggestions; an override carries no accepted suggestion and an acceptance no override reason;
+ * cds-fb-3, an overrideReason holds a reason or a comment.
+ */
+const Feedback = {
+  type: 'object',
+  required: ['card', 'outcome', 'outcomeTimestamp'],
+  properties: {
+    card: { type: 'string', minLength: 1, maxLength: 128 },
+    outcome: { enum: ['accepted', 'overridden'] },
+    acceptedSuggestions: {
+      type: 'array',
+      minItems: 1,
+      items: {
+        type: 'object',
+        required: ['id'],
+        properties: { id: { type: 'string', minLength: 1, maxLength: 128 } },
+      },
+    },
+    overrideReason: {
+      type: 'object',
+      properties: { reason: ref('Coding'), userComment: { type: 'string', maxLength: 4000 } },
+      anyOf: [{ required: ['reason'] }, { required: ['userComment'] }],
+    },
+    outcomeTimestamp: { type: 'string', format: 'date-time' },
+  },
+  allOf: [
+    {
+      if: { type: 'object', properties: { outcome: { const: 'accepted' } } },
+      then: {
+        type: 'object',
+        required: ['acceptedSuggestions'],
+        not: { type: 'object', required: ['overrideReason'] },
+      },
+    },
+    {
+      if: { type: 'object', properties: { outcome: { const: 'overridden' } } },
+      then: { type: 'object', not: { type: 'object', required: ['acceptedSuggestions'] } },
+    },
+  ],
+} as const;
+
+/** `POST /cds-services/{id}/feedback` body: a batch, possibly about several cards and hook calls. */
+const FeedbackRequest = {
+  type: 'object',
+  required: ['feedback'],
+  properties: { feedback: { type: 'array', minItems: 1, maxItems: 1000, items: ref('Feedback') } },
+} as const;
+
+/** The spec defines no feedback response body; this one says what was stored and what was a retry. */
+const FeedbackResponse = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['stored', 'duplicates'],
+  properties: { stored: { type: 'integer', minimum: 0 }, duplicates: { type: 'integer', minimum: 0 } },
+} as const;
+
+const rate = { anyOf: [{ type: 'number', minimum: 0, maximum: 1 }, { type: 'null' }] } as const;
+const count = { type: 'integer', minimum: 0 } as const;
+
+/** `GET /analytics` (src/analytics/report.ts). */
+const AnalyticsReport = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['generatedAt', 'groups'],
+  properties: {
+    generatedAt: { type: 'string', format: 'date-time' },
+    groups: {
+      type: 'array',
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: [
+          'serviceId',
+          'serviceVersion',
+          'models',
+          'cardsIssued',
+          'accepted',
+          'overridden',
+          'noFeedback',
+          'acceptanceRate',
+          'overrideRate',
+          'overrideReasons',
+          'inputDataWrongRate',
+          'risk',
+        ],
+        properties: {
+          serviceId: { type: 'string' },
+          serviceVersion: { type: 'string' },
+          models: {
+            type: 'array',
+            items: {
+              type: 'object',
+              additionalProperties: false,
+              required: ['id', 'version'],
+              properties: { id: { type: 'string' }, version: { type: 'string' } },
+            },
+          },
+          cardsIssued: count,
+          accepted: count,
+          overridden: count,
+          noFeedback: count,
+          acceptanceRate: rate,
+          overrideRate: rate,
+          overrideReasons: { type: 'object', additionalProperties: count },
+          inputDataWrongRate: rate,
+          risk: {
+            type: 'array',
+            items: {
+              type: 'object',
+              additionalProperties: false,
+              required: ['week', 'n', 'mean', 'histogram'],
+              properties: {
+                week: { type: 'string', format: 'date' },
+                n: count,
+                mean: { type: 'number' },
+                histogram: { type: 'array', minItems: 10, maxItems: 10, items: count },
+              },
+            },
+          },
+        },
+      },
+    },
+  },
+} as const;
+
+/** `POST /analytics/patient-export` body: the patient id travels in the body, never in the URL. */
+const PatientExportRequest = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['patientId'],
+  properties: { patientId: fhirId },
+} as const;
+
+/** A patient's audit events, in chain order (payloads as stored: src/store/store.ts). */
+const PatientExport = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['generatedAt', 'pseudonym', 'events'],
+  properties: {
+    generatedAt: { type: 'string', format: 'date-time' },
+    pseudonym: { type: 'string', pattern: '^[0-9a-f]{64}$' },
+    events: {
+      type: 'array',
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['seq', 'kind', 'at', 'serviceId', 'pseudonym', 'payload'],
+        properties: {
+          seq: { type: 'integer', minimum: 1 },
+          kind: { enum: ['service-call', 'feedback', 'objection'] },
+          at: { type: 'string', format: 'date-time' },
+          serviceId: { type: 'string' },
+          pseudonym: { type: 'string' },
+          payload: { type: 'object' },
+        },
+      },
+    },
+  },
+} as const;
+
 /** Every schema, by the name it has in openapi.yaml `components.schemas`. */
 export const SCHEMAS = {
   Resource,
@@ -297,6 +459,12 @@ export const SCHEMAS = {
   DiscoveryService,
   DiscoveryResponse,
   OperationOutcome,
+  Feedback,
+  FeedbackRequest,
+  FeedbackResponse,
+  AnalyticsReport,
+  PatientExportRequest,
+  PatientExport,
 } as const;
 
 export type SchemaName = keyof typeof SCHEMAS;

@@ -11,6 +11,7 @@ import { selectionProblem } from '../orders/draft-orders.js';
 import { type PipelineDeps, runService } from '../pipeline.js';
 import type { CompiledService } from '../services/load.js';
 import type { Registry } from '../services/registry.js';
+import type { AuditTrail } from '../store/audit-trail.js';
 import { contextValidatorFor, describeError, validatorFor } from './validate.js';
 
 /** The first of `fr` / `en` in an Accept-Language header, by preference order; else the default. */
@@ -66,11 +67,14 @@ export function serviceCallHandler(
   registry: Registry,
   deps: Omit<PipelineDeps, 'log'>,
   defaultLanguage: Language,
+  audit: Pick<AuditTrail, 'recordServiceCall' | 'recordObjection'>,
 ) {
   return async (
     request: FastifyRequest<{ Params: { id: string } }>,
     reply: FastifyReply,
   ): Promise<HookResponse> => {
+    const start = process.hrtime.bigint();
+    const at = deps.now();
     const service = registry.get(request.params.id);
     if (!service)
       throw new CdsError('CDS_ERR_SERVICE_NOT_FOUND', { serviceId: request.params.id.slice(0, 64) });
@@ -83,6 +87,28 @@ export function serviceCallHandler(
     const log = request.log.child({ serviceId: service.definition.id, hookInstance: body.hookInstance });
     const language = pickLanguage(request.headers['accept-language'], defaultLanguage);
     const outcome = await runService(service, body, language, { ...deps, log });
+    // Written before the cards leave, so feedback on them finds them; never fails the call (the
+    // writer queues when the store is down). The caller comes from authentication once it exists.
+    const caller = { issuer: request.cdsClient?.iss ?? null, tenant: request.cdsClient?.tenant ?? null };
+    await audit.recordServiceCall({
+      service,
+      request: body,
+      outcome,
+      caller,
+      at,
+      latencyMs: Number(process.hrtime.bigint() - start) / 1e6,
+      models: outcome.models,
+    });
+    // An objection is recorded as such, with the Consent's id and no clinical data.
+    if (outcome.objection) {
+      await audit.recordObjection({
+        service,
+        request: body,
+        consentId: outcome.objection.consentId,
+        caller,
+        at,
+      });
+    }
     log.info(
       {
         cards: outcome.response.cards.length,

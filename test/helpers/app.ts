@@ -1,8 +1,14 @@
 /**
  * Test harness: the real app built with a frozen clock, predictable uuids, captured logs and an
- * optional fetch, driven through app.inject(). Every response body can be checked against the
- * CDS Hooks schemas with `assertConforms`.
+ * optional fetch, driven through app.inject(). Each app gets its own temporary data folder (its SQLite
+ * audit store and pseudonym key) unless the test names one; they are removed when the test process
+ * exits (not at app.close(): Fastify runs onClose hooks last-registered first, so a hook added here
+ * would run before the store is closed). Every
+ * response body can be checked against the CDS Hooks schemas with `assertConforms`.
  */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import { type AppOverrides, buildApp } from '../../src/app.js';
@@ -12,6 +18,18 @@ import { validatorFor } from '../../src/http/validate.js';
 
 /** The frozen "now" of every test. */
 export const NOW = new Date('2026-11-22T09:30:00.000Z');
+
+const tempDirs = new Set<string>();
+process.once('exit', () => {
+  for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
+});
+
+/** A fresh temporary folder, removed when the test process exits. */
+export function tempDir(prefix = 'cds-test-'): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  tempDirs.add(dir);
+  return dir;
+}
 
 export interface TestApp {
   app: FastifyInstance;
@@ -34,13 +52,16 @@ export async function buildTestApp(
   });
   let counter = 0;
   // Authentication is off unless a test configures it (test/auth/ does): the other tests are about
-  // what happens after it.
-  const app = await buildApp(loadConfig({}, { logLevel: 'info', authDisabled: true, ...config }), {
-    now: () => NOW,
-    uuid: () => `00000000-0000-4000-8000-${String(++counter).padStart(12, '0')}`,
-    logStream: stream,
-    ...overrides,
-  });
+  // what happens after it. Each app has its own data folder (audit store).
+  const app = await buildApp(
+    loadConfig({}, { logLevel: 'info', authDisabled: true, dataDir: tempDir('cds-test-data-'), ...config }),
+    {
+      now: () => NOW,
+      uuid: () => `00000000-0000-4000-8000-${String(++counter).padStart(12, '0')}`,
+      logStream: stream,
+      ...overrides,
+    },
+  );
   return {
     app,
     logs: () => lines.map((l) => JSON.parse(l) as Record<string, unknown>),

@@ -1,0 +1,84 @@
+/**
+ * The governance team's endpoints, outside `/cds-services` and protected by their own credential
+ * (`analyticsToken`), not by the CDS clients' JWTs:
+ * - `GET /analytics`: the override analytics report as JSON;
+ * - `GET /analytics/page`: the same report as a self-contained HTML page;
+ * - `POST /analytics/patient-export` `{ "patientId": … }`: a patient's audit events (right of access),
+ *   found through the keyed pseudonym. POST so that the patient id never appears in a URL or access log.
+ *
+ * The credential is sent as `Authorization: Bearer <token>`, or as the password of HTTP Basic (any user
+ * name), which lets a browser open the page. Without a configured token every route answers 404.
+ */
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { renderReportPage } from '../analytics/page.js';
+import { buildReport } from '../analytics/report.js';
+import { CdsError } from '../errors.js';
+import type { AuditTrail } from '../store/audit-trail.js';
+import { describeError, validatorFor } from './validate.js';
+
+export interface AnalyticsDeps {
+  audit: Pick<AuditTrail, 'use' | 'pseudonymise'>;
+  token: string | undefined;
+  now: () => Date;
+}
+
+/** No script, no external asset, not framed: the page needs nothing but its own inline style. */
+export const PAGE_CSP =
+  "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/** The credential in an Authorization header: a Bearer token, or a Basic password. */
+export function presentedCredential(header: string | undefined): string | undefined {
+  const match = /^(\w+) +(\S+)$/.exec(header?.trim() ?? '');
+  if (!match) return undefined;
+  const [, scheme, value] = match;
+  if (scheme!.toLowerCase() === 'bearer') return value;
+  if (scheme!.toLowerCase() === 'basic') {
+    const decoded = Buffer.from(value!, 'base64').toString('utf8');
+    const colon = decoded.indexOf(':');
+    return colon < 0 ? undefined : decoded.slice(colon + 1);
+  }
+  return undefined;
+}
+
+const digest = (text: string) => createHash('sha256').update(text, 'utf8').digest();
+
+/** Compares in constant time (over digests, so the lengths do not leak either). */
+function matches(given: string | undefined, expected: string): boolean {
+  return given !== undefined && timingSafeEqual(digest(given), digest(expected));
+}
+
+export function registerAnalytics(app: FastifyInstance, deps: AnalyticsDeps): void {
+  const { audit, token, now } = deps;
+  const report = async () => buildReport(await audit.use((store) => store.analytics()), now());
+
+  void app.register(async (scope) => {
+    scope.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
+      reply.header('cache-control', 'no-store');
+      if (!token) throw new CdsError('CDS_ERR_ANALYTICS_DISABLED');
+      if (!matches(presentedCredential(request.headers.authorization), token)) {
+        reply.header('www-authenticate', 'Bearer realm="cds-analytics", Basic realm="cds-analytics"');
+        throw new CdsError('CDS_ERR_ANALYTICS_UNAUTHORIZED');
+      }
+    });
+
+    // No HEAD twins: these are read by people and scripts with GET.
+    scope.get('/analytics', { exposeHeadRoute: false }, report);
+
+    scope.get('/analytics/page', { exposeHeadRoute: false }, async (_request, reply) => {
+      const page = renderReportPage(await report());
+      return reply.type('text/html; charset=utf-8').header('content-security-policy', PAGE_CSP).send(page);
+    });
+
+    scope.post('/analytics/patient-export', async (request) => {
+      const validate = validatorFor('PatientExportRequest');
+      if (!validate(request.body)) {
+        throw new CdsError('CDS_ERR_REQUEST_INVALID', { reason: describeError(validate.errors, 'body') });
+      }
+      const pseudonym = audit.pseudonymise((request.body as { patientId: string }).patientId);
+      const events = await audit.use((store) => store.eventsFor(pseudonym));
+      request.log.info({ events: events.length }, 'patient audit export');
+      return { generatedAt: now().toISOString(), pseudonym, events };
+    });
+  });
+}

@@ -1,0 +1,112 @@
+/**
+ * Versioned schema migrations, applied in order at start-up inside one transaction (PostgreSQL: under
+ * an advisory lock, so that instances starting together migrate once). Each one is numbered and never
+ * edited once released: a change is a new migration. `schema_migrations` records what was applied; a
+ * database that holds a version this code does not know stops start-up (it was migrated by newer code).
+ *
+ * Dates are ISO 8601 text in both dialects, so that the hashed content of a row reads back exactly as
+ * it was written.
+ */
+
+export interface Migration {
+  version: number;
+  name: string;
+  /** One SQL statement per element. */
+  sqlite: readonly string[];
+  postgres: readonly string[];
+}
+
+const GENESIS_HEAD = `INSERT INTO audit_chain_head (id, seq, hash) VALUES (1, 0, '${'0'.repeat(64)}')`;
+
+/** Tables every dialect writes the same way (types both accept). */
+const INIT = [
+  `CREATE TABLE audit_event (
+    seq BIGINT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    at TEXT NOT NULL,
+    service_id TEXT NOT NULL,
+    pseudonym TEXT,
+    payload TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+  )`,
+  'CREATE INDEX audit_event_pseudonym ON audit_event (pseudonym)',
+  // One row: where the chain ends. Appends lock it, which keeps the chain linear across instances, and
+  // it reveals rows deleted from the end.
+  `CREATE TABLE audit_chain_head (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    seq BIGINT NOT NULL,
+    hash TEXT NOT NULL
+  )`,
+  GENESIS_HEAD,
+  // Index of the cards issued (feedback lookups, analytics); written with the event that holds them.
+  `CREATE TABLE audit_card (
+    card_uuid TEXT PRIMARY KEY,
+    event_seq BIGINT NOT NULL,
+    service_id TEXT NOT NULL,
+    service_version TEXT NOT NULL,
+    models TEXT NOT NULL,
+    pseudonym TEXT,
+    issued_at TEXT NOT NULL,
+    issued_week TEXT NOT NULL,
+    indicator TEXT NOT NULL,
+    risk DOUBLE PRECISION,
+    risk_bin INTEGER,
+    suggestions TEXT NOT NULL
+  )`,
+  'CREATE INDEX audit_card_event ON audit_card (event_seq)',
+  // Index of feedback; the unique key makes retries idempotent.
+  `CREATE TABLE audit_feedback (
+    event_seq BIGINT PRIMARY KEY,
+    card_uuid TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    outcome_instant TEXT NOT NULL,
+    reason_code TEXT,
+    UNIQUE (card_uuid, outcome, outcome_instant)
+  )`,
+];
+
+const JTI = [
+  `CREATE TABLE jwt_replay (
+    issuer TEXT NOT NULL,
+    jti TEXT NOT NULL,
+    expires_at TEXT NOT NULL,
+    PRIMARY KEY (issuer, jti)
+  )`,
+  'CREATE INDEX jwt_replay_expiry ON jwt_replay (expires_at)',
+];
+
+const APPEND_ONLY_TABLES = ['audit_event', 'audit_card', 'audit_feedback'] as const;
+
+export const MIGRATIONS: readonly Migration[] = [
+  { version: 1, name: 'audit chain, card and feedback index', sqlite: INIT, postgres: INIT },
+  {
+    version: 2,
+    name: 'refuse updates and deletes of audit rows',
+    // Defence in depth: the application never updates or deletes; these make a careless manual edit
+    // fail too. Someone who drops them can still edit, and the chain verification then reports it.
+    sqlite: APPEND_ONLY_TABLES.flatMap((table) =>
+      ['UPDATE', 'DELETE'].map(
+        (op) =>
+          `CREATE TRIGGER ${table}_no_${op.toLowerCase()} BEFORE ${op} ON ${table}
+           BEGIN SELECT RAISE(ABORT, '${table} is append-only'); END`,
+      ),
+    ),
+    postgres: [
+      `CREATE FUNCTION audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+       BEGIN RAISE EXCEPTION '% is append-only', TG_TABLE_NAME; END $$`,
+      ...APPEND_ONLY_TABLES.map(
+        (table) =>
+          `CREATE TRIGGER ${table}_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON ${table}
+           FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only()`,
+      ),
+    ],
+  },
+  {
+    version: 3,
+    name: 'JWT replay cache shared by instances',
+    // Not audit data: rows expire and are purged. Keyed by issuer, since jti is unique per issuer only.
+    sqlite: JTI,
+    postgres: JTI,
+  },
+];

@@ -1,0 +1,323 @@
+/**
+ * The audit store written once over a minimal SQL driver, so that SQLite and PostgreSQL behave alike:
+ * same tables, same statements (`?` placeholders; the PostgreSQL driver numbers them), same chain.
+ * Only two things differ by dialect, both here: the head row is locked `FOR UPDATE` on PostgreSQL
+ * (SQLite's `BEGIN IMMEDIATE` already serializes writers), and migrations take an advisory lock.
+ */
+import { canonicalJson, type ChainRow, chainHash } from './hash-chain.js';
+import { MIGRATIONS } from './migrations.js';
+import type {
+  AnalyticsRows,
+  AppendResult,
+  AuditStore,
+  IssuedCard,
+  NewAuditEvent,
+  StoredEvent,
+} from './store.js';
+
+export type Row = Record<string, unknown>;
+export type Query = (sql: string, params?: readonly unknown[]) => Promise<Row[]>;
+
+export interface SqlDriver {
+  readonly dialect: 'sqlite' | 'postgres';
+  /** A statement outside any transaction. */
+  query: Query;
+  /** Runs `fn` in one write transaction: committed when it resolves, rolled back when it throws. */
+  transaction<T>(fn: (query: Query) => Promise<T>): Promise<T>;
+  close(): Promise<void>;
+}
+
+/** Monday (UTC) of the ISO week of an instant, as YYYY-MM-DD. */
+export function weekOf(at: string): string {
+  const date = new Date(at);
+  const day = (date.getUTCDay() + 6) % 7;
+  date.setUTCDate(date.getUTCDate() - day);
+  return date.toISOString().slice(0, 10);
+}
+
+/** The tenth of [0, 1] a risk falls in, 0–9 (1 itself in the last). */
+export function riskBin(risk: number): number {
+  return Math.min(9, Math.max(0, Math.floor(risk * 10)));
+}
+
+/**
+ * The instant of an RFC 3339 timestamp in one spelling, so that a retry that writes the same instant
+ * differently (`+00:00` or `Z`, with or without milliseconds) is recognised.
+ * @throws RangeError when the text is not a date-time
+ */
+export function normalizeInstant(timestamp: string): string {
+  return new Date(timestamp).toISOString();
+}
+
+const num = (value: unknown): number => Number(value);
+
+async function migrate(driver: SqlDriver): Promise<void> {
+  await driver.transaction(async (q) => {
+    if (driver.dialect === 'postgres') {
+      await q(`SELECT pg_advisory_xact_lock(hashtext('cds-audit-migrations:' || current_schema()))`);
+    }
+    await q(
+      'CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)',
+    );
+    const applied = new Set((await q('SELECT version FROM schema_migrations')).map((r) => num(r.version)));
+    const known = new Set(MIGRATIONS.map((m) => m.version));
+    const unknown = [...applied].filter((v) => !known.has(v));
+    if (unknown.length > 0) {
+      throw new Error(
+        `the audit database holds migration ${Math.max(...unknown)}, which this version does not know: it was migrated by a newer version`,
+      );
+    }
+    for (const migration of MIGRATIONS) {
+      if (applied.has(migration.version)) continue;
+      for (const statement of migration[driver.dialect]) await q(statement);
+      await q('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)', [
+        migration.version,
+        migration.name,
+        new Date().toISOString(),
+      ]);
+    }
+  });
+}
+
+function toChainRow(r: Row): ChainRow {
+  return {
+    seq: num(r.seq),
+    kind: String(r.kind),
+    at: String(r.at),
+    serviceId: String(r.service_id),
+    pseudonym: r.pseudonym === null ? null : String(r.pseudonym),
+    payload: String(r.payload),
+    prevHash: String(r.prev_hash),
+    hash: String(r.hash),
+  };
+}
+
+function toStoredEvent(r: Row): StoredEvent {
+  const row = toChainRow(r);
+  return {
+    seq: row.seq,
+    kind: row.kind,
+    at: row.at,
+    serviceId: row.serviceId,
+    pseudonym: row.pseudonym,
+    payload: JSON.parse(row.payload),
+  } as StoredEvent;
+}
+
+const modelsKey = (models: readonly { id: string; version: string }[]) =>
+  models.map((m) => `${m.id}@${m.version}`).join(',');
+
+/** Writes the index rows of one event (the cards it issued, or the feedback it records). */
+async function writeIndex(q: Query, event: NewAuditEvent, seq: number): Promise<void> {
+  if (event.kind === 'service-call') {
+    const p = event.payload;
+    for (const card of p.cards) {
+      // A card without uuid cannot receive feedback (CDS Hooks 2.0 §Card): nothing to index.
+      if (!card.uuid) continue;
+      await q(
+        `INSERT INTO audit_card (card_uuid, event_seq, service_id, service_version, models, pseudonym,
+           issued_at, issued_week, indicator, risk, risk_bin, suggestions)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        [
+          card.uuid,
+          seq,
+          event.serviceId,
+          p.service.version,
+          modelsKey(p.models),
+          event.pseudonym,
+          event.at,
+          weekOf(event.at),
+          card.indicator,
+          card.risk ?? null,
+          card.risk === undefined ? null : riskBin(card.risk),
+          JSON.stringify(card.suggestions),
+        ],
+      );
+    }
+  } else if (event.kind === 'feedback') {
+    const p = event.payload;
+    await q(
+      'INSERT INTO audit_feedback (event_seq, card_uuid, outcome, outcome_instant, reason_code) VALUES (?, ?, ?, ?, ?)',
+      [seq, p.card, p.outcome, normalizeInstant(p.outcomeTimestamp), p.overrideReason?.reason?.code ?? null],
+    );
+  }
+}
+
+async function isDuplicate(q: Query, event: NewAuditEvent): Promise<boolean> {
+  if (event.kind !== 'feedback') return false;
+  const p = event.payload;
+  const rows = await q(
+    'SELECT 1 AS found FROM audit_feedback WHERE card_uuid = ? AND outcome = ? AND outcome_instant = ?',
+    [p.card, p.outcome, normalizeInstant(p.outcomeTimestamp)],
+  );
+  return rows.length > 0;
+}
+
+/**
+ * Builds the store over a driver.
+ * @param options.migrate apply pending migrations first (the verification command does not)
+ */
+export async function createSqlStore(driver: SqlDriver, options: { migrate: boolean }): Promise<AuditStore> {
+  if (options.migrate) {
+    try {
+      await migrate(driver);
+    } catch (error) {
+      await driver.close();
+      throw error;
+    }
+  }
+  const lockHead = driver.dialect === 'postgres' ? ' FOR UPDATE' : '';
+  const q = driver.query;
+
+  return {
+    kind: driver.dialect,
+
+    append: (events) =>
+      driver.transaction(async (tq): Promise<AppendResult> => {
+        const [head] = await tq(`SELECT seq, hash FROM audit_chain_head WHERE id = 1${lockHead}`);
+        if (!head) throw new Error('the audit chain head record is missing');
+        let seq = num(head.seq);
+        let hash = String(head.hash);
+        const seqs: (number | null)[] = [];
+        for (const event of events) {
+          if (await isDuplicate(tq, event)) {
+            seqs.push(null);
+            continue;
+          }
+          seq += 1;
+          const content = {
+            seq,
+            kind: event.kind,
+            at: event.at,
+            serviceId: event.serviceId,
+            pseudonym: event.pseudonym,
+            payload: canonicalJson(event.payload),
+          };
+          const prevHash = hash;
+          hash = chainHash(prevHash, content);
+          await tq(
+            `INSERT INTO audit_event (seq, kind, at, service_id, pseudonym, payload, prev_hash, hash)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+            [
+              seq,
+              content.kind,
+              content.at,
+              content.serviceId,
+              content.pseudonym,
+              content.payload,
+              prevHash,
+              hash,
+            ],
+          );
+          await writeIndex(tq, event, seq);
+          seqs.push(seq);
+        }
+        await tq('UPDATE audit_chain_head SET seq = ?, hash = ? WHERE id = 1', [seq, hash]);
+        return { seqs };
+      }),
+
+    async findCards(serviceId, uuids) {
+      const found = new Map<string, IssuedCard>();
+      if (uuids.length === 0) return found;
+      const rows = await q(
+        `SELECT card_uuid, service_id, pseudonym, suggestions, issued_at FROM audit_card
+         WHERE service_id = ? AND card_uuid IN (${uuids.map(() => '?').join(', ')})`,
+        [serviceId, ...uuids],
+      );
+      for (const r of rows) {
+        found.set(String(r.card_uuid), {
+          uuid: String(r.card_uuid),
+          serviceId: String(r.service_id),
+          pseudonym: r.pseudonym === null ? null : String(r.pseudonym),
+          suggestions: JSON.parse(String(r.suggestions)) as string[],
+          issuedAt: String(r.issued_at),
+        });
+      }
+      return found;
+    },
+
+    async eventsFor(pseudonym) {
+      const rows = await q(
+        `SELECT seq, kind, at, service_id, pseudonym, payload, prev_hash, hash FROM audit_event
+         WHERE pseudonym = ? ORDER BY seq`,
+        [pseudonym],
+      );
+      return rows.map(toStoredEvent);
+    },
+
+    async analytics() {
+      const key = 'c.service_id, c.service_version, c.models';
+      const issued = await q(
+        `SELECT ${key}, COUNT(*) AS n FROM audit_card c GROUP BY ${key} ORDER BY ${key}`,
+      );
+      const outcomes = await q(
+        `SELECT ${key}, f.outcome, f.reason_code, COUNT(*) AS n
+         FROM audit_card c JOIN (
+           SELECT card_uuid, outcome, reason_code,
+             ROW_NUMBER() OVER (PARTITION BY card_uuid ORDER BY outcome_instant DESC, event_seq DESC) AS rn
+           FROM audit_feedback
+         ) f ON f.card_uuid = c.card_uuid AND f.rn = 1
+         GROUP BY ${key}, f.outcome, f.reason_code
+         ORDER BY ${key}, f.outcome, f.reason_code`,
+      );
+      const risk = await q(
+        `SELECT ${key}, c.issued_week, c.risk_bin, COUNT(*) AS n, SUM(c.risk) AS total
+         FROM audit_card c WHERE c.risk IS NOT NULL
+         GROUP BY ${key}, c.issued_week, c.risk_bin
+         ORDER BY ${key}, c.issued_week, c.risk_bin`,
+      );
+      const groupOf = (r: Row) => ({
+        serviceId: String(r.service_id),
+        serviceVersion: String(r.service_version),
+        models: String(r.models),
+      });
+      return {
+        issued: issued.map((r) => ({ ...groupOf(r), n: num(r.n) })),
+        outcomes: outcomes.map((r) => ({
+          ...groupOf(r),
+          outcome: r.outcome as 'accepted' | 'overridden',
+          reasonCode: r.reason_code === null ? null : String(r.reason_code),
+          n: num(r.n),
+        })),
+        risk: risk.map((r) => ({
+          ...groupOf(r),
+          week: String(r.issued_week),
+          bin: num(r.risk_bin),
+          n: num(r.n),
+          sum: num(r.total),
+        })),
+      } satisfies AnalyticsRows;
+    },
+
+    async readChain(afterSeq, limit) {
+      const rows = await q(
+        `SELECT seq, kind, at, service_id, pseudonym, payload, prev_hash, hash FROM audit_event
+         WHERE seq > ? ORDER BY seq LIMIT ?`,
+        [afterSeq, limit],
+      );
+      return rows.map(toChainRow);
+    },
+
+    async chainHead() {
+      const [head] = await q('SELECT seq, hash FROM audit_chain_head WHERE id = 1');
+      return head ? { seq: num(head.seq), hash: String(head.hash) } : null;
+    },
+
+    rememberJti: (issuer, jti, expiresAt, now) =>
+      // One transaction (one commit): purge what has expired, then claim the pair.
+      driver.transaction(async (tq) => {
+        await tq('DELETE FROM jwt_replay WHERE expires_at < ?', [now.toISOString()]);
+        const inserted = await tq(
+          'INSERT INTO jwt_replay (issuer, jti, expires_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING RETURNING jti',
+          [issuer, jti, expiresAt.toISOString()],
+        );
+        return inserted.length === 1;
+      }),
+
+    async ping() {
+      await q('SELECT 1 AS ok');
+    },
+
+    close: () => driver.close(),
+  };
+}
