@@ -19,7 +19,8 @@ function referencesOf(resource: Resource | null, into: Set<string>): void {
     for (const entry of (resource as Bundle).entry ?? []) referencesOf(entry.resource ?? null, into);
     return;
   }
-  if (!resource.id) return;
+  // The patient is recorded by pseudonym only: `Patient/<id>` would put the id back in clear.
+  if (!resource.id || resource.resourceType === 'Patient') return;
   const version = resource.meta?.versionId;
   into.add(`${resource.resourceType}/${resource.id}${version ? `/_history/${version}` : ''}`);
 }

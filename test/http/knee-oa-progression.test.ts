@@ -183,19 +183,33 @@ t.test('a patient without knee osteoarthritis gets no card', async (t) => {
   t.same(res.json(), { cards: [] });
 });
 
-t.test('an active objection to algorithmic processing: no model runs, no card', async (t) => {
-  const { app, logs } = await buildTestApp();
-  t.teardown(() => app.close());
-  const res = await app.inject({
-    method: 'POST',
-    url: URL,
-    payload: call({ ...HIGH, objection: true }).payload,
-  });
-  t.equal(res.statusCode, 200);
-  t.same(res.json(), { cards: [] });
-  const answered = logs().find((l) => l.msg === 'hook answered');
-  t.equal(answered?.cards, 0);
-});
+t.test(
+  'an active objection to algorithmic processing: no model runs, no card, the audit records it',
+  async (t) => {
+    const token = 'g'.repeat(40);
+    const { app, logs } = await buildTestApp({ analyticsToken: token });
+    t.teardown(() => app.close());
+    const { payload, patientId } = call({ ...HIGH, objection: true });
+    const res = await app.inject({ method: 'POST', url: URL, payload });
+    t.equal(res.statusCode, 200);
+    t.same(res.json(), { cards: [] });
+    const answered = logs().find((l) => l.msg === 'hook answered');
+    t.equal(answered?.cards, 0);
+    const exported = await app.inject({
+      method: 'POST',
+      url: '/analytics/patient-export',
+      headers: { authorization: `Bearer ${token}` },
+      payload: { patientId },
+    });
+    t.equal(exported.statusCode, 200);
+    const events = exported.json().events as { kind: string }[];
+    t.same(
+      events.map((e) => e.kind),
+      ['service-call', 'objection'],
+    );
+    t.notOk(JSON.stringify(events).includes(patientId), 'the audit holds a pseudonym, not the patient id');
+  },
+);
 
 t.test('observations the EHR could not provide: no score, and the card names the data', async (t) => {
   const { app } = await buildTestApp();

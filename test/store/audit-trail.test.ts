@@ -7,7 +7,9 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import t from 'tap';
 import { SYSTEM } from '../../src/codes.js';
+import { loadModels } from '../../src/models/load.js';
 import { loadServices } from '../../src/services/load.js';
+import { loadValueSets } from '../../src/services/value-sets.js';
 import { openAuditTrail } from '../../src/store/audit-trail.js';
 import { canonicalJson, sha256Hex } from '../../src/store/hash-chain.js';
 import { pseudonymiser } from '../../src/store/pseudonym.js';
@@ -65,7 +67,7 @@ t.test('a service call is recorded before it is answered, with what is needed to
   t.teardown(() => app.close());
   const res = await call(app);
   t.equal(res.statusCode, 200);
-  const [card] = res.json().cards;
+  const [card, modelCard] = res.json().cards;
   const store = await openStore({ dataDir });
   t.teardown(() => store.close());
   const [row] = await store.readChain(0, 10);
@@ -77,9 +79,22 @@ t.test('a service call is recorded before it is answered, with what is needed to
   t.same(payload.caller, { issuer: null, tenant: null });
   t.equal(payload.service.id, 'melanoma-lesion-triage');
   t.match(payload.service.sha256, /^[0-9a-f]{64}$/);
-  t.same(payload.models, []);
+  t.same(
+    payload.models.map((m: { id: string; version: string }) => `${m.id} ${m.version}`),
+    ['melanoma-risk 1.0.0'],
+  );
+  t.match(payload.models[0].sha256, /^[0-9a-f]{64}$/);
   t.same(payload.inputs, {
-    sha256: sha256Hex(canonicalJson({ lesions: searchset([exam()]) })),
+    // The model's inputs were not sent (no fhirServer): those keys are recorded as unavailable (null).
+    sha256: sha256Hex(
+      canonicalJson({
+        lesions: searchset([exam()]),
+        patient: null,
+        conditions: null,
+        skin: null,
+        consent: null,
+      }),
+    ),
     references: ['Observation/lesion-1'],
   });
   t.same(payload.cards, [
@@ -89,6 +104,8 @@ t.test('a service call is recorded before it is answered, with what is needed to
       summary: card.summary,
       suggestions: card.suggestions.map((s: { uuid: string }) => s.uuid),
     },
+    // The melanoma-risk model card (not scored: the call sends no patient data): no risk to record.
+    { uuid: modelCard.uuid, indicator: 'info', summary: modelCard.summary, suggestions: [] },
   ]);
   t.ok(payload.latencyMs > 0 && payload.latencyMs < 5000);
 });
@@ -137,7 +154,7 @@ t.test(
     );
     t.same(
       during.map((r) => r.json().cards.length),
-      [1, 1, 1],
+      [2, 2, 2],
     );
     const card = during[0]!.json().cards[0];
     const body = {
@@ -220,7 +237,11 @@ t.test('start-up stops when PostgreSQL cannot be reached', async (t) => {
 });
 
 t.test('an objection is recorded with the Consent and the pseudonym, nothing clinical', async (t) => {
-  const [service] = loadServices('cds-services');
+  const service = loadServices(
+    'cds-services',
+    loadValueSets('fhir-profiles'),
+    await loadModels('models'),
+  ).find((s) => s.definition.id === 'melanoma-lesion-triage')!;
   const lines: string[] = [];
   const log = {
     warn: () => lines.push('warn'),

@@ -1,12 +1,16 @@
 import t from 'tap';
 import type { Card } from '../../src/cds-hooks.js';
 import { EXPLANATION_EXTENSION } from '../../src/explain/explain.js';
+import { loadModels } from '../../src/models/load.js';
 import { loadServices } from '../../src/services/load.js';
+import { loadValueSets } from '../../src/services/value-sets.js';
 import { auditedCard, feedbackEvent, objectionEvent, serviceCallEvent } from '../../src/store/events.js';
 import { NOW } from '../helpers/app.js';
 import { patientView } from '../helpers/hook-request.js';
 
-const service = loadServices('cds-services').find((s) => s.definition.id === 'melanoma-lesion-triage')!;
+const service = loadServices('cds-services', loadValueSets('fhir-profiles'), await loadModels('models')).find(
+  (s) => s.definition.id === 'melanoma-lesion-triage',
+)!;
 const pseudonymise = (id: string) => `pseudo(${id})`;
 const caller = { issuer: 'https://ehr.example', tenant: 't-1' };
 
@@ -80,32 +84,30 @@ t.test('a call without a patient has no pseudonym; models given are recorded', a
   t.same((event.payload as { models: unknown }).models, models);
 });
 
-t.test(
-  "risk and top factors are taken from the card's explanation when a model put them there",
-  async (t) => {
-    const factors = [{ feature: 'age', direction: 'up' }];
-    t.same(
-      auditedCard(card({ extension: { [EXPLANATION_EXTENSION]: { risk: 0.31, topFactors: factors } } })),
-      {
-        uuid: 'card-1',
-        indicator: 'warning',
-        summary: 'Refer',
-        suggestions: [],
-        risk: 0.31,
-        topFactors: factors,
-      },
-    );
-    t.equal(
-      auditedCard(card({ extension: { [EXPLANATION_EXTENSION]: { risk: { value: 0.2 } } } })).risk,
-      0.2,
-    );
-    const none = auditedCard(
-      card({ extension: { [EXPLANATION_EXTENSION]: { risk: 'high', topFactors: 'x' } } }),
-    );
-    t.notOk('risk' in none || 'topFactors' in none);
-    t.equal(auditedCard({ ...card(), uuid: undefined } as Card).uuid, '');
-  },
-);
+t.test("risk and top factors are taken from the model estimate in the card's explanation", async (t) => {
+  const contributions = [
+    { id: 'age', value: 70, contribution: 0.1 },
+    { id: 'bmi', value: 36, contribution: -0.5 },
+    { id: 'pain', value: 9, contribution: 1.2 },
+  ];
+  const scored = { model: { status: 'scored', probability: 0.31, contributions } };
+  t.same(auditedCard(card({ extension: { [EXPLANATION_EXTENSION]: scored } })), {
+    uuid: 'card-1',
+    indicator: 'warning',
+    summary: 'Refer',
+    suggestions: [],
+    risk: 0.31,
+    // Largest absolute contributions first.
+    topFactors: [contributions[2], contributions[1], contributions[0]],
+  });
+  const notScored = auditedCard(
+    card({ extension: { [EXPLANATION_EXTENSION]: { model: { status: 'not-scored', reasons: [] } } } }),
+  );
+  t.notOk('risk' in notScored || 'topFactors' in notScored);
+  const rulesOnly = auditedCard(card({ extension: { [EXPLANATION_EXTENSION]: { rules: [] } } }));
+  t.notOk('risk' in rulesOnly || 'topFactors' in rulesOnly);
+  t.equal(auditedCard({ ...card(), uuid: undefined } as Card).uuid, '');
+});
 
 t.test('an objection event names the Consent and no clinical data', async (t) => {
   t.same(
