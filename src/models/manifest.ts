@@ -8,7 +8,7 @@
  * TreeEnsembleClassifier's probabilities). The loader checks names, element types and shapes against
  * the session's metadata, and the file's sha256 against the manifest.
  */
-import type { Localized } from '../services/definition-schema.js';
+import { fhirPath, identifier, type Localized, localized } from '../services/definition-schema.js';
 
 export interface FeatureRange {
   min: number;
@@ -147,14 +147,6 @@ export interface ModelManifest {
   patientSentence: Localized;
 }
 
-const localized = {
-  type: 'object',
-  additionalProperties: false,
-  required: ['en', 'fr'],
-  properties: { en: { type: 'string', minLength: 1 }, fr: { type: 'string', minLength: 1 } },
-} as const;
-const identifier = { type: 'string', pattern: '^[a-z][A-Za-z0-9]*$' } as const;
-const fhirPath = { type: 'string', minLength: 1 } as const;
 const range = {
   type: 'object',
   additionalProperties: false,

@@ -145,7 +145,8 @@ export interface ServiceDefinition {
   overrideReasons?: string[];
 }
 
-const localized = {
+/** JSON Schema pieces shared with the model manifest schema (src/models/manifest.ts). */
+export const localized = {
   type: 'object',
   additionalProperties: false,
   required: ['en', 'fr'],
@@ -163,8 +164,8 @@ const summary = {
   },
 } as const;
 
-const identifier = { type: 'string', pattern: '^[a-z][A-Za-z0-9]*$' } as const;
-const fhirPath = { type: 'string', minLength: 1 } as const;
+export const identifier = { type: 'string', pattern: '^[a-z][A-Za-z0-9]*$' } as const;
+export const fhirPath = { type: 'string', minLength: 1 } as const;
 const source = {
   type: 'object',
   additionalProperties: false,
