@@ -88,14 +88,6 @@ const cases: [string, string, string][] = [
   ],
 ];
 
-for (const [what, text, message] of cases) {
-  t.test(`start-up stops on ${what}, naming the file, the place and the reason`, async (t) => {
-    const error = loadError(t, { 'broken.yaml': text });
-    t.equal(error?.code, 'CDS_ERR_DEFINITION_INVALID');
-    t.ok(error?.message.startsWith(message), `${error?.message}\n  should start with\n${message}`);
-  });
-}
-
 const modelCases: [string, string, string][] = [
   [
     'a model the models folder does not hold',
@@ -151,8 +143,8 @@ const modelCases: [string, string, string][] = [
   ],
 ];
 
-for (const [what, text, message] of modelCases) {
-  t.test(`start-up stops on ${what}`, async (t) => {
+for (const [what, text, message] of [...cases, ...modelCases]) {
+  t.test(`start-up stops on ${what}, naming the file, the place and the reason`, async (t) => {
     const error = loadError(t, { 'broken.yaml': text });
     t.equal(error?.code, 'CDS_ERR_DEFINITION_INVALID');
     t.ok(error?.message.startsWith(message), `${error?.message}\n  should start with\n${message}`);
