@@ -9,10 +9,11 @@ import { join } from 'node:path';
 import { exportJWK, exportPKCS8 } from 'jose';
 import t from 'tap';
 import { run, type CliIo } from '../../src/cli/main.js';
-import { toServerForm } from '../../src/synthetic/bundle.js';
+import { patientOf, resourcesOf, toServerForm } from '../../src/synthetic/bundle.js';
 import { generatePatient, type PatientOptions } from '../../src/synthetic/patients.js';
 import { createRng } from '../../src/synthetic/random.js';
 import { NOW, tempDir } from '../helpers/app.js';
+import { startFhirServer } from '../helpers/fhir-server.js';
 import { buildAuthApp, ISSUER, jwksOf, makeKey } from '../helpers/jwt.js';
 
 const HIGH: PatientOptions = {
@@ -325,3 +326,27 @@ t.test('help prints the usage; an unreachable service exits 1', async (t) => {
   );
   t.match(d.err(), /^cds-hook: fetch failed \(ECONNREFUSED\)\n$/);
 });
+
+t.test(
+  'a patient from a FHIR server: prefetch read from it, and fhirServer sent for --no-prefetch',
+  async (t) => {
+    const bundle = toServerForm(generatePatient(createRng(1, 0), { ...HIGH, now: NOW }));
+    const server = await startFhirServer({ resources: resourcesOf(bundle), token: 'fhir-token' });
+    t.teardown(() => server.close());
+    const patient = patientOf(bundle).id!;
+    const from = ['--fhir-server', server.url, '--patient', patient, '--fhir-token', 'fhir-token'];
+    const c = cli();
+    t.equal(await c.run(...KNEE, ...from, ...AUTH), 0, c.err());
+    t.match(c.out(), new RegExp(`^knee-oa-progression · Patient/${patient}: 1 card\\n\\[WARNING\\]`));
+    const prefetched = server.requests.length;
+    t.ok(prefetched >= 3, 'the CLI read the prefetch queries');
+    t.ok(server.requests.every((r) => r.authorization === 'Bearer fhir-token'));
+    const d = cli();
+    t.equal(await d.run(...KNEE, ...from, ...AUTH, '--no-prefetch'), 0, d.err());
+    t.match(d.out(), /: 1 card\n\[WARNING\]/, 'the service fetched the data itself');
+    t.ok(server.requests.length > prefetched);
+    const e = cli();
+    t.equal(await e.run(...KNEE, '--fhir-server', server.url, '--patient', patient, ...AUTH), 1);
+    t.match(e.err(), /prefetch patient: the FHIR server answered 401; left out/);
+  },
+);
