@@ -11,6 +11,7 @@ import { stringify } from 'yaml';
 import { KNOWN_HOOKS } from '../cds-hooks.js';
 import { ERRORS, type ErrorCode } from '../errors.js';
 import { MANIFEST_SCHEMA } from '../models/manifest.js';
+import { OPS_SECURITY_SCHEMES, opsPaths } from '../ops/openapi.js';
 import { DEFINITION_SCHEMA } from '../services/definition-schema.js';
 import { CONTEXT_SCHEMAS, SCHEMAS } from './schemas.js';
 
@@ -429,6 +430,7 @@ export function buildOpenApi(): Record<string, unknown> {
         },
         options: preflight('modelCardJsonPreflight', 'GET'),
       },
+      ...opsPaths({ errorResponse, preflight }),
     },
     components: {
       schemas: { ...SCHEMAS, ServiceDefinition, ModelManifest, ...contextSchemas },
@@ -453,6 +455,7 @@ export function buildOpenApi(): Record<string, unknown> {
           scheme: 'basic',
           description: 'Any user name, CDS_ANALYTICS_TOKEN as password (lets a browser open the page)',
         },
+        ...OPS_SECURITY_SCHEMES,
       },
       headers: {
         'X-Request-Id': {
