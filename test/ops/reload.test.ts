@@ -160,6 +160,15 @@ t.test('replaced model sessions are released after the grace period, not before'
     'services are bound to the new models',
   );
   t.same(released, [], 'nothing released at the swap (a call in flight may be scoring)');
+  // The live map answers every ReadonlyMap method from the new set.
+  const fresh = live.models.get('melanoma-risk')!;
+  t.ok(live.models.has('melanoma-risk'));
+  t.same([...live.models.keys()], ['knee-oa-progression', 'melanoma-risk']);
+  t.equal(new Map(live.models.entries()).get('melanoma-risk'), fresh);
+  t.equal(new Map(live.models).get('melanoma-risk'), fresh);
+  const seen: string[] = [];
+  live.models.forEach((_model, id) => seen.push(id));
+  t.same(seen, ['knee-oa-progression', 'melanoma-risk']);
   await new Promise((resolve) => setTimeout(resolve, 400));
   t.same(released.sort(), ['knee-oa-progression', 'melanoma-risk'], 'both old sessions released');
 });
