@@ -16,10 +16,8 @@ import { registerErrorHandlers } from './http/error-handler.js';
 import { registerRoutes } from './http/routes.js';
 import { loggerOptions } from './logger.js';
 import { createFhirFetch } from './prefetch/fhir-fetch.js';
-import { loadModels } from './models/load.js';
-import { loadServices } from './services/load.js';
-import { createRegistry } from './services/registry.js';
-import { loadValueSets } from './services/value-sets.js';
+import { createLiveSet, loadDefinitions } from './ops/live-set.js';
+import { registerOps } from './ops/register.js';
 import { openAuditTrail } from './store/audit-trail.js';
 import type { AuditStore } from './store/store.js';
 
@@ -47,10 +45,8 @@ export async function buildApp(
   config: Readonly<Config>,
   overrides: AppOverrides = {},
 ): Promise<FastifyInstance> {
-  const models = await loadModels(config.modelsDir);
-  const registry = createRegistry(
-    loadServices(config.servicesDir, loadValueSets(config.profilesDir), models),
-  );
+  // Swappable as a whole by a reload (src/ops/): routes always see the current set.
+  const live = createLiveSet(await loadDefinitions(config), config);
   const fhirFetch = createFhirFetch({
     fetch: overrides.fetch ?? globalThis.fetch,
     timeoutMs: config.fhirFetchTimeoutMs,
@@ -111,10 +107,12 @@ export async function buildApp(
   await registerEdge(app, config);
   registerClientAuth(app, config, { replayCache, fetch: overrides.fetch ?? globalThis.fetch, now });
   registerErrorHandlers(app, config.bodyLimitBytes);
+  const { observeCall } = registerOps(app, { config, live, audit });
   registerRoutes(app, {
-    registry,
+    registry: live.registry,
     defaultLanguage: config.defaultLanguage,
-    models,
+    models: live.models,
+    observeCall,
     pipeline: {
       fhirFetch,
       now,

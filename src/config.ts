@@ -84,6 +84,10 @@ export const CONFIG_SCHEMA = {
     auditQueueMax: { type: 'integer', minimum: 1, default: 10_000 },
     // Bearer token of the governance team for /analytics; the endpoints answer 404 when unset.
     analyticsToken: { type: 'string', minLength: 32 },
+    // Bearer token for GET /metrics; unset, the metrics are open to whoever reaches the interface.
+    metricsToken: { type: 'string', minLength: 32 },
+    // Bearer token for POST /admin/reload; unset, the route answers 404 (reload by SIGHUP only).
+    adminToken: { type: 'string', minLength: 32 },
   },
 } as const;
 
@@ -120,6 +124,8 @@ export interface Config {
   auditPseudonymKey?: string;
   auditQueueMax: number;
   analyticsToken?: string;
+  metricsToken?: string;
+  adminToken?: string;
 }
 
 type Env = Record<string, string | undefined>;

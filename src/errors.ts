@@ -108,6 +108,11 @@ export const ERRORS = {
     issue: 'login',
     message: 'The analytics credential is missing or wrong',
   },
+  CDS_ERR_OPS_UNAUTHORIZED: {
+    status: 401,
+    issue: 'login',
+    message: 'The operations credential (metrics or admin token) is missing or wrong',
+  },
   CDS_ERR_STORE_UNAVAILABLE: {
     status: 503,
     issue: 'transient',

@@ -1,5 +1,6 @@
 /**
- * Process entry: load the configuration, build the app, listen; close the app on SIGTERM/SIGINT.
+ * Process entry: load the configuration, build the app, listen; close the app on SIGTERM/SIGINT,
+ * reload services and models on SIGHUP.
  * The only file that reads process.env or exits the process.
  */
 import { buildApp } from './app.js';
@@ -19,6 +20,8 @@ async function main(): Promise<void> {
   };
   process.once('SIGTERM', () => void shutdown('SIGTERM'));
   process.once('SIGINT', () => void shutdown('SIGINT'));
+  // Reload cds-services/ and models/; a refused reload is logged and the running set keeps serving.
+  process.on('SIGHUP', () => void app.reloadDefinitions().catch(() => undefined));
   await app.listen({ host: config.host, port: config.port });
 }
 

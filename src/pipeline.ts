@@ -41,6 +41,8 @@ export interface ServiceOutcome {
   /** Prefetch keys fetched from fhirServer, and keys that were not available (omitted). */
   fetchedKeys: string[];
   unavailableKeys: string[];
+  /** Time taken by each model that scored (by model id): features, inference and explanation. */
+  modelMs: Record<string, number>;
   /** The models run (or not run, on an objection) with their versions and file hashes. */
   models: { id: string; version: string; sha256: string }[];
   /** An active objection to algorithmic processing: no model ran. */
@@ -115,6 +117,7 @@ export async function runService(
           typeof request.context.patientId === 'string' ? request.context.patientId : undefined,
         );
   const unavailable = new Map(prefetch.unavailable.map((u) => [u.key, u]));
+  const modelMs: Record<string, number> = {};
   for (const model of service.models) {
     // Data that could not be fetched is not data recorded as absent: without it, or without knowing
     // whether the patient objects, the model does not run.
@@ -125,12 +128,14 @@ export async function runService(
     else if (missing.length > 0) {
       outcomes = focuses.map(() => notRunBecause(model, missing));
     } else {
+      const scoring = process.hrtime.bigint();
       outcomes = await scoreSubjects(
         model,
         focuses.map((f) => f.subject),
         env,
         now,
       );
+      modelMs[model.manifest.id] = since(scoring);
     }
     focuses.forEach((focus, i) => (focus.models ??= []).push(outcomes[i]!));
   }
@@ -154,6 +159,7 @@ export async function runService(
     timings: { prefetchMs, rulesMs, modelsMs, cardsMs },
     fetchedKeys: Object.keys(prefetch.sources).filter((k) => prefetch.sources[k] === 'fetched'),
     unavailableKeys: prefetch.unavailable.map((u) => u.key),
+    modelMs,
     models: service.models.map((m) => ({ id: m.manifest.id, version: m.manifest.version, sha256: m.sha256 })),
     objection,
     inputs: digestInputs(prefetch.data),

@@ -27,6 +27,7 @@ const PINNED: Record<ErrorCode, [status: number, issue: string]> = {
   CDS_ERR_FEEDBACK_INVALID: [422, 'business-rule'],
   CDS_ERR_ANALYTICS_DISABLED: [404, 'not-found'],
   CDS_ERR_ANALYTICS_UNAUTHORIZED: [401, 'login'],
+  CDS_ERR_OPS_UNAUTHORIZED: [401, 'login'],
   CDS_ERR_STORE_UNAVAILABLE: [503, 'transient'],
   CDS_ERR_CLIENT_ERROR: [400, 'invalid'],
   CDS_ERR_INTERNAL: [500, 'exception'],

@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
@@ -76,4 +76,76 @@ t.test('CDS_AUTH_DISABLED=true starts the server, which says loudly that anyone 
   const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   child.kill('SIGTERM');
   t.equal(await exit, 0, 'SIGTERM closes the server cleanly');
+});
+
+t.test('SIGHUP reloads the services: a new file is served, a broken one is refused and logged', async (t) => {
+  const root = mkdtempSync(join(tmpdir(), 'cds-main-hup-'));
+  t.teardown(() => rmSync(root, { recursive: true, force: true }));
+  const servicesDir = join(root, 'cds-services');
+  cpSync('cds-services', servicesDir, { recursive: true });
+  const child = spawn(process.execPath, [`--import=${LOADER}`, 'src/main.ts'], {
+    env: {
+      PATH: process.env.PATH ?? '',
+      CDS_AUTH_DISABLED: 'true',
+      CDS_PORT: '0',
+      CDS_SERVICES_DIR: servicesDir,
+      CDS_DATA_DIR: join(root, 'data'),
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  t.teardown(() => child.kill('SIGKILL'));
+  const lines: Record<string, unknown>[] = [];
+  const waiters: {
+    test: (l: Record<string, unknown>) => boolean;
+    resolve: (l: Record<string, unknown>) => void;
+  }[] = [];
+  let buffer = '';
+  child.stdout.on('data', (chunk: Buffer) => {
+    buffer += chunk;
+    const complete = buffer.split('\n');
+    buffer = complete.pop()!;
+    for (const text of complete) {
+      const line = JSON.parse(text) as Record<string, unknown>;
+      lines.push(line);
+      for (const w of waiters.filter((w) => w.test(line))) w.resolve(line);
+    }
+  });
+  // Start-up takes over 30 s when the machine is busy (loading the ONNX models, compiling TypeScript).
+  const next = (message: string) =>
+    new Promise<Record<string, unknown>>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no "${message}" after 90 s`)), 90_000);
+      waiters.push({
+        test: (l) => String(l.msg).startsWith(message),
+        resolve: (l) => {
+          clearTimeout(timer);
+          resolve(l);
+        },
+      });
+    });
+  const listening = await next('Server listening');
+  const base = /(http:\/\/\S+)/.exec(String(listening.msg))![1]!;
+  const discovery = async () =>
+    ((await (await fetch(`${base}/cds-services`)).json()) as { services: { id: string }[] }).services.map(
+      (s) => s.id,
+    );
+  t.notOk((await discovery()).includes('added-service'));
+
+  const fixture = readFileSync('test/fixtures/services/omit-demo.yaml', 'utf8');
+  writeFileSync(join(servicesDir, 'added.yaml'), fixture.replace('id: omit-demo', 'id: added-service'));
+  const reloaded = next('services and models reloaded');
+  child.kill('SIGHUP');
+  t.ok((await reloaded).services);
+  t.ok((await discovery()).includes('added-service'), 'the added service is in discovery');
+
+  writeFileSync(join(servicesDir, 'broken.yaml'), 'id: x\n');
+  const refused = next('reload refused');
+  child.kill('SIGHUP');
+  const line = await refused;
+  t.equal(line.level, 50);
+  t.equal(line.code, 'CDS_ERR_DEFINITION_INVALID');
+  t.match(line.reason, /^broken\.yaml: /);
+  t.ok((await discovery()).includes('added-service'), 'the running set still serves');
+  const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  child.kill('SIGTERM');
+  t.equal(await exit, 0);
 });

@@ -4,7 +4,8 @@
  */
 import type { FastifyInstance } from 'fastify';
 import type { Language } from '../cards/detail.js';
-import type { PipelineDeps } from '../pipeline.js';
+import type { PipelineDeps, ServiceOutcome } from '../pipeline.js';
+import type { CompiledService } from '../services/load.js';
 import type { ModelRegistry } from '../models/load.js';
 import type { Registry } from '../services/registry.js';
 import type { AuditTrail } from '../store/audit-trail.js';
@@ -21,13 +22,15 @@ export interface RouteDeps {
   audit: AuditTrail;
   /** The governance team's credential; analytics answer 404 without it. */
   analyticsToken: string | undefined;
+  /** Told about every answered service call (metrics). */
+  observeCall?: (service: CompiledService, outcome: ServiceOutcome) => void;
 }
 
 export function registerRoutes(app: FastifyInstance, deps: RouteDeps): void {
   app.get('/cds-services', async () => deps.registry.discovery);
   app.post<{ Params: { id: string } }>(
     '/cds-services/:id',
-    serviceCallHandler(deps.registry, deps.pipeline, deps.defaultLanguage, deps.audit),
+    serviceCallHandler(deps.registry, deps.pipeline, deps.defaultLanguage, deps.audit, deps.observeCall),
   );
   app.post<{ Params: { id: string } }>(
     '/cds-services/:id/feedback',

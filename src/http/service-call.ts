@@ -8,7 +8,7 @@ import type { Language } from '../cards/detail.js';
 import { type HookName, type HookRequest, type HookResponse, KNOWN_HOOKS } from '../cds-hooks.js';
 import { CdsError } from '../errors.js';
 import { selectionProblem } from '../orders/draft-orders.js';
-import { type PipelineDeps, runService } from '../pipeline.js';
+import { type PipelineDeps, runService, type ServiceOutcome } from '../pipeline.js';
 import type { CompiledService } from '../services/load.js';
 import type { Registry } from '../services/registry.js';
 import type { AuditTrail } from '../store/audit-trail.js';
@@ -68,6 +68,7 @@ export function serviceCallHandler(
   deps: Omit<PipelineDeps, 'log'>,
   defaultLanguage: Language,
   audit: Pick<AuditTrail, 'recordServiceCall' | 'recordObjection'>,
+  observe?: (service: CompiledService, outcome: ServiceOutcome) => void,
 ) {
   return async (
     request: FastifyRequest<{ Params: { id: string } }>,
@@ -87,6 +88,7 @@ export function serviceCallHandler(
     const log = request.log.child({ serviceId: service.definition.id, hookInstance: body.hookInstance });
     const language = pickLanguage(request.headers['accept-language'], defaultLanguage);
     const outcome = await runService(service, body, language, { ...deps, log });
+    observe?.(service, outcome);
     // Written before the cards leave, so feedback on them finds them; never fails the call (the
     // writer queues when the store is down). The caller comes from authentication once it exists.
     const caller = { issuer: request.cdsClient?.iss ?? null, tenant: request.cdsClient?.tenant ?? null };

@@ -160,8 +160,9 @@ t.test(
     let checked = 0;
     for (const [path, item] of Object.entries(raw.paths)) {
       // Model cards are public documents, like the published guidelines cards link to.
-      // Analytics have their own credential (the governance team's), not the CDS client JWT.
-      if (path.startsWith('/models') || path.startsWith('/analytics')) continue;
+      // Analytics have their own credential (the governance team's), not the CDS client JWT; so do the
+      // operations endpoints (metrics, health, reload: test/ops/).
+      if (/^\/(models|analytics|metrics|health|admin)\b/.test(path)) continue;
       for (const [method, operation] of Object.entries(item)) {
         if (!METHODS.includes(method as (typeof METHODS)[number])) continue;
         checked++;

@@ -1,0 +1,145 @@
+/**
+ * The running set of services and models, swappable as a whole. Routes hold `live.registry` and
+ * `live.models`, which always answer from the current set; a call that already looked up its service
+ * keeps the objects it got and finishes on the set it started with.
+ *
+ * `reload()` loads the new set with the same code as start-up (models, value sets, service definitions,
+ * every check included) and only then replaces the running one, in one assignment; any problem leaves
+ * the running set untouched and is thrown. Reloads run one at a time. The onnxruntime sessions of a
+ * replaced set are released after a grace period longer than the request timeout (no call can still be
+ * using them); at close, those waiting are released at once.
+ */
+import type { Config } from '../config.js';
+import { type LoadedModel, loadModels, type ModelRegistry } from '../models/load.js';
+import { loadServices } from '../services/load.js';
+import { createRegistry, type Registry } from '../services/registry.js';
+import { loadValueSets } from '../services/value-sets.js';
+
+/** Longer than Fastify's requestTimeout (30 s, app.ts): a replaced session is no longer in use. */
+export const SESSION_GRACE_MS = 60_000;
+
+export interface DefinitionSet {
+  registry: Registry;
+  models: ModelRegistry;
+}
+
+export type DefinitionDirs = Pick<Config, 'servicesDir' | 'modelsDir' | 'profilesDir'>;
+
+/**
+ * Loads and checks everything under the configured folders.
+ * @throws CdsError CDS_ERR_MODEL_INVALID / CDS_ERR_DEFINITION_INVALID naming the file and the reason
+ */
+export async function loadDefinitions(dirs: DefinitionDirs): Promise<DefinitionSet> {
+  const models = await loadModels(dirs.modelsDir);
+  try {
+    const services = loadServices(dirs.servicesDir, loadValueSets(dirs.profilesDir), models);
+    return { registry: createRegistry(services), models };
+  } catch (error) {
+    // The models just loaded will never serve: their sessions can go now.
+    await releaseSessions(models);
+    throw error;
+  }
+}
+
+async function releaseSessions(models: ModelRegistry): Promise<void> {
+  await Promise.all([...models.values()].map((m) => m.session.release().catch(() => undefined)));
+}
+
+/** A read-only map that answers from whatever `source()` returns now. */
+function liveMap<K, V>(source: () => ReadonlyMap<K, V>): ReadonlyMap<K, V> {
+  return {
+    get: (key) => source().get(key),
+    has: (key) => source().has(key),
+    get size() {
+      return source().size;
+    },
+    forEach: (callback, thisArg?: unknown) => source().forEach(callback, thisArg),
+    entries: () => source().entries(),
+    keys: () => source().keys(),
+    values: () => source().values(),
+    [Symbol.iterator]: () => source()[Symbol.iterator](),
+  };
+}
+
+export interface ReloadResult {
+  services: string[];
+  models: { id: string; version: string; sha256: string }[];
+}
+
+export interface LiveSet {
+  /** Always the current set's registry (discovery, lookup). */
+  readonly registry: Registry;
+  /** Always the current set's models. */
+  readonly models: ModelRegistry;
+  /**
+   * Loads the configured folders again and, if everything is valid, makes it the running set.
+   * @throws CdsError (the loader's) when anything is invalid; the running set is unchanged
+   */
+  reload(): Promise<ReloadResult>;
+  /** Releases the sessions of replaced sets still in their grace period. */
+  close(): Promise<void>;
+}
+
+export function createLiveSet(
+  initial: DefinitionSet,
+  dirs: DefinitionDirs,
+  options: { graceMs?: number } = {},
+): LiveSet {
+  const graceMs = options.graceMs ?? SESSION_GRACE_MS;
+  let current = initial;
+  const retiring = new Map<NodeJS.Timeout, ModelRegistry>();
+  let queue: Promise<unknown> = Promise.resolve();
+
+  const registry: Registry = {
+    get discovery() {
+      return current.registry.discovery;
+    },
+    get: (id) => current.registry.get(id),
+    get services() {
+      return current.registry.services;
+    },
+  };
+
+  const retire = (models: ModelRegistry) => {
+    // A model object kept by the new set (none today: every reload creates new sessions) stays open.
+    const kept = new Set<LoadedModel>(current.models.values());
+    const old = new Map([...models].filter(([, m]) => !kept.has(m)));
+    const timer = setTimeout(() => {
+      retiring.delete(timer);
+      void releaseSessions(old);
+    }, graceMs);
+    timer.unref();
+    retiring.set(timer, old);
+  };
+
+  const doReload = async (): Promise<ReloadResult> => {
+    const next = await loadDefinitions(dirs);
+    const previous = current;
+    current = next;
+    retire(previous.models);
+    return {
+      services: next.registry.services.map((s) => s.definition.id),
+      models: [...next.models.values()].map((m) => ({
+        id: m.manifest.id,
+        version: m.manifest.version,
+        sha256: m.sha256,
+      })),
+    };
+  };
+
+  return {
+    registry,
+    models: liveMap(() => current.models),
+    reload() {
+      const run = queue.then(doReload, doReload);
+      queue = run.catch(() => undefined);
+      return run;
+    },
+    async close() {
+      const waiting = [...retiring];
+      retiring.clear();
+      for (const [timer] of waiting) clearTimeout(timer);
+      await Promise.all(waiting.map(([, models]) => releaseSessions(models)));
+    },
+  };
+}
