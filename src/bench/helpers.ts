@@ -52,15 +52,16 @@ export interface RawRequest {
 /**
  * A cursor over a plan for autocannon's `setupRequest`: each call takes the next request. Past the end
  * it repeats the last one (the service then refuses the replayed token, which the run counts as a
- * non-2xx) and `exhausted()` says so, so an undersized pool can never go unnoticed.
+ * non-2xx) and `exhausted()` says so, so an undersized pool can never go unnoticed. With `cycle` (for the
+ * bare server, which verifies no token) it starts again from the first.
  */
-export function planCursor(plan: readonly PlannedRequest[]) {
+export function planCursor(plan: readonly PlannedRequest[], cycle = false) {
   let next = 0;
   let overrun = 0;
   return {
     setupRequest(request: RawRequest): RawRequest {
-      if (next >= plan.length) overrun += 1;
-      const item = plan[Math.min(next, plan.length - 1)]!;
+      if (next >= plan.length && !cycle) overrun += 1;
+      const item = plan[cycle ? next % plan.length : Math.min(next, plan.length - 1)]!;
       next += 1;
       request.method = 'POST';
       request.path = item.path;
@@ -72,7 +73,7 @@ export function planCursor(plan: readonly PlannedRequest[]) {
       };
       return request;
     },
-    used: () => Math.min(next, plan.length),
+    used: () => (cycle ? next : Math.min(next, plan.length)),
     exhausted: () => overrun,
   };
 }

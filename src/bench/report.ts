@@ -98,14 +98,14 @@ export function generatedSection(r: BenchResults): string {
       .map(([name, run]) => `${name} ${run.rounds.map((x) => x.ratio).join(', ')}`)
       .join('; ')}.`,
     '',
-    '### Per-stage time (in-process, same requests, ms)',
+    '### Per-stage time (in-process, same requests, median ms; means and p99 in the JSON)',
     '',
-    row(['records', 'service', ...STAGES.map((s) => `${s} mean`)]),
+    row(['records', 'service', ...STAGES]),
     row(['---', '---', ...STAGES.map(() => '---:')]),
   );
   for (const [source, byService] of Object.entries(r.stages)) {
     for (const [service, stages] of Object.entries(byService)) {
-      lines.push(row([source, service, ...STAGES.map((s) => stages[s]?.meanMs ?? '')]));
+      lines.push(row([source, service, ...STAGES.map((s) => stages[s]?.medianMs ?? '')]));
     }
   }
   lines.push(

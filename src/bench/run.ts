@@ -261,8 +261,16 @@ interface LoadResult {
   rssPeakMb: number;
 }
 
-async function load(child: Child, plan: PlannedRequest[], amount: number): Promise<LoadResult> {
-  const cursor = planCursor(plan);
+/**
+ * Drives `child` with `plan`: `amount` requests, or for `seconds` cycling over the plan (the bare server
+ * only, which verifies no token).
+ */
+async function load(
+  child: Child,
+  plan: PlannedRequest[],
+  size: { amount: number } | { seconds: number },
+): Promise<LoadResult> {
+  const cursor = planCursor(plan, 'seconds' in size);
   let rssPeak = 0;
   const sampler = setInterval(() => {
     rssPeak = Math.max(rssPeak, memoryOf(child).vmRssMb);
@@ -270,7 +278,7 @@ async function load(child: Child, plan: PlannedRequest[], amount: number): Promi
   const result = await autocannon({
     url: `http://127.0.0.1:${child.port}`,
     connections: CONNECTIONS,
-    amount,
+    ...('amount' in size ? { amount: size.amount } : { duration: size.seconds }),
     timeout: 30,
     requests: [{ setupRequest: cursor.setupRequest as never }],
   });
@@ -311,27 +319,25 @@ const medianOf = (results: LoadResult[]): LoadResult => ({
   rssPeakMb: Math.max(...results.map((r) => r.rssPeakMb)),
 });
 
-/** Interleaved rounds of bare then pipeline, each sized to last about SECONDS at the warm-up rate. */
+/**
+ * Interleaved rounds of bare then pipeline, about SECONDS each: the bare server for that duration, the
+ * pipeline for as many requests as the previous run's rate gives (each needs its own pre-minted token).
+ */
 async function compare(bodies: BodyFor[], key: BenchKey, bare: Child): Promise<Comparison> {
   const service = await spawnService();
   try {
     await untilFirstAnswer(service, key);
     log(`${key.alg}: warming up`);
-    const warm = await load(service, await planFor(bodies, 600, key), 600);
-    const bareWarm = await load(bare, await planFor(bodies, 2000, key), 2000);
+    let rate = (await load(service, await planFor(bodies, 600, key), { amount: 600 })).reqPerSec;
+    // The bare server verifies nothing: its requests carry the same bodies and (reused) tokens.
+    const barePlan = await planFor(bodies, 2000, key);
+    await load(bare, barePlan, { seconds: 2 });
     const rounds: Comparison['rounds'] = [];
     for (let r = 0; r < ROUNDS; r += 1) {
-      const bareAmount = Math.max(2000, Math.round(bareWarm.reqPerSec * SECONDS));
-      // The bare server verifies nothing: its requests carry the same (reused) tokens and bodies.
-      const barePlan = await planFor(bodies, Math.min(bareAmount, 4000), key);
-      const bareResult = await load(
-        bare,
-        Array.from({ length: bareAmount + 4 * CONNECTIONS }, (_, i) => barePlan[i % barePlan.length]!),
-        bareAmount,
-      );
-      const amount = Math.max(500, Math.round(warm.reqPerSec * SECONDS));
-      const plan = await planFor(bodies, amount, key);
-      const pipeline = await load(service, plan, amount);
+      const bareResult = await load(bare, barePlan, { seconds: SECONDS });
+      const amount = Math.max(300, Math.round(rate * SECONDS));
+      const pipeline = await load(service, await planFor(bodies, amount, key), { amount });
+      rate = pipeline.reqPerSec;
       const ratio = round(pipeline.reqPerSec / bareResult.reqPerSec, 3);
       log(
         `${key.alg} round ${r + 1}: pipeline ${pipeline.reqPerSec}/s, bare ${bareResult.reqPerSec}/s, ratio ${ratio}`,
@@ -534,7 +540,7 @@ async function profile(bodies: BodyFor[], key: BenchKey) {
   mkdirSync(dir);
   const child = await spawnService(['--cpu-prof', `--cpu-prof-dir=${dir}`]);
   await untilFirstAnswer(child, key);
-  await load(child, await planFor(bodies, 1500, key), 1500);
+  await load(child, await planFor(bodies, 1500, key), { amount: 1500 });
   await stop(child);
   const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'));
   if (!file) throw new Error('the profiled service wrote no .cpuprofile');

@@ -77,6 +77,19 @@ t.test('planCursor hands out each planned request once, then counts the overrun'
   t.equal(cursor.used(), 2);
 });
 
+t.test(
+  'a cycling planCursor (bare server) starts again from the first request and never overruns',
+  async (t) => {
+    let n = 0;
+    const plan = await planRequests(bodies, 2, async () => `tok-${n++}`);
+    const cursor = planCursor(plan, true);
+    const tokens = [1, 2, 3].map(() => cursor.setupRequest({}).headers?.authorization);
+    t.same(tokens, ['Bearer tok-0', 'Bearer tok-1', 'Bearer tok-0']);
+    t.equal(cursor.exhausted(), 0);
+    t.equal(cursor.used(), 3);
+  },
+);
+
 const obs = (id: string, code: string, date: string, system = 'http://loinc.org'): Observation => ({
   resourceType: 'Observation',
   id,
