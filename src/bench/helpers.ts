@@ -1,0 +1,204 @@
+/**
+ * Pure pieces of `npm run bench`: the request plan (one fresh JWT per request), prefetch built from a
+ * record by a service's query templates, summary statistics and the CPU-profile summary. No I/O here,
+ * so test/bench/helpers.test.ts can check them without running the benchmark.
+ */
+import type { Bundle, Resource } from 'fhir/r4.js';
+
+/** One request as the load generator sends it. */
+export interface PlannedRequest {
+  path: string;
+  body: string;
+  token: string;
+}
+
+/** A body for a service path (the JWT audience is the public URL + this path). */
+export interface BodyFor {
+  path: string;
+  body: string;
+}
+
+/**
+ * Pairs `count` requests, taken round-robin from `bodies`, with one token each, minted by `mint` for
+ * the path called. Tokens are never reused: the service refuses a replayed `jti`.
+ * @throws Error when a minted token repeats one already in the plan
+ */
+export async function planRequests(
+  bodies: readonly BodyFor[],
+  count: number,
+  mint: (path: string) => Promise<string>,
+): Promise<PlannedRequest[]> {
+  if (bodies.length === 0) throw new Error('no request bodies to send');
+  const seen = new Set<string>();
+  const plan: PlannedRequest[] = [];
+  for (let i = 0; i < count; i += 1) {
+    const { path, body } = bodies[i % bodies.length]!;
+    const token = await mint(path);
+    if (seen.has(token)) throw new Error(`token ${i} repeats an earlier token`);
+    seen.add(token);
+    plan.push({ path, body, token });
+  }
+  return plan;
+}
+
+/** Raw request as autocannon's `setupRequest` receives and returns it. */
+export interface RawRequest {
+  method?: string;
+  path?: string;
+  body?: string | Buffer;
+  headers?: Record<string, string>;
+}
+
+/**
+ * A cursor over a plan for autocannon's `setupRequest`: each call takes the next request. Past the end
+ * it repeats the last one (the service then refuses the replayed token, which the run counts as a
+ * non-2xx) and `exhausted()` says so, so an undersized pool can never go unnoticed. With `cycle` (for the
+ * bare server, which verifies no token) it starts again from the first.
+ */
+export function planCursor(plan: readonly PlannedRequest[], cycle = false) {
+  let next = 0;
+  let overrun = 0;
+  return {
+    setupRequest(request: RawRequest): RawRequest {
+      if (next >= plan.length && !cycle) overrun += 1;
+      const item = plan[cycle ? next % plan.length : Math.min(next, plan.length - 1)]!;
+      next += 1;
+      request.method = 'POST';
+      request.path = item.path;
+      request.body = item.body;
+      request.headers = {
+        'content-type': 'application/json',
+        'accept-language': 'en',
+        authorization: `Bearer ${item.token}`,
+      };
+      return request;
+    },
+    used: () => (cycle ? next : Math.min(next, plan.length)),
+    exhausted: () => overrun,
+  };
+}
+
+/** The value of a FHIR search parameter token list `system|code,system|code`. */
+function tokenMatches(resource: Resource, tokens: string[]): boolean {
+  const codings = ((resource as { code?: { coding?: { system?: string; code?: string }[] } }).code?.coding ??
+    []) as { system?: string; code?: string }[];
+  return tokens.some((token) => {
+    const [system, code] = token.includes('|') ? token.split('|') : [undefined, token];
+    return codings.some((c) => c.code === code && (system === undefined || c.system === system));
+  });
+}
+
+function dateOf(resource: Resource): string {
+  const r = resource as { effectiveDateTime?: string; recordedDate?: string; dateTime?: string };
+  return r.effectiveDateTime ?? r.recordedDate ?? r.dateTime ?? '';
+}
+
+/**
+ * What an EHR would prefetch for `query` (a service's template, already filled with the patient id) from
+ * one patient's resources: `Type/id` reads, and `Type?…` searches honouring `code`, `status`,
+ * `_sort=-date` and `_count` (the first page). Other parameters (`patient`) hold by construction.
+ * @returns the resource, a searchset Bundle, or null when a read finds nothing
+ */
+export function prefetchFrom(query: string, resources: readonly Resource[]): Resource | Bundle | null {
+  const [head = '', search] = query.split('?');
+  if (search === undefined) {
+    const [type, id] = head.split('/');
+    return resources.find((r) => r.resourceType === type && r.id === id) ?? null;
+  }
+  const params = new URLSearchParams(search);
+  let found = resources.filter((r) => r.resourceType === head);
+  const code = params.get('code');
+  if (code) found = found.filter((r) => tokenMatches(r, code.split(',')));
+  const status = params.get('status');
+  if (status) found = found.filter((r) => (r as { status?: string }).status === status);
+  if (params.get('_sort') === '-date') found = [...found].sort((a, b) => dateOf(b).localeCompare(dateOf(a)));
+  const count = Number(params.get('_count') ?? Number.NaN);
+  if (Number.isInteger(count) && count > 0) found = found.slice(0, count);
+  return {
+    resourceType: 'Bundle',
+    type: 'searchset',
+    total: found.length,
+    entry: found.map((resource) => ({ fullUrl: `${resource.resourceType}/${resource.id}`, resource })),
+  };
+}
+
+/** Value at quantile q (0–1) of `values`, nearest rank. */
+export function quantile(values: readonly number[], q: number): number {
+  if (values.length === 0) return Number.NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1));
+  return sorted[rank]!;
+}
+
+export const median = (values: readonly number[]) => quantile(values, 0.5);
+
+export const round = (value: number, digits = 2) => Number(value.toFixed(digits));
+
+/** Per-resource cost at each prefetch size, and how it changes from one size to the next. */
+export function scalingSummary(points: readonly { resources: number; ms: number }[]) {
+  return points.map((p, i) => {
+    const previous = points[i - 1];
+    return {
+      resources: p.resources,
+      ms: round(p.ms, 3),
+      msPerResource: round(p.ms / p.resources, 4),
+      // Marginal cost of the added resources, free of the fixed per-request part.
+      marginalMsPerResource: previous
+        ? round((p.ms - previous.ms) / (p.resources - previous.resources), 4)
+        : null,
+      // 10× the resources: linear growth gives a time ratio near 10 (less while fixed costs dominate).
+      timeRatio: previous ? round(p.ms / previous.ms, 2) : null,
+    };
+  });
+}
+
+/** Peak and current resident memory from the text of /proc/<pid>/status, in MB. */
+export function memoryFromStatus(text: string): { vmHwmMb: number; vmRssMb: number } {
+  const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? NaN);
+  return { vmHwmMb: round(kb('VmHWM') / 1024, 1), vmRssMb: round(kb('VmRSS') / 1024, 1) };
+}
+
+/** The parts of a V8 .cpuprofile the summary reads. */
+export interface CpuProfile {
+  nodes: {
+    id: number;
+    callFrame: { functionName: string; url: string; lineNumber: number };
+    hitCount?: number;
+  }[];
+  startTime: number;
+  endTime: number;
+}
+
+/** Where code lives, short: `pkg:<name>` for a dependency, `src/…` for ours, `node:` internals. */
+export function placeOf(url: string): string {
+  if (url === '') return '(native)';
+  const pkg = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url);
+  if (pkg) return `pkg:${pkg[1]}`;
+  const own = /\/((?:dist\/)?src\/.*)$/.exec(url);
+  if (own) return own[1]!.replace(/^dist\//, '');
+  return url.startsWith('node:') ? url : url.split('/').slice(-2).join('/');
+}
+
+/**
+ * Self time by function and by place (package or source file), as shares of all samples, largest first.
+ */
+export function summariseProfile(profile: CpuProfile, top = 15) {
+  const total = profile.nodes.reduce((sum, n) => sum + (n.hitCount ?? 0), 0);
+  const byFunction = new Map<string, number>();
+  const byPlace = new Map<string, number>();
+  for (const node of profile.nodes) {
+    const hits = node.hitCount ?? 0;
+    if (hits === 0) continue;
+    const { functionName, url, lineNumber } = node.callFrame;
+    const place = placeOf(url);
+    const name = `${functionName || '(anonymous)'} ${place}${url ? `:${lineNumber + 1}` : ''}`;
+    byFunction.set(name, (byFunction.get(name) ?? 0) + hits);
+    byPlace.set(place, (byPlace.get(place) ?? 0) + hits);
+  }
+  const ranked = (map: Map<string, number>) =>
+    [...map.entries()]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, top)
+      .map(([name, hits]) => ({ name, selfPercent: round((100 * hits) / total, 1) }));
+  return { samples: total, functions: ranked(byFunction), places: ranked(byPlace) };
+}
