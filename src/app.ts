@@ -11,6 +11,9 @@ import type { DestinationStream } from 'pino';
 import { registerClientAuth } from './auth/hook.js';
 import { createMemoryReplayCache, type ReplayCache } from './auth/replay.js';
 import type { Config } from './config.js';
+import { createLinkSigner } from './explanations/link.js';
+import { createExplanations } from './explanations/publish.js';
+import { createExplanationStore } from './explanations/store.js';
 import { httpsOptions, KEEP_ALIVE_TIMEOUT_MS, registerEdge } from './http/edge.js';
 import { registerErrorHandlers } from './http/error-handler.js';
 import { registerRoutes } from './http/routes.js';
@@ -107,6 +110,13 @@ export async function buildApp(
   await registerEdge(app, config);
   registerClientAuth(app, config, { replayCache, fetch: overrides.fetch ?? globalThis.fetch, now });
   registerErrorHandlers(app, config.bodyLimitBytes);
+  const publicUrl = config.publicUrl ?? `http://${config.host}:${config.port}`;
+  // Per instance and in memory: see README "Explanation pages".
+  const explanations = createExplanations({
+    signer: createLinkSigner({ key: config.explanationKey, ttlS: config.explanationTtlS, now }),
+    store: createExplanationStore(config.explanationMaxEntries, now),
+    publicUrl,
+  });
   const { observeCall } = registerOps(app, { config, live, audit });
   registerRoutes(app, {
     registry: live.registry,
@@ -117,10 +127,12 @@ export async function buildApp(
       fhirFetch,
       now,
       uuid: overrides.uuid ?? randomUUID,
-      publicUrl: config.publicUrl ?? `http://${config.host}:${config.port}`,
+      publicUrl,
+      explanations,
     },
     audit,
     analyticsToken: config.analyticsToken,
+    explanations,
   });
   return app;
 }

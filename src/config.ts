@@ -88,6 +88,13 @@ export const CONFIG_SCHEMA = {
     metricsToken: { type: 'string', minLength: 32 },
     // Bearer token for POST /admin/reload; unset, the route answers 404 (reload by SIGHUP only).
     adminToken: { type: 'string', minLength: 32 },
+    // HMAC-SHA256 key signing the links to explanation pages; every instance needs the same key. Unset: a
+    // random key per process, so links die with a restart and only work on the instance that made them.
+    explanationKey: { type: 'string', minLength: 32 },
+    // An explanation page is for the visit the card was shown in: a day covers it, then the link expires.
+    explanationTtlS: { type: 'integer', minimum: 60, maximum: 604_800, default: 86_400 },
+    // Explanations kept in memory per instance (a few KB each; 10 000 is tens of MB). Beyond, the oldest go.
+    explanationMaxEntries: { type: 'integer', minimum: 1, default: 10_000 },
   },
 } as const;
 
@@ -126,6 +133,9 @@ export interface Config {
   analyticsToken?: string;
   metricsToken?: string;
   adminToken?: string;
+  explanationKey?: string;
+  explanationTtlS: number;
+  explanationMaxEntries: number;
 }
 
 type Env = Record<string, string | undefined>;

@@ -7,6 +7,7 @@
 import type { Resource } from 'fhir/r4.js';
 import type { Language } from './cards/detail.js';
 import { renderCards } from './cards/render.js';
+import type { ExplanationPublisher } from './explanations/publish.js';
 import type { HookRequest, HookResponse } from './cds-hooks.js';
 import { consideredDraftOrders } from './orders/draft-orders.js';
 import type { FhirFetch } from './prefetch/fhir-fetch.js';
@@ -24,6 +25,8 @@ export interface PipelineDeps {
   uuid: () => string;
   /** Base URL of this service as clients reach it (links to model cards). */
   publicUrl: string;
+  /** Where the explanations of model-based cards are kept for their pages (none: no link). */
+  explanations?: ExplanationPublisher;
   /** Structured, PHI-free log calls (the request's child logger in the HTTP shell). */
   log: { warn(fields: Record<string, unknown>, message: string): void };
 }
@@ -151,6 +154,7 @@ export async function runService(
     now,
     uuid: deps.uuid,
     publicUrl: deps.publicUrl,
+    explanations: deps.explanations,
   });
   const cardsMs = since(start);
 

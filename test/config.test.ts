@@ -130,3 +130,20 @@ t.test(
     });
   },
 );
+
+t.test('explanation links: a key of at least 32 characters, a day by default', async (t) => {
+  const defaults = loadConfig({});
+  t.equal(defaults.explanationKey, undefined, 'unset: a random key per process');
+  t.equal(defaults.explanationTtlS, 86_400);
+  t.equal(defaults.explanationMaxEntries, 10_000);
+  const config = loadConfig({ CDS_EXPLANATION_KEY: 'e'.repeat(32), CDS_EXPLANATION_TTL_S: '3600' });
+  t.equal(config.explanationKey, 'e'.repeat(32));
+  t.equal(config.explanationTtlS, 3600);
+  t.throws(() => loadConfig({ CDS_EXPLANATION_KEY: 'short' }), {
+    message:
+      'Invalid configuration: explanationKey (CDS_EXPLANATION_KEY) must NOT have fewer than 32 characters',
+  });
+  t.throws(() => loadConfig({ CDS_EXPLANATION_TTL_S: '10' }), {
+    message: /explanationTtlS \(CDS_EXPLANATION_TTL_S\) must be >= 60/,
+  });
+});

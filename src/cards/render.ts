@@ -7,6 +7,7 @@
 import type { Action, Card, Coding, Suggestion } from '../cds-hooks.js';
 import { OVERRIDE_REASONS, type OverrideReasonCode, SYSTEM } from '../codes.js';
 import { EXPLANATION_EXTENSION, explain } from '../explain/explain.js';
+import type { ExplanationPublisher } from '../explanations/publish.js';
 import type { UnavailableData } from '../prefetch/resolve.js';
 import { formatRisk, type ModelOutcome } from '../models/score.js';
 import type { FocusResult } from '../rules/evaluate.js';
@@ -24,6 +25,8 @@ export interface RenderInput {
   language: Language;
   now: Date;
   uuid: () => string;
+  /** Stores the explanation of each model-based card and gives the signed link to its page. */
+  explanations?: ExplanationPublisher;
 }
 
 /** CDS Hooks 2.0 §Card: "summary … SHOULD be less than 140 characters". */
@@ -215,8 +218,9 @@ function renderCard(spec: CardSpec, focus: FocusResult, input: RenderInput): Car
   const model = modelOutcomeOf(spec.when, focus);
   const values = placeholderValues(input, focus, model);
   const explanation = explain(input.service, focus, input.unavailable, model);
+  const uuid = input.uuid();
   const card: Card = {
-    uuid: input.uuid(),
+    uuid,
     summary: truncate(fillText(spec.summary[lang], values, lang), SUMMARY_MAX),
     detail: renderDetail(explanation, spec.detail && fillText(spec.detail[lang], values, lang), lang),
     indicator: spec.indicator,
@@ -235,6 +239,16 @@ function renderCard(spec: CardSpec, focus: FocusResult, input: RenderInput): Car
     card.selectionBehavior = spec.selectionBehavior ?? 'at-most-one';
   }
   const links = (spec.links ?? []).map((l) => ({ label: l.label[lang], url: l.url, type: l.type }));
+  if (model && input.explanations) {
+    links.push({
+      label:
+        lang === 'fr'
+          ? 'Explication (graphique, données, fiche du modèle)'
+          : 'Explanation (chart, data, model card)',
+      url: input.explanations.publish(uuid, explanation, card.summary, lang),
+      type: 'absolute',
+    });
+  }
   if (model) {
     links.push({
       label: lang === 'fr' ? `Fiche du modèle ${model.model.id}` : `Model card of ${model.model.id}`,

@@ -431,6 +431,54 @@ export function buildOpenApi(): Record<string, unknown> {
         options: preflight('modelCardJsonPreflight', 'GET'),
       },
       ...opsPaths({ errorResponse, preflight }),
+      '/explanations/{uuid}': {
+        get: {
+          operationId: 'explanationPage',
+          summary: 'Explanation page of a model-based card',
+          description:
+            'Server-rendered HTML (no script, no external asset): the estimate, a waterfall chart of the contributions, the data used, the model card summary and the patient sentences. The link on the card is the credential (no CDS client JWT); a forged, expired or unknown link gets the same 404 page.',
+          security: [],
+          parameters: [
+            {
+              name: 'uuid',
+              in: 'path',
+              required: true,
+              description: 'The card uuid',
+              schema: { type: 'string' },
+            },
+            {
+              name: 'exp',
+              in: 'query',
+              required: true,
+              description: 'Expiry of the link (unix seconds)',
+              schema: { type: 'string', pattern: '^[1-9][0-9]*$' },
+            },
+            {
+              name: 'sig',
+              in: 'query',
+              required: true,
+              description: 'base64url HMAC-SHA256 of "uuid.exp" (CDS_EXPLANATION_KEY)',
+              schema: { type: 'string', pattern: '^[A-Za-z0-9_-]{43}$' },
+            },
+            {
+              name: 'lang',
+              in: 'query',
+              required: false,
+              description: 'Page language; default: the card language',
+              schema: { type: 'string', enum: ['en', 'fr'] },
+            },
+          ],
+          responses: {
+            '200': { description: 'The page', content: { 'text/html': { schema: { type: 'string' } } } },
+            '404': {
+              description:
+                'The link is not valid, has expired or is unknown to this instance (one fixed page)',
+              content: { 'text/html': { schema: { type: 'string' } } },
+            },
+          },
+        },
+        options: preflight('explanationPagePreflight', 'GET'),
+      },
     },
     components: {
       schemas: { ...SCHEMAS, ServiceDefinition, ModelManifest, ...contextSchemas },

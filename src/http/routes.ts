@@ -9,7 +9,9 @@ import type { CompiledService } from '../services/load.js';
 import type { ModelRegistry } from '../models/load.js';
 import type { Registry } from '../services/registry.js';
 import type { AuditTrail } from '../store/audit-trail.js';
+import type { Explanations } from '../explanations/publish.js';
 import { registerAnalytics } from './analytics.js';
+import { registerExplanationRoutes } from './explanations.js';
 import { feedbackHandler } from './feedback.js';
 import { registerModelRoutes } from './models.js';
 import { serviceCallHandler } from './service-call.js';
@@ -24,6 +26,8 @@ export interface RouteDeps {
   analyticsToken: string | undefined;
   /** Told about every answered service call (metrics). */
   observeCall?: (service: CompiledService, outcome: ServiceOutcome) => void;
+  /** The explanation pages of model-based cards (signed links, outside /cds-services). */
+  explanations: Explanations;
 }
 
 export function registerRoutes(app: FastifyInstance, deps: RouteDeps): void {
@@ -38,4 +42,9 @@ export function registerRoutes(app: FastifyInstance, deps: RouteDeps): void {
   );
   registerAnalytics(app, { audit: deps.audit, token: deps.analyticsToken, now: deps.pipeline.now });
   registerModelRoutes(app, deps.models);
+  registerExplanationRoutes(app, {
+    explanations: deps.explanations,
+    models: deps.models,
+    publicUrl: deps.pipeline.publicUrl,
+  });
 }
