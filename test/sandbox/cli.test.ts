@@ -202,8 +202,10 @@ t.test(
     );
     t.teardown(() => server!.close());
     const sandbox = server!;
-    const withPrefetch = await buildTestApp();
-    const fetching = await buildTestApp();
+    // One explanation key for both, so the signed explanation links of equal cards are equal too.
+    const explanationKey = 'e'.repeat(32);
+    const withPrefetch = await buildTestApp({ explanationKey });
+    const fetching = await buildTestApp({ explanationKey });
     t.teardown(() => withPrefetch.app.close());
     t.teardown(() => fetching.app.close());
 
