@@ -1,48 +1,14 @@
-import type { Bundle, Resource } from 'fhir/r4.js';
 import t from 'tap';
 import { EXPLANATION_EXTENSION } from '../../src/explain/explain.js';
 import type { PatientOptions } from '../../src/synthetic/patients.js';
-import { generatePatient } from '../../src/synthetic/patients.js';
-import { resourcesOf, searchset, toServerForm } from '../../src/synthetic/bundle.js';
-import { createRng } from '../../src/synthetic/random.js';
-import { assertConforms, buildTestApp, NOW } from '../helpers/app.js';
-
-const URL = '/cds-services/knee-oa-progression';
+import { assertConforms, buildTestApp } from '../helpers/app.js';
+import { HIGH_RISK as HIGH, KNEE_OA_URL as URL, kneeOaCall } from '../helpers/knee-oa-call.js';
 
 /** A generated patient and the hook request carrying its whole record as prefetch. */
 function call(options: PatientOptions, seed = 1) {
-  const bundle: Bundle = toServerForm(generatePatient(createRng(seed, 0), { ...options, now: NOW }));
-  const resources = resourcesOf(bundle);
-  const of = (type: string) => resources.filter((r: Resource) => r.resourceType === type);
-  const patient = of('Patient')[0]!;
-  return {
-    patientId: patient.id!,
-    payload: {
-      hook: 'patient-view',
-      hookInstance: '2c3d1f0e-8d4b-4f5e-9d7a-0b1c2d3e4f50',
-      context: { userId: 'Practitioner/p1', patientId: patient.id! },
-      prefetch: {
-        patient,
-        conditions: searchset(of('Condition')),
-        observations: searchset(of('Observation')),
-        consent: searchset(of('Consent')),
-      },
-    },
-  };
+  const payload = kneeOaCall(options, seed);
+  return { patientId: payload.context.patientId, payload };
 }
-
-const HIGH: PatientOptions = {
-  kneeOa: true,
-  age: 70,
-  gender: 'female',
-  bmi: 36,
-  painScore: 9,
-  kneeInjury: true,
-  handOa: true,
-  diabetes: true,
-  klGrade: 3,
-  lesions: 0,
-};
 
 t.test('a knee-OA patient with many risk factors gets a warning card that explains itself', async (t) => {
   const { app } = await buildTestApp({ publicUrl: 'https://cds.example.org' });
