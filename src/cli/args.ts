@@ -2,6 +2,7 @@
  * Command line of the hook CLI: parsed and checked before anything is read or sent. Pure.
  */
 import { parseArgs } from 'node:util';
+import { UsageError } from '../usage.js';
 import type { FeedbackChoice } from './hook.js';
 
 export const USAGE = `Usage: cds-hook --url <CDS base URL> --service <id> <patient> [options]
@@ -36,10 +37,6 @@ Output:
 
 Exit codes: 0 every call succeeded, 1 some call failed, 2 usage error.
 `;
-
-export class UsageError extends Error {
-  override name = 'UsageError';
-}
 
 const OPTIONS = {
   url: { type: 'string' },
@@ -168,3 +165,5 @@ export function parseCliArgs(argv: readonly string[]): ParsedCli {
     },
   };
 }
+
+export { UsageError };

@@ -11,10 +11,10 @@
  */
 import { realpathSync, statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import { parseNow } from '../synthetic/generate.js';
 import { countByType, type LoadedResources, loadBundleFolder, loadGenerated } from './load.js';
 import { type StartedFhirServer, startFhirServer } from './server.js';
+import { parseOptions, UsageError } from '../usage.js';
 
 export const DEFAULT_PORT = 8090;
 export const DEFAULT_PATIENTS = 20;
@@ -47,10 +47,6 @@ export interface SandboxArgs {
   pageSize?: number;
 }
 
-export class UsageError extends Error {
-  override name = 'UsageError';
-}
-
 const OPTIONS = {
   port: { type: 'string' },
   patients: { type: 'string' },
@@ -77,23 +73,7 @@ function integer(name: string, text: string, min: number, max: number): number {
  * @throws UsageError with a one-line message naming the bad option.
  */
 export function parseSandboxArgs(argv: readonly string[], today: Date): SandboxArgs | 'help' {
-  const { values, tokens } = parseArgs({
-    args: [...argv],
-    options: OPTIONS,
-    strict: false,
-    allowPositionals: true,
-    tokens: true,
-  });
-  for (const token of tokens) {
-    if (token.kind === 'positional') throw new UsageError(`unexpected argument "${token.value}"`);
-    if (token.kind !== 'option') continue;
-    if (!Object.hasOwn(OPTIONS, token.name)) throw new UsageError(`unknown option ${token.rawName}`);
-    const type = OPTIONS[token.name as keyof typeof OPTIONS].type;
-    if (type === 'string' && token.value === undefined)
-      throw new UsageError(`${token.rawName} needs a value`);
-    if (type === 'boolean' && token.value !== undefined)
-      throw new UsageError(`${token.rawName} takes no value`);
-  }
+  const values = parseOptions(argv, OPTIONS);
   if (values.help === true) return 'help';
   const text = (name: keyof typeof OPTIONS) => values[name] as string | undefined;
 
@@ -249,3 +229,5 @@ if (invokedDirectly()) {
     process.once('SIGTERM', stop);
   }
 }
+
+export { UsageError };

@@ -11,9 +11,9 @@ import { realpathSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import type { Bundle, Patient } from 'fhir/r4.js';
 import { iterateCohort } from './patients.js';
+import { parseOptions, UsageError } from '../usage.js';
 
 /** Largest accepted --count. */
 export const MAX_COUNT = 100_000;
@@ -43,11 +43,6 @@ export interface CliArgs {
 
 /** Result of {@link parseCliArgs}: arguments to run with, or a request for help. */
 export type ParsedCli = { kind: 'run'; args: CliArgs } | { kind: 'help' };
-
-/** A bad command line; `message` says what is wrong, in one line. */
-export class UsageError extends Error {
-  override name = 'UsageError';
-}
 
 const OPTIONS = {
   seed: { type: 'string' },
@@ -96,23 +91,7 @@ function required(values: Record<string, string | boolean | undefined>, name: st
  * @throws UsageError with a one-line message naming the bad option.
  */
 export function parseCliArgs(argv: readonly string[], today: Date): ParsedCli {
-  const { values, tokens } = parseArgs({
-    args: [...argv],
-    options: OPTIONS,
-    strict: false,
-    allowPositionals: true,
-    tokens: true,
-  });
-  for (const token of tokens) {
-    if (token.kind === 'positional') throw new UsageError(`unexpected argument "${token.value}"`);
-    if (token.kind !== 'option') continue;
-    if (!Object.hasOwn(OPTIONS, token.name)) throw new UsageError(`unknown option ${token.rawName}`);
-    const type = OPTIONS[token.name as keyof typeof OPTIONS].type;
-    if (type === 'string' && token.value === undefined)
-      throw new UsageError(`${token.rawName} needs a value`);
-    if (type === 'boolean' && token.value !== undefined)
-      throw new UsageError(`${token.rawName} takes no value`);
-  }
+  const values = parseOptions(argv, OPTIONS);
   if (values.help === true) return { kind: 'help' };
 
   const seedText = required(values, 'seed');
@@ -237,3 +216,5 @@ if (invokedDirectly()) {
     today: new Date(),
   });
 }
+
+export { UsageError };
