@@ -10,24 +10,12 @@ import { exportJWK, exportPKCS8 } from 'jose';
 import t from 'tap';
 import { run, type CliIo } from '../../src/cli/main.js';
 import { patientOf, resourcesOf, toServerForm } from '../../src/synthetic/bundle.js';
-import { generatePatient, type PatientOptions } from '../../src/synthetic/patients.js';
+import { generatePatient } from '../../src/synthetic/patients.js';
 import { createRng } from '../../src/synthetic/random.js';
 import { NOW, tempDir } from '../helpers/app.js';
+import { HIGH_RISK as HIGH } from '../helpers/knee-oa-call.js';
 import { startFhirServer } from '../helpers/fhir-server.js';
 import { buildAuthApp, ISSUER, jwksOf, makeKey } from '../helpers/jwt.js';
-
-const HIGH: PatientOptions = {
-  kneeOa: true,
-  age: 70,
-  gender: 'female',
-  bmi: 36,
-  painScore: 9,
-  kneeInjury: true,
-  handOa: true,
-  diabetes: true,
-  klGrade: 3,
-  lesions: 0,
-};
 
 async function freePort(): Promise<number> {
   const server = createServer();
