@@ -7,6 +7,7 @@
  */
 import fhirpath from 'fhirpath';
 import r4 from 'fhirpath/fhir-context/r4/index.js';
+import { type AstNode, narrow, planNarrowing } from './narrow.js';
 
 /** Variables fhirpath.js or the FHIRPath spec define; definitions may use them without declaring them. */
 const BUILT_IN_VARIABLES = new Set([
@@ -49,6 +50,14 @@ const userInvocationTable = {
   },
 };
 
+/** Narrowing on (the default) or off: off only to compare results and timings (tests, benchmark). */
+let narrowing = true;
+
+/** Switches narrowing (`narrow.ts`) on or off for every compiled expression. */
+export function setNarrowing(enabled: boolean): void {
+  narrowing = enabled;
+}
+
 /** Names of `%variables` an expression uses, string literals and built-ins left out. */
 export function variablesOf(source: string): string[] {
   const withoutStrings = source.replace(/'(?:[^'\\]|\\.)*'/g, "''");
@@ -89,13 +98,16 @@ export function compileExpression(
   } catch (error) {
     throw new Error(`invalid FHIRPath "${source}": ${(error as Error).message.split('\n')[0]}`);
   }
+  // Which collections may be cut down before fhirpath.js walks them (narrow.ts says why it is exact).
+  const plan = planNarrowing(fhirpath.parse(source) as AstNode);
   return {
     source,
     evaluate(input, env, now) {
       clock.now = now;
       clock.today = undefined;
       clock.nowValue = undefined;
-      return compiled(input, env as Record<string, unknown>) as unknown[];
+      const narrowed = narrowing ? narrow(plan, input, env) : { input, env };
+      return compiled(narrowed.input, narrowed.env as Record<string, unknown>) as unknown[];
     },
   };
 }

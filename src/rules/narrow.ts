@@ -1,0 +1,412 @@
+/**
+ * Narrowing: hands fhirpath.js only the part of a collection that an expression can keep.
+ *
+ * fhirpath.js walks every element with typed wrappers (about 30 µs per Observation for a
+ * `where(code.coding.where(…).exists() and …)` here), so an expression that picks two body-mass-index
+ * Observations out of a 200-resource prefetch pays for all 200. Most expressions of the bundled services
+ * and models have the same shape: a collection read once and at once filtered by code,
+ *
+ *     %observations.entry.resource.ofType(Observation).where(code.coding.where(system = 'S' and code = 'C').exists() and …)
+ *     component.where(code.coding.where(system = 'S' and code = 'C').exists()).value
+ *
+ * For such an expression the filter's code test is compiled once, from the expression's own syntax tree,
+ * into a plain JavaScript predicate, and at evaluation the collection is cut down to the elements that
+ * pass it before fhirpath.js runs. The expression itself is not changed: fhirpath.js still evaluates all
+ * of it, on fewer elements.
+ *
+ * Why the result cannot change. The predicate over-approximates "the code test is true": it is false only
+ * where the test is certainly not true (a coding whose `system` is a different string, or is missing), and
+ * true for anything it does not understand (an operator other than `=`, `and`, `or`, `startsWith`; a value
+ * that is not a string). A `where` keeps an element only when its criterion is true, and `A and B` is true
+ * only when A is; so an element the predicate removes is one the `where` would have dropped. Narrowing is
+ * planned only when *every* read of the collection in the expression goes through such a filter:
+ *
+ * - a `%name` variable, when each of its occurrences is `%name.entry.resource[.ofType(T)].where(C)` with a
+ *   code test among the top-level `and` terms of C (the Bundle's other members are never read);
+ * - the `component` list of the input, when every `component` read in the expression is followed by such a
+ *   `where`, and nothing in the expression can reach the input as a whole (no `$this`, `%context`,
+ *   `%resource`, `%rootResource`, no type-name path such as `Observation.…`, no function such as `first()`
+ *   or `where()` applied to the input): only its components differ, and they are only ever read filtered.
+ *
+ * Anything else (another use of the variable, a top-level `or`, `!=`, `~`, an unknown function) leaves
+ * that collection whole. The rule for each expression is decided once, at compile time;
+ * test/rules/narrow.test.ts checks both the analysis and, on generated records, that every bundled
+ * expression gives the same result narrowed or not.
+ */
+
+/** A node of fhirpath.js's parse tree (`fhirpath.parse`). */
+export interface AstNode {
+  type: string;
+  text?: string;
+  delimitedText?: string;
+  children?: AstNode[];
+}
+
+/** Whether a value (a resource, a component, a coding) may pass the filter. */
+type Predicate = (value: unknown) => boolean;
+
+export interface NarrowingPlan {
+  /** Variables whose Bundle is cut down to the entries whose resource may pass, by name. */
+  variables: ReadonlyMap<string, { key: string; keep: Predicate }>;
+  /** The input's `component` list is cut down to the components that may pass. */
+  component: Predicate | undefined;
+}
+
+const NO_PLAN: NarrowingPlan = { variables: new Map(), component: undefined };
+
+/** fhirpath.js's built-in variables that give the input (or its resource) as a whole. */
+const WHOLE_INPUT_VARIABLES = new Set(['context', 'resource', 'rootResource']);
+
+/**
+ * Functions that, applied to the input at the start of a path, give back a value computed from it rather
+ * than (part of) the input itself. Any other function there (`first()`, `where()`, `select()`, …) could
+ * hand the narrowed input on as a whole.
+ */
+const INPUT_SAFE_FUNCTIONS = new Set(['iif', 'exists', 'empty', 'count', 'not', 'today', 'now', 'hasValue']);
+
+/** Functions whose parameter is a type name, not a path. */
+const TYPE_FUNCTIONS = new Set(['ofType', 'is', 'as']);
+
+const kids = (node: AstNode | undefined): AstNode[] => node?.children ?? [];
+
+/** Skips the wrappers that do not change meaning: `TermExpression`, `ParenthesizedTerm`. */
+function unwrap(node: AstNode): AstNode {
+  let current = node;
+  while (
+    (current.type === 'TermExpression' || current.type === 'ParenthesizedTerm') &&
+    kids(current).length === 1
+  ) {
+    current = kids(current)[0]!;
+  }
+  return current;
+}
+
+/** One step of a path: the head term, then member or function invocations. */
+type Step =
+  | { kind: 'member'; name: string; node: AstNode }
+  | { kind: 'function'; name: string; params: AstNode[]; node: AstNode }
+  | { kind: 'variable'; name: string; node: AstNode }
+  | { kind: 'this'; node: AstNode }
+  | { kind: 'other'; node: AstNode };
+
+function stepOf(node: AstNode): Step {
+  const n = unwrap(node);
+  if (n.type === 'InvocationTerm') return stepOf(kids(n)[0]!);
+  if (n.type === 'MemberInvocation') return { kind: 'member', name: n.text ?? '', node: n };
+  if (n.type === 'FunctionInvocation') {
+    const functn = kids(n)[0];
+    const params = kids(kids(functn).find((c) => c.type === 'ParamList'));
+    return { kind: 'function', name: functn?.text ?? n.text ?? '', params, node: n };
+  }
+  if (n.type === 'ExternalConstantTerm') {
+    const name = n.delimitedText ?? kids(kids(n)[0])[0]?.text ?? n.text ?? '';
+    return { kind: 'variable', name, node: n };
+  }
+  if (n.type === 'ThisInvocation') return { kind: 'this', node: n };
+  return { kind: 'other', node: n };
+}
+
+/** A path `a.b.f(x).c` as its steps, or undefined when the node is not a path. */
+function pathOf(node: AstNode): Step[] | undefined {
+  const n = unwrap(node);
+  if (n.type === 'InvocationExpression') {
+    const [left, right] = kids(n);
+    const head = left && pathOf(left);
+    return head && right ? [...head, stepOf(right)] : undefined;
+  }
+  if (n.type === 'InvocationTerm' || n.type === 'ExternalConstantTerm') return [stepOf(n)];
+  return undefined;
+}
+
+function stringLiteral(node: AstNode): string | undefined {
+  const n = unwrap(node);
+  const literal = n.type === 'LiteralTerm' ? kids(n)[0] : n;
+  if (literal?.type !== 'StringLiteral' || literal.text === undefined) return undefined;
+  const text = literal.text;
+  // Only literals without escapes: their value is the text between the quotes.
+  if (!/^'[^'\\]*'$/.test(text)) return undefined;
+  return text.slice(1, -1);
+}
+
+/** A single member name at the start of a path (`system`, `code`), or undefined. */
+function memberName(node: AstNode): string | undefined {
+  const path = pathOf(node);
+  return path?.length === 1 && path[0]!.kind === 'member' ? path[0]!.name : undefined;
+}
+
+const isRecord = (value: unknown): value is Record<string, unknown> =>
+  typeof value === 'object' && value !== null && !Array.isArray(value);
+
+/** Parsed JSON only: fhirpath.js's own typed nodes (kept-type results passed back in) are left alone. */
+const isPlainObject = (value: unknown): value is Record<string, unknown> =>
+  isRecord(value) && Object.getPrototypeOf(value) === Object.prototype;
+
+/**
+ * The test of a coding, from the criterion of `coding.where(…)`: true unless the coding certainly fails.
+ * `key` spells the test, so that identical tests share their narrowed collections.
+ */
+function codingTest(node: AstNode): { keep: Predicate; key: string } {
+  const n = unwrap(node);
+  const [left, right] = kids(n);
+  // `xor` is parsed as an OrExpression too: it falls through to the default below.
+  if ((n.type === 'AndExpression' || (n.type === 'OrExpression' && n.text === 'or')) && left && right) {
+    const a = codingTest(left);
+    const b = codingTest(right);
+    return n.type === 'AndExpression'
+      ? { keep: (c) => a.keep(c) && b.keep(c), key: `(${a.key}&${b.key})` }
+      : { keep: (c) => a.keep(c) || b.keep(c), key: `(${a.key}|${b.key})` };
+  }
+  if (n.type === 'EqualityExpression' && n.text === '=' && left && right) {
+    const [field, value] =
+      memberName(left) !== undefined
+        ? [memberName(left), stringLiteral(right)]
+        : [memberName(right), stringLiteral(left)];
+    if (field !== undefined && value !== undefined) {
+      return {
+        keep: (c) => {
+          if (!isRecord(c)) return true;
+          const v = c[field];
+          // Missing: `=` is empty, never true. Not a plain string: not understood, kept.
+          return v === undefined || v === null ? false : typeof v === 'string' ? v === value : true;
+        },
+        key: `${field}=${JSON.stringify(value)}`,
+      };
+    }
+  }
+  const path = pathOf(n);
+  if (path?.length === 2 && path[0]!.kind === 'member' && path[1]!.kind === 'function') {
+    const field = path[0]!.name;
+    const call = path[1]!;
+    const prefix =
+      call.name === 'startsWith' && call.params.length === 1 ? stringLiteral(call.params[0]!) : undefined;
+    if (prefix !== undefined) {
+      return {
+        keep: (c) => {
+          if (!isRecord(c)) return true;
+          const v = c[field];
+          return v === undefined || v === null ? false : typeof v === 'string' ? v.startsWith(prefix) : true;
+        },
+        key: `${field}^=${JSON.stringify(prefix)}`,
+      };
+    }
+  }
+  return { keep: () => true, key: '*' };
+}
+
+/** The values of `name` in each item, as FHIRPath sees them: a list's items, a single value, or none. */
+function membersOf(items: readonly unknown[], name: string): unknown[] {
+  const out: unknown[] = [];
+  for (const item of items) {
+    if (!isRecord(item)) continue;
+    const v = item[name];
+    if (Array.isArray(v)) out.push(...v);
+    else if (v !== undefined && v !== null) out.push(v);
+  }
+  return out;
+}
+
+/** `code.coding.where(K).exists()`: the code test of an element, or undefined when `term` is not one. */
+function codeTest(term: AstNode): { keep: Predicate; key: string } | undefined {
+  const path = pathOf(term);
+  if (path?.length !== 4) return undefined;
+  const [code, coding, where, exists] = path as [Step, Step, Step, Step];
+  if (code.kind !== 'member' || code.name !== 'code' || coding.kind !== 'member' || coding.name !== 'coding')
+    return undefined;
+  if (where.kind !== 'function' || where.name !== 'where' || where.params.length !== 1) return undefined;
+  if (exists.kind !== 'function' || exists.name !== 'exists' || exists.params.length !== 0) return undefined;
+  const test = codingTest(where.params[0]!);
+  if (test.key === '*') return undefined;
+  return {
+    keep: (element) => {
+      // Anything but objects is left to fhirpath.js.
+      if (!isRecord(element)) return true;
+      const codings = membersOf(membersOf([element], 'code'), 'coding');
+      return codings.some((c) => test.keep(c));
+    },
+    key: `code.coding[${test.key}]`,
+  };
+}
+
+/** The code test among the top-level `and` terms of a `where` criterion (the first one found). */
+function filterOf(criterion: AstNode): { keep: Predicate; key: string } | undefined {
+  const n = unwrap(criterion);
+  if (n.type === 'AndExpression') {
+    const [left, right] = kids(n);
+    return (left && filterOf(left)) ?? (right && filterOf(right));
+  }
+  return codeTest(n);
+}
+
+/** Every node of the tree, depth first. */
+function* walk(node: AstNode): Generator<AstNode> {
+  yield node;
+  for (const child of kids(node)) yield* walk(child);
+}
+
+/** The paths of the tree: each maximal `InvocationExpression` chain and each lone term. */
+function* pathsIn(node: AstNode, insidePath = false): Generator<{ steps: Step[]; typeParameter: boolean }> {
+  const n = node;
+  if (
+    !insidePath &&
+    (n.type === 'InvocationExpression' || n.type === 'InvocationTerm' || n.type === 'ExternalConstantTerm')
+  ) {
+    const steps = pathOf(n);
+    if (steps) {
+      yield { steps, typeParameter: false };
+      // Parameters of the functions in the path hold paths of their own.
+      for (const step of steps) {
+        if (step.kind !== 'function') continue;
+        for (const param of step.params) {
+          if (TYPE_FUNCTIONS.has(step.name)) {
+            const inner = pathOf(param);
+            if (inner) yield { steps: inner, typeParameter: true };
+            continue;
+          }
+          yield* pathsIn(param);
+        }
+      }
+      return;
+    }
+  }
+  for (const child of kids(n)) yield* pathsIn(child, false);
+}
+
+/** How each occurrence of a variable reads its Bundle: the entries' resources it may keep. */
+function variableRead(steps: Step[], at: number): { keep: Predicate; key: string } | undefined {
+  const [entry, resource] = [steps[at + 1], steps[at + 2]];
+  if (
+    entry?.kind !== 'member' ||
+    entry.name !== 'entry' ||
+    resource?.kind !== 'member' ||
+    resource.name !== 'resource'
+  )
+    return undefined;
+  let next = at + 3;
+  let type: string | undefined;
+  const ofType = steps[next];
+  if (ofType?.kind === 'function' && ofType.name === 'ofType' && ofType.params.length === 1) {
+    const typePath = pathOf(ofType.params[0]!);
+    // A plain type name; a qualified one (FHIR.Observation) is not checked here, only the code.
+    if (typePath?.length === 1 && typePath[0]!.kind === 'member') type = typePath[0]!.name;
+    next += 1;
+  }
+  const where = steps[next];
+  const filter =
+    where?.kind === 'function' && where.name === 'where' && where.params.length === 1
+      ? filterOf(where.params[0]!)
+      : undefined;
+  if (!filter && type === undefined) return undefined;
+  const t = type;
+  return {
+    keep: (r) =>
+      !isRecord(r) || ((t === undefined || r.resourceType === t) && (filter === undefined || filter.keep(r))),
+    key: `${t ?? '*'}:${filter?.key ?? '*'}`,
+  };
+}
+
+/**
+ * The narrowing an expression allows, from its parse tree.
+ * @param ast what `fhirpath.parse(source)` returns
+ */
+export function planNarrowing(ast: AstNode): NarrowingPlan {
+  const reads = new Map<string, ({ keep: Predicate; key: string } | undefined)[]>();
+  const componentReads: ({ keep: Predicate; key: string } | undefined)[] = [];
+  let inputExposed = false;
+
+  for (const { steps, typeParameter } of pathsIn(ast)) {
+    const head = steps[0]!;
+    if (typeParameter) continue;
+    if (head.kind === 'this') inputExposed = true;
+    if (head.kind === 'variable') {
+      if (WHOLE_INPUT_VARIABLES.has(head.name)) inputExposed = true;
+      const list = reads.get(head.name) ?? [];
+      list.push(variableRead(steps, 0));
+      reads.set(head.name, list);
+    }
+    if (head.kind === 'function' && !INPUT_SAFE_FUNCTIONS.has(head.name)) inputExposed = true;
+    // A path starting with a type name (`Observation.component`) starts from the input itself.
+    if (head.kind === 'member' && /^[A-Z]/.test(head.name)) inputExposed = true;
+    if (head.kind === 'other' && steps.length > 1) inputExposed = true;
+    steps.forEach((step, i) => {
+      if (step.kind !== 'member' || step.name !== 'component') return;
+      const where = steps[i + 1];
+      componentReads.push(
+        where?.kind === 'function' && where.name === 'where' && where.params.length === 1
+          ? filterOf(where.params[0]!)
+          : undefined,
+      );
+    });
+  }
+  // A variable or `component` may also appear where no path was recognised (an operand the walk above
+  // does not reach as a path): count every occurrence in the tree, and plan only when all were seen.
+  const seen = new Map<string, number>();
+  let components = 0;
+  for (const node of walk(ast)) {
+    const step = node.type === 'ExternalConstantTerm' ? stepOf(node) : undefined;
+    if (step?.kind === 'variable') seen.set(step.name, (seen.get(step.name) ?? 0) + 1);
+    if (node.type === 'MemberInvocation' && node.text === 'component') components += 1;
+  }
+
+  const variables = new Map<string, { key: string; keep: Predicate }>();
+  for (const [name, list] of reads) {
+    if (list.length !== seen.get(name) || list.some((r) => r === undefined)) continue;
+    const tests = list as { keep: Predicate; key: string }[];
+    const key = [...new Set(tests.map((t) => t.key))].sort().join(' | ');
+    variables.set(name, { key, keep: (r) => tests.some((t) => t.keep(r)) });
+  }
+  const component =
+    !inputExposed &&
+    componentReads.length > 0 &&
+    componentReads.length === components &&
+    componentReads.every((r) => r !== undefined)
+      ? (c: unknown) => componentReads.some((t) => t!.keep(c))
+      : undefined;
+  return variables.size === 0 && component === undefined ? NO_PLAN : { variables, component };
+}
+
+/** Narrowed Bundles, per original Bundle and filter: computed once per call, shared by the expressions. */
+const narrowedBundles = new WeakMap<object, Map<string, object>>();
+
+function narrowBundle(bundle: unknown, key: string, keep: Predicate): unknown {
+  if (!isPlainObject(bundle) || bundle.resourceType !== 'Bundle' || !Array.isArray(bundle.entry))
+    return bundle;
+  let byKey = narrowedBundles.get(bundle);
+  if (!byKey) {
+    byKey = new Map();
+    narrowedBundles.set(bundle, byKey);
+  }
+  let narrowed = byKey.get(key);
+  if (!narrowed) {
+    const entry = (bundle.entry as unknown[]).filter(
+      (e) => isRecord(e) && e.resource !== undefined && keep(e.resource),
+    );
+    narrowed = { resourceType: 'Bundle', entry };
+    byKey.set(key, narrowed);
+  }
+  return narrowed;
+}
+
+/** The input and variables to evaluate on, narrowed as the plan allows. */
+export function narrow(
+  plan: NarrowingPlan,
+  input: unknown,
+  env: Readonly<Record<string, unknown>>,
+): { input: unknown; env: Readonly<Record<string, unknown>> } {
+  if (plan === NO_PLAN) return { input, env };
+  let narrowedEnv = env;
+  for (const [name, { key, keep }] of plan.variables) {
+    if (!(name in env)) continue;
+    const value = env[name];
+    const narrowed = narrowBundle(value, key, keep);
+    if (narrowed !== value) {
+      if (narrowedEnv === env) narrowedEnv = { ...env };
+      (narrowedEnv as Record<string, unknown>)[name] = narrowed;
+    }
+  }
+  let narrowedInput = input;
+  if (plan.component && isPlainObject(input) && Array.isArray(input.component)) {
+    const keep = plan.component;
+    narrowedInput = { ...input, component: (input.component as unknown[]).filter((c) => keep(c)) };
+  }
+  return { input: narrowedInput, env: narrowedEnv };
+}
