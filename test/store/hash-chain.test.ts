@@ -1,7 +1,12 @@
 import t from 'tap';
+import { toServerForm } from '../../src/synthetic/bundle.js';
+import { generatePatient } from '../../src/synthetic/patients.js';
+import { createRng } from '../../src/synthetic/random.js';
+import { NOW } from '../helpers/app.js';
 import {
   type ChainRow,
   canonicalJson,
+  canonicalJsonSlow,
   chainHash,
   GENESIS,
   sha256Hex,
@@ -33,6 +38,31 @@ t.test(
     t.throws(() => canonicalJson(1n), /cannot encode a bigint/);
   },
 );
+
+t.test('the fast and the iterative canonical JSON write the same text', async (t) => {
+  const values: unknown[] = [
+    { b: 1, a: { d: [3, { z: 1, y: 2 }], c: 'x' } },
+    { a: undefined, b: [undefined, null, -0, 1e21, 'é\u2028'], c: {} },
+    { '': 1, B: 2, a: 3, é: 4, '10': 5, '9': 6 },
+    // Own keys only, before toJSON(): a Date is an object without keys, as the iterative walk sees it.
+    { at: new Date(0), map: new Map([[1, 2]]) },
+    [[[]], {}, 'x'],
+    'top',
+    7,
+    null,
+  ];
+  for (let i = 0; i < 5; i++) {
+    values.push(toServerForm(generatePatient(createRng(3, i), { now: NOW, kneeOa: true, lesions: 1 })));
+  }
+  for (const [i, value] of values.entries()) {
+    t.equal(canonicalJson(value), canonicalJsonSlow(value), `value ${i}`);
+  }
+  t.equal(canonicalJson({ at: new Date(0) }), '{"at":{}}');
+  for (const bad of [{ a: [1, Number.NaN] }, [() => 1], { s: Symbol('s') }, undefined]) {
+    t.throws(() => canonicalJson(bad), TypeError);
+    t.throws(() => canonicalJsonSlow(bad), TypeError);
+  }
+});
 
 t.test('sha256Hex is SHA-256 of the UTF-8 text', async (t) => {
   // FIPS 180-2 test vector.
