@@ -1,6 +1,6 @@
 /**
  * The request pipeline after authentication and validation, in order:
- * prefetch → rules → models → explanation + cards. Framework-free: the HTTP shell, tests and batch tools call
+ * prefetch → rules → models → explanation + cards → the hash of the inputs for the audit record. Framework-free: the HTTP shell, tests and batch tools call
  * it alike. Each stage is timed under its own name, so timings in logs match the code.
  */
 
@@ -36,6 +36,8 @@ export interface StageTimings {
   rulesMs: number;
   modelsMs: number;
   cardsMs: number;
+  /** Hashing the prefetch data for the audit record (canonical JSON + SHA-256). */
+  inputsMs: number;
 }
 
 export interface ServiceOutcome {
@@ -158,14 +160,18 @@ export async function runService(
   });
   const cardsMs = since(start);
 
+  start = process.hrtime.bigint();
+  const inputs = digestInputs(prefetch.data);
+  const inputsMs = since(start);
+
   return {
     response: { cards },
-    timings: { prefetchMs, rulesMs, modelsMs, cardsMs },
+    timings: { prefetchMs, rulesMs, modelsMs, cardsMs, inputsMs },
     fetchedKeys: Object.keys(prefetch.sources).filter((k) => prefetch.sources[k] === 'fetched'),
     unavailableKeys: prefetch.unavailable.map((u) => u.key),
     modelMs,
     models: service.models.map((m) => ({ id: m.manifest.id, version: m.manifest.version, sha256: m.sha256 })),
     objection,
-    inputs: digestInputs(prefetch.data),
+    inputs,
   };
 }

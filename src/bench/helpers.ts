@@ -164,6 +164,7 @@ export interface CpuProfile {
     id: number;
     callFrame: { functionName: string; url: string; lineNumber: number };
     hitCount?: number;
+    children?: number[];
   }[];
   startTime: number;
   endTime: number;
@@ -179,26 +180,45 @@ export function placeOf(url: string): string {
   return url.startsWith('node:') ? url : url.split('/').slice(-2).join('/');
 }
 
+const frameName = ({ functionName, url, lineNumber }: CpuProfile['nodes'][number]['callFrame']) =>
+  `${functionName || '(anonymous)'} ${placeOf(url)}${url ? `:${lineNumber + 1}` : ''}`;
+
 /**
- * Self time by function and by place (package or source file), as shares of all samples, largest first.
+ * Self time by function and by place (package or source file), and inclusive time (the function and
+ * what it calls, a recursive function counted once per sample) of the service's own functions, as
+ * shares of all samples, largest first.
  */
 export function summariseProfile(profile: CpuProfile, top = 15) {
   const total = profile.nodes.reduce((sum, n) => sum + (n.hitCount ?? 0), 0);
   const byFunction = new Map<string, number>();
   const byPlace = new Map<string, number>();
+  const parentOf = new Map<number, number>();
+  for (const node of profile.nodes) for (const child of node.children ?? []) parentOf.set(child, node.id);
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const inclusive = new Map<string, number>();
   for (const node of profile.nodes) {
     const hits = node.hitCount ?? 0;
     if (hits === 0) continue;
-    const { functionName, url, lineNumber } = node.callFrame;
-    const place = placeOf(url);
-    const name = `${functionName || '(anonymous)'} ${place}${url ? `:${lineNumber + 1}` : ''}`;
+    const place = placeOf(node.callFrame.url);
+    const name = frameName(node.callFrame);
     byFunction.set(name, (byFunction.get(name) ?? 0) + hits);
     byPlace.set(place, (byPlace.get(place) ?? 0) + hits);
+    const onStack = new Set<string>();
+    for (let id: number | undefined = node.id; id !== undefined; id = parentOf.get(id)) {
+      const frame = byId.get(id)!.callFrame;
+      if (placeOf(frame.url).startsWith('src/')) onStack.add(frameName(frame));
+    }
+    for (const own of onStack) inclusive.set(own, (inclusive.get(own) ?? 0) + hits);
   }
   const ranked = (map: Map<string, number>) =>
     [...map.entries()]
       .sort((a, b) => b[1] - a[1])
       .slice(0, top)
       .map(([name, hits]) => ({ name, selfPercent: round((100 * hits) / total, 1) }));
-  return { samples: total, functions: ranked(byFunction), places: ranked(byPlace) };
+  return {
+    samples: total,
+    functions: ranked(byFunction),
+    places: ranked(byPlace),
+    ownInclusive: ranked(inclusive).map(({ name, selfPercent }) => ({ name, inclusivePercent: selfPercent })),
+  };
 }

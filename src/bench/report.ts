@@ -29,6 +29,7 @@ export interface BenchResults {
     node: string;
     loadAverageBefore: number[];
     loadAverageAfter: number[];
+    /** Something else was running when the benchmark started (1-minute load average above 1.5). */
     shared: boolean;
   };
   source: string;
@@ -53,18 +54,37 @@ export interface BenchResults {
     samples: number;
     functions: { name: string; selfPercent: number }[];
     places: { name: string; selfPercent: number }[];
+    /** Absent from results written before it was measured. */
+    ownInclusive?: { name: string; inclusivePercent: number }[];
   };
 }
 
 const row = (cells: (string | number)[]) => `| ${cells.join(' | ')} |`;
-const STAGES = ['parse', 'auth', 'validation', 'prefetch', 'rules', 'models', 'cards', 'audit', 'total'];
+const STAGES = [
+  'parse',
+  'auth',
+  'validation',
+  'prefetch',
+  'rules',
+  'models',
+  'cards',
+  'inputs',
+  'audit',
+  'total',
+];
+
+function machineState(machine: BenchResults['machine']): string {
+  return machine.shared
+    ? '**shared with other work while measured**, so absolute figures are noisy'
+    : 'otherwise idle while measured (the benchmark itself loads both cores)';
+}
 
 /** The generated section for `results`. */
 export function generatedSection(r: BenchResults): string {
   const lines: string[] = [START, ''];
   const rs = r.runs.RS384!.median;
   lines.push(
-    `Measured ${r.date} with \`${r.command}\` (${r.options.rounds} interleaved rounds of about ${r.options.secondsPerRun} s per server, ${r.options.connections} connections, medians of the rounds). Machine: ${r.machine.cpus} CPUs (${r.machine.cpuModel}), Node.js ${r.machine.node}; **shared with other engineers' test runs while measured** (load average ${r.machine.loadAverageBefore.join(' / ')} before, ${r.machine.loadAverageAfter.join(' / ')} after), so absolute figures are noisy and the ratio, measured within each round, is the figure to compare.`,
+    `Measured ${r.date} with \`${r.command}\` (${r.options.rounds} interleaved rounds of about ${r.options.secondsPerRun} s per server, ${r.options.connections} connections, medians of the rounds). Machine: ${r.machine.cpus} CPUs (${r.machine.cpuModel}), Node.js ${r.machine.node}; ${machineState(r.machine)} (load average ${r.machine.loadAverageBefore.join(' / ')} before, ${r.machine.loadAverageAfter.join(' / ')} after): the ratio, measured within each round, is the figure to compare.`,
     '',
     `Requests: ${r.requestBodies} patient-view bodies (both services, each patient) built from the ${r.source === 'synthea' ? '../shared/synthea records' : 'generated patients'}; mean response ${r.responseBytes} bytes (the bare server answers that many).`,
     '',
@@ -155,6 +175,16 @@ export function generatedSection(r: BenchResults): string {
     row(['---', '---:']),
     ...r.cpuProfile.places.map((f) => row([`\`${f.name}\``, f.selfPercent])),
     '',
+    ...(r.cpuProfile.ownInclusive
+      ? [
+          "The service's own functions, inclusive time (with what they call; start-up included):",
+          '',
+          row(['function', 'inclusive %']),
+          row(['---', '---:']),
+          ...r.cpuProfile.ownInclusive.map((f) => row([`\`${f.name}\``, f.inclusivePercent])),
+          '',
+        ]
+      : []),
     END,
   );
   return lines.join('\n');

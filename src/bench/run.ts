@@ -359,7 +359,17 @@ async function compare(bodies: BodyFor[], key: BenchKey, bare: Child): Promise<C
 
 // ---------- per-stage breakdown, in process, on the same requests ----------
 
-const STAGES = ['parse', 'auth', 'validation', 'prefetch', 'rules', 'models', 'cards', 'audit'] as const;
+const STAGES = [
+  'parse',
+  'auth',
+  'validation',
+  'prefetch',
+  'rules',
+  'models',
+  'cards',
+  'inputs',
+  'audit',
+] as const;
 type Stage = (typeof STAGES)[number];
 
 async function stageBreakdown(bodies: BodyFor[], passes: number, key: BenchKey) {
@@ -418,6 +428,7 @@ async function stageBreakdown(bodies: BodyFor[], passes: number, key: BenchKey) 
     times.rules = outcome.timings.rulesMs;
     times.models = outcome.timings.modelsMs;
     times.cards = outcome.timings.cardsMs;
+    times.inputs = outcome.timings.inputsMs;
     start = performance.now();
     await audit.recordServiceCall({
       service,
@@ -601,7 +612,7 @@ try {
         node: process.version,
         loadAverageBefore: loadBefore.map((l) => round(l, 2)),
         loadAverageAfter: loadavg().map((l) => round(l, 2)),
-        shared: true,
+        shared: (loadBefore[0] ?? 0) > 1.5,
       },
       source,
       requestBodies: headlineBodies.length,

@@ -72,7 +72,7 @@ export function registerMetrics(app: FastifyInstance, deps: MetricsDeps): Metric
   });
   const stageSeconds = new Histogram({
     name: 'cds_service_stage_duration_seconds',
-    help: 'Service call stages (prefetch, rules, models, cards) of answered calls, and total of every call',
+    help: 'Service call stages (prefetch, rules, models, cards, inputs hash) of answered calls, and total of every call',
     labelNames: ['service', 'stage'] as const,
     buckets: SECONDS_BUCKETS,
     registers,
@@ -170,8 +170,14 @@ export function registerMetrics(app: FastifyInstance, deps: MetricsDeps): Metric
     registry,
     observeCall(service, outcome) {
       const id = service.definition.id;
-      const { prefetchMs, rulesMs, modelsMs, cardsMs } = outcome.timings;
-      const stages = { prefetch: prefetchMs, rules: rulesMs, models: modelsMs, cards: cardsMs };
+      const { prefetchMs, rulesMs, modelsMs, cardsMs, inputsMs } = outcome.timings;
+      const stages = {
+        prefetch: prefetchMs,
+        rules: rulesMs,
+        models: modelsMs,
+        cards: cardsMs,
+        inputs: inputsMs,
+      };
       for (const [stage, ms] of Object.entries(stages))
         stageSeconds.observe({ service: id, stage }, ms / 1000);
       const fetched = outcome.fetchedKeys.length;

@@ -179,33 +179,40 @@ t.test('placeOf names a dependency, our source, a node internal or native code',
   t.equal(placeOf('/elsewhere/lib/thing.js'), 'lib/thing.js');
 });
 
-t.test('summariseProfile ranks self time by function and by place', async (t) => {
-  const frame = (functionName: string, url: string, lineNumber: number) => ({
-    functionName,
-    url,
-    lineNumber,
-  });
-  const profile: CpuProfile = {
-    startTime: 0,
-    endTime: 1,
-    nodes: [
-      { id: 1, callFrame: frame('(root)', '', -1), hitCount: 0 },
-      { id: 2, callFrame: frame('evaluate', 'file:///r/node_modules/fhirpath/src/a.js', 9), hitCount: 6 },
-      { id: 3, callFrame: frame('evaluate', 'file:///r/node_modules/fhirpath/src/a.js', 9), hitCount: 2 },
-      { id: 4, callFrame: frame('', 'file:///r/dist/src/pipeline.js', 0), hitCount: 1 },
-      { id: 5, callFrame: frame('(garbage collector)', '', -1), hitCount: 1 },
-      { id: 6, callFrame: frame('idle', '', -1) },
-    ],
-  };
-  t.same(summariseProfile(profile, 2), {
-    samples: 10,
-    functions: [
-      { name: 'evaluate pkg:fhirpath:10', selfPercent: 80 },
-      { name: '(anonymous) src/pipeline.js:1', selfPercent: 10 },
-    ],
-    places: [
-      { name: 'pkg:fhirpath', selfPercent: 80 },
-      { name: 'src/pipeline.js', selfPercent: 10 },
-    ],
-  });
-});
+t.test(
+  'summariseProfile ranks self time by function and place, and our functions by inclusive time',
+  async (t) => {
+    const frame = (functionName: string, url: string, lineNumber: number) => ({
+      functionName,
+      url,
+      lineNumber,
+    });
+    const profile: CpuProfile = {
+      startTime: 0,
+      endTime: 1,
+      nodes: [
+        { id: 1, callFrame: frame('(root)', '', -1), hitCount: 0, children: [4, 5, 6] },
+        { id: 2, callFrame: frame('evaluate', 'file:///r/node_modules/fhirpath/src/a.js', 9), hitCount: 6 },
+        { id: 3, callFrame: frame('evaluate', 'file:///r/node_modules/fhirpath/src/a.js', 9), hitCount: 2 },
+        // runService calls itself (a recursion counted once per sample) and then fhirpath.
+        { id: 4, callFrame: frame('', 'file:///r/dist/src/pipeline.js', 0), hitCount: 1, children: [7] },
+        { id: 5, callFrame: frame('(garbage collector)', '', -1), hitCount: 1 },
+        { id: 6, callFrame: frame('idle', '', -1) },
+        { id: 7, callFrame: frame('', 'file:///r/dist/src/pipeline.js', 0), hitCount: 0, children: [2] },
+      ],
+    };
+    t.same(summariseProfile(profile, 2), {
+      samples: 10,
+      functions: [
+        { name: 'evaluate pkg:fhirpath:10', selfPercent: 80 },
+        { name: '(anonymous) src/pipeline.js:1', selfPercent: 10 },
+      ],
+      places: [
+        { name: 'pkg:fhirpath', selfPercent: 80 },
+        { name: 'src/pipeline.js', selfPercent: 10 },
+      ],
+      // Its own sample and the six of the evaluate it calls; the other evaluate has no caller here.
+      ownInclusive: [{ name: '(anonymous) src/pipeline.js:1', inclusivePercent: 70 }],
+    });
+  },
+);

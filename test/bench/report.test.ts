@@ -38,7 +38,12 @@ const results: BenchResults = {
     ],
     inProcess: [{ resources: 10, stages: undefined }],
   },
-  cpuProfile: { samples: 10, functions: [{ name: 'f pkg:x:1', selfPercent: 50 }], places: [] },
+  cpuProfile: {
+    samples: 10,
+    functions: [{ name: 'f pkg:x:1', selfPercent: 50 }],
+    places: [],
+    ownInclusive: [{ name: 'runService src/pipeline.js:40', inclusivePercent: 42.5 }],
+  },
 };
 
 t.test(
@@ -49,14 +54,25 @@ t.test(
     t.match(text, /pipeline throughput = 25% of bare Fastify\*\*; cold start 1500 ms \(median of 3\)/);
     t.match(text, /\| RS384 \| pipeline \| 100 \| 5 \| 9 \| 12 \| 150 \| 0.25 \|/);
     t.match(text, /Ratios per round: RS384 0.24, 0.25\./);
-    t.match(text, /2 CPUs \(Test CPU\), Node.js v22.0.0; \*\*shared with other engineers/);
+    t.match(text, /2 CPUs \(Test CPU\), Node.js v22.0.0; \*\*shared with other work while measured\*\*/);
+    t.match(text, /\| `runService src\/pipeline.js:40` \| 42.5 \|/);
     t.ok(
-      text.includes(`| generated | knee-oa-progression | ${' | '.repeat(8)}9.25 |`),
+      text.includes(`| generated | knee-oa-progression | ${' | '.repeat(9)}9.25 |`),
       'only the stages measured',
     );
     t.match(text, /\| RS384 \| 0.05 \| 0.5% \|/);
   },
 );
+
+t.test('an idle machine is said to be idle; results without inclusive times still render', async (t) => {
+  const { ownInclusive: _, ...cpuProfile } = results.cpuProfile;
+  const text = renderBenchmarks(
+    { ...results, machine: { ...results.machine, shared: false }, cpuProfile },
+    '',
+  );
+  t.match(text, /Node.js v22.0.0; otherwise idle while measured/);
+  t.notMatch(text, /inclusive %/);
+});
 
 t.test('a second run replaces only the generated section, keeping the text around it', async (t) => {
   const before = `# Benchmarks\n\nAnalysis by people.\n\n${START}\nold figures\n${END}\n\n## After\n`;

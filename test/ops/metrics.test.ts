@@ -86,7 +86,7 @@ t.test('calls, a 412 and feedback show up with exact counts', async (t) => {
   t.equal(sample(text, `cds_prefetch_keys_total{${svc},source="fetched"}`), 0);
   t.equal(sample(text, `cds_prefetch_keys_total{${svc},source="unavailable"}`), 6);
 
-  for (const stage of ['prefetch', 'rules', 'models', 'cards']) {
+  for (const stage of ['prefetch', 'rules', 'models', 'cards', 'inputs']) {
     t.equal(sample(text, `cds_service_stage_duration_seconds_count{${svc},stage="${stage}"}`), 2, stage);
   }
   t.equal(sample(text, `cds_service_stage_duration_seconds_count{${svc},stage="total"}`), 3);
