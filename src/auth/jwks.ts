@@ -2,15 +2,14 @@
  * Where the keys that verify client JWTs come from: a trusted issuer's own JWK Set (inline, from a file,
  * or from its JWKS URL) or, when the token names one, an allowlisted `jku` URL. Remote sets are fetched
  * with jose's `createRemoteJWKSet`: a timeout, a cache with a maximum age, and a refetch on an unknown
- * `kid` only after a cooldown, so a flood of tokens with made-up `kid`s cannot hammer the issuer.
+ * `kid` only after a cooldown, so a flood of tokens with made-up `kid`s cannot hammer the issuer. Sets held
+ * in memory are imported once by `localKeySet` (`jws.ts`).
  */
 import {
-  createLocalJWKSet,
   createRemoteJWKSet,
   customFetch,
   errors,
   type FetchImplementation,
-  type JSONWebKeySet,
   type JWTVerifyGetKey,
 } from 'jose';
 
@@ -120,9 +119,4 @@ export function createRemoteJwksCache(options: RemoteJwksOptions): (url: string)
     }
     return resolver;
   };
-}
-
-/** A resolver over a JWK Set held in memory (inline in the configuration, or read from a file). */
-export function localJwks(jwks: JSONWebKeySet): JWTVerifyGetKey {
-  return createLocalJWKSet(jwks);
 }

@@ -7,18 +7,31 @@
  * Order matters: everything that costs nothing (size, shape, algorithm, issuer, `jku`) is checked on the
  * unverified token before any key is fetched or any signature computed, and the `jti` is recorded only
  * once everything else passed, so a rejected token never uses up a nonce.
+ *
+ * jose decodes the token and fetches remote key sets; the signature and the claims are checked by
+ * `jws.ts` with node:crypto, synchronously (jose's WebCrypto path costs a threadpool round trip per call).
  */
+import { KeyObject, type webcrypto } from 'node:crypto';
 import {
+  type CompactJWSHeaderParameters,
   decodeJwt,
   decodeProtectedHeader,
   errors,
-  jwtVerify,
   type JWTPayload,
   type JWTVerifyGetKey,
   type ProtectedHeaderParameters,
 } from 'jose';
 import type { TrustedIssuer } from './issuers.js';
-import { ALLOWED_ALGORITHMS, localJwks } from './jwks.js';
+import { ALLOWED_ALGORITHMS } from './jwks.js';
+import {
+  checkCritical,
+  type JwsAlgorithm,
+  JwsFailure,
+  type LocalKeySet,
+  localKeySet,
+  validateClaims,
+  verifySignature,
+} from './jws.js';
 import { type ReplayCache, replayKey } from './replay.js';
 
 /** Why a token was refused: the `reason` of the warn log line. */
@@ -118,13 +131,35 @@ function decode(token: string): { header: ProtectedHeaderParameters; payload: JW
   }
 }
 
+/** The key for a token: from the issuer's own keys at once, or from a remote set (fetched, cached). */
+type KeySource = (header: ProtectedHeaderParameters, token: string) => KeyObject | Promise<KeyObject>;
+
+/** jose's remote sets give CryptoKeys (one per JWK and alg, cached by jose); node:crypto wants KeyObjects. */
+const converted = new WeakMap<object, KeyObject>();
+
+function remoteSource(getKey: JWTVerifyGetKey): KeySource {
+  return async (header, token) => {
+    const [encodedHeader, payload, signature] = token.split('.') as [string, string, string];
+    const key = await getKey(header as CompactJWSHeaderParameters, {
+      protected: encodedHeader,
+      payload,
+      signature,
+    });
+    // jose's createRemoteJWKSet resolves to CryptoKeys only (KeyObject.from throws on anything else: a bug).
+    const cryptoKey = key as webcrypto.CryptoKey;
+    let object = converted.get(cryptoKey);
+    if (!object) converted.set(cryptoKey, (object = KeyObject.from(cryptoKey)));
+    return object;
+  };
+}
+
 /** The key source for this token: the issuer's own keys, or an allowlisted `jku`. */
 function keysFor(
   issuer: TrustedIssuer,
   header: ProtectedHeaderParameters,
   remote: VerifierOptions['remoteJwks'],
-  local: Map<TrustedIssuer, JWTVerifyGetKey>,
-): JWTVerifyGetKey {
+  local: Map<TrustedIssuer, LocalKeySet>,
+): KeySource {
   if (header.jku !== undefined) {
     // Never fetch a URL a token names unless the configuration lists it (CDS Hooks 2.0 §"Trusting CDS
     // Clients": keep an allowlist of jku URLs).
@@ -135,41 +170,21 @@ function keysFor(
       jku = undefined;
     }
     if (jku === undefined || !issuer.jkuAllowlist.includes(jku)) return refuse('jku_not_allowed');
-    return remote(jku);
+    return remoteSource(remote(jku));
   }
   const own = local.get(issuer);
-  if (own) return own;
-  if (issuer.jwksUrl) return remote(issuer.jwksUrl);
+  if (own) return (h) => own(h.alg as JwsAlgorithm, h.kid!);
+  if (issuer.jwksUrl) return remoteSource(remote(issuer.jwksUrl));
   return refuse('jku_required');
 }
 
-/** Maps jose's verification errors to a reason; anything unexpected is rethrown. */
+/**
+ * Maps the errors of jose's remote key resolver to a reason; anything unexpected is rethrown. (The
+ * signature and claim failures are `jws.ts`'s, already coded.)
+ */
 function reasonOf(error: unknown): AuthFailureReason {
-  if (error instanceof errors.JWTExpired) {
-    return error.claim === 'iat' ? 'iat_too_old' : 'jwt_expired';
-  }
-  if (error instanceof errors.JWTClaimValidationFailed) {
-    const missing = error.reason === 'missing';
-    switch (error.claim) {
-      case 'aud':
-        return 'aud_mismatch';
-      case 'iat':
-        return missing ? 'iat_missing' : 'iat_in_future';
-      case 'exp':
-        return missing ? 'exp_missing' : 'jwt_expired';
-      case 'nbf':
-        return 'nbf_in_future';
-      case 'jti':
-        return 'jti_missing';
-      default:
-        return 'token_malformed';
-    }
-  }
-  if (error instanceof errors.JWSSignatureVerificationFailed) return 'signature_invalid';
   if (error instanceof errors.JWKSNoMatchingKey) return 'key_unknown';
   if (error instanceof errors.JWKSMultipleMatchingKeys) return 'key_ambiguous';
-  if (error instanceof errors.JOSEAlgNotAllowed) return 'alg_not_allowed';
-  if (error instanceof errors.JWSInvalid || error instanceof errors.JWTInvalid) return 'token_malformed';
   // The key set could not be had: timeout, network error, non-200 answer, unparsable or oversized set.
   if (error instanceof errors.JOSEError) return 'jwks_unavailable';
   throw error;
@@ -190,32 +205,47 @@ function describe(error: unknown): string {
  */
 export function createVerifier(options: VerifierOptions): Verifier {
   const byIss = new Map(options.issuers.map((issuer) => [issuer.iss, issuer]));
-  const local = new Map<TrustedIssuer, JWTVerifyGetKey>();
-  for (const issuer of options.issuers) if (issuer.jwks) local.set(issuer, localJwks(issuer.jwks));
+  // Each issuer's own keys are imported once, here: a key that cannot be imported fails the start.
+  const local = new Map<TrustedIssuer, LocalKeySet>();
+  for (const issuer of options.issuers) if (issuer.jwks) local.set(issuer, localKeySet(issuer.jwks));
 
-  /** Signature, then the time and audience claims; jose does most of it, this adds the CDS Hooks bounds. */
+  /**
+   * Signature, then the time and audience claims, as jose's `jwtVerify` checked them (`jws.ts`), then
+   * the CDS Hooks bounds. `claims` is the token's own payload, decoded from the very segment signed.
+   */
   async function verifiedClaims(
     token: string,
-    keys: JWTVerifyGetKey,
+    header: ProtectedHeaderParameters,
+    claims: JWTPayload,
+    keys: KeySource,
     issuer: TrustedIssuer,
     audience: string,
   ): Promise<JWTPayload> {
-    let claims: JWTPayload;
     try {
-      ({ payload: claims } = await jwtVerify(token, keys, {
-        algorithms: [...ALLOWED_ALGORITHMS],
+      const encoded = checkCritical(header);
+      let key: KeyObject;
+      try {
+        key = await keys(header, token);
+      } catch (error) {
+        if (error instanceof JwsFailure) throw error;
+        const reason = reasonOf(error);
+        // The cause of a key fetch failure helps the operator; the other reasons say it all.
+        return refuse(reason, reason === 'jwks_unavailable' ? describe(error) : undefined);
+      }
+      verifySignature(token, header.alg as JwsAlgorithm, key);
+      // RFC 7797 §7: a JWT's payload is always base64url-encoded.
+      if (!encoded) refuse('token_malformed');
+      validateClaims(claims, {
         issuer: issuer.iss,
         audience,
-        currentDate: options.now(),
+        now: Math.floor(options.now().getTime() / 1000),
         clockTolerance: options.clockSkewS,
-        // With maxTokenAge jose also refuses an `iat` in the future (beyond the tolerance).
+        // The token's age is bounded too, which also refuses an `iat` in the future beyond the tolerance.
         maxTokenAge: options.maxLifetimeS,
-        requiredClaims: ['exp', 'iat', 'jti'],
-      }));
+      });
     } catch (error) {
-      const reason = reasonOf(error);
-      // The cause of a key fetch failure helps the operator; claim failures are said by the reason.
-      return refuse(reason, reason === 'jwks_unavailable' ? describe(error) : undefined);
+      if (error instanceof JwsFailure) refuse(error.reason);
+      throw error;
     }
     if (typeof claims.jti !== 'string' || claims.jti === '') refuse('jti_missing');
     // CDS Hooks tokens are single-use and short-lived: bounding exp - iat bounds how long a nonce must be
@@ -253,7 +283,7 @@ export function createVerifier(options: VerifierOptions): Verifier {
     const issuer = byIss.get(payload.iss!) ?? refuse('iss_untrusted');
     const keys = keysFor(issuer, header, options.remoteJwks, local);
 
-    const claims = await verifiedClaims(token, keys, issuer, audience);
+    const claims = await verifiedClaims(token, header, payload, keys, issuer, audience);
     const tenant = typeof claims.tenant === 'string' ? claims.tenant : null;
     if (issuer.tenants && (tenant === null || !issuer.tenants.includes(tenant))) refuse('tenant_mismatch');
     await claimJti(issuer.iss, claims);

@@ -157,7 +157,7 @@ export function generatedSection(r: BenchResults): string {
   }
   lines.push(
     '',
-    '### JWT verification (jose `jwtVerify`, micro-loop)',
+    "### JWT verification (the service's verifier, `auth/verify.ts`, micro-loop)",
     '',
     row(['alg', 'ms per verification', 'share of the service time per request (1 / req/s)']),
     row(['---', '---:', '---:']),
