@@ -141,15 +141,18 @@ function withDefines(
   now: Date,
   onError: (report: RuleErrorReport) => void,
 ): Env {
-  if (defines.length === 0) return env;
-  const local: Record<string, unknown> = { ...env };
+  // A new variables object per step, never one changed after use: evaluations are remembered per
+  // variables object (rules/fhirpath.ts).
+  let local: Env = env;
   for (const { name, expression } of defines) {
+    let value: unknown[];
     try {
-      local[name] = expression.evaluate(subject, local, now);
+      value = expression.evaluate(subject, local, now);
     } catch (error) {
       onError({ ruleId: `%${name}`, error });
-      local[name] = [];
+      value = [];
     }
+    local = { ...local, [name]: value };
   }
   return local;
 }

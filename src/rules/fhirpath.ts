@@ -7,7 +7,7 @@
  */
 import fhirpath from 'fhirpath';
 import r4 from 'fhirpath/fhir-context/r4/index.js';
-import { type AstNode, narrow, planNarrowing } from './narrow.js';
+import { type AstNode, narrow, type NarrowingPlan, planNarrowing } from './narrow.js';
 
 /** Variables fhirpath.js or the FHIRPath spec define; definitions may use them without declaring them. */
 const BUILT_IN_VARIABLES = new Set([
@@ -50,12 +50,43 @@ const userInvocationTable = {
   },
 };
 
-/** Narrowing on (the default) or off: off only to compare results and timings (tests, benchmark). */
-let narrowing = true;
+/**
+ * Narrowing and remembered results on (the default) or off: off only to compare results and timings
+ * with plain fhirpath.js (tests, benchmark).
+ */
+let shortcuts = true;
 
-/** Switches narrowing (`narrow.ts`) on or off for every compiled expression. */
-export function setNarrowing(enabled: boolean): void {
-  narrowing = enabled;
+/** Switches narrowing (`narrow.ts`) and remembered results on or off for every compiled expression. */
+export function setShortcuts(enabled: boolean): void {
+  shortcuts = enabled;
+}
+
+type Compiled = (input: unknown, env: Record<string, unknown>) => unknown;
+
+/** One fhirpath.js function and narrowing plan per source text and result kind, however often compiled. */
+const compiledBySource = new Map<string, { compiled: Compiled; plan: NarrowingPlan }>();
+
+/**
+ * Results already computed during a call, by variables object, then input object, then compiled
+ * function: the same expression on the same resource with the same variables gives the same result
+ * (the body-mass-index source of two knee features, the date of each of their candidates). A
+ * variables object is built for one call or one subject and never changed afterwards (rules' defines
+ * make a new one per step), so a result cannot outlive what it was computed from; the maps are weak.
+ */
+const remembered = new WeakMap<object, WeakMap<object, Map<Compiled, { at: number; result: unknown[] }>>>();
+
+function resultsFor(env: object, input: object): Map<Compiled, { at: number; result: unknown[] }> {
+  let byInput = remembered.get(env);
+  if (!byInput) {
+    byInput = new WeakMap();
+    remembered.set(env, byInput);
+  }
+  let results = byInput.get(input);
+  if (!results) {
+    results = new Map();
+    byInput.set(input, results);
+  }
+  return results;
 }
 
 /** Names of `%variables` an expression uses, string literals and built-ins left out. */
@@ -89,25 +120,42 @@ export function compileExpression(
       `unknown variable ${unknown.map((n) => `%${n}`).join(', ')} (available: ${allowedVariables.map((n) => `%${n}`).join(', ')})`,
     );
   }
-  let compiled: (input: unknown, env: Record<string, unknown>) => unknown;
-  try {
-    compiled = fhirpath.compile(source, r4, {
-      userInvocationTable,
-      ...(keepTypes ? { resolveInternalTypes: false } : {}),
-    }) as typeof compiled;
-  } catch (error) {
-    throw new Error(`invalid FHIRPath "${source}": ${(error as Error).message.split('\n')[0]}`);
+  const key = `${keepTypes ? 'typed' : 'plain'}:${source}`;
+  let entry = compiledBySource.get(key);
+  if (!entry) {
+    let compiled: Compiled;
+    try {
+      compiled = fhirpath.compile(source, r4, {
+        userInvocationTable,
+        ...(keepTypes ? { resolveInternalTypes: false } : {}),
+      }) as Compiled;
+    } catch (error) {
+      throw new Error(`invalid FHIRPath "${source}": ${(error as Error).message.split('\n')[0]}`);
+    }
+    // Which collections may be cut down before fhirpath.js walks them (narrow.ts says why it is exact).
+    entry = { compiled, plan: planNarrowing(fhirpath.parse(source) as AstNode) };
+    compiledBySource.set(key, entry);
   }
-  // Which collections may be cut down before fhirpath.js walks them (narrow.ts says why it is exact).
-  const plan = planNarrowing(fhirpath.parse(source) as AstNode);
+  const { compiled, plan } = entry;
+  const run = (input: unknown, env: Readonly<Record<string, unknown>>, now: Date): unknown[] => {
+    clock.now = now;
+    clock.today = undefined;
+    clock.nowValue = undefined;
+    if (!shortcuts) return compiled(input, env as Record<string, unknown>) as unknown[];
+    const narrowed = narrow(plan, input, env);
+    return compiled(narrowed.input, narrowed.env as Record<string, unknown>) as unknown[];
+  };
   return {
     source,
     evaluate(input, env, now) {
-      clock.now = now;
-      clock.today = undefined;
-      clock.nowValue = undefined;
-      const narrowed = narrowing ? narrow(plan, input, env) : { input, env };
-      return compiled(narrowed.input, narrowed.env as Record<string, unknown>) as unknown[];
+      if (!shortcuts || typeof input !== 'object' || input === null) return run(input, env, now);
+      const results = resultsFor(env, input);
+      const known = results.get(compiled);
+      // A copy: a caller may sort or extend what it is given.
+      if (known && known.at === now.getTime()) return known.result.slice();
+      const result = run(input, env, now);
+      results.set(compiled, { at: now.getTime(), result });
+      return result.slice();
     },
   };
 }

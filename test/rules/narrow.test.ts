@@ -6,7 +6,7 @@ import type { HookRequest } from '../../src/cds-hooks.js';
 import { loadModels } from '../../src/models/load.js';
 import { runService } from '../../src/pipeline.js';
 import { type AstNode, narrow, planNarrowing } from '../../src/rules/narrow.js';
-import { compileExpression, setNarrowing } from '../../src/rules/fhirpath.js';
+import { compileExpression, setShortcuts } from '../../src/rules/fhirpath.js';
 import { loadServices } from '../../src/services/load.js';
 import { loadValueSets } from '../../src/services/value-sets.js';
 import { patientOf, resourcesOf, toServerForm } from '../../src/synthetic/bundle.js';
@@ -173,12 +173,12 @@ function outcome(run: () => unknown[]): { value: unknown[] } | { error: string }
 /** Evaluates with narrowing on and off; both must agree. */
 function both(source: string, input: unknown, env: Record<string, unknown>) {
   const expression = compileExpression(source, Object.keys(env));
-  setNarrowing(false);
+  setShortcuts(false);
   let whole;
   try {
     whole = outcome(() => expression.evaluate(input, env, NOW));
   } finally {
-    setNarrowing(true);
+    setShortcuts(true);
   }
   return { whole, narrowed: outcome(() => expression.evaluate(input, env, NOW)) };
 }
@@ -291,12 +291,12 @@ t.test('every patient-view service answers the same with and without narrowing',
     for (const record of records) {
       const request = requestFor(service.definition.id, record);
       counter = 0;
-      setNarrowing(false);
+      setShortcuts(false);
       let whole;
       try {
         whole = await runService(service, structuredClone(request), 'en', deps());
       } finally {
-        setNarrowing(true);
+        setShortcuts(true);
       }
       counter = 0;
       const narrowed = await runService(service, structuredClone(request), 'en', deps());
