@@ -10,12 +10,15 @@
  * order and the writer's group commit are those of the in-thread store. Errors come back with their
  * `name`, `message` and `code` (the writer logs the code; start-up reports the message).
  *
- * Opening starts the worker, which opens the file and applies the migrations; if that fails the worker is
- * stopped and the open rejects with its error. If the worker dies later, the calls waiting for it reject
- * with {@link WORKER_EXITED} and the next call starts a new one (the writer keeps its queue and retries,
- * as for any store outage). `close` lets the calls already made finish, closes the database and stops
- * the worker; later calls reject with {@link STORE_CLOSED}. An idle worker does not keep the process
- * alive, as an idle in-thread database would not.
+ * Every SQLite store of the process (one in the server; several in the tests) is open in the same worker,
+ * started with the first: starting one costs a module load, seconds long under the tests' TypeScript
+ * loader. Opening a store opens its file and applies the migrations in the worker; if that fails the
+ * open rejects with the worker's error. If the worker dies, the calls waiting for it reject with
+ * {@link WORKER_EXITED} and the next call starts a new one and opens its store there again (the writer
+ * keeps its queue and retries, as for any store outage). `close` lets the calls already made finish and
+ * closes the database; later calls reject with {@link STORE_CLOSED}. The worker stops once no store has
+ * been open in it for {@link IDLE_EXIT_MS}; an idle worker does not keep the process alive, as an idle
+ * in-thread database would not.
  */
 import { extname } from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -29,17 +32,9 @@ export const STORE_CLOSED = 'AUDIT_STORE_CLOSED';
 /** The store's methods a message can name. */
 export type StoreMethod = Exclude<keyof AuditStore, 'kind'>;
 
-/** What the worker is started with. */
-export interface WorkerOptions {
-  file: string;
-  migrate: boolean;
-}
-
-export interface WorkerRequest {
-  id: number;
-  method: StoreMethod;
-  args: unknown[];
-}
+export type WorkerRequest =
+  | { id: number; store: number; method: 'open'; args: [file: string, migrate: boolean] }
+  | { id: number; store: number; method: StoreMethod; args: unknown[] };
 
 /** An error as it crosses the thread boundary (structured clone keeps neither `code` nor a custom name). */
 export interface WireError {
@@ -49,11 +44,7 @@ export interface WireError {
   stack?: string;
 }
 
-export type WorkerReply =
-  | { opened: true }
-  | { opened: false; error: WireError }
-  | { id: number; value: unknown }
-  | { id: number; error: WireError };
+export type WorkerReply = { ready: true } | { id: number; value: unknown } | { id: number; error: WireError };
 
 export function errorToWire(error: unknown): WireError {
   if (!(error instanceof Error)) return { name: 'Error', message: String(error) };
@@ -83,9 +74,96 @@ const codedError = (message: string, code: string) => Object.assign(new Error(me
 /** The worker's entry: `.ts` when the tests run the sources through the TypeScript loader, else `.js`. */
 const ENTRY = new URL(`./sqlite-worker${extname(new URL(import.meta.url).pathname)}`, import.meta.url);
 
+/** How long the worker stays up once no store is open in it, for the next store opened in the process. */
+export const IDLE_EXIT_MS = 1000;
+
 interface Pending {
   resolve(value: unknown): void;
   reject(error: Error): void;
+}
+
+interface Thread {
+  worker: Worker;
+  pending: Map<number, Pending>;
+  /** The stores open in it. */
+  stores: Set<number>;
+  idle?: NodeJS.Timeout;
+}
+
+let thread: Thread | undefined;
+let starting: Promise<Thread> | undefined;
+let nextId = 1;
+let nextStore = 1;
+
+/** Starts the worker and resolves once it has loaded the store's code. */
+function startThread(): Promise<Thread> {
+  return new Promise((resolve, reject) => {
+    const worker = new Worker(ENTRY);
+    const started: Thread = { worker, pending: new Map(), stores: new Set() };
+    let ready = false;
+    let failure: Error | undefined;
+    worker.on('message', (reply: WorkerReply) => {
+      if ('ready' in reply) {
+        ready = true;
+        thread = started;
+        worker.unref();
+        resolve(started);
+        return;
+      }
+      const call = started.pending.get(reply.id);
+      if (!call) return;
+      started.pending.delete(reply.id);
+      if (started.pending.size === 0) worker.unref();
+      if ('error' in reply) call.reject(errorFromWire(reply.error));
+      else call.resolve(reply.value);
+    });
+    worker.on('error', (error) => (failure ??= error));
+    worker.on('exit', (code) => {
+      clearTimeout(started.idle);
+      if (thread === started) thread = undefined;
+      const error = codedError(
+        `the audit store worker stopped ${ready ? 'unexpectedly' : 'while starting'} (exit code ${code}${
+          failure ? `: ${failure.message}` : ''
+        })`,
+        WORKER_EXITED,
+      );
+      if (!ready) reject(error);
+      const calls = [...started.pending.values()];
+      started.pending.clear();
+      for (const call of calls) call.reject(error);
+    });
+  });
+}
+
+/** The running worker, started if there is none (calls made meanwhile wait for the same one). */
+function currentThread(): Promise<Thread> {
+  if (thread) return Promise.resolve(thread);
+  starting ??= startThread().finally(() => {
+    starting = undefined;
+  });
+  return starting;
+}
+
+function send(to: Thread, request: WorkerRequest): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    to.pending.set(request.id, { resolve, reject });
+    if (to.pending.size === 1) to.worker.ref();
+    clearTimeout(to.idle);
+    to.worker.postMessage(request);
+  });
+}
+
+/** Stops the worker a while after its last store closed, unless another store opens meanwhile. */
+function stopWhenIdle(from: Thread): void {
+  if (from.stores.size > 0 || from.pending.size > 0) return;
+  clearTimeout(from.idle);
+  from.idle = setTimeout(() => {
+    if (from.stores.size === 0 && from.pending.size === 0) {
+      if (thread === from) thread = undefined;
+      void from.worker.terminate();
+    }
+  }, IDLE_EXIT_MS);
+  from.idle.unref();
 }
 
 /** The worker behind a store, so that tests can make it die. */
@@ -97,93 +175,50 @@ export function workerOf(store: AuditStore): Worker | undefined {
 }
 
 /**
- * Starts the worker, which opens the SQLite file and applies pending migrations (unless `migrate` is false).
+ * Opens the SQLite file in the worker (started if needed) and applies pending migrations, unless
+ * `migrate` is false. Every store of the process shares one worker: starting one costs a module load,
+ * which the tests' TypeScript loader makes seconds long.
  * @throws Error the worker's error when the file cannot be opened or was migrated by a newer version
  */
 export async function openWorkerStore(file: string, options: { migrate: boolean }): Promise<AuditStore> {
-  const workerOptions: WorkerOptions = { file, migrate: options.migrate };
-  const pending = new Map<number, Pending>();
-  /** Calls made and not settled yet, including those waiting for a worker to start. */
+  const id = nextStore++;
+  /** Calls made and not settled yet, including those waiting for the worker to start. */
   const outstanding = new Set<Promise<unknown>>();
-  let nextId = 1;
-  let worker: Worker | undefined;
-  let starting: Promise<Worker> | undefined;
+  /** The worker this store is open in; after a crash, the next call opens it again in a new one. */
+  let openIn: Thread | undefined;
+  let opening: Promise<Thread> | undefined;
   let closing: Promise<void> | undefined;
 
-  function start(): Promise<Worker> {
-    return new Promise((resolve, reject) => {
-      const thread = new Worker(ENTRY, { workerData: workerOptions });
-      let opened = false;
-      let failure: Error | undefined;
-      thread.on('message', (reply: WorkerReply) => {
-        if ('opened' in reply) {
-          if (reply.opened) {
-            opened = true;
-            worker = thread;
-            thread.unref();
-            resolve(thread);
-          } else {
-            failure = errorFromWire(reply.error);
-            void thread.terminate();
-          }
-          return;
-        }
-        const call = pending.get(reply.id);
-        if (!call) return;
-        pending.delete(reply.id);
-        if (pending.size === 0) thread.unref();
-        if ('error' in reply) call.reject(errorFromWire(reply.error));
-        else call.resolve(reply.value);
-      });
-      thread.on('error', (error) => (failure ??= error));
-      thread.on('exit', (code) => {
-        if (!opened) {
-          reject(
-            failure ??
-              codedError(`the audit store worker stopped while opening (exit code ${code})`, WORKER_EXITED),
-          );
-          return;
-        }
-        if (worker !== thread) return; // stopped by close
-        worker = undefined;
-        const error = codedError(
-          `the audit store worker stopped unexpectedly (exit code ${code}${failure ? `: ${failure.message}` : ''})`,
-          WORKER_EXITED,
-        );
-        const calls = [...pending.values()];
-        pending.clear();
-        for (const call of calls) call.reject(error);
-      });
-    });
-  }
-
-  function send(thread: Worker, method: StoreMethod, args: unknown[]): Promise<unknown> {
-    return new Promise((resolve, reject) => {
-      const id = nextId++;
-      pending.set(id, { resolve, reject });
-      if (pending.size === 1) thread.ref();
-      thread.postMessage({ id, method, args } satisfies WorkerRequest);
-    });
-  }
+  const open = (): Promise<Thread> =>
+    (opening ??= (async () => {
+      const to = await currentThread();
+      try {
+        await send(to, { id: nextId++, store: id, method: 'open', args: [file, options.migrate] });
+      } catch (error) {
+        stopWhenIdle(to);
+        throw error;
+      }
+      to.stores.add(id);
+      openIn = to;
+      return to;
+    })().finally(() => {
+      opening = undefined;
+    }));
 
   function call<T>(method: StoreMethod, args: unknown[]): Promise<T> {
     if (closing) return Promise.reject(codedError('the audit store is closed', STORE_CLOSED));
-    const result = (async () => {
-      // After a crash, the first call starts a new worker; the calls made meanwhile wait for the same one.
-      const thread =
-        worker ??
-        (await (starting ??= start().finally(() => {
-          starting = undefined;
-        })));
-      return send(thread, method, args);
-    })() as Promise<T>;
+    const result = (
+      openIn && openIn === thread
+        ? send(openIn, { id: nextId++, store: id, method, args })
+        : open().then((to) => send(to, { id: nextId++, store: id, method, args }))
+    ) as Promise<T>;
     outstanding.add(result);
     const forget = () => outstanding.delete(result);
     result.then(forget, forget);
     return result;
   }
 
-  await start();
+  await open();
 
   const store: AuditStore = {
     kind: 'sqlite',
@@ -198,18 +233,19 @@ export async function openWorkerStore(file: string, options: { migrate: boolean 
     close() {
       closing ??= (async () => {
         await Promise.allSettled([...outstanding]);
-        const thread = worker;
-        if (!thread) return;
+        const from = openIn;
+        openIn = undefined;
+        if (!from || from !== thread) return;
         try {
-          await send(thread, 'close', []);
+          await send(from, { id: nextId++, store: id, method: 'close', args: [] });
         } finally {
-          worker = undefined;
-          await thread.terminate();
+          from.stores.delete(id);
+          stopWhenIdle(from);
         }
       })();
       return closing;
     },
   };
-  workers.set(store, () => worker);
+  workers.set(store, () => (openIn && openIn === thread ? openIn.worker : undefined));
   return store;
 }

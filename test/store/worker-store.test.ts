@@ -136,9 +136,11 @@ t.test('a worker that dies fails the calls waiting for it; the next call starts 
   ]);
   t.not(workerOf(store), first);
   t.ok(workerOf(store));
-  t.equal(head?.seq, 1, 'the append the crash interrupted was rolled back (or never ran)');
-  t.same(appended.seqs, [2]);
-  t.same(await verifyStore(store), { ok: true, rows: 2, last: (await store.chainHead())! });
+  // The append the crash interrupted may have committed just before (the writer's retry then writes it
+  // twice, as after a lost connection to PostgreSQL) or not at all: the chain is linear either way.
+  t.ok(head!.seq === 1 || head!.seq === 2, `chain head at ${head!.seq}`);
+  t.same(appended.seqs, [head!.seq + 1]);
+  t.same(await verifyStore(store), { ok: true, rows: head!.seq + 1, last: (await store.chainHead())! });
 });
 
 t.test('the writer keeps what a dying worker did not commit and writes it with the next one', async (t) => {
@@ -170,8 +172,12 @@ t.test('close lets the calls made finish, then refuses new ones; the worker stop
   t.same((second as { seqs: number[] }).seqs, [2]);
   t.ok(analytics);
   await closed;
-  await exited;
   t.equal(workerOf(store), undefined);
+  // With no store open in it, the worker stops a little later (nothing else keeps this process alive
+  // meanwhile, the worker least of all: a timer waits for it).
+  const keepAlive = setTimeout(() => undefined, 30_000);
+  t.equal(await exited, 1, 'stopped (terminated) once idle');
+  clearTimeout(keepAlive);
   await t.rejects(store.append([]), { code: STORE_CLOSED });
   // Everything was committed: a new store finds it.
   const again = await openStore({ dataDir });
