@@ -9,6 +9,9 @@
  *
  * better-sqlite3 is synchronous and the store's interface is not: every statement and transaction runs
  * in turn through one queue, so that a transaction never sees another request's statements in between.
+ * Being synchronous, it blocks the thread it runs on for each statement and each commit's sync: the
+ * server therefore runs this driver (and the store over it) in a worker thread (`worker-store.ts`), where
+ * the queue orders the calls as the main thread made them.
  */
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';

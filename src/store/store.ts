@@ -5,6 +5,13 @@
  * one row of one hash chain (`hash-chain.ts`); lookups and analytics read small index tables written in
  * the same transaction as the event.
  *
+ * Where it runs: the SQLite store runs in a worker thread (`worker-store.ts`), because better-sqlite3 is
+ * synchronous and its statements, the disk sync of each commit and the chain's hashing would otherwise
+ * hold up the main thread's requests; the main thread keeps a proxy with this same interface, and an
+ * append still resolves only once committed. The PostgreSQL driver is asynchronous already: its store
+ * runs on the main thread, as does the in-thread SQLite store (`createSqlStore` over `openSqliteDriver`)
+ * the worker itself runs.
+ *
  * What an event holds is what is needed to re-run and explain a recommendation, and nothing more: no
  * FHIR resource bodies, no patient id in clear (a keyed hash), no token.
  */
@@ -14,7 +21,7 @@ import type { Config } from '../config.js';
 import type { ChainRow } from './hash-chain.js';
 import { openPostgresDriver } from './postgres.js';
 import { createSqlStore } from './sql-store.js';
-import { openSqliteDriver } from './sqlite.js';
+import { openWorkerStore } from './worker-store.js';
 
 export type AuditEventKind = 'service-call' | 'feedback' | 'objection';
 
@@ -160,15 +167,14 @@ export function sqliteFile(dataDir: string): string {
 }
 
 /**
- * Opens the store the configuration names and applies pending migrations.
+ * Opens the store the configuration names and applies pending migrations (SQLite: in its worker thread).
  * @throws Error when the database cannot be reached or was migrated by a newer version
  */
 export async function openStore(
   config: Pick<Config, 'dataDir' | 'databaseUrl'>,
   options: OpenStoreOptions = {},
 ): Promise<AuditStore> {
-  const driver = config.databaseUrl
-    ? await openPostgresDriver(config.databaseUrl, options.schema)
-    : openSqliteDriver(sqliteFile(config.dataDir));
-  return createSqlStore(driver, { migrate: options.migrate ?? true });
+  const migrate = options.migrate ?? true;
+  if (!config.databaseUrl) return openWorkerStore(sqliteFile(config.dataDir), { migrate });
+  return createSqlStore(await openPostgresDriver(config.databaseUrl, options.schema), { migrate });
 }

@@ -1,5 +1,7 @@
 /**
- * Runs a suite against both audit stores. SQLite: a fresh file in a temporary folder per store opened.
+ * Runs a suite against both audit stores. SQLite: a fresh file in a temporary folder per store opened,
+ * through the worker thread the server uses, and once more with the store on the test's own thread (what
+ * the worker runs; test coverage is only collected on the main thread).
  * PostgreSQL (TEST_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/test): a fresh schema with a
  * random name per store opened, all dropped when the test file ends, so concurrent test runs do not see
  * each other. When PostgreSQL cannot be reached its tests are skipped with the reason, except in CI
@@ -9,7 +11,8 @@ import { randomBytes } from 'node:crypto';
 import Database from 'better-sqlite3';
 import pg from 'pg';
 import type { Test } from 'tap';
-import type { Row } from '../../src/store/sql-store.js';
+import { createSqlStore, type Row } from '../../src/store/sql-store.js';
+import { openSqliteDriver } from '../../src/store/sqlite.js';
 import { type AuditStore, openStore, sqliteFile } from '../../src/store/store.js';
 import { tempDir } from './app.js';
 
@@ -49,26 +52,31 @@ export function postgresProblem(): Promise<string | null> {
   return reachable;
 }
 
-const sqliteKind: StoreKind = {
-  name: 'sqlite',
-  async open() {
-    const dataDir = tempDir('cds-store-');
-    const store = await openStore({ dataDir });
-    const db = new Database(sqliteFile(dataDir));
-    const opened: OpenedStore = {
-      store,
-      async raw(sql, params = []) {
-        const statement = db.prepare(sql);
-        if (statement.reader) return statement.all(...params) as Row[];
-        statement.run(...params);
-        return [];
-      },
-      another: () => openStore({ dataDir }),
-      where: { dataDir },
-    };
-    return opened;
-  },
-};
+function sqliteKind(inThread: boolean): StoreKind {
+  const openSqlite = (dataDir: string) =>
+    inThread
+      ? createSqlStore(openSqliteDriver(sqliteFile(dataDir)), { migrate: true })
+      : openStore({ dataDir });
+  return { name: 'sqlite', open: () => openSqliteKind(openSqlite) };
+}
+
+async function openSqliteKind(openSqlite: (dataDir: string) => Promise<AuditStore>): Promise<OpenedStore> {
+  const dataDir = tempDir('cds-store-');
+  const store = await openSqlite(dataDir);
+  const db = new Database(sqliteFile(dataDir));
+  const opened: OpenedStore = {
+    store,
+    async raw(sql, params = []) {
+      const statement = db.prepare(sql);
+      if (statement.reader) return statement.all(...params) as Row[];
+      statement.run(...params);
+      return [];
+    },
+    another: () => openSqlite(dataDir),
+    where: { dataDir },
+  };
+  return opened;
+}
 
 function postgresKind(t: Test): StoreKind {
   const schemas: string[] = [];
@@ -112,7 +120,8 @@ function postgresKind(t: Test): StoreKind {
  * @param t the test file's top-level tap object
  */
 export async function eachStore(t: Test, suite: (t: Test, kind: StoreKind) => Promise<void>): Promise<void> {
-  t.test('sqlite', (st) => suite(st, sqliteKind));
+  t.test('sqlite', (st) => suite(st, sqliteKind(false)));
+  t.test('sqlite in-thread', (st) => suite(st, sqliteKind(true)));
   const problem = await postgresProblem();
   if (problem === null) {
     t.test('postgres', (st) => suite(st, postgresKind(st)));
