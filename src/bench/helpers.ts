@@ -152,6 +152,23 @@ export function scalingSummary(points: readonly { resources: number; ms: number 
   });
 }
 
+/**
+ * The share of CPU time spent busy (not idle, not waiting for I/O) between two readings of /proc/stat,
+ * over all CPUs: whether something else was running when the benchmark started.
+ */
+export function cpuBusyShare(before: string, after: string): number {
+  const totals = (text: string) => {
+    const fields = (/^cpu\s+(.*)$/m.exec(text)?.[1] ?? '').trim().split(/\s+/).map(Number);
+    const total = fields.reduce((a, b) => a + b, 0);
+    // user nice system idle iowait irq softirq steal …: idle and iowait are not work.
+    return { total, idle: (fields[3] ?? 0) + (fields[4] ?? 0) };
+  };
+  const a = totals(before);
+  const b = totals(after);
+  const elapsed = b.total - a.total;
+  return elapsed > 0 ? round(1 - (b.idle - a.idle) / elapsed, 3) : 0;
+}
+
 /** Peak and current resident memory from the text of /proc/<pid>/status, in MB. */
 export function memoryFromStatus(text: string): { vmHwmMb: number; vmRssMb: number } {
   const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? NaN);

@@ -29,7 +29,9 @@ export interface BenchResults {
     node: string;
     loadAverageBefore: number[];
     loadAverageAfter: number[];
-    /** Something else was running when the benchmark started (1-minute load average above 1.5). */
+    /** Share of CPU time busy over all CPUs in the 3 s before the first run (absent in older results). */
+    cpuBusyBefore?: number;
+    /** Something else was running when the benchmark started (more than 20% of the CPU time busy). */
     shared: boolean;
   };
   source: string;
@@ -74,9 +76,13 @@ const STAGES = [
 ];
 
 function machineState(machine: BenchResults['machine']): string {
+  const busy =
+    machine.cpuBusyBefore === undefined
+      ? ''
+      : ` (${Math.round(machine.cpuBusyBefore * 100)}% CPU busy just before)`;
   return machine.shared
-    ? '**shared with other work while measured**, so absolute figures are noisy'
-    : 'otherwise idle while measured (the benchmark itself loads both cores)';
+    ? `**shared with other work while measured**${busy}, so absolute figures are noisy`
+    : `otherwise idle while measured${busy}; the benchmark itself loads both cores`;
 }
 
 /** The generated section for `results`. */

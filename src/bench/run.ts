@@ -43,6 +43,7 @@ import { generatePatient } from '../synthetic/patients.js';
 import { createRng } from '../synthetic/random.js';
 import {
   type BodyFor,
+  cpuBusyShare,
   median,
   memoryFromStatus,
   planCursor,
@@ -576,6 +577,10 @@ async function profile(bodies: BodyFor[], key: BenchKey) {
 const started = new Date();
 const cpuModel = /^model name\s*:\s*(.*)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? 'unknown';
 const loadBefore = loadavg();
+// Whether the machine was otherwise idle: CPU busy share over 3 s, after the build and before any run.
+const statBefore = readFileSync('/proc/stat', 'utf8');
+await sleep(3000);
+const cpuBusyBefore = cpuBusyShare(statBefore, readFileSync('/proc/stat', 'utf8'));
 log(`source: ${source} (${headlineBodies.length} request bodies); tmp ${tmp}`);
 try {
   log('in-process stage breakdown');
@@ -625,7 +630,8 @@ try {
         node: process.version,
         loadAverageBefore: loadBefore.map((l) => round(l, 2)),
         loadAverageAfter: loadavg().map((l) => round(l, 2)),
-        shared: (loadBefore[0] ?? 0) > 1.5,
+        cpuBusyBefore,
+        shared: cpuBusyBefore > 0.2,
       },
       source,
       requestBodies: headlineBodies.length,

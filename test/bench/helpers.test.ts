@@ -12,6 +12,7 @@ import {
   type RawRequest,
   scalingSummary,
   summariseProfile,
+  cpuBusyShare,
 } from '../../src/bench/helpers.js';
 
 const bodies = [
@@ -216,3 +217,11 @@ t.test(
     });
   },
 );
+
+t.test('cpuBusyShare is the busy share of the CPU time between two /proc/stat readings', async (t) => {
+  const stat = (user: number, idle: number, iowait: number) =>
+    `cpu  ${user} 0 0 ${idle} ${iowait} 0 0 0 0 0\ncpu0 1 2 3 4 5 6 7 8 9 10\n`;
+  // 300 ticks elapsed: 60 of work, 200 idle, 40 waiting for I/O.
+  t.equal(cpuBusyShare(stat(100, 1000, 10), stat(160, 1200, 50)), 0.2);
+  t.equal(cpuBusyShare(stat(1, 1, 1), stat(1, 1, 1)), 0, 'no time elapsed');
+});

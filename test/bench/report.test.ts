@@ -13,6 +13,7 @@ const results: BenchResults = {
     node: 'v22.0.0',
     loadAverageBefore: [1],
     loadAverageAfter: [2],
+    cpuBusyBefore: 0.55,
     shared: true,
   },
   source: 'generated',
@@ -54,7 +55,10 @@ t.test(
     t.match(text, /pipeline throughput = 25% of bare Fastify\*\*; cold start 1500 ms \(median of 3\)/);
     t.match(text, /\| RS384 \| pipeline \| 100 \| 5 \| 9 \| 12 \| 150 \| 0.25 \|/);
     t.match(text, /Ratios per round: RS384 0.24, 0.25\./);
-    t.match(text, /2 CPUs \(Test CPU\), Node.js v22.0.0; \*\*shared with other work while measured\*\*/);
+    t.match(
+      text,
+      /2 CPUs \(Test CPU\), Node.js v22.0.0; \*\*shared with other work while measured\*\* \(55% CPU busy just before\)/,
+    );
     t.match(text, /\| `runService src\/pipeline.js:40` \| 42.5 \|/);
     t.ok(
       text.includes(`| generated | knee-oa-progression | ${' | '.repeat(9)}9.25 |`),
