@@ -52,6 +52,8 @@ export interface BenchResults {
     }[];
     inProcess: { resources: number; stages: StageStats | undefined }[];
   };
+  /** The headline load again with the old generation capped (absent in older results). */
+  memory?: { heapCapMb: number; load: Load };
   cpuProfile: {
     samples: number;
     functions: { name: string; selfPercent: number }[];
@@ -171,6 +173,22 @@ export function generatedSection(r: BenchResults): string {
       row([alg, ms, `${Math.round((r.jwtVerify.shareOfRequestTime[alg] ?? 0) * 1000) / 10}%`]),
     ),
     '',
+    ...(r.memory
+      ? [
+          '### Memory under load (RS384 requests)',
+          '',
+          row(['node flags', 'req/s', 'p99 ms', 'peak RSS MB']),
+          row(['---', '---:', '---:', '---:']),
+          row(['(none: V8 defaults)', rs.pipeline.reqPerSec, rs.pipeline.p99, rs.pipeline.rssPeakMb]),
+          row([
+            `\`--max-old-space-size=${r.memory.heapCapMb}\``,
+            r.memory.load.reqPerSec,
+            r.memory.load.p99,
+            r.memory.load.rssPeakMb,
+          ]),
+          '',
+        ]
+      : []),
     `### CPU profile of the service under load (RS384, ${r.cpuProfile.samples} samples, self time)`,
     '',
     row(['function', 'self %']),

@@ -39,6 +39,7 @@ const results: BenchResults = {
     ],
     inProcess: [{ resources: 10, stages: undefined }],
   },
+  memory: { heapCapMb: 256, load: { reqPerSec: 98, p50: 5, p975: 9, p99: 13, rssPeakMb: 120 } },
   cpuProfile: {
     samples: 10,
     functions: [{ name: 'f pkg:x:1', selfPercent: 50 }],
@@ -60,6 +61,10 @@ t.test(
       /2 CPUs \(Test CPU\), Node.js v22.0.0; \*\*shared with other work while measured\*\* \(55% CPU busy just before\)/,
     );
     t.match(text, /\| `runService src\/pipeline.js:40` \| 42.5 \|/);
+    t.match(
+      text,
+      /\| \(none: V8 defaults\) \| 100 \| 12 \| 150 \|\n\| `--max-old-space-size=256` \| 98 \| 13 \| 120 \|/,
+    );
     t.ok(
       text.includes(`| generated | knee-oa-progression | ${' | '.repeat(9)}9.25 |`),
       'only the stages measured',
