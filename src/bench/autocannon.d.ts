@@ -19,7 +19,10 @@ declare module 'autocannon' {
     amount?: number;
     duration?: number;
     timeout?: number;
-    requests?: { setupRequest?: (request: never, context: never) => unknown }[];
+    requests?: {
+      setupRequest?: (request: never, context: never) => unknown;
+      onResponse?: (status: number, body: string, context: never) => void;
+    }[];
   }
   export default function autocannon(options: Options): Promise<Result>;
 }
