@@ -9,7 +9,7 @@
  * once everything else passed, so a rejected token never uses up a nonce.
  *
  * jose decodes the token and fetches remote key sets; the signature and the claims are checked by
- * `jws.ts` with node:crypto, synchronously (jose's WebCrypto path costs a threadpool round trip per call).
+ * `jws.ts` with node:crypto (RSA at once; ECDSA, costlier, on the threadpool).
  */
 import { KeyObject, type webcrypto } from 'node:crypto';
 import {
@@ -232,7 +232,7 @@ export function createVerifier(options: VerifierOptions): Verifier {
         // The cause of a key fetch failure helps the operator; the other reasons say it all.
         return refuse(reason, reason === 'jwks_unavailable' ? describe(error) : undefined);
       }
-      verifySignature(token, header.alg as JwsAlgorithm, key);
+      await verifySignature(token, header.alg as JwsAlgorithm, key);
       // RFC 7797 §7: a JWT's payload is always base64url-encoded.
       if (!encoded) refuse('token_malformed');
       validateClaims(claims, {

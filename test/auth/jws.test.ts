@@ -211,45 +211,35 @@ t.test('verifySignature refuses a key that does not fit the alg, whatever select
     ALGS.map((alg) => [alg, localKeySet(jwksOf(key(alg)))(alg as 'RS256', key(alg).kid)]),
   );
   const pub = (alg: string) => keysPublic.get(alg)!;
-  const reason = (fn: () => void) => {
+  const reason = async (fn: () => Promise<void>) => {
     try {
-      fn();
+      await fn();
       return 'ok';
     } catch (error) {
       return (error as JwsFailure).reason;
     }
   };
+  t.equal(await reason(() => verifySignature(token, 'ES384', pub('ES384'))), 'ok');
   t.equal(
-    reason(() => verifySignature(token, 'ES384', pub('ES384'))),
-    'ok',
-  );
-  t.equal(
-    reason(() => verifySignature(token, 'ES384', pub('ES256'))),
+    await reason(() => verifySignature(token, 'ES384', pub('ES256'))),
     'signature_invalid',
     'P-256 key',
   );
-  t.equal(
-    reason(() => verifySignature(token, 'ES384', pub('RS384'))),
-    'signature_invalid',
-    'RSA key',
-  );
+  t.equal(await reason(() => verifySignature(token, 'ES384', pub('RS384'))), 'signature_invalid', 'RSA key');
   const rs = await mint(key('RS384'));
   t.equal(
-    reason(() => verifySignature(rs, 'RS384', pub('ES384'))),
+    await reason(() => verifySignature(rs, 'RS384', pub('ES384'))),
     'signature_invalid',
     'EC key for RS',
   );
+  t.equal(await reason(() => verifySignature(rs, 'RS384', pub('RS384'))), 'ok');
   t.equal(
-    reason(() => verifySignature(rs, 'RS384', pub('RS384'))),
-    'ok',
-  );
-  t.equal(
-    reason(() => verifySignature(rs, 'PS384', pub('RS384'))),
+    await reason(() => verifySignature(rs, 'PS384', pub('RS384'))),
     'signature_invalid',
     'PKCS1 is not PSS',
   );
   t.equal(
-    reason(() => verifySignature(rs, 'RS256', pub('RS384'))),
+    await reason(() => verifySignature(rs, 'RS256', pub('RS384'))),
     'signature_invalid',
     'another hash',
   );
