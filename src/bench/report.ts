@@ -64,7 +64,8 @@ export interface BenchResults {
 }
 
 const row = (cells: (string | number)[]) => `| ${cells.join(' | ')} |`;
-const STAGES = [
+/** The stages of a call the in-process breakdown times, in pipeline order. */
+export const STAGES = [
   'parse',
   'auth',
   'validation',
@@ -74,8 +75,8 @@ const STAGES = [
   'cards',
   'inputs',
   'audit',
-  'total',
-];
+] as const;
+const COLUMNS = [...STAGES, 'total'];
 
 function machineState(machine: BenchResults['machine']): string {
   const busy =
@@ -128,12 +129,12 @@ export function generatedSection(r: BenchResults): string {
     '',
     '### Per-stage time (in-process, same requests, median ms; means and p99 in the JSON)',
     '',
-    row(['records', 'service', ...STAGES]),
-    row(['---', '---', ...STAGES.map(() => '---:')]),
+    row(['records', 'service', ...COLUMNS]),
+    row(['---', '---', ...COLUMNS.map(() => '---:')]),
   );
   for (const [source, byService] of Object.entries(r.stages)) {
     for (const [service, stages] of Object.entries(byService)) {
-      lines.push(row([source, service, ...STAGES.map((s) => stages[s]?.medianMs ?? '')]));
+      lines.push(row([source, service, ...COLUMNS.map((s) => stages[s]?.medianMs ?? '')]));
     }
   }
   lines.push(

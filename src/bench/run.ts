@@ -55,7 +55,7 @@ import {
   scalingSummary,
   summariseProfile,
 } from './helpers.js';
-import { renderBenchmarks } from './report.js';
+import { renderBenchmarks, STAGES } from './report.js';
 
 const argOf = (name: string, fallback: number) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -373,17 +373,6 @@ async function compare(bodies: BodyFor[], key: BenchKey, bare: Child): Promise<C
 
 // ---------- per-stage breakdown, in process, on the same requests ----------
 
-const STAGES = [
-  'parse',
-  'auth',
-  'validation',
-  'prefetch',
-  'rules',
-  'models',
-  'cards',
-  'inputs',
-  'audit',
-] as const;
 type Stage = (typeof STAGES)[number];
 
 const benchConfig = (prefix: string) =>
