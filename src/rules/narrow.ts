@@ -45,6 +45,12 @@ export interface AstNode {
 /** Whether a value (a resource, a component, a coding) may pass the filter. */
 type Predicate = (value: unknown) => boolean;
 
+/** A filter's predicate, and its spelling: identical filters share their narrowed collections. */
+interface Filter {
+  keep: Predicate;
+  key: string;
+}
+
 export interface NarrowingPlan {
   /** Variables whose Bundle is cut down to the entries whose resource may pass, by name. */
   variables: ReadonlyMap<string, { key: string; keep: Predicate }>;
@@ -83,27 +89,27 @@ function unwrap(node: AstNode): AstNode {
 
 /** One step of a path: the head term, then member or function invocations. */
 type Step =
-  | { kind: 'member'; name: string; node: AstNode }
-  | { kind: 'function'; name: string; params: AstNode[]; node: AstNode }
-  | { kind: 'variable'; name: string; node: AstNode }
-  | { kind: 'this'; node: AstNode }
-  | { kind: 'other'; node: AstNode };
+  | { kind: 'member'; name: string }
+  | { kind: 'function'; name: string; params: AstNode[] }
+  | { kind: 'variable'; name: string }
+  | { kind: 'this' }
+  | { kind: 'other' };
 
 function stepOf(node: AstNode): Step {
   const n = unwrap(node);
   if (n.type === 'InvocationTerm') return stepOf(kids(n)[0]!);
-  if (n.type === 'MemberInvocation') return { kind: 'member', name: n.text ?? '', node: n };
+  if (n.type === 'MemberInvocation') return { kind: 'member', name: n.text ?? '' };
   if (n.type === 'FunctionInvocation') {
     const functn = kids(n)[0];
     const params = kids(kids(functn).find((c) => c.type === 'ParamList'));
-    return { kind: 'function', name: functn?.text ?? n.text ?? '', params, node: n };
+    return { kind: 'function', name: functn?.text ?? n.text ?? '', params };
   }
   if (n.type === 'ExternalConstantTerm') {
     const name = n.delimitedText ?? kids(kids(n)[0])[0]?.text ?? n.text ?? '';
-    return { kind: 'variable', name, node: n };
+    return { kind: 'variable', name };
   }
-  if (n.type === 'ThisInvocation') return { kind: 'this', node: n };
-  return { kind: 'other', node: n };
+  if (n.type === 'ThisInvocation') return { kind: 'this' };
+  return { kind: 'other' };
 }
 
 /** A path `a.b.f(x).c` as its steps, or undefined when the node is not a path. */
@@ -145,7 +151,7 @@ const isPlainObject = (value: unknown): value is Record<string, unknown> =>
  * The test of a coding, from the criterion of `coding.where(…)`: true unless the coding certainly fails.
  * `key` spells the test, so that identical tests share their narrowed collections.
  */
-function codingTest(node: AstNode): { keep: Predicate; key: string } {
+function codingTest(node: AstNode): Filter {
   const n = unwrap(node);
   const [left, right] = kids(n);
   // `xor` is parsed as an OrExpression too: it falls through to the default below.
@@ -157,10 +163,9 @@ function codingTest(node: AstNode): { keep: Predicate; key: string } {
       : { keep: (c) => a.keep(c) || b.keep(c), key: `(${a.key}|${b.key})` };
   }
   if (n.type === 'EqualityExpression' && n.text === '=' && left && right) {
+    const leftField = memberName(left);
     const [field, value] =
-      memberName(left) !== undefined
-        ? [memberName(left), stringLiteral(right)]
-        : [memberName(right), stringLiteral(left)];
+      leftField !== undefined ? [leftField, stringLiteral(right)] : [memberName(right), stringLiteral(left)];
     if (field !== undefined && value !== undefined) {
       return {
         keep: (c) => {
@@ -206,7 +211,7 @@ function membersOf(items: readonly unknown[], name: string): unknown[] {
 }
 
 /** `code.coding.where(K).exists()`: the code test of an element, or undefined when `term` is not one. */
-function codeTest(term: AstNode): { keep: Predicate; key: string } | undefined {
+function codeTest(term: AstNode): Filter | undefined {
   const path = pathOf(term);
   if (path?.length !== 4) return undefined;
   const [code, coding, where, exists] = path as [Step, Step, Step, Step];
@@ -228,7 +233,7 @@ function codeTest(term: AstNode): { keep: Predicate; key: string } | undefined {
 }
 
 /** The code test among the top-level `and` terms of a `where` criterion (the first one found). */
-function filterOf(criterion: AstNode): { keep: Predicate; key: string } | undefined {
+function filterOf(criterion: AstNode): Filter | undefined {
   const n = unwrap(criterion);
   if (n.type === 'AndExpression') {
     const [left, right] = kids(n);
@@ -243,37 +248,31 @@ function* walk(node: AstNode): Generator<AstNode> {
   for (const child of kids(node)) yield* walk(child);
 }
 
-/** The paths of the tree: each maximal `InvocationExpression` chain and each lone term. */
-function* pathsIn(node: AstNode, insidePath = false): Generator<{ steps: Step[]; typeParameter: boolean }> {
-  const n = node;
-  if (
-    !insidePath &&
-    (n.type === 'InvocationExpression' || n.type === 'InvocationTerm' || n.type === 'ExternalConstantTerm')
-  ) {
-    const steps = pathOf(n);
-    if (steps) {
-      yield { steps, typeParameter: false };
-      // Parameters of the functions in the path hold paths of their own.
-      for (const step of steps) {
-        if (step.kind !== 'function') continue;
-        for (const param of step.params) {
-          if (TYPE_FUNCTIONS.has(step.name)) {
-            const inner = pathOf(param);
-            if (inner) yield { steps: inner, typeParameter: true };
-            continue;
-          }
-          yield* pathsIn(param);
-        }
-      }
-      return;
-    }
+/**
+ * The paths of the tree: each maximal `InvocationExpression` chain and each lone term, then the paths in
+ * the parameters of its functions (a type name given to `ofType()`, `is()` or `as()` is not a path).
+ */
+function* pathsIn(node: AstNode): Generator<Step[]> {
+  const steps =
+    node.type === 'InvocationExpression' ||
+    node.type === 'InvocationTerm' ||
+    node.type === 'ExternalConstantTerm'
+      ? pathOf(node)
+      : undefined;
+  if (!steps) {
+    for (const child of kids(node)) yield* pathsIn(child);
+    return;
   }
-  for (const child of kids(n)) yield* pathsIn(child, false);
+  yield steps;
+  for (const step of steps) {
+    if (step.kind !== 'function' || TYPE_FUNCTIONS.has(step.name)) continue;
+    for (const param of step.params) yield* pathsIn(param);
+  }
 }
 
 /** How each occurrence of a variable reads its Bundle: the entries' resources it may keep. */
-function variableRead(steps: Step[], at: number): { keep: Predicate; key: string } | undefined {
-  const [entry, resource] = [steps[at + 1], steps[at + 2]];
+function variableRead(steps: Step[]): Filter | undefined {
+  const [, entry, resource] = steps;
   if (
     entry?.kind !== 'member' ||
     entry.name !== 'entry' ||
@@ -281,7 +280,7 @@ function variableRead(steps: Step[], at: number): { keep: Predicate; key: string
     resource.name !== 'resource'
   )
     return undefined;
-  let next = at + 3;
+  let next = 3;
   let type: string | undefined;
   const ofType = steps[next];
   if (ofType?.kind === 'function' && ofType.name === 'ofType' && ofType.params.length === 1) {
@@ -296,11 +295,11 @@ function variableRead(steps: Step[], at: number): { keep: Predicate; key: string
       ? filterOf(where.params[0]!)
       : undefined;
   if (!filter && type === undefined) return undefined;
-  const t = type;
   return {
     keep: (r) =>
-      !isRecord(r) || ((t === undefined || r.resourceType === t) && (filter === undefined || filter.keep(r))),
-    key: `${t ?? '*'}:${filter?.key ?? '*'}`,
+      !isRecord(r) ||
+      ((type === undefined || r.resourceType === type) && (filter === undefined || filter.keep(r))),
+    key: `${type ?? '*'}:${filter?.key ?? '*'}`,
   };
 }
 
@@ -309,18 +308,17 @@ function variableRead(steps: Step[], at: number): { keep: Predicate; key: string
  * @param ast what `fhirpath.parse(source)` returns
  */
 export function planNarrowing(ast: AstNode): NarrowingPlan {
-  const reads = new Map<string, ({ keep: Predicate; key: string } | undefined)[]>();
-  const componentReads: ({ keep: Predicate; key: string } | undefined)[] = [];
+  const reads = new Map<string, (Filter | undefined)[]>();
+  const componentReads: (Filter | undefined)[] = [];
   let inputExposed = false;
 
-  for (const { steps, typeParameter } of pathsIn(ast)) {
+  for (const steps of pathsIn(ast)) {
     const head = steps[0]!;
-    if (typeParameter) continue;
     if (head.kind === 'this') inputExposed = true;
     if (head.kind === 'variable') {
       if (WHOLE_INPUT_VARIABLES.has(head.name)) inputExposed = true;
       const list = reads.get(head.name) ?? [];
-      list.push(variableRead(steps, 0));
+      list.push(variableRead(steps));
       reads.set(head.name, list);
     }
     if (head.kind === 'function' && !INPUT_SAFE_FUNCTIONS.has(head.name)) inputExposed = true;
@@ -350,7 +348,7 @@ export function planNarrowing(ast: AstNode): NarrowingPlan {
   const variables = new Map<string, { key: string; keep: Predicate }>();
   for (const [name, list] of reads) {
     if (list.length !== seen.get(name) || list.some((r) => r === undefined)) continue;
-    const tests = list as { keep: Predicate; key: string }[];
+    const tests = list as Filter[];
     const key = [...new Set(tests.map((t) => t.key))].sort().join(' | ');
     variables.set(name, { key, keep: (r) => tests.some((t) => t.keep(r)) });
   }
