@@ -1,8 +1,25 @@
 /**
- * Command-line parsing shared by the project's tools (fixtures, sandbox, hook CLI): one error type for a
- * bad command line, and node:util's parseArgs made strict with one-line messages that name the option.
+ * Command-line pieces shared by the project's tools (fixtures, sandbox, hook CLI, training, audit
+ * verification, OpenAPI): whether a module runs as the command, one error type for a bad command line,
+ * and node:util's parseArgs made strict with one-line messages that name the option.
  */
+import { realpathSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+
+/**
+ * Whether the module at `moduleUrl` (its `import.meta.url`) is the script node was started with, rather
+ * than imported by another (tests import the tools). Compared by real path: an npm bin is a symlink.
+ */
+export function invokedDirectly(moduleUrl: string): boolean {
+  const script = process.argv[1];
+  if (script === undefined) return false;
+  try {
+    return realpathSync(script) === realpathSync(fileURLToPath(moduleUrl));
+  } catch {
+    return false;
+  }
+}
 
 /** A bad command line; `message` says what is wrong, in one line. */
 export class UsageError extends Error {

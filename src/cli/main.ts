@@ -5,9 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
-import { realpathSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import cliProgress from 'cli-progress';
 import type { Bundle } from 'fhir/r4.js';
@@ -24,6 +22,7 @@ import {
   type PatientSource,
 } from './hook.js';
 import { latencyStats, renderCards, renderSummary, type RunSummary } from './render.js';
+import { invokedDirectly } from '../usage.js';
 
 export interface CliIo {
   stdout: (text: string) => void;
@@ -236,17 +235,7 @@ export async function run(argv: readonly string[], io: CliIo, deps: ClientDeps):
   }
 }
 
-function invokedDirectly(): boolean {
-  const script = process.argv[1];
-  if (script === undefined) return false;
-  try {
-    return realpathSync(script) === realpathSync(fileURLToPath(import.meta.url));
-  } catch {
-    return false;
-  }
-}
-
-if (invokedDirectly()) {
+if (invokedDirectly(import.meta.url)) {
   process.exitCode = await run(
     process.argv.slice(2),
     {

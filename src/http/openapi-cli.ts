@@ -3,8 +3,8 @@
  * `npm run openapi -- --check`: writes nothing; exits 1 when the file is missing or differs.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
-import { join, relative, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { join, relative } from 'node:path';
+import { invokedDirectly } from '../usage.js';
 import { projectRoot, renderOpenApi } from './openapi.js';
 
 function main(args: readonly string[]): number {
@@ -31,6 +31,6 @@ function main(args: readonly string[]): number {
 }
 
 // Run only as a script, not when imported.
-if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
+if (invokedDirectly(import.meta.url)) {
   process.exitCode = main(process.argv.slice(2));
 }

@@ -9,12 +9,11 @@
  * reason and the usage to stderr and exit with code 2; a folder that cannot be loaded or a port that
  * cannot be bound exits with 1.
  */
-import { realpathSync, statSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { statSync } from 'node:fs';
 import { parseNow } from '../synthetic/generate.js';
 import { countByType, type LoadedResources, loadBundleFolder, loadGenerated } from './load.js';
 import { type StartedFhirServer, startFhirServer } from './server.js';
-import { parseOptions, UsageError } from '../usage.js';
+import { invokedDirectly, parseOptions, UsageError } from '../usage.js';
 
 export const DEFAULT_PORT = 8090;
 export const DEFAULT_PATIENTS = 20;
@@ -206,17 +205,7 @@ export async function run(argv: readonly string[], io: SandboxIo): Promise<Sandb
   return { code: 0, server };
 }
 
-function invokedDirectly(): boolean {
-  const script = process.argv[1];
-  if (script === undefined) return false;
-  try {
-    return realpathSync(script) === realpathSync(fileURLToPath(import.meta.url));
-  } catch {
-    return false;
-  }
-}
-
-if (invokedDirectly()) {
+if (invokedDirectly(import.meta.url)) {
   const { code, server } = await run(process.argv.slice(2), {
     stdout: (text) => process.stdout.write(text),
     stderr: (text) => process.stderr.write(text),

@@ -5,9 +5,8 @@
  * be read. It changes nothing (no migration either).
  */
 import { existsSync } from 'node:fs';
-import { resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { loadConfig } from '../config.js';
+import { invokedDirectly } from '../usage.js';
 import { type ChainReport, type ChainRow, verifyChain } from './hash-chain.js';
 import { type AuditStore, openStore, sqliteFile } from './store.js';
 
@@ -72,6 +71,6 @@ export async function runVerify(
 }
 
 // Run only as a script, not when imported.
-if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
+if (invokedDirectly(import.meta.url)) {
   process.exitCode = await runVerify(process.env);
 }

@@ -7,13 +7,11 @@
  * arguments print the reason and the usage to stderr and exit with code 2; I/O errors exit with 1.
  * Without `--now`, the current UTC date at midnight is used (and printed, so a run can be repeated).
  */
-import { realpathSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { Bundle, Patient } from 'fhir/r4.js';
 import { iterateCohort } from './patients.js';
-import { parseOptions, UsageError } from '../usage.js';
+import { invokedDirectly, parseOptions, UsageError } from '../usage.js';
 
 /** Largest accepted --count. */
 export const MAX_COUNT = 100_000;
@@ -198,17 +196,7 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
   return 0;
 }
 
-function invokedDirectly(): boolean {
-  const script = process.argv[1];
-  if (script === undefined) return false;
-  try {
-    return realpathSync(script) === realpathSync(fileURLToPath(import.meta.url));
-  } catch {
-    return false;
-  }
-}
-
-if (invokedDirectly()) {
+if (invokedDirectly(import.meta.url)) {
   process.exitCode = await run(process.argv.slice(2), {
     stdout: (text) => process.stdout.write(text),
     stderr: (text) => process.stderr.write(text),

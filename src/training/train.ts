@@ -24,6 +24,7 @@ import { describeModel } from './model-cards.js';
 import { type ModelCardData, renderModelCard } from './model-card.js';
 import { bySubgroup, evaluate } from './metrics.js';
 import { logisticToOnnx } from './onnx-writer.js';
+import { invokedDirectly } from '../usage.js';
 
 export interface TrainOptions {
   modelsDir: string;
@@ -225,7 +226,7 @@ export async function main(
 }
 
 /* c8 ignore start */
-if (import.meta.url === `file://${process.argv[1]}`) {
+if (invokedDirectly(import.meta.url)) {
   main(
     process.argv.slice(2),
     (line) => process.stdout.write(`${line}\n`),
