@@ -1,7 +1,8 @@
 /**
  * The request pipeline after authentication and validation, in order:
- * prefetch → rules → models → explanation + cards → the hash of the inputs for the audit record. Framework-free: the HTTP shell, tests and batch tools call
- * it alike. Each stage is timed under its own name, so timings in logs match the code.
+ * prefetch → rules → models → explanation + cards → the hash of the inputs for the audit record.
+ * Framework-free: the HTTP shell, tests and batch tools call it alike. Each stage is timed under its own
+ * name, so timings in logs match the code.
  */
 
 import type { Resource } from 'fhir/r4.js';
