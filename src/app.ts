@@ -11,9 +11,9 @@ import type { DestinationStream } from 'pino';
 import { registerClientAuth } from './auth/hook.js';
 import { createMemoryReplayCache, type ReplayCache } from './auth/replay.js';
 import type { Config } from './config.js';
-import { createLinkSigner } from './explanations/link.js';
-import { createExplanations } from './explanations/publish.js';
-import { createExplanationStore } from './explanations/store.js';
+import { createLinkSigner } from './explanation-pages/link.js';
+import { createExplanations } from './explanation-pages/publish.js';
+import { createExplanationStore } from './explanation-pages/store.js';
 import { httpsOptions, KEEP_ALIVE_TIMEOUT_MS, registerEdge } from './http/edge.js';
 import { registerErrorHandlers } from './http/error-handler.js';
 import { registerRoutes } from './http/routes.js';
@@ -21,8 +21,8 @@ import { loggerOptions } from './logger.js';
 import { createFhirFetch } from './prefetch/fhir-fetch.js';
 import { createLiveSet, loadDefinitions } from './ops/live-set.js';
 import { registerOps } from './ops/register.js';
-import { openAuditTrail } from './store/audit-trail.js';
-import type { AuditStore } from './store/store.js';
+import { openAuditTrail } from './audit/audit-trail.js';
+import type { AuditStore } from './audit/store.js';
 
 export interface AppOverrides {
   /** The network, for the fallback FHIR fetch (tests point it at a loopback server or a fake). */

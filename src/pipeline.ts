@@ -6,19 +6,19 @@
  */
 
 import type { Resource } from 'fhir/r4.js';
-import type { Language } from './cards/detail.js';
 import { renderCards } from './cards/render.js';
-import type { ExplanationPublisher } from './explanations/publish.js';
+import type { ExplanationPublisher } from './explanation-pages/publish.js';
 import type { HookRequest, HookResponse } from './cds-hooks.js';
 import { consideredDraftOrders } from './orders/draft-orders.js';
 import type { FhirFetch } from './prefetch/fhir-fetch.js';
 import { resolvePrefetch, type UnavailableData } from './prefetch/resolve.js';
-import type { LoadedModel } from './models/load.js';
+import type { LoadedModel } from './scoring/load.js';
 import { evaluateRules, type RuleErrorReport } from './rules/evaluate.js';
 import { findObjection } from './consent/objection.js';
-import { identityOf, type ModelOutcome, scoreSubjects } from './models/score.js';
+import { identityOf, type ModelOutcome, scoreSubjects } from './scoring/score.js';
 import type { CompiledService } from './services/load.js';
-import { digestInputs, type InputsDigest } from './store/inputs.js';
+import { digestInputs, type InputsDigest } from './audit/inputs.js';
+import type { Language } from './language.js';
 
 export interface PipelineDeps {
   fhirFetch: FhirFetch;

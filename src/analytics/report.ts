@@ -7,7 +7,7 @@
  * of the overrides; the share of overrides saying the input data was wrong (a data-quality alarm); and
  * the distribution of risk values week by week, to see a model drift.
  */
-import type { AnalyticsKey, AnalyticsRows } from '../store/store.js';
+import type { AnalyticsKey, AnalyticsRows } from '../audit/store.js';
 
 /** The override reason that says the record, not the model, is wrong (src/codes.ts). */
 export const INPUT_DATA_WRONG = 'input-data-wrong';

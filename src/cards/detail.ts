@@ -5,11 +5,9 @@
  * record are escaped so they cannot inject markdown or HTML into the EHR's rendering.
  */
 import type { Explanation } from '../explain/explain.js';
-import { formatRisk, type ModelOutcome } from '../models/score.js';
+import { formatRisk, type ModelOutcome } from '../scoring/score.js';
 import type { RuleResult } from '../rules/evaluate.js';
-import type { Localized } from '../services/definition-schema.js';
-
-export type Language = keyof Localized;
+import type { Language } from '../language.js';
 
 const TEXT = {
   en: {

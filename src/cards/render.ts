@@ -7,13 +7,14 @@
 import type { Action, Card, Coding, Suggestion } from '../cds-hooks.js';
 import { OVERRIDE_REASONS, type OverrideReasonCode, SYSTEM } from '../codes.js';
 import { EXPLANATION_EXTENSION, explain } from '../explain/explain.js';
-import type { ExplanationPublisher } from '../explanations/publish.js';
+import type { ExplanationPublisher } from '../explanation-pages/publish.js';
 import type { UnavailableData } from '../prefetch/resolve.js';
-import { formatRisk, type ModelOutcome } from '../models/score.js';
+import { formatRisk, type ModelOutcome } from '../scoring/score.js';
 import type { FocusResult } from '../rules/evaluate.js';
 import type { CardCondition, CardSpec } from '../services/definition-schema.js';
 import type { CompiledService } from '../services/load.js';
-import { type Language, renderDetail } from './detail.js';
+import { renderDetail } from './detail.js';
+import type { Language } from '../language.js';
 
 export interface RenderInput {
   service: CompiledService;

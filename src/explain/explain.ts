@@ -4,11 +4,12 @@
  * sources). The card detail is rendered from it, and it travels machine-readable in the card's
  * `extension` so that an EHR or an auditor reads the same facts the clinician does.
  */
-import type { ModelOutcome } from '../models/score.js';
+import type { ModelOutcome } from '../scoring/score.js';
 import type { UnavailableData } from '../prefetch/resolve.js';
 import type { FocusResult, RuleResult } from '../rules/evaluate.js';
-import type { Localized, SourceSpec } from '../services/definition-schema.js';
+import type { SourceSpec } from '../services/definition-schema.js';
 import type { CompiledService } from '../services/load.js';
+import type { Localized } from '../language.js';
 
 /** Key of the explanation in `card.extension` (CDS Hooks: extension keys SHOULD be reverse-DNS). */
 export const EXPLANATION_EXTENSION = 'org.example.explainable-cds.explanation';

@@ -14,7 +14,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { renderReportPage } from '../analytics/page.js';
 import { buildReport } from '../analytics/report.js';
 import { CdsError } from '../errors.js';
-import type { AuditTrail } from '../store/audit-trail.js';
+import type { AuditTrail } from '../audit/audit-trail.js';
 import { describeError, validatorFor } from './validate.js';
 
 export interface AnalyticsDeps {

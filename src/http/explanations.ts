@@ -5,12 +5,12 @@
  * gets the same 404 page, which says nothing about why.
  */
 import type { FastifyInstance } from 'fastify';
-import type { Language } from '../cards/detail.js';
 import { modelCardUrl } from '../cards/render.js';
-import type { Explanations } from '../explanations/publish.js';
-import { renderExplanationPage } from '../explanations/page.js';
-import type { ModelRegistry } from '../models/load.js';
+import type { Explanations } from '../explanation-pages/publish.js';
+import { renderExplanationPage } from '../explanation-pages/page.js';
+import type { ModelRegistry } from '../scoring/load.js';
 import { PAGE_CSP } from './analytics.js';
+import type { Language } from '../language.js';
 
 export interface ExplanationRouteDeps {
   explanations: Explanations;

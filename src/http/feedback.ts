@@ -14,10 +14,10 @@ import { OVERRIDE_REASONS, SYSTEM } from '../codes.js';
 import { CdsError } from '../errors.js';
 import type { CompiledService } from '../services/load.js';
 import type { Registry } from '../services/registry.js';
-import type { AuditTrail } from '../store/audit-trail.js';
-import { feedbackEvent } from '../store/events.js';
-import { normalizeInstant } from '../store/sql-store.js';
-import type { Caller, IssuedCard } from '../store/store.js';
+import type { AuditTrail } from '../audit/audit-trail.js';
+import { feedbackEvent } from '../audit/events.js';
+import { normalizeInstant } from '../audit/sql-store.js';
+import type { Caller, IssuedCard } from '../audit/store.js';
 import { describeError, validatorFor } from './validate.js';
 
 /** Checks one item against the card it names. */

@@ -6,7 +6,7 @@
  */
 import type { FastifyInstance } from 'fastify';
 import { CdsError } from '../errors.js';
-import type { LoadedModel, ModelRegistry } from '../models/load.js';
+import type { LoadedModel, ModelRegistry } from '../scoring/load.js';
 
 function find(models: ModelRegistry, id: string): LoadedModel {
   const model = models.get(id);

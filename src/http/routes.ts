@@ -3,18 +3,18 @@
  * with its own issue and will sit in the same scope); the governance team's analytics, outside it.
  */
 import type { FastifyInstance } from 'fastify';
-import type { Language } from '../cards/detail.js';
 import type { PipelineDeps, ServiceOutcome } from '../pipeline.js';
 import type { CompiledService } from '../services/load.js';
-import type { ModelRegistry } from '../models/load.js';
+import type { ModelRegistry } from '../scoring/load.js';
 import type { Registry } from '../services/registry.js';
-import type { AuditTrail } from '../store/audit-trail.js';
-import type { Explanations } from '../explanations/publish.js';
+import type { AuditTrail } from '../audit/audit-trail.js';
+import type { Explanations } from '../explanation-pages/publish.js';
 import { registerAnalytics } from './analytics.js';
 import { registerExplanationRoutes } from './explanations.js';
 import { feedbackHandler } from './feedback.js';
 import { registerModelRoutes } from './models.js';
 import { serviceCallHandler } from './service-call.js';
+import type { Language } from '../language.js';
 
 export interface RouteDeps {
   registry: Registry;

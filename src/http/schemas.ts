@@ -418,7 +418,7 @@ const PatientExportRequest = {
   properties: { patientId: fhirId },
 } as const;
 
-/** A patient's audit events, in chain order (payloads as stored: src/store/store.ts). */
+/** A patient's audit events, in chain order (payloads as stored: src/audit/store.ts). */
 const PatientExport = {
   type: 'object',
   additionalProperties: false,

@@ -4,15 +4,15 @@
  * route schema.
  */
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { Language } from '../cards/detail.js';
 import { type HookName, type HookRequest, type HookResponse, KNOWN_HOOKS } from '../cds-hooks.js';
 import { CdsError } from '../errors.js';
 import { selectionProblem } from '../orders/draft-orders.js';
 import { type PipelineDeps, runService, type ServiceOutcome } from '../pipeline.js';
 import type { CompiledService } from '../services/load.js';
 import type { Registry } from '../services/registry.js';
-import type { AuditTrail } from '../store/audit-trail.js';
+import type { AuditTrail } from '../audit/audit-trail.js';
 import { contextValidatorFor, describeError, validatorFor } from './validate.js';
+import type { Language } from '../language.js';
 
 /** The first of `fr` / `en` in an Accept-Language header, by preference order; else the default. */
 export function pickLanguage(header: string | undefined, fallback: Language): Language {

@@ -10,7 +10,7 @@
  * using them); at close, those waiting are released at once.
  */
 import type { Config } from '../config.js';
-import { type LoadedModel, loadModels, type ModelRegistry } from '../models/load.js';
+import { type LoadedModel, loadModels, type ModelRegistry } from '../scoring/load.js';
 import { loadServices } from '../services/load.js';
 import { createRegistry, type Registry } from '../services/registry.js';
 import { loadValueSets } from '../services/value-sets.js';

@@ -17,7 +17,7 @@ import type { Feedback, HookResponse } from '../cds-hooks.js';
 import type { ServiceOutcome } from '../pipeline.js';
 import type { CompiledService } from '../services/load.js';
 import type { Registry as ServiceRegistry } from '../services/registry.js';
-import type { AuditBacklog } from '../store/audit-writer.js';
+import type { AuditBacklog } from '../audit/audit-writer.js';
 
 const CALL_ROUTE = '/cds-services/:id';
 const FEEDBACK_ROUTE = '/cds-services/:id/feedback';

@@ -7,7 +7,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { Config } from '../config.js';
 import { CdsError } from '../errors.js';
-import type { AuditTrail } from '../store/audit-trail.js';
+import type { AuditTrail } from '../audit/audit-trail.js';
 import type { LiveSet, ReloadResult } from './live-set.js';
 import { type CallObserver, registerMetrics } from './metrics.js';
 import { registerOpsRoutes } from './routes.js';

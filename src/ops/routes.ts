@@ -12,7 +12,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { CdsError } from '../errors.js';
 import { presentedCredential } from '../http/analytics.js';
-import type { AuditTrail } from '../store/audit-trail.js';
+import type { AuditTrail } from '../audit/audit-trail.js';
 import type { LiveSet, ReloadResult } from './live-set.js';
 import type { Metrics } from './metrics.js';
 

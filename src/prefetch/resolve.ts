@@ -10,10 +10,10 @@
 import type { FhirResource } from 'fhir/r4.js';
 import type { HookRequest } from '../cds-hooks.js';
 import { CdsError } from '../errors.js';
-import type { Localized } from '../services/definition-schema.js';
 import type { CompiledPrefetch } from '../services/load.js';
 import { article, type FetchFailureCode, type FhirFetch } from './fhir-fetch.js';
 import { renderTemplate } from './template.js';
+import type { Localized } from '../language.js';
 
 export type PrefetchSource = 'prefetch' | 'fetched';
 

@@ -11,11 +11,11 @@ import type {
   ChecklistItem,
   ChecklistRule,
   ConditionRule,
-  Localized,
   SourceSpec,
 } from '../services/definition-schema.js';
-import type { ModelOutcome } from '../models/score.js';
+import type { ModelOutcome } from '../scoring/score.js';
 import type { CompiledExpression } from './fhirpath.js';
+import type { Localized } from '../language.js';
 
 export interface CompiledChecklist {
   kind: 'checklist';

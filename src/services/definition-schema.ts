@@ -4,12 +4,7 @@
  */
 import { KNOWN_HOOKS } from '../cds-hooks.js';
 import { OVERRIDE_REASONS } from '../codes.js';
-
-/** Text in both languages every card must support. */
-export interface Localized {
-  en: string;
-  fr: string;
-}
+import type { Localized } from '../language.js';
 
 export interface PrefetchSpec {
   /** Relative FHIR read or search URL with CDS Hooks tokens, as published in discovery. */
@@ -145,7 +140,7 @@ export interface ServiceDefinition {
   overrideReasons?: string[];
 }
 
-/** JSON Schema pieces shared with the model manifest schema (src/models/manifest.ts). */
+/** JSON Schema pieces shared with the model manifest schema (src/scoring/manifest.ts). */
 export const localized = {
   type: 'object',
   additionalProperties: false,

@@ -18,7 +18,7 @@ import { CdsError } from '../errors.js';
 import { type ParsedTemplate, parseTemplate } from '../prefetch/template.js';
 import type { CompiledDefine, CompiledFocus, CompiledRule } from '../rules/evaluate.js';
 import { type CompiledExpression, compileExpression } from '../rules/fhirpath.js';
-import type { LoadedModel, ModelRegistry } from '../models/load.js';
+import type { LoadedModel, ModelRegistry } from '../scoring/load.js';
 import {
   type ActionSpec,
   DEFINITION_SCHEMA,

@@ -11,10 +11,10 @@ import {
 import { pickLanguage } from '../../src/http/service-call.js';
 import type { FocusResult, RuleResult } from '../../src/rules/evaluate.js';
 import { evaluateRules } from '../../src/rules/evaluate.js';
-import { loadModels } from '../../src/models/load.js';
+import { loadModels } from '../../src/scoring/load.js';
 import { loadServices } from '../../src/services/load.js';
 import { loadValueSets } from '../../src/services/value-sets.js';
-import { createRng } from '../../src/synthetic/random.js';
+import { createRng } from '../../tools/synthetic/random.js';
 import { assertConforms, buildTestApp, NOW } from '../helpers/app.js';
 import { type LesionSpec, lesion, patientView, searchset } from '../helpers/hook-request.js';
 

@@ -2,8 +2,8 @@ import type { Consent } from 'fhir/r4.js';
 import t from 'tap';
 import { SYSTEM } from '../../src/codes.js';
 import { findObjection, instantBounds, OBJECTION_PURPOSE } from '../../src/consent/objection.js';
-import { OBJECTION_PURPOSE as GENERATOR_PURPOSE, generatePatient } from '../../src/synthetic/patients.js';
-import { createRng } from '../../src/synthetic/random.js';
+import { OBJECTION_PURPOSE as GENERATOR_PURPOSE, generatePatient } from '../../tools/synthetic/patients.js';
+import { createRng } from '../../tools/synthetic/random.js';
 import { NOW } from '../helpers/app.js';
 import { searchset } from '../helpers/hook-request.js';
 

@@ -2,7 +2,7 @@
  * Audit events built directly (without a hook call), for store and analytics tests.
  */
 import { SYSTEM } from '../../src/codes.js';
-import type { AuditedCard, ModelRef, NewAuditEvent } from '../../src/store/store.js';
+import type { AuditedCard, ModelRef, NewAuditEvent } from '../../src/audit/store.js';
 
 export const SERVICE = 'melanoma-lesion-triage';
 export const CALLER = { issuer: null, tenant: null };

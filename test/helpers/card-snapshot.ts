@@ -8,18 +8,18 @@
 import type { Bundle, Resource } from 'fhir/r4.js';
 import type { FastifyInstance } from 'fastify';
 import type { HookRequest } from '../../src/cds-hooks.js';
-import { loadModels } from '../../src/models/load.js';
+import { loadModels } from '../../src/scoring/load.js';
 import { loadServices } from '../../src/services/load.js';
 import { loadValueSets } from '../../src/services/value-sets.js';
-import { prefetchFrom } from '../../src/bench/helpers.js';
-import { patientOf, resourcesOf } from '../../src/synthetic/bundle.js';
+import { prefetchFrom } from '../../tools/bench/helpers.js';
+import { patientOf, resourcesOf } from '../../tools/synthetic/bundle.js';
 import {
   type DrugKey,
   medicationRequest,
   orderPrefetch,
   orderSelectRequest,
   orderSignRequest,
-} from '../../src/synthetic/orders.js';
+} from '../../tools/synthetic/orders.js';
 
 /** One draft of each drug alone (in English), then an NSAID with an anticoagulant (in French). */
 const DRAFTS: readonly (readonly DrugKey[])[] = [

@@ -1,5 +1,5 @@
 /**
- * The loopback FHIR server of the tests is the product's local FHIR sandbox (src/sandbox/server.ts), so
+ * The loopback FHIR server of the tests is the product's local FHIR sandbox (tools/sandbox/server.ts), so
  * the service's fallback-fetch tests run against the same server integrators use.
  */
 export {
@@ -7,4 +7,4 @@ export {
   type RecordedRequest,
   type StartedFhirServer,
   startFhirServer,
-} from '../../src/sandbox/server.js';
+} from '../../tools/sandbox/server.js';

@@ -3,10 +3,10 @@
  * test/http/knee-oa-progression.test.ts), for tests that need a real model-based card.
  */
 import type { Bundle, Resource } from 'fhir/r4.js';
-import type { PatientOptions } from '../../src/synthetic/patients.js';
-import { generatePatient } from '../../src/synthetic/patients.js';
-import { resourcesOf, searchset, toServerForm } from '../../src/synthetic/bundle.js';
-import { createRng } from '../../src/synthetic/random.js';
+import type { PatientOptions } from '../../tools/synthetic/patients.js';
+import { generatePatient } from '../../tools/synthetic/patients.js';
+import { resourcesOf, searchset, toServerForm } from '../../tools/synthetic/bundle.js';
+import { createRng } from '../../tools/synthetic/random.js';
 import { NOW } from './app.js';
 
 export const KNEE_OA_URL = '/cds-services/knee-oa-progression';

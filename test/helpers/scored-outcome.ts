@@ -1,5 +1,5 @@
 /** A hand-made scored outcome with every status of a value and labels that need escaping. */
-import type { ScoredOutcome } from '../../src/models/score.js';
+import type { ScoredOutcome } from '../../src/scoring/score.js';
 
 export const MODEL = {
   id: 'demo',

@@ -11,9 +11,9 @@ import { randomBytes } from 'node:crypto';
 import Database from 'better-sqlite3';
 import pg from 'pg';
 import type { Test } from 'tap';
-import { createSqlStore, type Row } from '../../src/store/sql-store.js';
-import { openSqliteDriver } from '../../src/store/sqlite.js';
-import { type AuditStore, openStore, sqliteFile } from '../../src/store/store.js';
+import { createSqlStore, type Row } from '../../src/audit/sql-store.js';
+import { openSqliteDriver } from '../../src/audit/sqlite.js';
+import { type AuditStore, openStore, sqliteFile } from '../../src/audit/store.js';
 import { tempDir } from './app.js';
 
 export const PG_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';

@@ -7,7 +7,7 @@ import t, { type Test } from 'tap';
 import { renderReportPage } from '../../src/analytics/page.js';
 import { SYSTEM } from '../../src/codes.js';
 import { PAGE_CSP, presentedCredential } from '../../src/http/analytics.js';
-import { openStore } from '../../src/store/store.js';
+import { openStore } from '../../src/audit/store.js';
 import { callEvent } from '../helpers/audit-events.js';
 import { assertConforms, buildTestApp, tempDir } from '../helpers/app.js';
 import { type LesionSpec, lesion, patientView, searchset } from '../helpers/hook-request.js';

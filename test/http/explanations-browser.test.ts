@@ -10,7 +10,7 @@ import type { AddressInfo } from 'node:net';
 import { chromium } from 'playwright-core';
 import t from 'tap';
 import { EXPLANATION_EXTENSION } from '../../src/explain/explain.js';
-import { COLOURS } from '../../src/explanations/waterfall.js';
+import { COLOURS } from '../../src/explanation-pages/waterfall.js';
 import { buildTestApp, tempDir } from '../helpers/app.js';
 import { HIGH_RISK, KNEE_OA_URL, kneeOaCall } from '../helpers/knee-oa-call.js';
 import { readPng } from '../helpers/png.js';

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { EXPLANATION_EXTENSION } from '../../src/explain/explain.js';
-import type { PatientOptions } from '../../src/synthetic/patients.js';
+import type { PatientOptions } from '../../tools/synthetic/patients.js';
 import { assertConforms, buildTestApp } from '../helpers/app.js';
 import { HIGH_RISK as HIGH, KNEE_OA_URL as URL, kneeOaCall } from '../helpers/knee-oa-call.js';
 

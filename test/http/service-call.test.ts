@@ -1,6 +1,6 @@
 import t from 'tap';
 import { EXPLANATION_EXTENSION } from '../../src/explain/explain.js';
-import { medicationRequest, orderSelectRequest, orderSignRequest } from '../../src/synthetic/orders.js';
+import { medicationRequest, orderSelectRequest, orderSignRequest } from '../../tools/synthetic/orders.js';
 import { assertConforms, buildTestApp } from '../helpers/app.js';
 import { lesion, patientView, searchset, triageCards } from '../helpers/hook-request.js';
 

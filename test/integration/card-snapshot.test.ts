@@ -9,8 +9,8 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 
 import { join } from 'node:path';
 import type { Bundle } from 'fhir/r4.js';
 import t from 'tap';
-import { toServerForm } from '../../src/synthetic/bundle.js';
-import { generateCohort } from '../../src/synthetic/patients.js';
+import { toServerForm } from '../../tools/synthetic/bundle.js';
+import { generateCohort } from '../../tools/synthetic/patients.js';
 import { buildTestApp, NOW } from '../helpers/app.js';
 import { type SnapshotLine, snapshotCards } from '../helpers/card-snapshot.js';
 

@@ -1,5 +1,5 @@
 /**
- * Generated patients (src/synthetic) through the whole service, fetched from a loopback FHIR server:
+ * Generated patients (tools/synthetic) through the whole service, fetched from a loopback FHIR server:
  * every lesion examination of the last 90 days gets exactly one card, and the card agrees with a
  * direct count of the checklist items in the record.
  */
@@ -8,8 +8,8 @@ import t from 'tap';
 import { triageCards } from '../helpers/hook-request.js';
 import { LESION, SYSTEM } from '../../src/codes.js';
 import { EXPLANATION_EXTENSION } from '../../src/explain/explain.js';
-import { patientOf, resourcesOf, toServerForm } from '../../src/synthetic/bundle.js';
-import { generateCohort } from '../../src/synthetic/patients.js';
+import { patientOf, resourcesOf, toServerForm } from '../../tools/synthetic/bundle.js';
+import { generateCohort } from '../../tools/synthetic/patients.js';
 import { assertConforms, buildTestApp, NOW } from '../helpers/app.js';
 import { startFhirServer } from '../helpers/fhir-server.js';
 

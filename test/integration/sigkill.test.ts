@@ -7,8 +7,8 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import Database from 'better-sqlite3';
 import t from 'tap';
 import { SYSTEM } from '../../src/codes.js';
-import { openStore, sqliteFile } from '../../src/store/store.js';
-import { verifyStore } from '../../src/store/verify-cli.js';
+import { openStore, sqliteFile } from '../../src/audit/store.js';
+import { verifyStore } from '../../src/audit/verify.js';
 import { tempDir } from '../helpers/app.js';
 import { lesion, patientView, searchset } from '../helpers/hook-request.js';
 

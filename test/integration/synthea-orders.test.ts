@@ -13,14 +13,14 @@ import type { Card, HookRequest } from '../../src/cds-hooks.js';
 import { SYSTEM } from '../../src/codes.js';
 import { EXPLANATION_EXTENSION } from '../../src/explain/explain.js';
 import { loadValueSets } from '../../src/services/value-sets.js';
-import { patientOf, resourcesOf, toServerForm } from '../../src/synthetic/bundle.js';
+import { patientOf, resourcesOf, toServerForm } from '../../tools/synthetic/bundle.js';
 import {
   type DrugKey,
   medicationRequest,
   orderPrefetch,
   orderSelectRequest,
   orderSignRequest,
-} from '../../src/synthetic/orders.js';
+} from '../../tools/synthetic/orders.js';
 import { assertConforms, buildTestApp, NOW } from '../helpers/app.js';
 import { startFhirServer } from '../helpers/fhir-server.js';
 

@@ -10,7 +10,7 @@ import type { Bundle, Condition, Observation, Resource } from 'fhir/r4.js';
 import t from 'tap';
 import { SYSTEM } from '../../src/codes.js';
 import { EXPLANATION_EXTENSION } from '../../src/explain/explain.js';
-import { patientOf, resourcesOf, searchset, toServerForm } from '../../src/synthetic/bundle.js';
+import { patientOf, resourcesOf, searchset, toServerForm } from '../../tools/synthetic/bundle.js';
 import { assertConforms, buildTestApp } from '../helpers/app.js';
 import { startFhirServer } from '../helpers/fhir-server.js';
 import { lesion, triageCards } from '../helpers/hook-request.js';

@@ -3,7 +3,7 @@
  * authentication on), ready only while the audit store answers.
  */
 import t from 'tap';
-import { openStore } from '../../src/store/store.js';
+import { openStore } from '../../src/audit/store.js';
 import { buildTestApp, tempDir } from '../helpers/app.js';
 import { buildAuthApp, ISSUER, jwksOf, makeKey } from '../helpers/jwt.js';
 

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { consideredDraftOrders, selectionProblem } from '../../src/orders/draft-orders.js';
-import { draftOrdersBundle, medicationRequest } from '../../src/synthetic/orders.js';
+import { draftOrdersBundle, medicationRequest } from '../../tools/synthetic/orders.js';
 
 const a = medicationRequest({ id: 'a', drug: 'ibuprofen', patientId: 'p' });
 const b = medicationRequest({ id: 'b', drug: 'paracetamol', patientId: 'p' });

@@ -1,7 +1,7 @@
 import t from 'tap';
 import { display, evaluateRules, type FocusResult } from '../../src/rules/evaluate.js';
 import { compileExpression } from '../../src/rules/fhirpath.js';
-import { loadModels } from '../../src/models/load.js';
+import { loadModels } from '../../src/scoring/load.js';
 import { loadServices } from '../../src/services/load.js';
 import { loadValueSets } from '../../src/services/value-sets.js';
 import { NOW } from '../helpers/app.js';

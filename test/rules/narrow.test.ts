@@ -1,17 +1,17 @@
 import t from 'tap';
 import fhirpath from 'fhirpath';
 import type { Bundle, Resource } from 'fhir/r4.js';
-import { prefetchFrom } from '../../src/bench/helpers.js';
+import { prefetchFrom } from '../../tools/bench/helpers.js';
 import type { HookRequest } from '../../src/cds-hooks.js';
-import { loadModels } from '../../src/models/load.js';
+import { loadModels } from '../../src/scoring/load.js';
 import { runService } from '../../src/pipeline.js';
 import { type AstNode, narrow, planNarrowing } from '../../src/rules/narrow.js';
 import { compileExpression, setShortcuts } from '../../src/rules/fhirpath.js';
 import { loadServices } from '../../src/services/load.js';
 import { loadValueSets } from '../../src/services/value-sets.js';
-import { patientOf, resourcesOf, toServerForm } from '../../src/synthetic/bundle.js';
-import { generatePatient } from '../../src/synthetic/patients.js';
-import { createRng } from '../../src/synthetic/random.js';
+import { patientOf, resourcesOf, toServerForm } from '../../tools/synthetic/bundle.js';
+import { generatePatient } from '../../tools/synthetic/patients.js';
+import { createRng } from '../../tools/synthetic/random.js';
 import { NOW } from '../helpers/app.js';
 
 const plan = (source: string) => planNarrowing(fhirpath.parse(source) as AstNode);

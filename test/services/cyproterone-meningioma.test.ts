@@ -6,15 +6,15 @@ import type { Resource } from 'fhir/r4.js';
 import t from 'tap';
 import type { Card } from '../../src/cds-hooks.js';
 import { EXPLANATION_EXTENSION } from '../../src/explain/explain.js';
-import { patientOf, resourcesOf, toServerForm } from '../../src/synthetic/bundle.js';
+import { patientOf, resourcesOf, toServerForm } from '../../tools/synthetic/bundle.js';
 import {
   brainMriProcedure,
   medicationRequest,
   orderPrefetch,
   orderSignRequest,
-} from '../../src/synthetic/orders.js';
-import { generatePatient } from '../../src/synthetic/patients.js';
-import { createRng } from '../../src/synthetic/random.js';
+} from '../../tools/synthetic/orders.js';
+import { generatePatient } from '../../tools/synthetic/patients.js';
+import { createRng } from '../../tools/synthetic/random.js';
 import { assertConforms, buildTestApp, NOW } from '../helpers/app.js';
 
 const { app } = await buildTestApp();

@@ -12,16 +12,16 @@ import type { Action, Card, HookRequest } from '../../src/cds-hooks.js';
 import { SYSTEM } from '../../src/codes.js';
 import { EXPLANATION_EXTENSION } from '../../src/explain/explain.js';
 import { loadValueSets } from '../../src/services/value-sets.js';
-import { patientOf, resourcesOf, toServerForm } from '../../src/synthetic/bundle.js';
+import { patientOf, resourcesOf, toServerForm } from '../../tools/synthetic/bundle.js';
 import {
   type DrugKey,
   medicationRequest,
   orderPrefetch,
   orderSelectRequest,
   orderSignRequest,
-} from '../../src/synthetic/orders.js';
-import { generatePatient, type PatientOptions } from '../../src/synthetic/patients.js';
-import { createRng } from '../../src/synthetic/random.js';
+} from '../../tools/synthetic/orders.js';
+import { generatePatient, type PatientOptions } from '../../tools/synthetic/patients.js';
+import { createRng } from '../../tools/synthetic/random.js';
 import { assertConforms, buildTestApp, NOW } from '../helpers/app.js';
 
 const SELECT = '/cds-services/nsaid-safety-order-select';

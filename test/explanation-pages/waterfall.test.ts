@@ -1,0 +1,53 @@
+import t from 'tap';
+import { COLOURS, waterfallSvg } from '../../src/explanation-pages/waterfall.js';
+import { SCORED } from '../helpers/scored-outcome.js';
+
+function bars(svg: string) {
+  return [
+    ...svg.matchAll(
+      /<rect class="bar (\w+)" x="([\d.]+)" y="[\d.]+" width="([\d.]+)" height="16" fill="(#\w+)">/g,
+    ),
+  ].map((m) => ({ kind: m[1], x: Number(m[2]), width: Number(m[3]), fill: m[4] }));
+}
+
+t.test('one bar per contribution, between the baseline and the estimate, widths proportional', async (t) => {
+  const { svg, scale } = waterfallSvg(SCORED, 'en');
+  const all = bars(svg);
+  t.same(
+    all.map((b) => b.kind),
+    ['baseline', 'contribution', 'contribution', 'contribution', 'contribution', 'estimate'],
+  );
+  const contributions = all.filter((b) => b.kind === 'contribution');
+  t.equal(contributions.length, SCORED.contributions.length);
+  // Largest effect first: 1.5, -0.5, 0.25, 0.
+  t.same(
+    contributions.map((b) => b.width),
+    [1.5, 0.5, 0.25, 0].map((c) => Number((c * scale).toFixed(2))),
+  );
+  t.same(
+    contributions.map((b) => b.fill),
+    [COLOURS.raises, COLOURS.lowers, COLOURS.raises, COLOURS.neutral],
+  );
+  t.equal(all[0]!.width, Number((1 * scale).toFixed(2)), 'baseline bar: |−1|');
+  t.equal(all[5]!.width, Number((0.25 * scale).toFixed(2)), 'estimate bar: |−1 + 1.5 − 0.5 + 0.25 + 0|');
+  // Each step starts where the previous ended: the first raise starts at the baseline's left end.
+  t.equal(contributions[0]!.x, all[0]!.x, 'from −1 up');
+  t.ok(Math.abs(contributions[1]!.x - (all[0]!.x + 1 * scale)) < 0.02, 'the fall ends at −1 + 1.5 − 0.5 = 0');
+});
+
+t.test('labels carry value and unit, escaped, and the chart has a text alternative', async (t) => {
+  const { svg } = waterfallSvg(SCORED, 'en');
+  t.notMatch(svg, /<script|<b>|<i>/);
+  t.match(svg, 'BMI &lt;script&gt;alert(1)&lt;/script&gt;: 36 kg/m2');
+  t.match(svg, 'KL grade 3: 0.54 (imputed)');
+  t.match(svg, 'Knee injury &amp; &quot;trauma&quot;: not recorded');
+  t.match(svg, 'Pain: 7 (imputed)', 'dimensionless units are not shown');
+  t.match(svg, '<title>Knee injury &amp; &quot;trauma&quot;: not recorded: no effect 0</title>', 'no "−0"');
+  t.match(svg, '<title>BMI &lt;script&gt;alert(1)&lt;/script&gt;: 36 kg/m2: raises +1.5</title>');
+  t.match(svg, /role="img" aria-labelledby="wf-title wf-desc"/);
+  t.match(svg, /<desc id="wf-desc">Reference patient: -1; BMI/);
+  t.match(svg, /This patient: 0.25 \(56%\)/);
+  const fr = waterfallSvg(SCORED, 'fr').svg;
+  t.match(fr, 'IMC &lt;b&gt;: 36 kg/m2');
+  t.match(fr, 'Grade KL 3: 0.54 (imputé)');
+});

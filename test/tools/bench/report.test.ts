@@ -1,0 +1,93 @@
+import t from 'tap';
+import { type BenchResults, END, renderBenchmarks, START } from '../../../tools/bench/report.js';
+
+const load = { reqPerSec: 100, p50: 5, p975: 9, p99: 12, rssPeakMb: 150 };
+const bare = { reqPerSec: 400, p50: 1, p975: 2, p99: 3, rssPeakMb: 60 };
+const results: BenchResults = {
+  date: '2026-11-22T09:30:00.000Z',
+  command: 'npm run bench',
+  options: { rounds: 2, secondsPerRun: 6, connections: 16 },
+  machine: {
+    cpus: 2,
+    cpuModel: 'Test CPU',
+    node: 'v22.0.0',
+    loadAverageBefore: [1],
+    loadAverageAfter: [2],
+    cpuBusyBefore: 0.55,
+    shared: true,
+  },
+  source: 'generated',
+  requestBodies: 80,
+  responseBytes: 900,
+  headline: { throughputRatio: 0.25, pipeline: load, bare, coldStartMs: 1500 },
+  runs: {
+    RS384: {
+      rounds: [
+        { pipeline: load, bare, ratio: 0.24 },
+        { pipeline: load, bare, ratio: 0.25 },
+      ],
+      median: { pipeline: load, bare, ratio: 0.25 },
+    },
+  },
+  coldStartMs: [1500, 1400, 1600],
+  stages: { generated: { 'knee-oa-progression': { total: { meanMs: 9.5, medianMs: 9.25, p99Ms: 20 } } } },
+  jwtVerify: { msPerVerify: { RS384: 0.05 }, shareOfRequestTime: { RS384: 0.005 } },
+  scaling: {
+    overHttp: [
+      { resources: 10, ms: 5, msPerResource: 0.5, marginalMsPerResource: null, timeRatio: null },
+      { resources: 100, ms: 10, msPerResource: 0.1, marginalMsPerResource: 0.0556, timeRatio: 2 },
+    ],
+    inProcess: [{ resources: 10, stages: undefined }],
+  },
+  memory: { heapCapMb: 256, load: { reqPerSec: 98, p50: 5, p975: 9, p99: 13, rssPeakMb: 120 } },
+  cpuProfile: {
+    samples: 10,
+    functions: [{ name: 'f pkg:x:1', selfPercent: 50 }],
+    places: [],
+    ownInclusive: [{ name: 'runService src/pipeline.js:40', inclusivePercent: 42.5 }],
+  },
+};
+
+t.test(
+  'the generated section states the headline, the rounds, the machine and that it was shared',
+  async (t) => {
+    const text = renderBenchmarks(results, '');
+    t.match(text, /^# Benchmarks\n/);
+    t.match(text, /pipeline throughput = 25% of bare Fastify\*\*; cold start 1500 ms \(median of 3\)/);
+    t.match(text, /\| RS384 \| pipeline \| 100 \| 5 \| 9 \| 12 \| 150 \| 0.25 \|/);
+    t.match(text, /Ratios per round: RS384 0.24, 0.25\./);
+    t.match(
+      text,
+      /2 CPUs \(Test CPU\), Node.js v22.0.0; \*\*shared with other work while measured\*\* \(55% CPU busy just before\)/,
+    );
+    t.match(text, /\| `runService src\/pipeline.js:40` \| 42.5 \|/);
+    t.match(
+      text,
+      /\| \(none: V8 defaults\) \| 100 \| 12 \| 150 \|\n\| `--max-old-space-size=256` \| 98 \| 13 \| 120 \|/,
+    );
+    t.ok(
+      text.includes(`| generated | knee-oa-progression | ${' | '.repeat(9)}9.25 |`),
+      'only the stages measured',
+    );
+    t.match(text, /\| RS384 \| 0.05 \| 0.5% \|/);
+  },
+);
+
+t.test('an idle machine is said to be idle; results without inclusive times still render', async (t) => {
+  const { ownInclusive: _, ...cpuProfile } = results.cpuProfile;
+  const text = renderBenchmarks(
+    { ...results, machine: { ...results.machine, shared: false }, cpuProfile },
+    '',
+  );
+  t.match(text, /Node.js v22.0.0; otherwise idle while measured/);
+  t.notMatch(text, /inclusive %/);
+});
+
+t.test('a second run replaces only the generated section, keeping the text around it', async (t) => {
+  const before = `# Benchmarks\n\nAnalysis by people.\n\n${START}\nold figures\n${END}\n\n## After\n`;
+  const text = renderBenchmarks(results, before);
+  t.ok(text.startsWith('# Benchmarks\n\nAnalysis by people.\n\n<!-- bench:start'));
+  t.ok(text.endsWith(`${END}\n\n## After\n`));
+  t.notMatch(text, /old figures/);
+  t.equal(text.split(START).length, 2, 'one generated section');
+});

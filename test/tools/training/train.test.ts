@@ -1,0 +1,149 @@
+import { createHash } from 'node:crypto';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as ort from 'onnxruntime-node';
+import t from 'tap';
+import { parse } from 'yaml';
+import { loadModel } from '../../../src/scoring/load.js';
+import type { ModelManifest } from '../../../src/scoring/manifest.js';
+import { createRng } from '../../../tools/synthetic/random.js';
+import { main, trainModel, type TrainOptions } from '../../../tools/training/train.js';
+
+const ID = 'knee-oa-progression';
+const FILES = ['manifest.yaml', 'model-card.json', 'model-card.md', 'model.onnx'];
+const sha256 = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');
+const text = (bytes: Uint8Array | undefined): string => new TextDecoder().decode(bytes);
+
+// Training reads the manifest it rewrites: a private copy keeps it stable while `npm run train` may run.
+const tmp = mkdtempSync(join(tmpdir(), 'cds-train-'));
+t.teardown(() => rmSync(tmp, { recursive: true, force: true }));
+const modelsDir = join(tmp, 'models');
+cpSync('models', modelsDir, { recursive: true });
+
+const small: TrainOptions = { modelsDir, modelId: ID, seed: 7, nTrain: 300, nTest: 150 };
+
+const first = await trainModel(small);
+const again = await trainModel(small);
+
+t.test('same seed, same sizes: byte-identical files', async (t) => {
+  t.same(Object.keys(first.files).sort(), FILES);
+  for (const name of FILES) {
+    const a = Buffer.from(first.files[name]!);
+    const b = Buffer.from(again.files[name]!);
+    t.ok(a.length > 0, `${name} is not empty`);
+    t.ok(a.equals(b), `${name}: identical bytes (${a.length})`);
+  }
+  t.equal(first.summary, again.summary);
+  t.match(first.summary, /^knee-oa-progression 1\.0\.0: trained on \d+, tested on \d+ .*AUC 0\.\d{3}/);
+});
+
+t.test('another seed gives another model', async (t) => {
+  const other = await trainModel({ ...small, seed: 8 });
+  t.notOk(
+    Buffer.from(other.files['model.onnx']!).equals(Buffer.from(first.files['model.onnx']!)),
+    'model.onnx differs',
+  );
+  t.not(sha256(other.files['model.onnx']!), sha256(first.files['model.onnx']!));
+});
+
+t.test('the ONNX file reproduces the coefficients its manifest states', async (t) => {
+  const onnx = first.files['model.onnx']!;
+  const manifest = parse(text(first.files['manifest.yaml'])) as ModelManifest;
+  t.equal(manifest.sha256, sha256(onnx), 'the manifest states the sha256 of the returned model.onnx');
+  t.equal(manifest.explanation.method, 'linear');
+  if (manifest.explanation.method !== 'linear') return;
+  const { intercept, coefficients } = manifest.explanation;
+  t.equal(coefficients.length, manifest.features.length);
+  t.ok(
+    [intercept, ...coefficients].every((c) => Math.fround(c) === c),
+    'coefficients are stated as the float32 values the file holds',
+  );
+  t.ok(
+    manifest.features.every((f) => Math.fround(f.reference) === f.reference),
+    'references are float32 values too',
+  );
+
+  const session = await ort.InferenceSession.create(onnx, { intraOpNumThreads: 1 });
+  t.teardown(() => session.release());
+  t.same(session.inputNames, [manifest.input.name]);
+  t.same(session.outputNames, [manifest.output.name]);
+  const rng = createRng(99);
+  const rows = Array.from({ length: 200 }, () =>
+    manifest.features.map((f) => Math.fround(f.reference + rng.normal(0, 1))),
+  );
+  const width = manifest.features.length;
+  const data = Float32Array.from(rows.flat());
+  const output = await session.run({
+    [manifest.input.name]: new ort.Tensor('float32', data, [rows.length, width]),
+  });
+  const p = output[manifest.output.name]!.data as Float32Array;
+  let worst = 0;
+  rows.forEach((x, i) => {
+    const z = x.reduce((s, v, j) => s + coefficients[j]! * v, intercept);
+    worst = Math.max(worst, Math.abs(p[i]! - 1 / (1 + Math.exp(-z))));
+  });
+  t.ok(worst < 1e-6, `max |p_onnx − σ(intercept + Σ coefficient × x)| = ${worst}`);
+
+  // And the service loads the trained folder as it is (sha256, shapes, the coefficients check).
+  const folder = join(tmp, 'trained', ID);
+  mkdirSync(folder, { recursive: true });
+  for (const [name, bytes] of Object.entries(first.files)) writeFileSync(join(folder, name), bytes);
+  const model = await loadModel(folder);
+  t.equal(model.sha256, manifest.sha256);
+  t.same(model.manifest.explanation, manifest.explanation);
+});
+
+t.test('the model card says what the model is, with its sha256 and subgroup metrics', async (t) => {
+  const markdown = text(first.files['model-card.md']);
+  const sha = sha256(first.files['model.onnx']!);
+  t.ok(markdown.includes('Demonstration model trained on simulated data'), 'demonstration status');
+  t.ok(markdown.includes(sha), 'the sha256 of the returned model.onnx');
+  t.match(markdown, /### Subgroups/);
+  t.match(markdown, /\| sex +\| female /);
+  t.match(markdown, /\| sex +\| male /);
+  t.match(markdown, /\| ageBand +\| /);
+  t.match(markdown, /seed[^\n]*\b7\b/i, 'the seed is stated');
+  const json = JSON.parse(text(first.files['model-card.json'])) as Record<string, unknown>;
+  t.equal(json.id, ID);
+  t.ok(JSON.stringify(json).includes(sha), 'the JSON card holds the sha256');
+  const variables = new Set(
+    (json.metrics as { subgroups: { variable: string }[] }).subgroups.map((g) => g.variable),
+  );
+  t.ok(variables.has('sex') && variables.has('ageBand'), `subgroups by ${[...variables].join(', ')}`);
+});
+
+t.test('the manifest is rewritten in place: comments and hand-edited fields stay', async (t) => {
+  const written = text(first.files['manifest.yaml']);
+  t.match(written, /^# Knee osteoarthritis rapid progression/);
+  const before = parse(readFileSync(join(modelsDir, ID, 'manifest.yaml'), 'utf8')) as ModelManifest;
+  const after = parse(written) as ModelManifest;
+  const { sha256: _a, explanation: _b, features: fa, ...restAfter } = after;
+  const { sha256: _c, explanation: _d, features: fb, ...restBefore } = before;
+  t.same(restAfter, restBefore, 'only sha256, the explanation and the references change');
+  t.same(
+    fa.map(({ reference: _r, ...f }) => f),
+    fb.map(({ reference: _r, ...f }) => f),
+  );
+});
+
+t.test('main: an unknown model or models folder fails before any training', async (t) => {
+  const out: string[] = [];
+  await t.rejects(
+    main(
+      ['--model', 'no-such-model', '--models-dir', modelsDir],
+      (l) => out.push(l),
+      () => {},
+    ),
+    /no training recipe for model "no-such-model" \(known: knee-oa-progression, melanoma-risk\)/,
+  );
+  await t.rejects(
+    main(
+      ['--check', '--model', ID, '--models-dir', join(tmp, 'nowhere')],
+      (l) => out.push(l),
+      () => {},
+    ),
+    { code: 'CDS_ERR_MODEL_INVALID' },
+  );
+  t.same(out, [], 'nothing printed');
+});

@@ -1,0 +1,242 @@
+/**
+ * `npm run train`: rebuilds the bundled demonstration models from nothing but a seed.
+ *
+ *   npm run train                        both models, written into models/<id>/
+ *   npm run train -- --model melanoma-risk
+ *   npm run train -- --check             rebuild in memory and compare with the committed files
+ *
+ * For each model: a synthetic cohort (tools/training/datasets.ts), features extracted by the service's
+ * own code, a logistic regression fitted on the training patients, written as ONNX (float32 weights),
+ * then evaluated on held-out patients by running that ONNX file in onnxruntime, exactly as the service
+ * will. The manifest (sha256, coefficients, references) and the model card are rewritten from the
+ * results. Nothing reads the clock or Math.random: same seed, same bytes (--check proves it).
+ */
+import { createHash } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { parseDocument } from 'yaml';
+import { compileManifest, readManifest, SESSION_OPTIONS } from '../../src/scoring/load.js';
+import type { ModelManifest } from '../../src/scoring/manifest.js';
+import { buildDataset, DATASETS, type Dataset } from './datasets.js';
+import { fitLogistic } from './logistic.js';
+import { describeModel } from './model-cards.js';
+import { type ModelCardData, renderModelCard } from './model-card.js';
+import { bySubgroup, evaluate } from './metrics.js';
+import { logisticToOnnx } from './onnx-writer.js';
+import { invokedDirectly } from '../usage.js';
+
+export interface TrainOptions {
+  modelsDir: string;
+  modelId: string;
+  seed: number;
+  nTrain: number;
+  nTest: number;
+  /** Progress lines (stderr in the CLI). */
+  log?: (line: string) => void;
+}
+
+export interface TrainedFiles {
+  /** File name → bytes, for models/<id>/. */
+  files: Record<string, Uint8Array>;
+  summary: string;
+}
+
+/** Defaults of the bundled models: enough held-out events for stable subgroup figures. */
+export const DEFAULTS = { seed: 20261122, nTrain: 20_000, nTest: 10_000 } as const;
+
+async function probabilities(onnx: Uint8Array, inputName: string, outputName: string, rows: number[][]) {
+  const session = await ort.InferenceSession.create(onnx, SESSION_OPTIONS);
+  const width = rows[0]?.length ?? 0;
+  const data = new Float32Array(rows.length * width);
+  rows.forEach((r, i) => data.set(r, i * width));
+  const out = await session.run({ [inputName]: new ort.Tensor('float32', data, [rows.length, width]) });
+  await session.release();
+  return Array.from(out[outputName]!.data as Float32Array, Number);
+}
+
+function mean(values: readonly number[]): number {
+  return values.reduce((s, v) => s + v, 0) / values.length;
+}
+
+/** Rewrites the trained fields of the manifest, keeping its comments and layout. */
+function updateManifest(
+  text: string,
+  sha256: string,
+  intercept: number,
+  coefficients: number[],
+  references: number[],
+) {
+  const doc = parseDocument(text);
+  doc.setIn(['sha256'], sha256);
+  doc.setIn(['explanation', 'intercept'], intercept);
+  doc.setIn(['explanation', 'coefficients'], doc.createNode(coefficients, { flow: true }));
+  references.forEach((r, i) => doc.setIn(['features', i, 'reference'], r));
+  return doc.toString({ lineWidth: 0 });
+}
+
+/** Trains one model and returns the files of its folder (nothing is written). */
+export async function trainModel(options: TrainOptions): Promise<TrainedFiles> {
+  const log = options.log ?? (() => {});
+  const folder = join(options.modelsDir, options.modelId);
+  const spec = DATASETS[options.modelId];
+  if (!spec)
+    throw new Error(
+      `no training recipe for model "${options.modelId}" (known: ${Object.keys(DATASETS).join(', ')})`,
+    );
+  const manifest: ModelManifest = readManifest(folder);
+  const compiled = compileManifest(manifest);
+  const progress = (what: string, total: number) => (done: number) =>
+    log(`${manifest.id}: ${what} ${done}/${total} patients`);
+  const train: Dataset = buildDataset(
+    spec,
+    compiled,
+    options.seed,
+    0,
+    options.nTrain,
+    progress('training', options.nTrain),
+  );
+  const test: Dataset = buildDataset(
+    spec,
+    compiled,
+    options.seed,
+    options.nTrain,
+    options.nTest,
+    progress('held-out', options.nTest),
+  );
+  if (train.rows.length === 0 || test.rows.length === 0)
+    throw new Error(`${manifest.id}: no subject to train or test on`);
+  const fit = fitLogistic(
+    train.rows.map((r) => r.x),
+    train.rows.map((r) => r.y),
+  );
+  if (!fit.converged) throw new Error(`${manifest.id}: the logistic regression did not converge`);
+  // The ONNX file holds float32 weights; the manifest states the same float32 values, so the
+  // explanation reproduces the model's logit exactly.
+  const intercept = Math.fround(fit.intercept);
+  const coefficients = fit.coefficients.map((c) => Math.fround(c));
+  const references = manifest.features.map((_, i) => Math.fround(mean(train.rows.map((r) => r.x[i]!))));
+  const onnx = logisticToOnnx(
+    { intercept, coefficients },
+    {
+      inputName: manifest.input.name,
+      outputName: manifest.output.name,
+      producerName: 'explainable-cds-hooks npm run train',
+      producerVersion: manifest.version,
+      docString: `${manifest.title.en}. ${manifest.statusText.en}`,
+      metadata: {
+        model_id: manifest.id,
+        model_version: manifest.version,
+        seed: String(options.seed),
+        status: manifest.status,
+        features: manifest.features.map((f) => f.id).join(','),
+      },
+    },
+  );
+  const sha256 = createHash('sha256').update(onnx).digest('hex');
+  const scores = await probabilities(
+    onnx,
+    manifest.input.name,
+    manifest.output.name,
+    test.rows.map((r) => r.x),
+  );
+  const labels = test.rows.map((r) => r.y);
+  const overall = evaluate(scores, labels, manifest.threshold);
+  const variables = Object.keys(test.rows[0]!.groups);
+  const subgroups = variables.flatMap((variable) =>
+    bySubgroup(test.rows, (r) => r.groups[variable]!, scores, labels, manifest.threshold).map((g) => ({
+      variable,
+      ...g,
+    })),
+  );
+  const manifestText = updateManifest(
+    readFileSync(join(folder, 'manifest.yaml'), 'utf8'),
+    sha256,
+    intercept,
+    coefficients,
+    references,
+  );
+  const card: ModelCardData = describeModel(manifest, {
+    sha256,
+    seed: options.seed,
+    nTrain: train.rows.length,
+    nTest: test.rows.length,
+    excludedTrain: train.excluded,
+    prevalenceTrain: mean(train.rows.map((r) => r.y)),
+    intercept,
+    coefficients,
+    references,
+    overall,
+    subgroups,
+  });
+  const { markdown, json } = renderModelCard(card);
+  const encoder = new TextEncoder();
+  return {
+    files: {
+      'model.onnx': onnx,
+      'manifest.yaml': encoder.encode(manifestText),
+      [manifest.modelCard.markdown]: encoder.encode(markdown),
+      [manifest.modelCard.json]: encoder.encode(json),
+    },
+    summary:
+      `${manifest.id} ${manifest.version}: trained on ${train.rows.length}, tested on ${test.rows.length} ` +
+      `(prevalence ${(mean(labels) * 100).toFixed(1)}%), AUC ${overall.auc?.toFixed(3)}, ` +
+      `calibration slope ${overall.calibrationSlope?.toFixed(2)}, sha256 ${sha256.slice(0, 12)}…`,
+  };
+}
+
+function argument(args: string[], name: string): string | undefined {
+  const i = args.indexOf(name);
+  return i >= 0 ? args[i + 1] : undefined;
+}
+
+/** The CLI; returns the exit code. */
+export async function main(
+  args: string[],
+  out: (line: string) => void,
+  err: (line: string) => void,
+): Promise<number> {
+  const only = argument(args, '--model');
+  const check = args.includes('--check');
+  const modelsDir = argument(args, '--models-dir') ?? 'models';
+  const ids = only ? [only] : Object.keys(DATASETS);
+  let differences = 0;
+  for (const modelId of ids) {
+    const { files, summary } = await trainModel({ modelsDir, modelId, ...DEFAULTS, log: err });
+    out(summary);
+    for (const [name, bytes] of Object.entries(files)) {
+      const path = join(modelsDir, modelId, name);
+      if (check) {
+        let current: Buffer | undefined;
+        try {
+          current = readFileSync(path);
+        } catch {
+          current = undefined;
+        }
+        if (!current || !current.equals(Buffer.from(bytes))) {
+          differences += 1;
+          out(`DIFFERS: ${path} is not what training reproduces`);
+        }
+      } else writeFileSync(path, bytes);
+    }
+  }
+  if (check)
+    out(differences === 0 ? 'all model files are reproduced byte for byte' : `${differences} file(s) differ`);
+  return differences === 0 ? 0 : 1;
+}
+
+/* c8 ignore start */
+if (invokedDirectly(import.meta.url)) {
+  main(
+    process.argv.slice(2),
+    (line) => process.stdout.write(`${line}\n`),
+    (line) => process.stderr.write(`${line}\n`),
+  ).then(
+    (code) => process.exit(code),
+    (error: unknown) => {
+      process.stderr.write(`train: ${(error as Error).message}\n`);
+      process.exit(2);
+    },
+  );
+}
+/* c8 ignore stop */
