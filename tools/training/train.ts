@@ -24,7 +24,7 @@ import { describeModel } from './model-cards.js';
 import { type ModelCardData, renderModelCard } from './model-card.js';
 import { bySubgroup, evaluate } from './metrics.js';
 import { logisticToOnnx } from './onnx-writer.js';
-import { invokedDirectly } from '../usage.js';
+import { invokedDirectly, parseOptions, UsageError } from '../usage.js';
 
 export interface TrainOptions {
   modelsDir: string;
@@ -185,20 +185,43 @@ export async function trainModel(options: TrainOptions): Promise<TrainedFiles> {
   };
 }
 
-function argument(args: string[], name: string): string | undefined {
-  const i = args.indexOf(name);
-  return i >= 0 ? args[i + 1] : undefined;
-}
+export const USAGE = `Usage: train [--model <id>] [--check] [--models-dir <dir>]
+  --model <id>        train one model (${Object.keys(DATASETS).join(', ')}); default all
+  --check             compare with the committed files instead of writing them (exit 1 if one differs)
+  --models-dir <dir>  the models folder; default models
+  --help              this text`;
 
-/** The CLI; returns the exit code. */
+const OPTIONS = {
+  model: { type: 'string' },
+  check: { type: 'boolean' },
+  'models-dir': { type: 'string' },
+  help: { type: 'boolean' },
+} as const;
+
+/**
+ * The CLI; returns the exit code: 0 done (or every file reproduced), 1 a file differs, 2 a usage error.
+ * An unknown option is refused before any training starts (a run takes minutes and rewrites models/).
+ */
 export async function main(
   args: string[],
   out: (line: string) => void,
   err: (line: string) => void,
 ): Promise<number> {
-  const only = argument(args, '--model');
-  const check = args.includes('--check');
-  const modelsDir = argument(args, '--models-dir') ?? 'models';
+  let values: ReturnType<typeof parseOptions<typeof OPTIONS>>;
+  try {
+    values = parseOptions(args, OPTIONS);
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    err(`train: ${error.message}\n${USAGE}`);
+    return 2;
+  }
+  if (values.help) {
+    out(USAGE);
+    return 0;
+  }
+  const only = typeof values.model === 'string' ? values.model : undefined;
+  const check = values.check === true;
+  const modelsDir = typeof values['models-dir'] === 'string' ? values['models-dir'] : 'models';
   const ids = only ? [only] : Object.keys(DATASETS);
   let differences = 0;
   for (const modelId of ids) {

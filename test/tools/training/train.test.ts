@@ -127,6 +127,37 @@ t.test('the manifest is rewritten in place: comments and hand-edited fields stay
   );
 });
 
+t.test('main: a bad command line is refused with the usage before any training', async (t) => {
+  for (const args of [['--help-me'], ['--model'], ['models'], ['--check=yes']]) {
+    const out: string[] = [];
+    const err: string[] = [];
+    t.equal(
+      await main(
+        args,
+        (l) => out.push(l),
+        (l) => err.push(l),
+      ),
+      2,
+      args.join(' '),
+    );
+    t.same(out, []);
+    t.match(err.join('\n'), /^train: .+\nUsage: train \[--model <id>\] \[--check\]/);
+  }
+  const out: string[] = [];
+  t.equal(
+    await main(
+      ['--help'],
+      (l) => out.push(l),
+      () => {},
+    ),
+    0,
+  );
+  t.match(
+    out.join('\n'),
+    /^Usage: train .*\n {2}--model <id> +train one model \(knee-oa-progression, melanoma-risk\)/,
+  );
+});
+
 t.test('main: an unknown model or models folder fails before any training', async (t) => {
   const out: string[] = [];
   await t.rejects(
