@@ -6,8 +6,9 @@
  * under its own name (`timing.ts`), so the names in logs, /metrics and the benchmark are the ones here.
  */
 import type { AuditTrail } from './audit/audit-trail.js';
+import type { ServiceCallRecord } from './audit/events.js';
 import { digestInputs, type InputsDigest } from './audit/inputs.js';
-import type { Caller } from './audit/store.js';
+import type { Caller, ModelRef } from './audit/store.js';
 import type { CdsClient } from './auth/verify.js';
 import { type IssuedCard, issueCards } from './cards/render.js';
 import type { HookRequest, HookResponse } from './cds-hooks.js';
@@ -93,49 +94,22 @@ export async function runHook(call: HookCall, deps: PipelineDeps): Promise<Servi
   const focuses = timed('rules', () =>
     evaluateRules(service.rules, service.focus, env, now, ruleErrorLog(log), service.defines),
   );
-  const patientId = typeof request.context.patientId === 'string' ? request.context.patientId : undefined;
-  const scored = await timed('models', () => scoreFocuses(service, focuses, prefetch, env, now, patientId));
+  const scored = await timed('models', () =>
+    scoreFocuses(service, focuses, prefetch, env, now, patientOf(request)),
+  );
   const findings: Finding[] = timed('explanation', () =>
     scored.focuses.map((f) => ({ ...f, explanations: explainFinding(service, f, prefetch.unavailable) })),
   );
+  const { uuid, publicUrl } = deps;
+  const context = request.context;
   const rendered = timed('cards', () =>
-    issueCards({
-      service,
-      findings,
-      context: request.context,
-      language,
-      now,
-      uuid: deps.uuid,
-      publicUrl: deps.publicUrl,
-    }),
+    issueCards({ service, findings, context, language, now, uuid, publicUrl }),
   );
   const cards = timed('publish', () => publishExplanations(rendered, deps.explanations, language));
   const inputs = timed('inputs', () => digestInputs(prefetch.data));
-  const models = service.models.map((m) => ({
-    id: m.manifest.id,
-    version: m.manifest.version,
-    sha256: m.sha256,
-  }));
-  const latencyMs = elapsedMs();
-  await timed('audit', async () => {
-    // Written before the cards leave, so feedback on them finds them; never fails the call (the
-    // writer queues when the store is down).
-    await deps.audit.recordServiceCall({
-      service,
-      request,
-      cards,
-      inputs,
-      caller,
-      at: now,
-      latencyMs,
-      models,
-    });
-    // An objection is recorded as such, with the Consent's id and no clinical data.
-    const consentId = scored.objection?.consentId;
-    if (consentId !== undefined) {
-      await deps.audit.recordObjection({ service, request, consentId, caller, at: now });
-    }
-  });
+  const models = modelRefs(service);
+  const record = { service, request, cards, inputs, caller, at: now, latencyMs: elapsedMs(), models };
+  await timed('audit', () => audit(deps.audit, record, scored.objection));
   const outcome: ServiceOutcome = {
     response: { cards: cards.map((c) => c.card) },
     timings,
@@ -149,15 +123,9 @@ export async function runHook(call: HookCall, deps: PipelineDeps): Promise<Servi
     cards,
   };
   deps.observe?.(service, outcome);
-  log.info(
-    {
-      cards: cards.length,
-      timings: timingFields(timings),
-      fetchedKeys: outcome.fetchedKeys,
-      unavailableKeys: outcome.unavailableKeys,
-    },
-    'hook answered',
-  );
+  const { fetchedKeys, unavailableKeys } = outcome;
+  const fields = { cards: cards.length, timings: timingFields(timings), fetchedKeys, unavailableKeys };
+  log.info(fields, 'hook answered');
   return outcome;
 }
 
@@ -165,6 +133,9 @@ export async function runHook(call: HookCall, deps: PipelineDeps): Promise<Servi
 function authenticated(client: CdsClient | null): Caller {
   return { issuer: client?.iss ?? null, tenant: client?.tenant ?? null };
 }
+
+const patientOf = (request: HookRequest) =>
+  typeof request.context.patientId === 'string' ? request.context.patientId : undefined;
 
 /** The FHIRPath variables of the rules and models: the prefetch keys, the hook context, the draft orders. */
 function variables(service: CompiledService, request: HookRequest, prefetch: ResolvedPrefetch) {
@@ -180,4 +151,25 @@ function variables(service: CompiledService, request: HookRequest, prefetch: Res
 function ruleErrorLog(log: PipelineLog) {
   return ({ ruleId, error }: { ruleId: string; error: unknown }) =>
     log.warn({ ruleId, error: (error as Error).name }, 'rule not evaluable');
+}
+
+/** The models of the service (all of them, run or not), with their versions and file hashes. */
+const modelRefs = (service: CompiledService): ModelRef[] =>
+  service.models.map((m) => ({ id: m.manifest.id, version: m.manifest.version, sha256: m.sha256 }));
+
+/**
+ * The audit stage. Written before the cards leave, so feedback on them finds them; never fails the call
+ * (the writer queues when the store is down). An objection is recorded as such, with the Consent's id
+ * and no clinical data.
+ */
+async function audit(
+  trail: PipelineDeps['audit'],
+  record: ServiceCallRecord,
+  objection: { consentId: string } | null,
+): Promise<void> {
+  await trail.recordServiceCall(record);
+  if (objection) {
+    const { service, request, caller, at } = record;
+    await trail.recordObjection({ service, request, consentId: objection.consentId, caller, at });
+  }
 }

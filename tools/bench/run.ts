@@ -380,7 +380,7 @@ const benchConfig = (prefix: string) =>
     CDS_TRUSTED_ISSUERS_FILE: issuersFile,
   });
 
-/** The service's own client JWT verifier, as `hook.ts` builds it, with the in-memory replay cache. */
+/** The service's own client JWT verifier, as `http/auth.ts` builds it, with the in-memory replay cache. */
 function serviceVerifier(config: ReturnType<typeof loadConfig>, now: () => Date) {
   return createVerifier({
     issuers: loadTrustedIssuers(issuersFile),
