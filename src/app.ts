@@ -6,21 +6,21 @@
  */
 import { randomUUID } from 'node:crypto';
 import cors from '@fastify/cors';
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyPluginAsync } from 'fastify';
 import type { DestinationStream } from 'pino';
-import { registerClientAuth } from './auth/hook.js';
 import { createMemoryReplayCache, type ReplayCache } from './auth/replay.js';
 import type { Config } from './config.js';
 import { createLinkSigner } from './explanation-pages/link.js';
 import { createExplanations } from './explanation-pages/publish.js';
 import { createExplanationStore } from './explanation-pages/store.js';
+import { clientAuthentication } from './http/auth.js';
 import { httpsOptions, KEEP_ALIVE_TIMEOUT_MS, registerEdge } from './http/edge.js';
 import { registerErrorHandlers } from './http/error-handler.js';
+import { registerOps } from './http/ops.js';
 import { registerRoutes } from './http/routes.js';
 import { loggerOptions } from './logger.js';
 import { createFhirFetch } from './prefetch/fhir-fetch.js';
 import { createLiveSet, loadDefinitions } from './ops/live-set.js';
-import { registerOps } from './ops/register.js';
 import { openAuditTrail } from './audit/audit-trail.js';
 import type { AuditStore } from './audit/store.js';
 
@@ -38,6 +38,8 @@ export interface AppOverrides {
   store?: AuditStore;
   /** First delay before writing queued audit records again (tests shorten it). */
   auditRetryMs?: number;
+  /** More routes served inside the authenticated /cds-services scope (tests add some to check it). */
+  cdsRoutes?: readonly FastifyPluginAsync[];
 }
 
 /**
@@ -108,7 +110,11 @@ export async function buildApp(
         }
       : createMemoryReplayCache({ maxEntries: config.jtiCacheMaxEntries, now }));
   await registerEdge(app, config);
-  registerClientAuth(app, config, { replayCache, fetch: overrides.fetch ?? globalThis.fetch, now });
+  const authenticate = clientAuthentication(app, config, {
+    replayCache,
+    fetch: overrides.fetch ?? globalThis.fetch,
+    now,
+  });
   registerErrorHandlers(app, config.bodyLimitBytes);
   const publicUrl = config.publicUrl ?? `http://${config.host}:${config.port}`;
   // Per instance and in memory: see README "Explanation pages".
@@ -122,15 +128,18 @@ export async function buildApp(
     registry: live.registry,
     defaultLanguage: config.defaultLanguage,
     models: live.models,
-    observeCall,
     pipeline: {
       fhirFetch,
       now,
       uuid: overrides.uuid ?? randomUUID,
       publicUrl,
       explanations,
+      audit,
+      observe: observeCall,
     },
     audit,
+    authenticate,
+    ...(overrides.cdsRoutes ? { cdsRoutes: overrides.cdsRoutes } : {}),
     analyticsToken: config.analyticsToken,
     explanations,
   });

@@ -1,6 +1,6 @@
 /**
  * CDS Hooks 2.0.1 wire types (HL7/cds-hooks v2.0.1, input/pagecontent/index.md). No logic here.
- * The JSON Schemas that validate these shapes at the HTTP edge are in `http/schemas.ts`.
+ * The JSON Schemas that validate these shapes are in `request/schemas.ts`.
  */
 import type { FhirResource } from 'fhir/r4.js';
 

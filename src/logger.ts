@@ -4,7 +4,6 @@
  * stage timings. Never a header value, a body, a prefetch, a context or a token: request serializers
  * keep only the listed fields, and redaction removes the secrets should a log call pass them anyway.
  */
-import type { FastifyServerOptions } from 'fastify';
 import type { DestinationStream, LoggerOptions } from 'pino';
 import type { Config } from './config.js';
 
@@ -33,10 +32,11 @@ interface LoggedRequest {
   ip?: string;
 }
 
+/** pino options (with the destination, when given): what `app.ts` hands to Fastify as its logger. */
 export function loggerOptions(
   config: Pick<Config, 'logLevel'>,
   stream?: DestinationStream,
-): FastifyServerOptions['logger'] {
+): LoggerOptions & { stream?: DestinationStream } {
   const options: LoggerOptions & { stream?: DestinationStream } = {
     level: config.logLevel,
     redact: { paths: REDACT_PATHS, censor: '[redacted]' },
@@ -46,5 +46,5 @@ export function loggerOptions(
     },
   };
   if (stream) options.stream = stream;
-  return options as FastifyServerOptions['logger'];
+  return options;
 }

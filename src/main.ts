@@ -4,7 +4,7 @@
  * The only file that reads process.env or exits the process.
  */
 import { buildApp } from './app.js';
-import { AUTH_DISABLED_WARNING } from './auth/hook.js';
+import { AUTH_DISABLED_WARNING } from './http/auth.js';
 import { loadConfig } from './config.js';
 import { CdsError } from './errors.js';
 

@@ -1,24 +1,46 @@
 /**
- * The request pipeline after authentication and validation, in order:
- * prefetch → rules → models → explanation + cards → the hash of the inputs for the audit record.
- * Framework-free: the HTTP shell, tests and batch tools call it alike. Each stage is timed under its own
- * name, so timings in logs match the code.
+ * The only orchestrator of a hook call, in order: authenticate → validation → prefetch → rules →
+ * models → explanation → cards → publish (explanation pages) → inputs (hash for the audit) → audit.
+ * Framework-free: the HTTP shell, tests and batch or replay tools call it alike, and all of them are
+ * audited. One read-only value per focus, the `Finding`, flows from stage to stage; each stage is timed
+ * under its own name (`timing.ts`), so the names in logs, /metrics and the benchmark are the ones here.
  */
-
-import type { Resource } from 'fhir/r4.js';
-import { renderCards } from './cards/render.js';
-import type { ExplanationPublisher } from './explanation-pages/publish.js';
+import type { AuditTrail } from './audit/audit-trail.js';
+import type { ServiceCallRecord } from './audit/events.js';
+import { digestInputs, type InputsDigest } from './audit/inputs.js';
+import type { Caller, ModelRef } from './audit/store.js';
+import type { CdsClient } from './auth/verify.js';
+import { type IssuedCard, issueCards } from './cards/render.js';
 import type { HookRequest, HookResponse } from './cds-hooks.js';
+import { explainFinding } from './explain/explain.js';
+import { type ExplanationPublisher, publishExplanations } from './explanation-pages/publish.js';
+import type { Finding } from './finding.js';
+import type { Language } from './language.js';
 import { consideredDraftOrders } from './orders/draft-orders.js';
 import type { FhirFetch } from './prefetch/fhir-fetch.js';
-import { resolvePrefetch, type UnavailableData } from './prefetch/resolve.js';
-import type { LoadedModel } from './scoring/load.js';
-import { evaluateRules, type RuleErrorReport } from './rules/evaluate.js';
-import { findObjection } from './consent/objection.js';
-import { identityOf, type ModelOutcome, scoreSubjects } from './scoring/score.js';
+import { type ResolvedPrefetch, resolvePrefetch } from './prefetch/resolve.js';
+import { validateHookRequest } from './request/validate.js';
+import { evaluateRules } from './rules/evaluate.js';
+import { scoreFocuses } from './scoring/focuses.js';
 import type { CompiledService } from './services/load.js';
-import { digestInputs, type InputsDigest } from './audit/inputs.js';
-import type { Language } from './language.js';
+import { createStageTimer, type StageTiming, timingFields } from './timing.js';
+
+/** One call to one service, as the HTTP shell (or a batch tool) hands it over. */
+export interface HookCall {
+  readonly service: CompiledService;
+  /** The request body as received: the pipeline validates it. */
+  readonly body: unknown;
+  /** The CDS client the HTTP authentication scope verified; null when authentication is disabled. */
+  readonly client: CdsClient | null;
+  readonly language: Language;
+}
+
+/** Structured, PHI-free log calls: the request's child logger in the HTTP shell, pino in tools. */
+export interface PipelineLog {
+  info(fields: Record<string, unknown>, message: string): void;
+  warn(fields: Record<string, unknown>, message: string): void;
+  child(bindings: Record<string, unknown>): PipelineLog;
+}
 
 export interface PipelineDeps {
   fhirFetch: FhirFetch;
@@ -28,22 +50,17 @@ export interface PipelineDeps {
   publicUrl: string;
   /** Where the explanations of model-based cards are kept for their pages (none: no link). */
   explanations?: ExplanationPublisher;
-  /** Structured, PHI-free log calls (the request's child logger in the HTTP shell). */
-  log: { warn(fields: Record<string, unknown>, message: string): void };
-}
-
-export interface StageTimings {
-  prefetchMs: number;
-  rulesMs: number;
-  modelsMs: number;
-  cardsMs: number;
-  /** Hashing the prefetch data for the audit record (canonical JSON + SHA-256). */
-  inputsMs: number;
+  /** Every answered call, and every objection, is recorded here: not optional, a replay is audited too. */
+  audit: Pick<AuditTrail, 'recordServiceCall' | 'recordObjection'>;
+  /** Told about every answered call, after its audit (metrics); tools without /metrics pass none. */
+  observe?: (service: CompiledService, outcome: ServiceOutcome) => void;
+  log: PipelineLog;
 }
 
 export interface ServiceOutcome {
   response: HookResponse;
-  timings: StageTimings;
+  /** Each stage timed, in the order it ran. */
+  timings: readonly StageTiming[];
   /** Prefetch keys fetched from fhirServer, and keys that were not available (omitted). */
   fetchedKeys: string[];
   unavailableKeys: string[];
@@ -55,124 +72,104 @@ export interface ServiceOutcome {
   objection: { consentId: string } | null;
   /** For the audit: hash of the prefetch data used and the references of its resources. */
   inputs: InputsDigest;
-}
-
-function notRunBecause(model: LoadedModel, missing: readonly UnavailableData[]): ModelOutcome {
-  return {
-    status: 'not-scored',
-    model: identityOf(model),
-    reasons: missing.map((u) => ({
-      code: 'missing',
-      text: { en: `${u.description.en}: not available`, fr: `${u.description.fr} : non disponible` },
-    })),
-    values: [],
-    population: model.manifest.population,
-  };
-}
-
-/** The resources of a prefetch value: a Bundle's entries, a single resource, or none. */
-function resourcesIn(value: unknown): Resource[] {
-  if (typeof value !== 'object' || value === null) return [];
-  const v = value as { resourceType?: unknown; entry?: { resource?: Resource }[] };
-  if (v.resourceType !== 'Bundle') return [value as Resource];
-  return (v.entry ?? []).flatMap((e) => (e.resource ? [e.resource] : []));
-}
-
-function since(start: bigint): number {
-  return Number(process.hrtime.bigint() - start) / 1e6;
+  /** What the service found, focus by focus, and the cards issued about it. */
+  findings: readonly Finding[];
+  cards: readonly IssuedCard[];
 }
 
 /**
- * Runs one service call.
- * @throws CdsError for a 4xx the client must see (invalid prefetch, 412 when required data is missing)
+ * Runs one hook call, from the authenticated client to the audit record.
+ * @throws CdsError for a 4xx the client must see (invalid request, hook or context; invalid prefetch;
+ *   412 when required data is missing)
  */
-export async function runService(
-  service: CompiledService,
-  request: HookRequest,
-  language: Language,
-  deps: PipelineDeps,
-): Promise<ServiceOutcome> {
+export async function runHook(call: HookCall, deps: PipelineDeps): Promise<ServiceOutcome> {
+  const { service, language } = call;
   const now = deps.now();
+  const { timed, timings, elapsedMs } = createStageTimer();
+  const caller = authenticated(call.client);
+  const request = timed('validation', () => validateHookRequest(service, call.body));
+  const log = deps.log.child({ serviceId: service.definition.id, hookInstance: request.hookInstance });
+  const prefetch = await timed('prefetch', () => resolvePrefetch(service.prefetch, request, deps.fhirFetch));
+  const env = variables(service, request, prefetch);
+  const focuses = timed('rules', () =>
+    evaluateRules(service.rules, service.focus, env, now, ruleErrorLog(log), service.defines),
+  );
+  const scored = await timed('models', () =>
+    scoreFocuses(service, focuses, prefetch, env, now, patientOf(request)),
+  );
+  const findings: Finding[] = timed('explanation', () =>
+    scored.focuses.map((f) => ({ ...f, explanations: explainFinding(service, f, prefetch.unavailable) })),
+  );
+  const { uuid, publicUrl } = deps;
+  const context = request.context;
+  const rendered = timed('cards', () =>
+    issueCards({ service, findings, context, language, now, uuid, publicUrl }),
+  );
+  const cards = timed('publish', () => publishExplanations(rendered, deps.explanations, language));
+  const inputs = timed('inputs', () => digestInputs(prefetch.data));
+  const models = modelRefs(service);
+  const record = { service, request, cards, inputs, caller, at: now, latencyMs: elapsedMs(), models };
+  await timed('audit', () => audit(deps.audit, record, scored.objection));
+  const outcome: ServiceOutcome = {
+    response: { cards: cards.map((c) => c.card) },
+    timings,
+    fetchedKeys: Object.keys(prefetch.sources).filter((k) => prefetch.sources[k] === 'fetched'),
+    unavailableKeys: prefetch.unavailable.map((u) => u.key),
+    modelMs: scored.modelMs,
+    models,
+    objection: scored.objection,
+    inputs,
+    findings,
+    cards,
+  };
+  deps.observe?.(service, outcome);
+  const { fetchedKeys, unavailableKeys } = outcome;
+  const fields = { cards: cards.length, timings: timingFields(timings), fetchedKeys, unavailableKeys };
+  log.info(fields, 'hook answered');
+  return outcome;
+}
 
-  let start = process.hrtime.bigint();
-  const prefetch = await resolvePrefetch(service.prefetch, request, deps.fhirFetch);
-  const prefetchMs = since(start);
+/** The authenticate stage: who called, from the client the HTTP scope verified (CDS Hooks 2.0 §"Trusting CDS Clients"). */
+function authenticated(client: CdsClient | null): Caller {
+  return { issuer: client?.iss ?? null, tenant: client?.tenant ?? null };
+}
 
-  start = process.hrtime.bigint();
-  const env = {
+const patientOf = (request: HookRequest) =>
+  typeof request.context.patientId === 'string' ? request.context.patientId : undefined;
+
+/** The FHIRPath variables of the rules and models: the prefetch keys, the hook context, the draft orders. */
+function variables(service: CompiledService, request: HookRequest, prefetch: ResolvedPrefetch) {
+  return {
     ...prefetch.data,
     hookContext: request.context,
     draftOrders: consideredDraftOrders(request.hook, request.context),
     valueSets: service.valueSets,
   };
-  const onError = ({ ruleId, error }: RuleErrorReport) =>
-    deps.log.warn(
-      { serviceId: service.definition.id, ruleId, error: (error as Error).name },
-      'rule not evaluable',
-    );
-  const focuses = evaluateRules(service.rules, service.focus, env, now, onError, service.defines);
-  const rulesMs = since(start);
+}
 
-  start = process.hrtime.bigint();
-  const objection =
-    service.definition.patientObjection === undefined
-      ? null
-      : findObjection(
-          resourcesIn(prefetch.data[service.definition.patientObjection]),
-          now,
-          typeof request.context.patientId === 'string' ? request.context.patientId : undefined,
-        );
-  const unavailable = new Map(prefetch.unavailable.map((u) => [u.key, u]));
-  const modelMs: Record<string, number> = {};
-  for (const model of service.models) {
-    // Data that could not be fetched is not data recorded as absent: without it, or without knowing
-    // whether the patient objects, the model does not run.
-    const keys = [...model.manifest.requires, service.definition.patientObjection!];
-    const missing = keys.filter((k) => unavailable.has(k)).map((k) => unavailable.get(k)!);
-    let outcomes: ModelOutcome[];
-    if (objection) outcomes = focuses.map(() => ({ status: 'objection', model: identityOf(model) }));
-    else if (missing.length > 0) {
-      outcomes = focuses.map(() => notRunBecause(model, missing));
-    } else {
-      const scoring = process.hrtime.bigint();
-      outcomes = await scoreSubjects(
-        model,
-        focuses.map((f) => f.subject),
-        env,
-        now,
-      );
-      modelMs[model.manifest.id] = since(scoring);
-    }
-    focuses.forEach((focus, i) => (focus.models ??= []).push(outcomes[i]!));
+/** A rule that throws on unexpected data is reported not evaluable, and logged without the data. */
+function ruleErrorLog(log: PipelineLog) {
+  return ({ ruleId, error }: { ruleId: string; error: unknown }) =>
+    log.warn({ ruleId, error: (error as Error).name }, 'rule not evaluable');
+}
+
+/** The models of the service (all of them, run or not), with their versions and file hashes. */
+const modelRefs = (service: CompiledService): ModelRef[] =>
+  service.models.map((m) => ({ id: m.manifest.id, version: m.manifest.version, sha256: m.sha256 }));
+
+/**
+ * The audit stage. Written before the cards leave, so feedback on them finds them; never fails the call
+ * (the writer queues when the store is down). An objection is recorded as such, with the Consent's id
+ * and no clinical data.
+ */
+async function audit(
+  trail: PipelineDeps['audit'],
+  record: ServiceCallRecord,
+  objection: { consentId: string } | null,
+): Promise<void> {
+  await trail.recordServiceCall(record);
+  if (objection) {
+    const { service, request, caller, at } = record;
+    await trail.recordObjection({ service, request, consentId: objection.consentId, caller, at });
   }
-  const modelsMs = since(start);
-
-  start = process.hrtime.bigint();
-  const cards = renderCards({
-    service,
-    focuses,
-    unavailable: prefetch.unavailable,
-    context: request.context,
-    language,
-    now,
-    uuid: deps.uuid,
-    publicUrl: deps.publicUrl,
-    explanations: deps.explanations,
-  });
-  const cardsMs = since(start);
-
-  start = process.hrtime.bigint();
-  const inputs = digestInputs(prefetch.data);
-  const inputsMs = since(start);
-
-  return {
-    response: { cards },
-    timings: { prefetchMs, rulesMs, modelsMs, cardsMs, inputsMs },
-    fetchedKeys: Object.keys(prefetch.sources).filter((k) => prefetch.sources[k] === 'fetched'),
-    unavailableKeys: prefetch.unavailable.map((u) => u.key),
-    modelMs,
-    models: service.models.map((m) => ({ id: m.manifest.id, version: m.manifest.version, sha256: m.sha256 })),
-    objection,
-    inputs,
-  };
 }

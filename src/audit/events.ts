@@ -1,19 +1,23 @@
 /**
- * Builds the audit events from what the pipeline and the HTTP shell know. Pure: the pseudonym function
- * and the clock's reading are passed in. What goes in is listed in `store.ts`; what stays out is
+ * Builds the audit events from what the pipeline found (the findings behind each card, never the
+ * rendered card's extension). Pure: the pseudonym function and the clock's reading are passed in. What goes in is listed in `store.ts`; what stays out is
  * everything else: resource bodies, card detail text, the patient id in clear, tokens.
  */
-import type { Card, Feedback, HookRequest } from '../cds-hooks.js';
-import { EXPLANATION_EXTENSION } from '../explain/explain.js';
-import type { ServiceOutcome } from '../pipeline.js';
+import type { IssuedCard } from '../cards/render.js';
+import type { Feedback, HookRequest } from '../cds-hooks.js';
+import type { ModelOutcome } from '../scoring/score.js';
 import type { CompiledService } from '../services/load.js';
+import type { InputsDigest } from './inputs.js';
 import type { Pseudonymise } from './pseudonym.js';
 import type { AuditedCard, Caller, ModelRef, NewAuditEvent } from './store.js';
 
 export interface ServiceCallRecord {
   service: CompiledService;
   request: HookRequest;
-  outcome: Pick<ServiceOutcome, 'response' | 'inputs'>;
+  /** The cards answered, each with the model estimate it is about. */
+  cards: readonly Pick<IssuedCard, 'card' | 'model'>[];
+  /** Hash of the prefetch data used and the references of its resources. */
+  inputs: InputsDigest;
   caller: Caller;
   /** When the call arrived. */
   at: Date;
@@ -32,28 +36,23 @@ export interface ObjectionRecord {
 }
 
 /** The risk and top factors (id, value, contribution) of the model estimate a card is about, if any. */
-function modelFacts(card: Card): Pick<AuditedCard, 'risk' | 'topFactors'> {
-  const explanation = card.extension?.[EXPLANATION_EXTENSION] as
-    { model?: { status?: string; probability?: unknown; contributions?: unknown } } | undefined;
-  const model = explanation?.model;
-  if (model?.status !== 'scored' || typeof model.probability !== 'number') return {};
-  const contributions = Array.isArray(model.contributions)
-    ? (model.contributions as { id: string; value: number; contribution: number }[])
-    : [];
-  const topFactors = [...contributions]
+function modelFacts(model: ModelOutcome | undefined): Pick<AuditedCard, 'risk' | 'topFactors'> {
+  if (model?.status !== 'scored') return {};
+  const topFactors = [...model.contributions]
     .sort((a, b) => Math.abs(b.contribution) - Math.abs(a.contribution))
     .slice(0, 5)
     .map(({ id, value, contribution }) => ({ id, value, contribution }));
   return { risk: model.probability, topFactors };
 }
 
-export function auditedCard(card: Card): AuditedCard {
+/** A card as the audit keeps it: the card's own fields, and the risk of the estimate it is about. */
+export function auditedCard({ card, model }: Pick<IssuedCard, 'card' | 'model'>): AuditedCard {
   return {
     uuid: card.uuid ?? '',
     indicator: card.indicator,
     summary: card.summary,
     suggestions: (card.suggestions ?? []).flatMap((s) => (s.uuid ? [s.uuid] : [])),
-    ...modelFacts(card),
+    ...modelFacts(model),
   };
 }
 
@@ -73,8 +72,8 @@ export function serviceCallEvent(record: ServiceCallRecord, pseudonymise: Pseudo
       caller: record.caller,
       service: { id: d.id, version: d.version, sha256: record.service.sha256 },
       models: record.models ?? [],
-      inputs: record.outcome.inputs,
-      cards: record.outcome.response.cards.map(auditedCard),
+      inputs: record.inputs,
+      cards: record.cards.map(auditedCard),
       latencyMs: Math.round(record.latencyMs * 1000) / 1000,
     },
   };

@@ -25,7 +25,7 @@ import { openWorkerStore } from './worker-store.js';
 
 export type AuditEventKind = 'service-call' | 'feedback' | 'objection';
 
-/** Who called, from the client's JWT (`iss`, `tenant`); null until authentication provides them. */
+/** Who called, from the client's JWT (`iss`, `tenant`); null when authentication is disabled. */
 export interface Caller {
   issuer: string | null;
   tenant: string | null;

@@ -1,16 +1,15 @@
 /**
- * Card rendering: rule results + the service's card templates → CDS Hooks 2.0 cards. One card per
- * (focus, card template whose condition holds). Every card carries a fresh uuid (needed for feedback),
+ * Card rendering: findings + the service's card templates → CDS Hooks 2.0 cards. One card per
+ * (finding, card template whose condition holds). Every card carries a fresh uuid (needed for feedback),
  * the coded override reasons, its explanation (in `detail` and in `extension`), and never a
- * systemAction: the service is advisory only.
+ * systemAction: the service is advisory only. The link to a card's explanation page is added after
+ * rendering, when the page is published (`withExplanationLink`).
  */
 import type { Action, Card, Coding, Suggestion } from '../cds-hooks.js';
 import { OVERRIDE_REASONS, type OverrideReasonCode, SYSTEM } from '../codes.js';
-import { EXPLANATION_EXTENSION, explain } from '../explain/explain.js';
-import type { ExplanationPublisher } from '../explanation-pages/publish.js';
-import type { UnavailableData } from '../prefetch/resolve.js';
+import { EXPLANATION_EXTENSION, type Explanation } from '../explain/explain.js';
+import type { Finding, ScoredFocus } from '../finding.js';
 import { formatRisk, type ModelOutcome } from '../scoring/score.js';
-import type { FocusResult } from '../rules/evaluate.js';
 import type { CardCondition, CardSpec } from '../services/definition-schema.js';
 import type { CompiledService } from '../services/load.js';
 import { renderDetail } from './detail.js';
@@ -20,14 +19,21 @@ export interface RenderInput {
   service: CompiledService;
   /** Base URL of this service as its clients reach it (links to model cards). */
   publicUrl: string;
-  focuses: readonly FocusResult[];
-  unavailable: readonly UnavailableData[];
+  findings: readonly Finding[];
   context: Readonly<Record<string, unknown>>;
   language: Language;
   now: Date;
   uuid: () => string;
-  /** Stores the explanation of each model-based card and gives the signed link to its page. */
-  explanations?: ExplanationPublisher;
+}
+
+/** A rendered card with what it is about: the audit and the explanation pages read these, not the card. */
+export interface IssuedCard {
+  readonly card: Card;
+  readonly finding: Finding;
+  /** The model estimate the card is about (one of `finding.models`); none for a card about rules. */
+  readonly model: ModelOutcome | undefined;
+  /** The explanation the card carries in its `extension`. */
+  readonly explanation: Explanation;
 }
 
 /** CDS Hooks 2.0 §Card: "summary … SHOULD be less than 140 characters". */
@@ -36,15 +42,18 @@ export const SUMMARY_MAX = 139;
 const NOT_RECORDED = { en: 'not recorded', fr: 'non renseigné' } as const;
 
 /** The outcome of the model a card is about, on one focus. */
-export function modelOutcomeOf(when: CardCondition, focus: FocusResult): ModelOutcome | undefined {
-  return when.model === undefined ? undefined : focus.models?.find((m) => m.model.id === when.model);
+export function modelOutcomeOf(
+  when: CardCondition,
+  focus: Pick<ScoredFocus, 'models'>,
+): ModelOutcome | undefined {
+  return when.model === undefined ? undefined : focus.models.find((m) => m.model.id === when.model);
 }
 
 /**
  * Does a card's condition hold on one focus's rule and model results? All listed clauses must hold.
  * A card about a model never shows when the patient objected: the model did not run.
  */
-export function conditionHolds(when: CardCondition, focus: FocusResult): boolean {
+export function conditionHolds(when: CardCondition, focus: Pick<ScoredFocus, 'rules' | 'models'>): boolean {
   const status = new Map(focus.rules.map((r) => [r.id, r.status]));
   const fired = (id: string) => status.get(id) === 'fired';
   if (when.model !== undefined) {
@@ -64,7 +73,7 @@ export function conditionHolds(when: CardCondition, focus: FocusResult): boolean
 
 type Values = Record<string, string | undefined>;
 
-function placeholderValues(input: RenderInput, focus: FocusResult, model?: ModelOutcome): Values {
+function placeholderValues(input: RenderInput, focus: Finding, model?: ModelOutcome): Values {
   const fired = focus.rules.filter((r) => r.status === 'fired').map((r) => r.title[input.language]);
   const values: Values = {
     firedRules: fired.length > 0 ? fired.join(', ') : undefined,
@@ -168,7 +177,7 @@ export function changedFocus(
 
 function suggestions(
   spec: CardSpec,
-  focus: FocusResult,
+  focus: Finding,
   values: Values,
   input: RenderInput,
 ): Suggestion[] | undefined {
@@ -214,14 +223,13 @@ export function modelCardUrl(publicUrl: string, modelId: string): string {
   return `${publicUrl.replace(/\/+$/, '')}/models/${encodeURIComponent(modelId)}/model-card`;
 }
 
-function renderCard(spec: CardSpec, focus: FocusResult, input: RenderInput): Card {
+function renderCard(spec: CardSpec, focus: Finding, input: RenderInput): IssuedCard {
   const lang = input.language;
   const model = modelOutcomeOf(spec.when, focus);
   const values = placeholderValues(input, focus, model);
-  const explanation = explain(input.service, focus, input.unavailable, model);
-  const uuid = input.uuid();
+  const explanation = model ? focus.explanations.models.get(model.model.id)! : focus.explanations.rules;
   const card: Card = {
-    uuid,
+    uuid: input.uuid(),
     summary: truncate(fillText(spec.summary[lang], values, lang), SUMMARY_MAX),
     detail: renderDetail(explanation, spec.detail && fillText(spec.detail[lang], values, lang), lang),
     indicator: spec.indicator,
@@ -240,16 +248,6 @@ function renderCard(spec: CardSpec, focus: FocusResult, input: RenderInput): Car
     card.selectionBehavior = spec.selectionBehavior ?? 'at-most-one';
   }
   const links = (spec.links ?? []).map((l) => ({ label: l.label[lang], url: l.url, type: l.type }));
-  if (model && input.explanations) {
-    links.push({
-      label:
-        lang === 'fr'
-          ? 'Explication (graphique, données, fiche du modèle)'
-          : 'Explanation (chart, data, model card)',
-      url: input.explanations.publish(uuid, explanation, card.summary, lang),
-      type: 'absolute',
-    });
-  }
   if (model) {
     links.push({
       label: lang === 'fr' ? `Fiche du modèle ${model.model.id}` : `Model card of ${model.model.id}`,
@@ -258,14 +256,35 @@ function renderCard(spec: CardSpec, focus: FocusResult, input: RenderInput): Car
     });
   }
   if (links.length > 0) card.links = links;
-  return card;
+  return { card, finding: focus, model, explanation };
 }
 
-/** Renders every card whose condition holds, focus by focus, in the order of the service's templates. */
-export function renderCards(input: RenderInput): Card[] {
-  return input.focuses.flatMap((focus) =>
+/** Renders every card whose condition holds, finding by finding, in the order of the service's templates. */
+export function issueCards(input: RenderInput): IssuedCard[] {
+  return input.findings.flatMap((finding) =>
     input.service.definition.cards
-      .filter((spec) => conditionHolds(spec.when, focus))
-      .map((spec) => renderCard(spec, focus, input)),
+      .filter((spec) => conditionHolds(spec.when, finding))
+      .map((spec) => renderCard(spec, finding, input)),
   );
+}
+
+/** The cards alone, as `issueCards` renders them. */
+export function renderCards(input: RenderInput): Card[] {
+  return issueCards(input).map((issued) => issued.card);
+}
+
+/**
+ * The card with the link to its explanation page, placed before the link to the model card (a card
+ * about a model always ends with that one).
+ */
+export function withExplanationLink(card: Card, url: string, lang: Language): Card {
+  const links = card.links ?? [];
+  const label =
+    lang === 'fr'
+      ? 'Explication (graphique, données, fiche du modèle)'
+      : 'Explanation (chart, data, model card)';
+  return {
+    ...card,
+    links: [...links.slice(0, -1), { label, url, type: 'absolute' }, ...links.slice(-1)],
+  };
 }

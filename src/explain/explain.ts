@@ -4,6 +4,7 @@
  * sources). The card detail is rendered from it, and it travels machine-readable in the card's
  * `extension` so that an EHR or an auditor reads the same facts the clinician does.
  */
+import type { ScoredFocus } from '../finding.js';
 import type { ModelOutcome } from '../scoring/score.js';
 import type { UnavailableData } from '../prefetch/resolve.js';
 import type { FocusResult, RuleResult } from '../rules/evaluate.js';
@@ -47,5 +48,24 @@ export function explain(
     unavailable: unavailable.map(({ key, description, reason }) => ({ key, description, reason })),
     ...(model ? { model } : {}),
     advisory: true,
+  };
+}
+
+/** The explanations a focus's cards carry: one for a card about rules only, one per model outcome. */
+export interface FindingExplanations {
+  readonly rules: Explanation;
+  /** By model id. */
+  readonly models: ReadonlyMap<string, Explanation>;
+}
+
+/** The explanation stage: every explanation a card about this focus can carry. */
+export function explainFinding(
+  service: CompiledService,
+  focus: ScoredFocus,
+  unavailable: readonly UnavailableData[],
+): FindingExplanations {
+  return {
+    rules: explain(service, focus, unavailable),
+    models: new Map(focus.models.map((m) => [m.model.id, explain(service, focus, unavailable, m)])),
   };
 }

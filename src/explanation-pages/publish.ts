@@ -3,6 +3,7 @@
  * under the card uuid and the card gets a signed link to the page; the page route finds it again only
  * with a genuine, unexpired link.
  */
+import { type IssuedCard, withExplanationLink } from '../cards/render.js';
 import type { Explanation } from '../explain/explain.js';
 import type { LinkSigner } from './link.js';
 import type { ExplanationStore, StoredExplanation } from './store.js';
@@ -39,4 +40,20 @@ export function createExplanations(deps: {
       return deps.signer.verify(uuid, exp, sig) ? deps.store.get(uuid) : undefined;
     },
   };
+}
+
+/**
+ * The publish stage: stores the explanation of each card about a model and adds the signed link to its
+ * page. Without a publisher the cards are left as they are (no page, no link).
+ */
+export function publishExplanations(
+  issued: readonly IssuedCard[],
+  publisher: ExplanationPublisher | undefined,
+  language: Language,
+): IssuedCard[] {
+  return issued.map((item) => {
+    if (!publisher || item.model === undefined) return item;
+    const url = publisher.publish(item.card.uuid!, item.explanation, item.card.summary, language);
+    return { ...item, card: withExplanationLink(item.card, url, language) };
+  });
 }

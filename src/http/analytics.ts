@@ -15,7 +15,7 @@ import { renderReportPage } from '../analytics/page.js';
 import { buildReport } from '../analytics/report.js';
 import { CdsError } from '../errors.js';
 import type { AuditTrail } from '../audit/audit-trail.js';
-import { describeError, validatorFor } from './validate.js';
+import { describeError, validatorFor } from '../request/validate.js';
 
 export interface AnalyticsDeps {
   audit: Pick<AuditTrail, 'use' | 'pseudonymise'>;

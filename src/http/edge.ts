@@ -47,9 +47,10 @@ export function rateLimitKey(request: FastifyRequest): string {
 }
 
 /**
- * Registers security headers and rate limiting. Call it before the authentication hook, so that refusals
- * carry the headers too, and before the routes: rate limiting attaches a hook to each route as it is
- * added, and route hooks run after the application's, so the limit sees the authenticated client.
+ * Registers security headers and rate limiting on the root, so that they cover the CDS scope and its
+ * authentication refusals too. Call it before the routes: rate limiting attaches a hook to each route as
+ * it is added, and route hooks run after the hooks of the route's scope (authentication among them), so
+ * the limit sees the authenticated client.
  */
 export async function registerEdge(
   app: FastifyInstance,

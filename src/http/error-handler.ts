@@ -6,7 +6,7 @@
  */
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { CdsError, toOperationOutcome } from '../errors.js';
-import { describeError } from './validate.js';
+import { describeError } from '../request/validate.js';
 
 function fromFastify(error: FastifyError, request: FastifyRequest, bodyLimit: number): CdsError | undefined {
   if (error.validation) {
@@ -47,11 +47,14 @@ export function registerErrorHandlers(app: FastifyInstance, bodyLimit: number): 
     }
     return reply.code(cdsError.status).type('application/fhir+json').send(toOperationOutcome(cdsError));
   });
-  app.setNotFoundHandler((request, reply) => {
-    const error = new CdsError('CDS_ERR_ROUTE_NOT_FOUND', {
-      method: request.method,
-      url: request.url.split('?')[0]!.slice(0, 200),
-    });
-    return reply.code(404).type('application/fhir+json').send(toOperationOutcome(error));
+  app.setNotFoundHandler(notFound);
+}
+
+/** The answer to a path no route serves (the CDS scope answers its unknown paths with it too). */
+export function notFound(request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  const error = new CdsError('CDS_ERR_ROUTE_NOT_FOUND', {
+    method: request.method,
+    url: request.url.split('?')[0]!.slice(0, 200),
   });
+  return reply.code(404).type('application/fhir+json').send(toOperationOutcome(error));
 }

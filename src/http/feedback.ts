@@ -18,7 +18,7 @@ import type { AuditTrail } from '../audit/audit-trail.js';
 import { feedbackEvent } from '../audit/events.js';
 import { normalizeInstant } from '../audit/sql-store.js';
 import type { Caller, IssuedCard } from '../audit/store.js';
-import { describeError, validatorFor } from './validate.js';
+import { describeError, validatorFor } from '../request/validate.js';
 
 /** Checks one item against the card it names. */
 function checkItem(service: CompiledService, item: Feedback, card: IssuedCard, index: number): void {

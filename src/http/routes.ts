@@ -1,20 +1,23 @@
 /**
- * The route table. CDS Hooks endpoints: discovery, service calls and feedback (authentication comes
- * with its own issue and will sit in the same scope); the governance team's analytics, outside it.
+ * The route table. The CDS Hooks endpoints (discovery, service calls, feedback) live in one
+ * encapsulated plugin scope under `/cds-services`, with client authentication as that scope's
+ * `onRequest` hook (`auth.ts`); the explanation pages, the model cards and the governance team's
+ * analytics live outside it, with their own credentials or none.
  */
-import type { FastifyInstance } from 'fastify';
-import type { PipelineDeps, ServiceOutcome } from '../pipeline.js';
-import type { CompiledService } from '../services/load.js';
-import type { ModelRegistry } from '../scoring/load.js';
-import type { Registry } from '../services/registry.js';
+import type { FastifyInstance, FastifyPluginAsync, onRequestAsyncHookHandler } from 'fastify';
 import type { AuditTrail } from '../audit/audit-trail.js';
 import type { Explanations } from '../explanation-pages/publish.js';
+import type { Language } from '../language.js';
+import type { PipelineDeps } from '../pipeline.js';
+import type { ModelRegistry } from '../scoring/load.js';
+import type { Registry } from '../services/registry.js';
 import { registerAnalytics } from './analytics.js';
+import { CDS_PREFIX } from './auth.js';
+import { notFound } from './error-handler.js';
 import { registerExplanationRoutes } from './explanations.js';
 import { feedbackHandler } from './feedback.js';
 import { registerModelRoutes } from './models.js';
 import { serviceCallHandler } from './service-call.js';
-import type { Language } from '../language.js';
 
 export interface RouteDeps {
   registry: Registry;
@@ -22,23 +25,41 @@ export interface RouteDeps {
   pipeline: Omit<PipelineDeps, 'log'>;
   defaultLanguage: Language;
   audit: AuditTrail;
+  /** The client authentication hook of the CDS scope; null when authentication is disabled. */
+  authenticate: onRequestAsyncHookHandler | null;
+  /** More routes served inside the CDS scope, so authenticated (paths relative to `/cds-services`). */
+  cdsRoutes?: readonly FastifyPluginAsync[];
   /** The governance team's credential; analytics answer 404 without it. */
   analyticsToken: string | undefined;
-  /** Told about every answered service call (metrics). */
-  observeCall?: (service: CompiledService, outcome: ServiceOutcome) => void;
   /** The explanation pages of model-based cards (signed links, outside /cds-services). */
   explanations: Explanations;
 }
 
+/** Marks the CDS scope and its children (decorators are inherited downwards only). */
+const CDS_SCOPE = 'cdsScope';
+
+const underCdsPrefix = (url: string) => url === CDS_PREFIX || url.startsWith(`${CDS_PREFIX}/`);
+
 export function registerRoutes(app: FastifyInstance, deps: RouteDeps): void {
-  app.get('/cds-services', async () => deps.registry.discovery);
-  app.post<{ Params: { id: string } }>(
-    '/cds-services/:id',
-    serviceCallHandler(deps.registry, deps.pipeline, deps.defaultLanguage, deps.audit, deps.observeCall),
-  );
-  app.post<{ Params: { id: string } }>(
-    '/cds-services/:id/feedback',
-    feedbackHandler(deps.registry, deps.audit, deps.pipeline.now),
+  // A /cds-services route registered anywhere else would not be authenticated: refuse it at start-up.
+  app.addHook('onRoute', function (route) {
+    if (underCdsPrefix(route.url) && !this.hasDecorator(CDS_SCOPE)) {
+      throw new Error(`${route.url}: a CDS route must be registered inside the authenticated CDS scope`);
+    }
+  });
+  app.register(
+    async (scope) => {
+      scope.decorate(CDS_SCOPE, true);
+      if (deps.authenticate) scope.addHook('onRequest', deps.authenticate);
+      scope.get('', async () => deps.registry.discovery);
+      scope.post('/:id', serviceCallHandler(deps.registry, deps.pipeline, deps.defaultLanguage));
+      scope.post('/:id/feedback', feedbackHandler(deps.registry, deps.audit, deps.pipeline.now));
+      for (const routes of deps.cdsRoutes ?? []) await scope.register(routes);
+      // Unknown paths under the prefix are authenticated first, like every CDS route: an
+      // unauthenticated caller learns nothing about which paths exist.
+      scope.setNotFoundHandler(notFound);
+    },
+    { prefix: CDS_PREFIX },
   );
   registerAnalytics(app, { audit: deps.audit, token: deps.analyticsToken, now: deps.pipeline.now });
   registerModelRoutes(app, deps.models);

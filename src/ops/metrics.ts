@@ -1,35 +1,51 @@
 /**
  * Prometheus metrics (prom-client), one registry per app so that apps built side by side (tests) do not
- * share counters. What is counted, and where it is observed:
- * - every HTTP answer (route template, method, status) and its latency: `onResponse` hook;
- * - every error answer by catalogue code: `onSend` hook, read from the OperationOutcome the error
+ * share counters. Framework-free: the HTTP shell (`http/ops.ts`) feeds it from Fastify hooks. What is
+ * counted, and where it is observed:
+ * - every HTTP answer (route template, method, status) and its latency: `observeAnswer`;
+ * - every error answer by catalogue code: `countError`, read from the OperationOutcome the error
  *   handler wrote (the one place errors become answers stays the only one);
- * - per service call: stage durations, prefetch keys by where they came from, cards by indicator, the
- *   inference time of each model: `observeCall`, called by the service-call handler with the outcome;
- * - feedback items acknowledged, by outcome, and duplicates: `preSerialization` on the feedback route;
+ * - per service call: the duration of each stage the pipeline timed (`timing.ts`), prefetch keys by
+ *   where they came from, cards by indicator, the inference time of each model: `observeCall`, which
+ *   the pipeline calls with the outcome;
+ * - feedback items acknowledged, by outcome, and duplicates: `countFeedback`;
  * - the audit writer's backlog: gauges read at scrape time.
- * Labels only carry ids of loaded services and models, route templates and catalogue codes: nothing a
- * caller can make up (an unknown service id is counted as "unknown"), and no patient data.
+ * Labels only carry ids of loaded services and models, route templates, stage names and catalogue codes:
+ * nothing a caller can make up (an unknown service id is counted as "unknown"), and no patient data.
  */
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { Feedback, HookResponse } from '../cds-hooks.js';
 import type { ServiceOutcome } from '../pipeline.js';
 import type { CompiledService } from '../services/load.js';
 import type { Registry as ServiceRegistry } from '../services/registry.js';
 import type { AuditBacklog } from '../audit/audit-writer.js';
 
-const CALL_ROUTE = '/cds-services/:id';
-const FEEDBACK_ROUTE = '/cds-services/:id/feedback';
+/** The route template of a service call (the only route whose answers also count per service). */
+export const CALL_ROUTE = '/cds-services/:id';
 
 /** CDS Hooks asks for answers in about 500 ms: buckets resolve the range around it finely. */
 const SECONDS_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
 export type CallObserver = (service: CompiledService, outcome: ServiceOutcome) => void;
 
+/** One HTTP answer. */
+export interface Answer {
+  /** The route template matched, or "unmatched". */
+  route: string;
+  method: string;
+  status: number;
+  seconds: number;
+  /** For a service call: the id in the URL, as the caller sent it. */
+  serviceId?: string;
+}
+
 export interface Metrics {
   readonly registry: Registry;
   observeCall: CallObserver;
+  observeAnswer(answer: Answer): void;
+  /** An error answer, by catalogue code ("unknown" when the body named none). */
+  countError(code: string, status: number): void;
+  /** Feedback acknowledged for a service (id as in the URL): each item's outcome, and the duplicates. */
+  countFeedback(serviceId: string | undefined, outcomes: readonly string[], duplicates: number): void;
   /** The exposition text and its content type. */
   render(): Promise<{ contentType: string; text: string }>;
 }
@@ -39,8 +55,8 @@ export interface MetricsDeps {
   backlog: () => AuditBacklog;
 }
 
-/** Creates the metrics and registers the hooks that feed them on `app`. */
-export function registerMetrics(app: FastifyInstance, deps: MetricsDeps): Metrics {
+/** Creates the metrics of one app. */
+export function createMetrics(deps: MetricsDeps): Metrics {
   const registry = new Registry();
   const registers = [registry];
   collectDefaultMetrics({ register: registry });
@@ -72,7 +88,7 @@ export function registerMetrics(app: FastifyInstance, deps: MetricsDeps): Metric
   });
   const stageSeconds = new Histogram({
     name: 'cds_service_stage_duration_seconds',
-    help: 'Service call stages (prefetch, rules, models, cards, inputs hash) of answered calls, and total of every call',
+    help: 'Service call stages (validation, prefetch, rules, models, explanation, cards, publish, inputs hash, audit) of answered calls, and total of every call',
     labelNames: ['service', 'stage'] as const,
     buckets: SECONDS_BUCKETS,
     registers,
@@ -123,72 +139,38 @@ export function registerMetrics(app: FastifyInstance, deps: MetricsDeps): Metric
   backlogGauge('written', 'Audit events written since start');
 
   /** A service label: the id of a loaded service, else "unknown" (ids in URLs are caller-chosen). */
-  const serviceLabel = (request: FastifyRequest) => {
-    const id = (request.params as { id?: string } | undefined)?.id;
-    return id !== undefined && deps.services.get(id) ? id : 'unknown';
-  };
-
-  app.addHook('onResponse', async (request: FastifyRequest, reply: FastifyReply) => {
-    const route = request.routeOptions.url ?? 'unmatched';
-    const seconds = reply.elapsedTime / 1000;
-    requests.inc({ route, method: request.method, status: String(reply.statusCode) });
-    requestSeconds.observe({ route, method: request.method }, seconds);
-    if (route === CALL_ROUTE && request.method === 'POST') {
-      const service = serviceLabel(request);
-      calls.inc({ service, status: String(reply.statusCode) });
-      stageSeconds.observe({ service, stage: 'total' }, seconds);
-    }
-  });
-
-  app.addHook('onSend', async (_request, reply, payload) => {
-    if (reply.statusCode < 400 || typeof payload !== 'string') return payload;
-    let code = 'unknown';
-    try {
-      const body = JSON.parse(payload) as {
-        issue?: { details?: { coding?: { code?: unknown }[] } }[];
-      };
-      const found = body.issue?.[0]?.details?.coding?.[0]?.code;
-      if (typeof found === 'string' && /^CDS_ERR_[A-Z_]+$/.test(found)) code = found;
-    } catch {
-      // Not JSON: counted as unknown.
-    }
-    errors.inc({ code, status: String(reply.statusCode) });
-    return payload;
-  });
-
-  app.addHook('preSerialization', async (request: FastifyRequest, reply: FastifyReply, payload: unknown) => {
-    if (request.routeOptions.url !== FEEDBACK_ROUTE || reply.statusCode !== 200) return payload;
-    const service = serviceLabel(request);
-    for (const item of (request.body as { feedback: Feedback[] }).feedback) {
-      feedbackItems.inc({ service, outcome: item.outcome });
-    }
-    feedbackDuplicates.inc({ service }, (payload as { duplicates: number }).duplicates);
-    return payload;
-  });
+  const serviceLabel = (id: string | undefined) =>
+    id !== undefined && deps.services.get(id) ? id : 'unknown';
 
   return {
     registry,
     observeCall(service, outcome) {
       const id = service.definition.id;
-      const { prefetchMs, rulesMs, modelsMs, cardsMs, inputsMs } = outcome.timings;
-      const stages = {
-        prefetch: prefetchMs,
-        rules: rulesMs,
-        models: modelsMs,
-        cards: cardsMs,
-        inputs: inputsMs,
-      };
-      for (const [stage, ms] of Object.entries(stages))
-        stageSeconds.observe({ service: id, stage }, ms / 1000);
+      for (const { stage, ms } of outcome.timings) stageSeconds.observe({ service: id, stage }, ms / 1000);
       const fetched = outcome.fetchedKeys.length;
       const unavailable = outcome.unavailableKeys.length;
       prefetchKeys.inc({ service: id, source: 'sent' }, service.prefetch.length - fetched - unavailable);
       prefetchKeys.inc({ service: id, source: 'fetched' }, fetched);
       prefetchKeys.inc({ service: id, source: 'unavailable' }, unavailable);
-      for (const card of (outcome.response as HookResponse).cards) {
-        cards.inc({ service: id, indicator: card.indicator });
-      }
+      for (const card of outcome.response.cards) cards.inc({ service: id, indicator: card.indicator });
       for (const [model, ms] of Object.entries(outcome.modelMs)) modelSeconds.observe({ model }, ms / 1000);
+    },
+    observeAnswer({ route, method, status, seconds, serviceId }) {
+      requests.inc({ route, method, status: String(status) });
+      requestSeconds.observe({ route, method }, seconds);
+      if (route === CALL_ROUTE && method === 'POST') {
+        const service = serviceLabel(serviceId);
+        calls.inc({ service, status: String(status) });
+        stageSeconds.observe({ service, stage: 'total' }, seconds);
+      }
+    },
+    countError(code, status) {
+      errors.inc({ code, status: String(status) });
+    },
+    countFeedback(serviceId, outcomes, duplicates) {
+      const service = serviceLabel(serviceId);
+      for (const outcome of outcomes) feedbackItems.inc({ service, outcome });
+      feedbackDuplicates.inc({ service }, duplicates);
     },
     async render() {
       return { contentType: registry.contentType, text: await registry.metrics() };

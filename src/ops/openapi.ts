@@ -1,5 +1,5 @@
 /**
- * The OpenAPI paths and security schemes of the operations endpoints (src/ops/routes.ts), merged into the
+ * The OpenAPI paths and security schemes of the operations endpoints (src/http/ops.ts), merged into the
  * document by tools/openapi/build.ts, which lends its helpers for error answers and CORS preflights.
  */
 

@@ -13,7 +13,6 @@ import type {
   ConditionRule,
   SourceSpec,
 } from '../services/definition-schema.js';
-import type { ModelOutcome } from '../scoring/score.js';
 import type { CompiledExpression } from './fhirpath.js';
 import type { Localized } from '../language.js';
 
@@ -76,8 +75,6 @@ export interface FocusResult {
   label: string | undefined;
   date: string | undefined;
   rules: RuleResult[];
-  /** One outcome per model of the service, filled by the model stage. */
-  models?: ModelOutcome[];
 }
 
 export interface RuleErrorReport {

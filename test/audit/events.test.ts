@@ -1,12 +1,13 @@
 import t from 'tap';
 import type { Card } from '../../src/cds-hooks.js';
-import { EXPLANATION_EXTENSION } from '../../src/explain/explain.js';
+import type { NotScoredOutcome, ScoredOutcome } from '../../src/scoring/score.js';
 import { loadModels } from '../../src/scoring/load.js';
 import { loadServices } from '../../src/services/load.js';
 import { loadValueSets } from '../../src/services/value-sets.js';
 import { auditedCard, feedbackEvent, objectionEvent, serviceCallEvent } from '../../src/audit/events.js';
 import { NOW } from '../helpers/app.js';
 import { patientView } from '../helpers/hook-request.js';
+import { MODEL, SCORED } from '../helpers/scored-outcome.js';
 
 const service = loadServices('cds-services', loadValueSets('fhir-profiles'), await loadModels('models')).find(
   (s) => s.definition.id === 'melanoma-lesion-triage',
@@ -30,10 +31,10 @@ t.test(
       {
         service,
         request: patientView(),
-        outcome: {
-          response: { cards: [card({ suggestions: [{ label: 'a', uuid: 's-1' }, { label: 'b' }] })] },
-          inputs: { sha256: 'f'.repeat(64), references: ['Observation/lesion-1'] },
-        },
+        cards: [
+          { card: card({ suggestions: [{ label: 'a', uuid: 's-1' }, { label: 'b' }] }), model: undefined },
+        ],
+        inputs: { sha256: 'f'.repeat(64), references: ['Observation/lesion-1'] },
         caller,
         at: NOW,
         latencyMs: 1.23456,
@@ -72,7 +73,8 @@ t.test('a call without a patient has no pseudonym; models given are recorded', a
     {
       service,
       request,
-      outcome: { response: { cards: [] }, inputs: { sha256: '', references: [] } },
+      cards: [],
+      inputs: { sha256: '', references: [] },
       caller,
       at: NOW,
       latencyMs: 1,
@@ -84,29 +86,39 @@ t.test('a call without a patient has no pseudonym; models given are recorded', a
   t.same((event.payload as { models: unknown }).models, models);
 });
 
-t.test("risk and top factors are taken from the model estimate in the card's explanation", async (t) => {
+t.test('risk and top factors are taken from the model estimate the card is about', async (t) => {
+  const [first, second, third] = SCORED.contributions.slice(0, 3);
   const contributions = [
-    { id: 'age', value: 70, contribution: 0.1 },
-    { id: 'bmi', value: 36, contribution: -0.5 },
-    { id: 'pain', value: 9, contribution: 1.2 },
+    { ...first!, id: 'age', value: 70, contribution: 0.1 },
+    { ...second!, id: 'bmi', value: 36, contribution: -0.5 },
+    { ...third!, id: 'pain', value: 9, contribution: 1.2 },
   ];
-  const scored = { model: { status: 'scored', probability: 0.31, contributions } };
-  t.same(auditedCard(card({ extension: { [EXPLANATION_EXTENSION]: scored } })), {
+  const scored: ScoredOutcome = { ...SCORED, probability: 0.31, contributions };
+  t.same(auditedCard({ card: card(), model: scored }), {
     uuid: 'card-1',
     indicator: 'warning',
     summary: 'Refer',
     suggestions: [],
     risk: 0.31,
-    // Largest absolute contributions first.
-    topFactors: [contributions[2], contributions[1], contributions[0]],
+    // Largest absolute contributions first, as id, value and contribution only.
+    topFactors: [
+      { id: 'pain', value: 9, contribution: 1.2 },
+      { id: 'bmi', value: 36, contribution: -0.5 },
+      { id: 'age', value: 70, contribution: 0.1 },
+    ],
   });
-  const notScored = auditedCard(
-    card({ extension: { [EXPLANATION_EXTENSION]: { model: { status: 'not-scored', reasons: [] } } } }),
-  );
-  t.notOk('risk' in notScored || 'topFactors' in notScored);
-  const rulesOnly = auditedCard(card({ extension: { [EXPLANATION_EXTENSION]: { rules: [] } } }));
+  const notScored: NotScoredOutcome = {
+    status: 'not-scored',
+    model: MODEL,
+    reasons: [],
+    values: [],
+    population: SCORED.population,
+  };
+  const refused = auditedCard({ card: card(), model: notScored });
+  t.notOk('risk' in refused || 'topFactors' in refused);
+  const rulesOnly = auditedCard({ card: card(), model: undefined });
   t.notOk('risk' in rulesOnly || 'topFactors' in rulesOnly);
-  t.equal(auditedCard({ ...card(), uuid: undefined } as Card).uuid, '');
+  t.equal(auditedCard({ card: { ...card(), uuid: undefined } as Card, model: undefined }).uuid, '');
 });
 
 t.test('an objection event names the Consent and no clinical data', async (t) => {

@@ -8,6 +8,8 @@ import {
   renderCards,
   SUMMARY_MAX,
 } from '../../src/cards/render.js';
+import { explainFinding } from '../../src/explain/explain.js';
+import type { Finding } from '../../src/finding.js';
 import { pickLanguage } from '../../src/http/service-call.js';
 import type { FocusResult, RuleResult } from '../../src/rules/evaluate.js';
 import { evaluateRules } from '../../src/rules/evaluate.js';
@@ -24,8 +26,9 @@ const melanoma = loadServices(
   await loadModels('models'),
 ).find((s) => s.definition.id === 'melanoma-lesion-triage')!;
 
-function focusWith(statuses: Record<string, RuleResult['status']>): FocusResult {
+function focusWith(statuses: Record<string, RuleResult['status']>): FocusResult & { models: [] } {
   return {
+    models: [],
     subject: {},
     reference: undefined,
     resource: undefined,
@@ -39,6 +42,14 @@ function focusWith(statuses: Record<string, RuleResult['status']>): FocusResult 
       status,
     })),
   };
+}
+
+/** Findings of a rules-only run: no model outcome, the explanations a card about rules carries. */
+function findingsOf(focuses: readonly FocusResult[]): Finding[] {
+  return focuses.map((focus) => {
+    const scored = { ...focus, models: [] };
+    return { ...scored, explanations: explainFinding(melanoma, scored, []) };
+  });
 }
 
 t.test('card conditions: every clause listed must hold', async (t) => {
@@ -111,8 +122,7 @@ t.test('a long site is cut so the summary stays under 140 characters', async (t)
   );
   const [card] = renderCards({
     service: melanoma,
-    focuses,
-    unavailable: [],
+    findings: findingsOf(focuses),
     context: { patientId: 'p' },
     language: 'en',
     now: NOW,
@@ -183,8 +193,7 @@ t.test('over 300 random lesions: every card conforms, stays short, and never say
   for (const language of ['en', 'fr'] as const) {
     const cards = renderCards({
       service: melanoma,
-      focuses,
-      unavailable: [],
+      findings: findingsOf(focuses),
       context: { patientId: 'p', userId: 'Practitioner/x' },
       language,
       now: NOW,

@@ -13,8 +13,8 @@ import { Writable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import { type AppOverrides, buildApp } from '../../src/app.js';
 import { type Config, loadConfig } from '../../src/config.js';
-import type { SchemaName } from '../../src/http/schemas.js';
-import { validatorFor } from '../../src/http/validate.js';
+import type { SchemaName } from '../../src/request/schemas.js';
+import { validatorFor } from '../../src/request/validate.js';
 
 /** The frozen "now" of every test. */
 export const NOW = new Date('2026-11-22T09:30:00.000Z');

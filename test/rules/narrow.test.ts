@@ -4,7 +4,7 @@ import type { Bundle, Resource } from 'fhir/r4.js';
 import { prefetchFrom } from '../../tools/bench/helpers.js';
 import type { HookRequest } from '../../src/cds-hooks.js';
 import { loadModels } from '../../src/scoring/load.js';
-import { runService } from '../../src/pipeline.js';
+import { runHook } from '../../src/pipeline.js';
 import { type AstNode, narrow, planNarrowing } from '../../src/rules/narrow.js';
 import { compileExpression, setShortcuts } from '../../src/rules/fhirpath.js';
 import { loadServices } from '../../src/services/load.js';
@@ -13,6 +13,7 @@ import { patientOf, resourcesOf, toServerForm } from '../../tools/synthetic/bund
 import { generatePatient } from '../../tools/synthetic/patients.js';
 import { createRng } from '../../tools/synthetic/random.js';
 import { NOW } from '../helpers/app.js';
+import { memoryAudit, memoryLog } from '../helpers/pipeline.js';
 
 const plan = (source: string) => planNarrowing(fhirpath.parse(source) as AstNode);
 /** What the plan narrows: each variable's filter key, and whether the input's components are cut. */
@@ -283,7 +284,14 @@ t.test('every patient-view service answers the same with and without narrowing',
     // The same uuids in both runs, so that whole outcomes compare.
     uuid: () => `00000000-0000-4000-8000-${String((counter += 1)).padStart(12, '0')}`,
     publicUrl: 'https://cds.example.org',
-    log: { warn: () => undefined },
+    audit: memoryAudit(),
+    log: memoryLog(),
+  });
+  const call = (service: (typeof services)[number], request: HookRequest) => ({
+    service,
+    body: structuredClone(request),
+    client: null,
+    language: 'en' as const,
   });
   let cards = 0;
   let scored = 0;
@@ -294,12 +302,12 @@ t.test('every patient-view service answers the same with and without narrowing',
       setShortcuts(false);
       let whole;
       try {
-        whole = await runService(service, structuredClone(request), 'en', deps());
+        whole = await runHook(call(service, request), deps());
       } finally {
         setShortcuts(true);
       }
       counter = 0;
-      const narrowed = await runService(service, structuredClone(request), 'en', deps());
+      const narrowed = await runHook(call(service, request), deps());
       const strip = (o: typeof whole) => ({ ...o, timings: undefined, modelMs: undefined });
       t.same(strip(narrowed), strip(whole), `${service.definition.id}, record ${patientOf(record).id}`);
       cards += narrowed.response.cards.length;

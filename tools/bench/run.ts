@@ -30,10 +30,8 @@ import { loadTrustedIssuers } from '../../src/auth/issuers.js';
 import { createMemoryReplayCache } from '../../src/auth/replay.js';
 import type { HookRequest } from '../../src/cds-hooks.js';
 import { loadConfig } from '../../src/config.js';
-import { checkHook } from '../../src/http/service-call.js';
-import { validatorFor } from '../../src/http/validate.js';
 import { loadModels } from '../../src/scoring/load.js';
-import { runService } from '../../src/pipeline.js';
+import { runHook } from '../../src/pipeline.js';
 import { createFhirFetch } from '../../src/prefetch/fhir-fetch.js';
 import { loadServices, type CompiledService } from '../../src/services/load.js';
 import { loadValueSets } from '../../src/services/value-sets.js';
@@ -382,7 +380,7 @@ const benchConfig = (prefix: string) =>
     CDS_TRUSTED_ISSUERS_FILE: issuersFile,
   });
 
-/** The service's own client JWT verifier, as `hook.ts` builds it, with the in-memory replay cache. */
+/** The service's own client JWT verifier, as `http/auth.ts` builds it, with the in-memory replay cache. */
 function serviceVerifier(config: ReturnType<typeof loadConfig>, now: () => Date) {
   return createVerifier({
     issuers: loadTrustedIssuers(issuersFile),
@@ -423,34 +421,11 @@ async function stageBreakdown(bodies: BodyFor[], passes: number, key: BenchKey) 
     times.auth = performance.now() - start;
     if (!verdict.ok) throw new Error(`in-process verification refused a token: ${verdict.reason}`);
     const service = services.get(item.path.split('/').at(-1)!)!;
-    start = performance.now();
-    if (!validatorFor('HookRequest')(body)) throw new Error('invalid request body');
-    checkHook(service, body);
-    times.validation = performance.now() - start;
-    const at = now();
-    const outcome = await runService(service, body, 'en', {
-      fhirFetch,
-      now,
-      uuid: randomUUID,
-      publicUrl: PUBLIC_URL,
-      log: logger,
-    });
-    times.prefetch = outcome.timings.prefetchMs;
-    times.rules = outcome.timings.rulesMs;
-    times.models = outcome.timings.modelsMs;
-    times.cards = outcome.timings.cardsMs;
-    times.inputs = outcome.timings.inputsMs;
-    start = performance.now();
-    await audit.recordServiceCall({
-      service,
-      request: body,
-      outcome,
-      caller: { issuer: ISSUER, tenant: null },
-      at,
-      latencyMs: 0,
-      models: outcome.models,
-    });
-    times.audit = performance.now() - start;
+    const outcome = await runHook(
+      { service, body, client: verdict.client, language: 'en' },
+      { fhirFetch, now, uuid: randomUUID, publicUrl: PUBLIC_URL, audit, log: logger },
+    );
+    for (const { stage, ms } of outcome.timings) times[stage] = ms;
     if (i < bodies.length) continue; // first pass: warm-up
     responseBytes.push(Buffer.byteLength(JSON.stringify(outcome.response)));
     const id = service.definition.id;

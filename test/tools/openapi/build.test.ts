@@ -4,7 +4,7 @@ import t from 'tap';
 import { parse } from 'yaml';
 import { ERRORS, type ErrorCode } from '../../../src/errors.js';
 import { buildOpenApi, renderOpenApi } from '../../../tools/openapi/build.js';
-import { CONTEXT_SCHEMAS, SCHEMAS } from '../../../src/http/schemas.js';
+import { CONTEXT_SCHEMAS, SCHEMAS } from '../../../src/request/schemas.js';
 import { DEFINITION_SCHEMA } from '../../../src/services/definition-schema.js';
 import { buildTestApp } from '../../helpers/app.js';
 

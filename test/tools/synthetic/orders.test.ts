@@ -3,7 +3,7 @@ import type { Bundle, CodeSystem, MedicationRequest, Observation, Resource } fro
 import t from 'tap';
 import { createAjv } from '../../../src/ajv.js';
 import { PRESCRIBING, SYSTEM } from '../../../src/codes.js';
-import { validatorFor } from '../../../src/http/validate.js';
+import { validatorFor } from '../../../src/request/validate.js';
 import { loadValueSets } from '../../../src/services/value-sets.js';
 import { patientOf, resourcesOf, toServerForm } from '../../../tools/synthetic/bundle.js';
 import {

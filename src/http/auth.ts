@@ -1,26 +1,28 @@
 /**
- * The authentication hook: every request to a CDS route (discovery, service calls, feedback, and any
- * route added later under `/cds-services`) must carry a JWT from a trusted CDS client. It runs as an
- * `onRequest` hook, before the body is read, so an unauthenticated caller never gets a body parsed.
- * CORS preflights (`OPTIONS`) pass: browsers send them without credentials.
+ * Client authentication: every request to a CDS route (discovery, service calls, feedback, any route
+ * added to the CDS scope, and unknown paths under `/cds-services`) must carry a JWT from a trusted CDS
+ * client. The check is an `onRequest` hook registered inside the encapsulated plugin scope that owns the
+ * `/cds-services` routes (`routes.ts`), so it covers exactly that scope (Fastify
+ * docs/Reference/Encapsulation.md); it runs before the body is read, so an unauthenticated caller never
+ * gets a body parsed. CORS preflights (`OPTIONS`) pass: browsers send them without credentials.
  *
  * A refusal is a 401 with `WWW-Authenticate: Bearer` and the same OperationOutcome whatever the cause
  * (CDS Hooks best practice: no detail to the client); the cause goes to one warn log line as a coded
  * `reason`. The token itself is never logged.
  */
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, onRequestAsyncHookHandler } from 'fastify';
 import type { Config } from '../config.js';
 import { CdsError } from '../errors.js';
-import { loadTrustedIssuers, type TrustedIssuer } from './issuers.js';
-import { createRemoteJwksCache } from './jwks.js';
-import type { ReplayCache } from './replay.js';
-import { type CdsClient, createVerifier } from './verify.js';
+import { loadTrustedIssuers, type TrustedIssuer } from '../auth/issuers.js';
+import { createRemoteJwksCache } from '../auth/jwks.js';
+import type { ReplayCache } from '../auth/replay.js';
+import { type CdsClient, createVerifier } from '../auth/verify.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
     /**
      * The authenticated CDS client. null when authentication is disabled (CDS_AUTH_DISABLED) and on
-     * routes outside `/cds-services`.
+     * routes outside the CDS scope.
      */
     cdsClient: CdsClient | null;
   }
@@ -28,17 +30,6 @@ declare module 'fastify' {
 
 /** The path prefix of every CDS Hooks endpoint (CDS Hooks 2.0 §"Discovery", §"Calling a CDS Service"). */
 export const CDS_PREFIX = '/cds-services';
-
-/**
- * Whether a request needs a client JWT. The route pattern Fastify matched is used when there is one, so
- * a percent-encoded or otherwise disguised path that still reaches a CDS route is caught; unmatched
- * paths under the prefix are refused too, which tells an unauthenticated caller nothing about them.
- */
-export function isCdsRequest(request: FastifyRequest): boolean {
-  if (request.method === 'OPTIONS') return false;
-  const path = request.routeOptions.url ?? request.url.split('?')[0]!;
-  return path === CDS_PREFIX || path.startsWith(`${CDS_PREFIX}/`);
-}
 
 export type AuthConfig = Pick<
   Config,
@@ -83,13 +74,18 @@ export const AUTH_DISABLED_WARNING =
   'its CDS services. For local development only; never expose this server.';
 
 /**
- * Registers the authentication hook on the root instance, so that it covers routes registered later, in
- * any plugin. With authentication disabled only `request.cdsClient` (null) is declared.
+ * Declares `request.cdsClient` (null) on the app and builds the authentication hook, now, so that a
+ * missing setting stops start-up. The hook is for the CDS scope only (`routes.ts` registers it there).
+ * @returns the hook, or null when authentication is disabled
  * @throws Error when authentication is on and the settings are missing or the issuers file is invalid
  */
-export function registerClientAuth(app: FastifyInstance, config: AuthConfig, deps: AuthDeps): void {
+export function clientAuthentication(
+  app: FastifyInstance,
+  config: AuthConfig,
+  deps: AuthDeps,
+): onRequestAsyncHookHandler | null {
   app.decorateRequest('cdsClient', null);
-  if (config.authDisabled) return;
+  if (config.authDisabled) return null;
   const { publicUrl, issuers } = requiredSettings(config);
   const verify = createVerifier({
     issuers,
@@ -107,8 +103,8 @@ export function registerClientAuth(app: FastifyInstance, config: AuthConfig, dep
   });
   app.log.info({ issuers: issuers.map((i) => i.iss), publicUrl }, 'client authentication on');
 
-  app.addHook('onRequest', async (request, reply) => {
-    if (!isCdsRequest(request)) return;
+  return async (request, reply) => {
+    if (request.method === 'OPTIONS') return;
     // CDS Hooks 2.0 §"Trusting CDS Clients": aud is the exact URL of the endpoint called.
     const audience = publicUrl + request.url.split('?')[0];
     const result = await verify(request.headers.authorization, audience);
@@ -125,5 +121,5 @@ export function registerClientAuth(app: FastifyInstance, config: AuthConfig, dep
     else request.log.warn(fields, 'client authentication refused');
     reply.header('www-authenticate', 'Bearer');
     throw new CdsError('CDS_ERR_UNAUTHORIZED');
-  });
+  };
 }

@@ -1,8 +1,9 @@
 /**
- * Which requests the authentication hook covers (every /cds-services route, including routes added after
- * it, and nothing else; never a CORS preflight), what it leaves on the request, what it logs, and how
- * start-up behaves with authentication on, misconfigured, or off.
+ * Which requests the authentication hook covers (every /cds-services route, including routes added to
+ * the CDS scope after it, and nothing else; never a CORS preflight), what it leaves on the request, what
+ * it logs, and how start-up behaves with authentication on, misconfigured, or off.
  */
+import type { FastifyPluginAsync } from 'fastify';
 import t from 'tap';
 import { ReplayCacheFullError, type ReplayCache } from '../../src/auth/replay.js';
 import { buildTestApp } from '../helpers/app.js';
@@ -25,6 +26,11 @@ import {
 const key = await makeKey('ES384');
 const issuers = [{ iss: ISSUER, jwks: jwksOf(key) }];
 
+/** GET /cds-services/whoami, added to the CDS scope: the client authentication left on the request. */
+const whoami: FastifyPluginAsync = async (scope) => {
+  scope.get('/whoami', async (request) => ({ client: request.cdsClient }));
+};
+
 t.test('a CORS preflight needs no token', async (t) => {
   const test = await buildAuthApp(issuers);
   t.teardown(() => test.app.close());
@@ -45,12 +51,12 @@ t.test('a CORS preflight needs no token', async (t) => {
 });
 
 t.test('a route added later under /cds-services is covered, with its own aud', async (t) => {
-  const test = await buildAuthApp(issuers);
+  // A new route, registered after the hook, in its own plugin inside the CDS scope.
+  const later: FastifyPluginAsync = async (scope) => {
+    scope.post('/:id/later', async (request) => ({ client: request.cdsClient }));
+  };
+  const test = await buildAuthApp(issuers, {}, { cdsRoutes: [later] });
   t.teardown(() => test.app.close());
-  // A new route, registered after the hook, in its own plugin (as feedback was).
-  await test.app.register(async (scope) => {
-    scope.post('/cds-services/:id/later', async (request) => ({ client: request.cdsClient }));
-  });
   const url = `${SERVICE}/later`;
   const bare = await test.app.inject({ method: 'POST', url, payload: { feedback: [] } });
   t.equal(bare.statusCode, 401);
@@ -66,10 +72,19 @@ t.test('a route added later under /cds-services is covered, with its own aud', a
   t.same(refusals(test), ['header_missing', 'aud_mismatch']);
 });
 
-t.test('request.cdsClient has null tenant and sub when the token has none', async (t) => {
+t.test('a route under /cds-services outside the CDS scope is refused at start-up', async (t) => {
   const test = await buildAuthApp(issuers);
   t.teardown(() => test.app.close());
-  test.app.get('/cds-services/whoami', async (request) => ({ client: request.cdsClient }));
+  t.throws(() => test.app.get('/cds-services/unguarded', async () => ({})), {
+    message: '/cds-services/unguarded: a CDS route must be registered inside the authenticated CDS scope',
+  });
+  t.throws(() => test.app.get('/cds-services', async () => ({})), { message: /^\/cds-services: / });
+  t.doesNotThrow(() => test.app.get('/cds-servicesX', async () => ({})), 'a longer name is not the prefix');
+});
+
+t.test('request.cdsClient has null tenant and sub when the token has none', async (t) => {
+  const test = await buildAuthApp(issuers, {}, { cdsRoutes: [whoami] });
+  t.teardown(() => test.app.close());
   const res = await test.app.inject({
     method: 'GET',
     url: '/cds-services/whoami',
@@ -267,9 +282,8 @@ t.test('start-up with authentication on names each missing setting', async (t) =
 });
 
 t.test('authentication off: every call passes and cdsClient is null', async (t) => {
-  const test = await buildTestApp({ authDisabled: true });
+  const test = await buildTestApp({ authDisabled: true }, { cdsRoutes: [whoami] });
   t.teardown(() => test.app.close());
-  test.app.get('/cds-services/whoami', async (request) => ({ client: request.cdsClient }));
   t.same((await test.app.inject({ method: 'GET', url: '/cds-services/whoami' })).json(), { client: null });
   t.equal((await test.app.inject({ method: 'GET', url: DISCOVERY })).statusCode, 200);
   t.notOk(test.logText().includes('client authentication'), 'no authentication line from the app itself');
