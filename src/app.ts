@@ -19,6 +19,7 @@ import { registerErrorHandlers } from './http/error-handler.js';
 import { registerRoutes } from './http/routes.js';
 import { loggerOptions } from './logger.js';
 import { createFhirFetch } from './prefetch/fhir-fetch.js';
+import { createFhirPath } from './rules/fhirpath.js';
 import { createLiveSet, loadDefinitions } from './ops/live-set.js';
 import { registerOps } from './ops/register.js';
 import { openAuditTrail } from './audit/audit-trail.js';
@@ -49,7 +50,9 @@ export async function buildApp(
   overrides: AppOverrides = {},
 ): Promise<FastifyInstance> {
   // Swappable as a whole by a reload (src/ops/): routes always see the current set.
-  const live = createLiveSet(await loadDefinitions(config), config);
+  // The app's own FHIRPath engine: its clock slot and caches are shared with no other app.
+  const fhirpath = createFhirPath();
+  const live = createLiveSet(await loadDefinitions(config, fhirpath), config, fhirpath);
   const fhirFetch = createFhirFetch({
     fetch: overrides.fetch ?? globalThis.fetch,
     timeoutMs: config.fhirFetchTimeoutMs,

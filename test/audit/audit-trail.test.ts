@@ -17,6 +17,10 @@ import { type AuditStore, openStore } from '../../src/audit/store.js';
 import { verifyStore } from '../../src/audit/verify.js';
 import { buildTestApp, NOW, tempDir } from '../helpers/app.js';
 import { lesion, PATIENT_ID, patientView, searchset } from '../helpers/hook-request.js';
+import { createFhirPath } from '../../src/rules/fhirpath.js';
+
+/** The FHIRPath engine of this file's loads. */
+const engine = createFhirPath();
 
 const URL = '/cds-services/melanoma-lesion-triage';
 const KEY = 'x'.repeat(32);
@@ -239,8 +243,9 @@ t.test('start-up stops when PostgreSQL cannot be reached', async (t) => {
 t.test('an objection is recorded with the Consent and the pseudonym, nothing clinical', async (t) => {
   const service = loadServices(
     'cds-services',
+    engine,
     loadValueSets('fhir-profiles'),
-    await loadModels('models'),
+    await loadModels('models', engine),
   ).find((s) => s.definition.id === 'melanoma-lesion-triage')!;
   const lines: string[] = [];
   const log = {
