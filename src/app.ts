@@ -24,6 +24,7 @@ import { createLiveSet, loadDefinitions } from './ops/live-set.js';
 import { registerOps } from './ops/register.js';
 import { openAuditTrail } from './audit/audit-trail.js';
 import type { AuditStore } from './audit/store.js';
+import { createSqliteWorker, type SqliteWorker } from './audit/worker-store.js';
 
 export interface AppOverrides {
   /** The network, for the fallback FHIR fetch (tests point it at a loopback server or a fake). */
@@ -37,6 +38,11 @@ export interface AppOverrides {
   replayCache?: ReplayCache;
   /** The audit store (tests inject one that fails); else the configuration's. Closed with the app. */
   store?: AuditStore;
+  /**
+   * The worker thread the SQLite audit store runs in, owned by the caller (the tests share one per
+   * process: starting one is slow under their TypeScript loader); else the app's own, closed with it.
+   */
+  sqliteWorker?: SqliteWorker;
   /** First delay before writing queued audit records again (tests shorten it). */
   auditRetryMs?: number;
 }
@@ -93,8 +99,12 @@ export async function buildApp(
     // every error body the service sends stays an OperationOutcome.
     strictPreflight: false,
   });
+  // Closed after the audit trail: Fastify runs onClose hooks last-registered first.
+  const sqliteWorker = overrides.sqliteWorker ?? createSqliteWorker();
+  if (!overrides.sqliteWorker) app.addHook('onClose', () => sqliteWorker.close());
   const audit = await openAuditTrail(config, {
     log: app.log,
+    worker: sqliteWorker,
     ...(overrides.store ? { store: overrides.store } : {}),
     ...(overrides.auditRetryMs === undefined ? {} : { retryInitialMs: overrides.auditRetryMs }),
   });
