@@ -20,9 +20,11 @@ import { registerOps } from './http/ops.js';
 import { registerRoutes } from './http/routes.js';
 import { loggerOptions } from './logger.js';
 import { createFhirFetch } from './prefetch/fhir-fetch.js';
+import { createFhirPath } from './rules/fhirpath.js';
 import { createLiveSet, loadDefinitions } from './ops/live-set.js';
 import { openAuditTrail } from './audit/audit-trail.js';
 import type { AuditStore } from './audit/store.js';
+import { createSqliteWorker, type SqliteWorker } from './audit/worker-store.js';
 
 export interface AppOverrides {
   /** The network, for the fallback FHIR fetch (tests point it at a loopback server or a fake). */
@@ -36,6 +38,11 @@ export interface AppOverrides {
   replayCache?: ReplayCache;
   /** The audit store (tests inject one that fails); else the configuration's. Closed with the app. */
   store?: AuditStore;
+  /**
+   * The worker thread the SQLite audit store runs in, owned by the caller (the tests share one per
+   * process: starting one is slow under their TypeScript loader); else the app's own, closed with it.
+   */
+  sqliteWorker?: SqliteWorker;
   /** First delay before writing queued audit records again (tests shorten it). */
   auditRetryMs?: number;
   /** More routes served inside the authenticated /cds-services scope (tests add some to check it). */
@@ -51,7 +58,9 @@ export async function buildApp(
   overrides: AppOverrides = {},
 ): Promise<FastifyInstance> {
   // Swappable as a whole by a reload (src/ops/): routes always see the current set.
-  const live = createLiveSet(await loadDefinitions(config), config);
+  // The app's own FHIRPath engine: its clock slot and caches are shared with no other app.
+  const fhirpath = createFhirPath();
+  const live = createLiveSet(await loadDefinitions(config, fhirpath), config, fhirpath);
   const fhirFetch = createFhirFetch({
     fetch: overrides.fetch ?? globalThis.fetch,
     timeoutMs: config.fhirFetchTimeoutMs,
@@ -92,8 +101,12 @@ export async function buildApp(
     // every error body the service sends stays an OperationOutcome.
     strictPreflight: false,
   });
+  // Closed after the audit trail: Fastify runs onClose hooks last-registered first.
+  const sqliteWorker = overrides.sqliteWorker ?? createSqliteWorker();
+  if (!overrides.sqliteWorker) app.addHook('onClose', () => sqliteWorker.close());
   const audit = await openAuditTrail(config, {
     log: app.log,
+    worker: sqliteWorker,
     ...(overrides.store ? { store: overrides.store } : {}),
     ...(overrides.auditRetryMs === undefined ? {} : { retryInitialMs: overrides.auditRetryMs }),
   });

@@ -10,6 +10,7 @@ import type { AuditedCard } from '../src/audit/store.js';
 import { CdsError } from '../src/errors.js';
 import type { ExplanationPublisher } from '../src/explanation-pages/publish.js';
 import { type HookCall, type PipelineDeps, runHook } from '../src/pipeline.js';
+import { createFhirPath } from '../src/rules/fhirpath.js';
 import { loadModels } from '../src/scoring/load.js';
 import { loadServices } from '../src/services/load.js';
 import { loadValueSets } from '../src/services/value-sets.js';
@@ -18,7 +19,13 @@ import { lesion, patientView, searchset } from './helpers/hook-request.js';
 import { HIGH_RISK, kneeOaCall } from './helpers/knee-oa-call.js';
 import { type LogLine, memoryAudit, memoryLog } from './helpers/pipeline.js';
 
-const services = loadServices('cds-services', loadValueSets('fhir-profiles'), await loadModels('models'));
+const engine = createFhirPath();
+const services = loadServices(
+  'cds-services',
+  engine,
+  loadValueSets('fhir-profiles'),
+  await loadModels('models', engine),
+);
 const knee = services.find((s) => s.definition.id === 'knee-oa-progression')!;
 const melanoma = services.find((s) => s.definition.id === 'melanoma-lesion-triage')!;
 const client = { iss: 'https://ehr.example.org', tenant: 'hospital-a', sub: null };

@@ -10,6 +10,7 @@ import { type AuditBacklog, type AuditWriterLog, createAuditWriter } from './aud
 import { type ObjectionRecord, objectionEvent, type ServiceCallRecord, serviceCallEvent } from './events.js';
 import { loadPseudonymKey, type Pseudonymise, pseudonymiser } from './pseudonym.js';
 import { type AuditStore, openStore } from './store.js';
+import type { SqliteWorker } from './worker-store.js';
 
 export interface AuditTrail {
   readonly store: AuditStore;
@@ -34,6 +35,8 @@ export interface AuditTrailOptions {
   store?: AuditStore;
   log: AuditWriterLog;
   retryInitialMs?: number;
+  /** The worker a SQLite store runs in, owned by the caller; else the store's own (`openStore`). */
+  worker?: SqliteWorker;
 }
 
 /**
@@ -45,7 +48,7 @@ export async function openAuditTrail(
   options: AuditTrailOptions,
 ): Promise<AuditTrail> {
   const pseudonymise = pseudonymiser(loadPseudonymKey(config));
-  const store = options.store ?? (await openStore(config));
+  const store = options.store ?? (await openStore(config, { worker: options.worker }));
   const writer = createAuditWriter(store, {
     maxQueue: config.auditQueueMax,
     log: options.log,

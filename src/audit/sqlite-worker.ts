@@ -1,9 +1,10 @@
 /**
- * The worker thread that runs the SQLite audit stores of the process (started by `worker-store.ts`, which
+ * The thread that runs the SQLite audit stores of one `SqliteWorker` (`worker-store.ts` starts it and
  * explains why). It says when it is ready, then answers each message by calling the named method of the
  * named store: `open` opens the file and applies the migrations (`createSqlStore` over
  * `openSqliteDriver`); the other methods are the in-thread store's, whose queue keeps the calls in the
- * order they arrived. The main thread stops it once no store has been open in it for a while.
+ * order they arrived. The main thread stops it when its worker is closed, or once no store has been
+ * open in it for a while. The `stores` map is this thread's own state: each thread has its own.
  */
 import { parentPort } from 'node:worker_threads';
 import { createSqlStore } from './sql-store.js';

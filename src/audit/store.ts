@@ -21,7 +21,7 @@ import type { Config } from '../config.js';
 import type { ChainRow } from './hash-chain.js';
 import { openPostgresDriver } from './postgres.js';
 import { createSqlStore } from './sql-store.js';
-import { openWorkerStore } from './worker-store.js';
+import { openWorkerStore, type SqliteWorker } from './worker-store.js';
 
 export type AuditEventKind = 'service-call' | 'feedback' | 'objection';
 
@@ -159,6 +159,11 @@ export interface OpenStoreOptions {
   schema?: string;
   /** Skip the migrations (the verification command reads the store as it is). */
   migrate?: boolean;
+  /**
+   * The worker the SQLite store runs in, owned (and closed) by the caller; without one the store gets
+   * a worker of its own, stopped when the store is closed. Unused with PostgreSQL.
+   */
+  worker?: SqliteWorker | undefined;
 }
 
 /** The SQLite file inside the data folder. */
@@ -175,6 +180,8 @@ export async function openStore(
   options: OpenStoreOptions = {},
 ): Promise<AuditStore> {
   const migrate = options.migrate ?? true;
-  if (!config.databaseUrl) return openWorkerStore(sqliteFile(config.dataDir), { migrate });
+  if (!config.databaseUrl) {
+    return openWorkerStore(sqliteFile(config.dataDir), { migrate, worker: options.worker });
+  }
   return createSqlStore(await openPostgresDriver(config.databaseUrl, options.schema), { migrate });
 }

@@ -134,10 +134,13 @@ function decode(token: string): { header: ProtectedHeaderParameters; payload: JW
 /** The key for a token: from the issuer's own keys at once, or from a remote set (fetched, cached). */
 type KeySource = (header: ProtectedHeaderParameters, token: string) => KeyObject | Promise<KeyObject>;
 
-/** jose's remote sets give CryptoKeys (one per JWK and alg, cached by jose); node:crypto wants KeyObjects. */
-const converted = new WeakMap<object, KeyObject>();
+/**
+ * jose's remote sets give CryptoKeys (one per JWK and alg, cached by jose); node:crypto wants KeyObjects.
+ * Each verifier keeps its own conversions (weakly, by CryptoKey).
+ */
+type Converted = WeakMap<object, KeyObject>;
 
-function remoteSource(getKey: JWTVerifyGetKey): KeySource {
+function remoteSource(getKey: JWTVerifyGetKey, converted: Converted): KeySource {
   return async (header, token) => {
     const [encodedHeader, payload, signature] = token.split('.') as [string, string, string];
     const key = await getKey(header as CompactJWSHeaderParameters, {
@@ -159,6 +162,7 @@ function keysFor(
   header: ProtectedHeaderParameters,
   remote: VerifierOptions['remoteJwks'],
   local: Map<TrustedIssuer, LocalKeySet>,
+  converted: Converted,
 ): KeySource {
   if (header.jku !== undefined) {
     // Never fetch a URL a token names unless the configuration lists it (CDS Hooks 2.0 §"Trusting CDS
@@ -170,11 +174,11 @@ function keysFor(
       jku = undefined;
     }
     if (jku === undefined || !issuer.jkuAllowlist.includes(jku)) return refuse('jku_not_allowed');
-    return remoteSource(remote(jku));
+    return remoteSource(remote(jku), converted);
   }
   const own = local.get(issuer);
   if (own) return (h) => own(h.alg as JwsAlgorithm, h.kid!);
-  if (issuer.jwksUrl) return remoteSource(remote(issuer.jwksUrl));
+  if (issuer.jwksUrl) return remoteSource(remote(issuer.jwksUrl), converted);
   return refuse('jku_required');
 }
 
@@ -208,6 +212,7 @@ export function createVerifier(options: VerifierOptions): Verifier {
   // Each issuer's own keys are imported once, here: a key that cannot be imported fails the start.
   const local = new Map<TrustedIssuer, LocalKeySet>();
   for (const issuer of options.issuers) if (issuer.jwks) local.set(issuer, localKeySet(issuer.jwks));
+  const converted: Converted = new WeakMap();
 
   /**
    * Signature, then the time and audience claims, as jose's `jwtVerify` checked them (`jws.ts`), then
@@ -281,7 +286,7 @@ export function createVerifier(options: VerifierOptions): Verifier {
     if (typeof header.kid !== 'string' || header.kid === '') refuse('kid_missing');
     if (typeof payload.iss !== 'string' || payload.iss === '') refuse('iss_missing');
     const issuer = byIss.get(payload.iss!) ?? refuse('iss_untrusted');
-    const keys = keysFor(issuer, header, options.remoteJwks, local);
+    const keys = keysFor(issuer, header, options.remoteJwks, local, converted);
 
     const claims = await verifiedClaims(token, header, payload, keys, issuer, audience);
     const tenant = typeof claims.tenant === 'string' ? claims.tenant : null;

@@ -10,6 +10,7 @@
  * using them); at close, those waiting are released at once.
  */
 import type { Config } from '../config.js';
+import type { FhirPath } from '../rules/fhirpath.js';
 import { type LoadedModel, loadModels, type ModelRegistry } from '../scoring/load.js';
 import { loadServices } from '../services/load.js';
 import { createRegistry, type Registry } from '../services/registry.js';
@@ -27,12 +28,13 @@ export type DefinitionDirs = Pick<Config, 'servicesDir' | 'modelsDir' | 'profile
 
 /**
  * Loads and checks everything under the configured folders.
+ * @param fhirpath the app's engine, which compiles every expression
  * @throws CdsError CDS_ERR_MODEL_INVALID / CDS_ERR_DEFINITION_INVALID naming the file and the reason
  */
-export async function loadDefinitions(dirs: DefinitionDirs): Promise<DefinitionSet> {
-  const models = await loadModels(dirs.modelsDir);
+export async function loadDefinitions(dirs: DefinitionDirs, fhirpath: FhirPath): Promise<DefinitionSet> {
+  const models = await loadModels(dirs.modelsDir, fhirpath);
   try {
-    const services = loadServices(dirs.servicesDir, loadValueSets(dirs.profilesDir), models);
+    const services = loadServices(dirs.servicesDir, fhirpath, loadValueSets(dirs.profilesDir), models);
     return { registry: createRegistry(services), models };
   } catch (error) {
     // The models just loaded will never serve: their sessions can go now.
@@ -83,6 +85,7 @@ export interface LiveSet {
 export function createLiveSet(
   initial: DefinitionSet,
   dirs: DefinitionDirs,
+  fhirpath: FhirPath,
   options: { graceMs?: number } = {},
 ): LiveSet {
   const graceMs = options.graceMs ?? SESSION_GRACE_MS;
@@ -113,7 +116,7 @@ export function createLiveSet(
   };
 
   const doReload = async (): Promise<ReloadResult> => {
-    const next = await loadDefinitions(dirs);
+    const next = await loadDefinitions(dirs, fhirpath);
     const previous = current;
     current = next;
     retire(previous.models);

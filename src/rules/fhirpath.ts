@@ -7,7 +7,7 @@
  */
 import fhirpath from 'fhirpath';
 import r4 from 'fhirpath/fhir-context/r4/index.js';
-import { type AstNode, narrow, type NarrowingPlan, planNarrowing } from './narrow.js';
+import { type AstNode, narrow, type NarrowedBundles, type NarrowingPlan, planNarrowing } from './narrow.js';
 
 /** Variables fhirpath.js or the FHIRPath spec define; definitions may use them without declaring them. */
 const BUILT_IN_VARIABLES = new Set([
@@ -26,69 +26,6 @@ export interface CompiledExpression {
   evaluate(input: unknown, env: Readonly<Record<string, unknown>>, now: Date): unknown[];
 }
 
-/** The clock reading of the evaluation under way; evaluation is synchronous, so one slot suffices. */
-const clock = { now: new Date(0), today: undefined as unknown, nowValue: undefined as unknown };
-
-function literal(text: string): unknown {
-  return (fhirpath.evaluate({}, text, {}, r4, { resolveInternalTypes: false }) as unknown[])[0];
-}
-
-const userInvocationTable = {
-  today: {
-    arity: { 0: [] },
-    fn: () => {
-      clock.today ??= literal(`@${clock.now.toISOString().slice(0, 10)}`);
-      return clock.today;
-    },
-  },
-  now: {
-    arity: { 0: [] },
-    fn: () => {
-      clock.nowValue ??= literal(`@${clock.now.toISOString()}`);
-      return clock.nowValue;
-    },
-  },
-};
-
-/**
- * Narrowing and remembered results on (the default) or off: off only to compare results and timings
- * with plain fhirpath.js (tests, benchmark).
- */
-let shortcuts = true;
-
-/** Switches narrowing (`narrow.ts`) and remembered results on or off for every compiled expression. */
-export function setShortcuts(enabled: boolean): void {
-  shortcuts = enabled;
-}
-
-type Compiled = (input: unknown, env: Record<string, unknown>) => unknown;
-
-/** One fhirpath.js function and narrowing plan per source text and result kind, however often compiled. */
-const compiledBySource = new Map<string, { compiled: Compiled; plan: NarrowingPlan }>();
-
-/**
- * Results already computed during a call, by variables object, then input object, then compiled
- * function: the same expression on the same resource with the same variables gives the same result
- * (the body-mass-index source of two knee features, the date of each of their candidates). A
- * variables object is built for one call or one subject and never changed afterwards (rules' defines
- * make a new one per step), so a result cannot outlive what it was computed from; the maps are weak.
- */
-const remembered = new WeakMap<object, WeakMap<object, Map<Compiled, { at: number; result: unknown[] }>>>();
-
-function resultsFor(env: object, input: object): Map<Compiled, { at: number; result: unknown[] }> {
-  let byInput = remembered.get(env);
-  if (!byInput) {
-    byInput = new WeakMap();
-    remembered.set(env, byInput);
-  }
-  let results = byInput.get(input);
-  if (!results) {
-    results = new Map();
-    byInput.set(input, results);
-  }
-  return results;
-}
-
 /** Names of `%variables` an expression uses, string literals and built-ins left out. */
 export function variablesOf(source: string): string[] {
   const withoutStrings = source.replace(/'(?:[^'\\]|\\.)*'/g, "''");
@@ -100,62 +37,144 @@ export function variablesOf(source: string): string[] {
   return [...names];
 }
 
+function literal(text: string): unknown {
+  return (fhirpath.evaluate({}, text, {}, r4, { resolveInternalTypes: false }) as unknown[])[0];
+}
+
+type Compiled = (input: unknown, env: Record<string, unknown>) => unknown;
+
+export interface FhirPathOptions {
+  /**
+   * Narrowing (`narrow.ts`) and remembered results on (the default) or off: off only to compare
+   * results and timings with plain fhirpath.js (tests, benchmark).
+   */
+  shortcuts?: boolean;
+}
+
+/** Compiles expressions; each engine has its own clock slot, caches and remembered results. */
+export interface FhirPath {
+  /**
+   * Compiles a FHIRPath expression against the R4 model.
+   * @param source the expression
+   * @param allowedVariables `%names` the caller will provide; any other name is rejected now rather
+   *   than at the first evaluation
+   * @param keepTypes return fhirpath.js's typed nodes instead of plain JSON values: for results that are
+   *   passed on as variables of other expressions (a date stays a date, not a string)
+   * @throws Error with fhirpath.js's parser message or the unknown variable
+   */
+  compile(source: string, allowedVariables: readonly string[], keepTypes?: boolean): CompiledExpression;
+}
+
 /**
- * Compiles a FHIRPath expression against the R4 model.
- * @param source the expression
- * @param allowedVariables `%names` the caller will provide; any other name is rejected now rather than
- *   at the first evaluation
- * @param keepTypes return fhirpath.js's typed nodes instead of plain JSON values: for results that are
- *   passed on as variables of other expressions (a date stays a date, not a string)
- * @throws Error with fhirpath.js's parser message or the unknown variable
+ * Creates a FHIRPath engine. Whoever builds an app (or a tool) creates one and hands it to the loaders:
+ * nothing is kept at module level, so two apps in one process never share a clock or a cache.
  */
-export function compileExpression(
-  source: string,
-  allowedVariables: readonly string[],
-  keepTypes = false,
-): CompiledExpression {
-  const unknown = variablesOf(source).filter((name) => !allowedVariables.includes(name));
-  if (unknown.length > 0) {
-    throw new Error(
-      `unknown variable ${unknown.map((n) => `%${n}`).join(', ')} (available: ${allowedVariables.map((n) => `%${n}`).join(', ')})`,
-    );
-  }
-  const key = `${keepTypes ? 'typed' : 'plain'}:${source}`;
-  let entry = compiledBySource.get(key);
-  if (!entry) {
-    let compiled: Compiled;
-    try {
-      compiled = fhirpath.compile(source, r4, {
-        userInvocationTable,
-        ...(keepTypes ? { resolveInternalTypes: false } : {}),
-      }) as Compiled;
-    } catch (error) {
-      throw new Error(`invalid FHIRPath "${source}": ${(error as Error).message.split('\n')[0]}`);
-    }
-    // Which collections may be cut down before fhirpath.js walks them (narrow.ts says why it is exact).
-    entry = { compiled, plan: planNarrowing(fhirpath.parse(source) as AstNode) };
-    compiledBySource.set(key, entry);
-  }
-  const { compiled, plan } = entry;
-  const run = (input: unknown, env: Readonly<Record<string, unknown>>, now: Date): unknown[] => {
-    clock.now = now;
-    clock.today = undefined;
-    clock.nowValue = undefined;
-    if (!shortcuts) return compiled(input, env as Record<string, unknown>) as unknown[];
-    const narrowed = narrow(plan, input, env);
-    return compiled(narrowed.input, narrowed.env as Record<string, unknown>) as unknown[];
+export function createFhirPath(options: FhirPathOptions = {}): FhirPath {
+  const shortcuts = options.shortcuts ?? true;
+
+  /** The clock reading of the evaluation under way; evaluation is synchronous, so one slot suffices. */
+  const clock: { now: Date; today: unknown; nowValue: unknown } = {
+    now: new Date(0),
+    today: undefined,
+    nowValue: undefined,
   };
-  return {
-    source,
-    evaluate(input, env, now) {
-      if (!shortcuts || typeof input !== 'object' || input === null) return run(input, env, now);
-      const results = resultsFor(env, input);
-      const known = results.get(compiled);
-      // A copy: a caller may sort or extend what it is given.
-      if (known && known.at === now.getTime()) return known.result.slice();
-      const result = run(input, env, now);
-      results.set(compiled, { at: now.getTime(), result });
-      return result.slice();
+
+  const userInvocationTable = {
+    today: {
+      arity: { 0: [] },
+      fn: () => {
+        clock.today ??= literal(`@${clock.now.toISOString().slice(0, 10)}`);
+        return clock.today;
+      },
+    },
+    now: {
+      arity: { 0: [] },
+      fn: () => {
+        clock.nowValue ??= literal(`@${clock.now.toISOString()}`);
+        return clock.nowValue;
+      },
     },
   };
+
+  /** One fhirpath.js function and narrowing plan per source text and result kind, however often compiled. */
+  const compiledBySource = new Map<string, { compiled: Compiled; plan: NarrowingPlan }>();
+
+  /**
+   * Results already computed during a call, by variables object, then input object, then compiled
+   * function: the same expression on the same resource with the same variables gives the same result
+   * (the body-mass-index source of two knee features, the date of each of their candidates). A
+   * variables object is built for one call or one subject and never changed afterwards (rules' defines
+   * make a new one per step), so a result cannot outlive what it was computed from; the maps are weak.
+   */
+  const remembered = new WeakMap<object, WeakMap<object, Map<Compiled, { at: number; result: unknown[] }>>>();
+
+  /** Narrowed Bundles of this engine's evaluations (`narrow.ts`). */
+  const narrowed: NarrowedBundles = new WeakMap();
+
+  const resultsFor = (env: object, input: object): Map<Compiled, { at: number; result: unknown[] }> => {
+    let byInput = remembered.get(env);
+    if (!byInput) {
+      byInput = new WeakMap();
+      remembered.set(env, byInput);
+    }
+    let results = byInput.get(input);
+    if (!results) {
+      results = new Map();
+      byInput.set(input, results);
+    }
+    return results;
+  };
+
+  const compile = (
+    source: string,
+    allowedVariables: readonly string[],
+    keepTypes = false,
+  ): CompiledExpression => {
+    const unknown = variablesOf(source).filter((name) => !allowedVariables.includes(name));
+    if (unknown.length > 0) {
+      throw new Error(
+        `unknown variable ${unknown.map((n) => `%${n}`).join(', ')} (available: ${allowedVariables.map((n) => `%${n}`).join(', ')})`,
+      );
+    }
+    const key = `${keepTypes ? 'typed' : 'plain'}:${source}`;
+    let entry = compiledBySource.get(key);
+    if (!entry) {
+      let compiled: Compiled;
+      try {
+        compiled = fhirpath.compile(source, r4, {
+          userInvocationTable,
+          ...(keepTypes ? { resolveInternalTypes: false } : {}),
+        }) as Compiled;
+      } catch (error) {
+        throw new Error(`invalid FHIRPath "${source}": ${(error as Error).message.split('\n')[0]}`);
+      }
+      // Which collections may be cut down before fhirpath.js walks them (narrow.ts says why it is exact).
+      entry = { compiled, plan: planNarrowing(fhirpath.parse(source) as AstNode) };
+      compiledBySource.set(key, entry);
+    }
+    const { compiled, plan } = entry;
+    const run = (input: unknown, env: Readonly<Record<string, unknown>>, now: Date): unknown[] => {
+      clock.now = now;
+      clock.today = undefined;
+      clock.nowValue = undefined;
+      if (!shortcuts) return compiled(input, env as Record<string, unknown>) as unknown[];
+      const cut = narrow(plan, input, env, narrowed);
+      return compiled(cut.input, cut.env as Record<string, unknown>) as unknown[];
+    };
+    return {
+      source,
+      evaluate(input, env, now) {
+        if (!shortcuts || typeof input !== 'object' || input === null) return run(input, env, now);
+        const results = resultsFor(env, input);
+        const known = results.get(compiled);
+        // A copy: a caller may sort or extend what it is given.
+        if (known && known.at === now.getTime()) return known.result.slice();
+        const result = run(input, env, now);
+        results.set(compiled, { at: now.getTime(), result });
+        return result.slice();
+      },
+    };
+  };
+
+  return { compile };
 }

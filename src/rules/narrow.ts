@@ -362,10 +362,18 @@ export function planNarrowing(ast: AstNode): NarrowingPlan {
   return variables.size === 0 && component === undefined ? NO_PLAN : { variables, component };
 }
 
-/** Narrowed Bundles, per original Bundle and filter: computed once per call, shared by the expressions. */
-const narrowedBundles = new WeakMap<object, Map<string, object>>();
+/**
+ * Narrowed Bundles, per original Bundle and filter: computed once per call, shared by the expressions.
+ * The FHIRPath engine that evaluates (fhirpath.ts) owns one, so two engines (two apps) never share it.
+ */
+export type NarrowedBundles = WeakMap<object, Map<string, object>>;
 
-function narrowBundle(bundle: unknown, key: string, keep: Predicate): unknown {
+function narrowBundle(
+  narrowedBundles: NarrowedBundles,
+  bundle: unknown,
+  key: string,
+  keep: Predicate,
+): unknown {
   if (!isPlainObject(bundle) || bundle.resourceType !== 'Bundle' || !Array.isArray(bundle.entry))
     return bundle;
   let byKey = narrowedBundles.get(bundle);
@@ -384,18 +392,22 @@ function narrowBundle(bundle: unknown, key: string, keep: Predicate): unknown {
   return narrowed;
 }
 
-/** The input and variables to evaluate on, narrowed as the plan allows. */
+/**
+ * The input and variables to evaluate on, narrowed as the plan allows.
+ * @param bundles the narrowed Bundles already computed, kept by the caller's engine
+ */
 export function narrow(
   plan: NarrowingPlan,
   input: unknown,
   env: Readonly<Record<string, unknown>>,
+  bundles: NarrowedBundles,
 ): { input: unknown; env: Readonly<Record<string, unknown>> } {
   if (plan === NO_PLAN) return { input, env };
   let narrowedEnv = env;
   for (const [name, { key, keep }] of plan.variables) {
     if (!(name in env)) continue;
     const value = env[name];
-    const narrowed = narrowBundle(value, key, keep);
+    const narrowed = narrowBundle(bundles, value, key, keep);
     if (narrowed !== value) {
       if (narrowedEnv === env) narrowedEnv = { ...env };
       (narrowedEnv as Record<string, unknown>)[name] = narrowed;

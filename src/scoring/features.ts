@@ -19,6 +19,20 @@ export interface CompiledFeature {
   /** bmi only: weight and height sources. */
   weight: CompiledExpression | undefined;
   height: CompiledExpression | undefined;
+  /** What extraction reads where the manifest gives no expression. */
+  defaults: FeatureDefaults;
+}
+
+/** The sub-expressions a feature falls back on when its manifest gives none. */
+export interface FeatureDefaults {
+  /** The date of an observation-like candidate. */
+  readonly date: CompiledExpression;
+  /** The quantity of an observation-like candidate (quantity, trend and bmi features). */
+  readonly quantity: CompiledExpression;
+  /** The date of a condition-like candidate (flag features). */
+  readonly flagDate: CompiledExpression;
+  /** The value of a code or number feature's candidate. */
+  readonly number: CompiledExpression;
 }
 
 export interface CompiledGuard {
@@ -105,22 +119,22 @@ function candidates(
     .map((item, index) => ({
       item,
       index,
-      date: firstString((feature.date ?? DEFAULT_DATE).evaluate(item, env, now)),
+      date: firstString((feature.date ?? feature.defaults.date).evaluate(item, env, now)),
     }))
     .sort((a, b) => time(b.date) - time(a.date) || a.index - b.index);
 }
 
-let DEFAULT_DATE: CompiledExpression;
-let DEFAULT_QUANTITY: CompiledExpression;
-let DEFAULT_FLAG_DATE: CompiledExpression;
-let DEFAULT_NUMBER: CompiledExpression;
-
-/** Installs the default sub-expressions (compiled once by the loader, which owns compilation). */
-export function setDefaultExpressions(compile: (source: string) => CompiledExpression): void {
-  DEFAULT_DATE = compile('effective.ofType(dateTime) | effective.ofType(Period).start | issued');
-  DEFAULT_QUANTITY = compile('value.ofType(Quantity)');
-  DEFAULT_FLAG_DATE = compile('onset.ofType(dateTime) | recordedDate');
-  DEFAULT_NUMBER = compile('value');
+/**
+ * Compiles the default sub-expressions (the loader calls it, as it owns compilation, and gives the
+ * result to every feature it compiles).
+ */
+export function compileFeatureDefaults(compile: (source: string) => CompiledExpression): FeatureDefaults {
+  return {
+    date: compile('effective.ofType(dateTime) | effective.ofType(Period).start | issued'),
+    quantity: compile('value.ofType(Quantity)'),
+    flagDate: compile('onset.ofType(dateTime) | recordedDate'),
+    number: compile('value'),
+  };
 }
 
 function isStale(date: string | undefined, staleAfterDays: number | undefined, now: Date): boolean {
@@ -187,7 +201,7 @@ function find(feature: CompiledFeature, subject: unknown, env: Env, now: Date): 
       return latestQuantity(
         feature,
         feature.source,
-        feature.value ?? DEFAULT_QUANTITY,
+        feature.value ?? feature.defaults.quantity,
         spec.unit,
         spec.staleAfterDays,
         subject,
@@ -198,7 +212,7 @@ function find(feature: CompiledFeature, subject: unknown, env: Env, now: Date): 
       const direct = latestQuantity(
         feature,
         feature.source,
-        DEFAULT_QUANTITY,
+        feature.defaults.quantity,
         spec.unit,
         spec.staleAfterDays,
         subject,
@@ -209,7 +223,7 @@ function find(feature: CompiledFeature, subject: unknown, env: Env, now: Date): 
       const weight = latestQuantity(
         feature,
         feature.weight!,
-        DEFAULT_QUANTITY,
+        feature.defaults.quantity,
         'kg',
         spec.staleAfterDays,
         subject,
@@ -219,7 +233,7 @@ function find(feature: CompiledFeature, subject: unknown, env: Env, now: Date): 
       const height = latestQuantity(
         feature,
         feature.height!,
-        DEFAULT_QUANTITY,
+        feature.defaults.quantity,
         'm',
         spec.staleAfterDays,
         subject,
@@ -248,7 +262,7 @@ function find(feature: CompiledFeature, subject: unknown, env: Env, now: Date): 
     }
     case 'trend': {
       const points: { t: number; v: number; date: string }[] = [];
-      const valueExpression = feature.value ?? DEFAULT_QUANTITY;
+      const valueExpression = feature.value ?? feature.defaults.quantity;
       for (const { item, date } of candidates(feature, feature.source, subject, env, now)) {
         if (date === undefined || now.getTime() - Date.parse(date) > spec.windowDays * DAY_MS) continue;
         const read = readQuantity(valueExpression.evaluate(item, env, now)[0], spec.valueUnit);
@@ -289,7 +303,7 @@ function find(feature: CompiledFeature, subject: unknown, env: Env, now: Date): 
       let best: Reading | undefined;
       const pickMax = spec.kind === 'code' && spec.pick === 'max';
       for (const { item, date } of candidates(feature, feature.source, subject, env, now)) {
-        const raw = (feature.value ?? DEFAULT_NUMBER).evaluate(item, env, now)[0];
+        const raw = (feature.value ?? feature.defaults.number).evaluate(item, env, now)[0];
         let reading: Reading;
         if (spec.kind === 'code') {
           const code = codeOf(raw);
@@ -319,7 +333,7 @@ function candidatesFlag(feature: CompiledFeature, subject: unknown, env: Env, no
   const items = feature.source.evaluate(subject, env, now);
   if (items.length === 0) return { kind: 'absent' };
   const dates = items
-    .map((item) => firstString((feature.date ?? DEFAULT_FLAG_DATE).evaluate(item, env, now)))
+    .map((item) => firstString((feature.date ?? feature.defaults.flagDate).evaluate(item, env, now)))
     .filter((d): d is string => d !== undefined)
     .sort();
   return { kind: 'value', reading: { value: 1, recorded: 'recorded', date: dates[0] } };

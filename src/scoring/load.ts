@@ -13,8 +13,8 @@ import * as ort from 'onnxruntime-node';
 import { parseDocument } from 'yaml';
 import { createAjv } from '../ajv.js';
 import { CdsError } from '../errors.js';
-import { compileExpression } from '../rules/fhirpath.js';
-import { type CompiledFeature, type CompiledGuard, setDefaultExpressions } from './features.js';
+import type { FhirPath } from '../rules/fhirpath.js';
+import { type CompiledFeature, type CompiledGuard, compileFeatureDefaults } from './features.js';
 import { MANIFEST_SCHEMA, type ModelManifest } from './manifest.js';
 import { isKnownUnit } from './units.js';
 
@@ -32,8 +32,6 @@ export type ModelRegistry = ReadonlyMap<string, LoadedModel>;
 
 const validateManifest = createAjv().compile(MANIFEST_SCHEMA);
 
-setDefaultExpressions((source) => compileExpression(source, []));
-
 function fail(model: string, reason: string): never {
   throw new CdsError('CDS_ERR_MODEL_INVALID', { model, reason });
 }
@@ -48,9 +46,10 @@ export const SESSION_OPTIONS: ort.InferenceSession.SessionOptions = {
 
 /**
  * Loads every sub-folder of `dir` holding a `manifest.yaml`. A missing folder means no models.
+ * @param fhirpath the engine that compiles the features' and guards' expressions
  * @throws CdsError CDS_ERR_MODEL_INVALID
  */
-export async function loadModels(dir: string): Promise<ModelRegistry> {
+export async function loadModels(dir: string, fhirpath: FhirPath): Promise<ModelRegistry> {
   const models = new Map<string, LoadedModel>();
   if (!existsSync(dir)) return models;
   const folders = readdirSync(dir, { withFileTypes: true })
@@ -58,7 +57,7 @@ export async function loadModels(dir: string): Promise<ModelRegistry> {
     .map((d) => d.name)
     .sort();
   for (const folder of folders) {
-    const model = await loadModel(join(dir, folder));
+    const model = await loadModel(join(dir, folder), fhirpath);
     if (model.manifest.id !== folder)
       fail(folder, `manifest id "${model.manifest.id}" differs from its folder`);
     models.set(model.manifest.id, model);
@@ -152,11 +151,15 @@ function checkSession(m: ModelManifest, session: ort.InferenceSession): void {
 }
 
 /** Compiles the FHIRPath of a manifest's features and guards (the training script uses it too). */
-export function compileManifest(m: ModelManifest): { features: CompiledFeature[]; guards: CompiledGuard[] } {
+export function compileManifest(
+  m: ModelManifest,
+  fhirpath: FhirPath,
+): { features: CompiledFeature[]; guards: CompiledGuard[] } {
   const variables = [...m.requires, 'focus'];
+  const defaults = compileFeatureDefaults((source) => fhirpath.compile(source, []));
   const compile = (source: string, where: string) => {
     try {
-      return compileExpression(source, variables);
+      return fhirpath.compile(source, variables);
     } catch (error) {
       return fail(m.id, `${where}: ${(error as Error).message}`);
     }
@@ -170,6 +173,7 @@ export function compileManifest(m: ModelManifest): { features: CompiledFeature[]
       date: 'date' in spec && spec.date !== undefined ? compile(spec.date, where) : undefined,
       weight: spec.kind === 'bmi' ? compile(spec.weight, where) : undefined,
       height: spec.kind === 'bmi' ? compile(spec.height, where) : undefined,
+      defaults,
     };
   });
   const guards = m.guards.map((spec) => ({ spec, when: compile(spec.when, `guard "${spec.id}"`) }));
@@ -177,7 +181,7 @@ export function compileManifest(m: ModelManifest): { features: CompiledFeature[]
 }
 
 /** Loads one model folder. */
-export async function loadModel(folder: string): Promise<LoadedModel> {
+export async function loadModel(folder: string, fhirpath: FhirPath): Promise<LoadedModel> {
   const manifest = readManifest(folder);
   const m = manifest;
   let bytes: Buffer;
@@ -195,7 +199,7 @@ export async function loadModel(folder: string): Promise<LoadedModel> {
     fail(m.id, `onnxruntime cannot load ${m.file}: ${(error as Error).message.split('\n')[0]}`);
   }
   checkSession(m, session);
-  const { features, guards } = compileManifest(m);
+  const { features, guards } = compileManifest(m, fhirpath);
   let card: LoadedModel['card'];
   try {
     card = {

@@ -17,7 +17,7 @@ import type { HookName } from '../cds-hooks.js';
 import { CdsError } from '../errors.js';
 import { type ParsedTemplate, parseTemplate } from '../prefetch/template.js';
 import type { CompiledDefine, CompiledFocus, CompiledRule } from '../rules/evaluate.js';
-import { type CompiledExpression, compileExpression } from '../rules/fhirpath.js';
+import type { CompiledExpression, FhirPath } from '../rules/fhirpath.js';
 import type { LoadedModel, ModelRegistry } from '../scoring/load.js';
 import {
   type ActionSpec,
@@ -62,11 +62,13 @@ function fail(file: string, pointer: string, reason: string): never {
 
 /**
  * Loads every `*.yaml` / `*.yml` file of a folder, in file-name order.
+ * @param fhirpath the engine that compiles the expressions
  * @param valueSets the value sets expressions may read (services/value-sets.ts)
  * @throws CdsError CDS_ERR_DEFINITION_INVALID for the first invalid file
  */
 export function loadServices(
   dir: string,
+  fhirpath: FhirPath,
   valueSets: ValueSets = {},
   models: ModelRegistry = new Map(),
 ): CompiledService[] {
@@ -76,7 +78,9 @@ export function loadServices(
   } catch (error) {
     fail(dir, '', `cannot read the services folder: ${(error as Error).message}`);
   }
-  const services = names.sort().flatMap((name) => loadServiceFile(join(dir, name), valueSets, models));
+  const services = names
+    .sort()
+    .flatMap((name) => loadServiceFile(join(dir, name), fhirpath, valueSets, models));
   const seen = new Map<string, string>();
   for (const service of services) {
     const previous = seen.get(service.definition.id);
@@ -90,6 +94,7 @@ export function loadServices(
 /** Loads and compiles one definition file: one service, or one per hook when it lists `hooks`. */
 export function loadServiceFile(
   path: string,
+  fhirpath: FhirPath,
   valueSets: ValueSets = {},
   models: ModelRegistry = new Map(),
 ): CompiledService[] {
@@ -108,7 +113,7 @@ export function loadServiceFile(
     fail(file, error.instancePath, `${error.message}${paramsText(error.params)}`);
   }
   const { hooks, ...single } = definition as unknown as ServiceDefinition;
-  if (!hooks) return [compileService(file, single, bytes, valueSets, models)];
+  if (!hooks) return [compileService(file, single, bytes, fhirpath, valueSets, models)];
   return hooks.map((hook) => {
     const id = `${single.id}-${hook}`;
     if (id.length > 64) fail(file, '/id', `the service id "${id}" is longer than 64 characters`);
@@ -116,6 +121,7 @@ export function loadServiceFile(
       file,
       { ...single, id, hook, title: `${single.title} (${hook})` },
       bytes,
+      fhirpath,
       valueSets,
       models,
     );
@@ -131,6 +137,7 @@ function compileService(
   file: string,
   definition: ServiceDefinition,
   bytes: Buffer,
+  fhirpath: FhirPath,
   valueSets: ValueSets,
   registry: ModelRegistry,
 ): CompiledService {
@@ -149,7 +156,7 @@ function compileService(
   const compile = (source: string, pointer: string, keepTypes = false): CompiledExpression => {
     let compiled: CompiledExpression;
     try {
-      compiled = compileExpression(source, variables, keepTypes);
+      compiled = fhirpath.compile(source, variables, keepTypes);
     } catch (error) {
       return fail(file, pointer, (error as Error).message);
     }

@@ -15,8 +15,12 @@ import { canonicalJson, sha256Hex } from '../../src/audit/hash-chain.js';
 import { pseudonymiser } from '../../src/audit/pseudonym.js';
 import { type AuditStore, openStore } from '../../src/audit/store.js';
 import { verifyStore } from '../../src/audit/verify.js';
-import { buildTestApp, NOW, tempDir } from '../helpers/app.js';
+import { buildTestApp, NOW, tempDir, testSqliteWorker } from '../helpers/app.js';
 import { lesion, PATIENT_ID, patientView, searchset } from '../helpers/hook-request.js';
+import { createFhirPath } from '../../src/rules/fhirpath.js';
+
+/** The FHIRPath engine of this file's loads. */
+const engine = createFhirPath();
 
 const URL = '/cds-services/melanoma-lesion-triage';
 const KEY = 'x'.repeat(32);
@@ -68,7 +72,7 @@ t.test('a service call is recorded before it is answered, with what is needed to
   const res = await call(app);
   t.equal(res.statusCode, 200);
   const [card, modelCard] = res.json().cards;
-  const store = await openStore({ dataDir });
+  const store = await openStore({ dataDir }, { worker: testSqliteWorker });
   t.teardown(() => store.close());
   const [row] = await store.readChain(0, 10);
   t.equal(row!.kind, 'service-call');
@@ -135,7 +139,7 @@ t.test(
   'with the store down: calls are answered, records wait in order; feedback is a 503; then all is written',
   async (t) => {
     const dataDir = tempDir();
-    const real = await openStore({ dataDir });
+    const real = await openStore({ dataDir }, { worker: testSqliteWorker });
     const { store, state } = switchable(real);
     const { app, logs } = await buildTestApp(
       { dataDir, auditPseudonymKey: KEY },
@@ -194,7 +198,7 @@ t.test(
 );
 
 t.test('a store that answers but refuses an operation is a 500, not an outage', async (t) => {
-  const real = await openStore({ dataDir: tempDir() });
+  const real = await openStore({ dataDir: tempDir() }, { worker: testSqliteWorker });
   const store: AuditStore = {
     ...real,
     findCards: async () => {
@@ -239,8 +243,9 @@ t.test('start-up stops when PostgreSQL cannot be reached', async (t) => {
 t.test('an objection is recorded with the Consent and the pseudonym, nothing clinical', async (t) => {
   const service = loadServices(
     'cds-services',
+    engine,
     loadValueSets('fhir-profiles'),
-    await loadModels('models'),
+    await loadModels('models', engine),
   ).find((s) => s.definition.id === 'melanoma-lesion-triage')!;
   const lines: string[] = [];
   const log = {

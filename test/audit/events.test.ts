@@ -8,10 +8,17 @@ import { auditedCard, feedbackEvent, objectionEvent, serviceCallEvent } from '..
 import { NOW } from '../helpers/app.js';
 import { patientView } from '../helpers/hook-request.js';
 import { MODEL, SCORED } from '../helpers/scored-outcome.js';
+import { createFhirPath } from '../../src/rules/fhirpath.js';
 
-const service = loadServices('cds-services', loadValueSets('fhir-profiles'), await loadModels('models')).find(
-  (s) => s.definition.id === 'melanoma-lesion-triage',
-)!;
+/** The FHIRPath engine of this file's loads. */
+const engine = createFhirPath();
+
+const service = loadServices(
+  'cds-services',
+  engine,
+  loadValueSets('fhir-profiles'),
+  await loadModels('models', engine),
+).find((s) => s.definition.id === 'melanoma-lesion-triage')!;
 const pseudonymise = (id: string) => `pseudo(${id})`;
 const caller = { issuer: 'https://ehr.example', tenant: 't-1' };
 

@@ -17,22 +17,26 @@ import { openSqliteDriver } from '../../src/audit/sqlite.js';
 import { type AuditStore, type NewAuditEvent, openStore, sqliteFile } from '../../src/audit/store.js';
 import { verifyStore } from '../../src/audit/verify.js';
 import {
+  createSqliteWorker,
   errorFromWire,
   errorToWire,
   STORE_CLOSED,
+  WORKER_CLOSED,
   WORKER_EXITED,
-  workerOf,
 } from '../../src/audit/worker-store.js';
 import { callEvent, feedbackEvent } from '../helpers/audit-events.js';
-import { tempDir } from '../helpers/app.js';
+import { tempDir, testSqliteWorker } from '../helpers/app.js';
 
 const LOADER = './node_modules/@tapjs/typescript/dist/esm/import.mjs';
+
+/** The worker the stores of this file run in (one thread start for the whole file). */
+const worker = testSqliteWorker;
 
 const quiet = { warn() {}, error() {}, info() {} };
 
 async function open(t: Test) {
   const dataDir = tempDir('cds-worker-');
-  const store = await openStore({ dataDir });
+  const store = await openStore({ dataDir }, { worker });
   t.teardown(() => store.close());
   return { store, dataDir };
 }
@@ -117,7 +121,7 @@ t.test('lookups return their types: a Map of cards, events with their payloads',
 t.test('a worker that dies fails the calls waiting for it; the next call starts a new one', async (t) => {
   const { store } = await open(t);
   await store.append([callEvent({ cards: [{ uuid: 'card-0' }] })]);
-  const first = workerOf(store)!;
+  const first = worker.threadOf(store)!;
   const waiting: Promise<unknown>[] = [
     store.append([callEvent({ cards: [{ uuid: 'card-lost' }] })]),
     store.analytics(),
@@ -127,15 +131,15 @@ t.test('a worker that dies fails the calls waiting for it; the next call starts 
   for (const call of waiting) {
     await t.rejects(call, { code: WORKER_EXITED, message: /audit store worker stopped unexpectedly/ });
   }
-  t.equal(workerOf(store), undefined);
+  t.equal(worker.threadOf(store), undefined);
   // Calls made together after the crash share one new worker, in order.
   const [head, appended] = await Promise.all([
     store.chainHead(),
     store.append([callEvent({ cards: [{ uuid: 'card-1' }] })]),
     store.ping(),
   ]);
-  t.not(workerOf(store), first);
-  t.ok(workerOf(store));
+  t.not(worker.threadOf(store), first);
+  t.ok(worker.threadOf(store));
   // The append the crash interrupted may have committed just before (the writer's retry then writes it
   // twice, as after a lost connection to PostgreSQL) or not at all: the chain is linear either way.
   t.ok(head!.seq === 1 || head!.seq === 2, `chain head at ${head!.seq}`);
@@ -147,7 +151,7 @@ t.test('the writer keeps what a dying worker did not commit and writes it with t
   const { store } = await open(t);
   const writer = createAuditWriter(store, { maxQueue: 100, log: quiet, retryInitialMs: 10 });
   await writer.record(callEvent({ cards: [{ uuid: 'card-0' }] }));
-  await workerOf(store)!.terminate();
+  await worker.threadOf(store)!.terminate();
   await writer.record(callEvent({ cards: [{ uuid: 'card-1' }] }));
   await writer.flush();
   t.same(writer.backlog(), { pending: 0, dropped: 0, rejected: 0, written: 2 });
@@ -156,9 +160,9 @@ t.test('the writer keeps what a dying worker did not commit and writes it with t
 
 t.test('close lets the calls made finish, then refuses new ones; the worker stops', async (t) => {
   const dataDir = tempDir('cds-worker-');
-  const store = await openStore({ dataDir });
-  const worker = workerOf(store)!;
-  const exited = new Promise((resolve) => worker.once('exit', resolve));
+  const store = await openStore({ dataDir }, { worker });
+  const thread = worker.threadOf(store)!;
+  const exited = new Promise((resolve) => thread.once('exit', resolve));
   const made = [
     store.append([callEvent({ cards: [{ uuid: 'card-1' }] })]),
     store.analytics(),
@@ -172,7 +176,7 @@ t.test('close lets the calls made finish, then refuses new ones; the worker stop
   t.same((second as { seqs: number[] }).seqs, [2]);
   t.ok(analytics);
   await closed;
-  t.equal(workerOf(store), undefined);
+  t.equal(worker.threadOf(store), undefined);
   // With no store open in it, the worker stops a little later (nothing else keeps this process alive
   // meanwhile, the worker least of all: a timer waits for it).
   const keepAlive = setTimeout(() => undefined, 30_000);
@@ -180,16 +184,51 @@ t.test('close lets the calls made finish, then refuses new ones; the worker stop
   clearTimeout(keepAlive);
   await t.rejects(store.append([]), { code: STORE_CLOSED });
   // Everything was committed: a new store finds it.
-  const again = await openStore({ dataDir });
+  const again = await openStore({ dataDir }, { worker });
   t.teardown(() => again.close());
   t.equal((await verifyStore(again)).rows, 2);
 });
 
 t.test('close after a crash, with no worker running, just closes', async (t) => {
-  const store = await openStore({ dataDir: tempDir('cds-worker-') });
-  await workerOf(store)!.terminate();
+  const store = await openStore({ dataDir: tempDir('cds-worker-') }, { worker });
+  await worker.threadOf(store)!.terminate();
   await store.close();
   await t.rejects(store.ping(), { code: STORE_CLOSED });
+});
+
+t.test('two workers run their stores in two threads; closing one leaves the other working', async (t) => {
+  const own = createSqliteWorker();
+  t.teardown(() => own.close());
+  const mine = await openStore({ dataDir: tempDir('cds-worker-') }, { worker: own });
+  const left = await openStore({ dataDir: tempDir('cds-worker-') }, { worker: own });
+  const { store: other } = await open(t);
+  const thread = own.threadOf(mine)!;
+  t.ok(thread);
+  t.equal(own.threadOf(left), thread, 'the stores of one worker share its thread');
+  t.not(worker.threadOf(other), thread, "another worker's store runs in another thread");
+  t.equal(own.threadOf(other), undefined, 'a worker knows only its own stores');
+  const exited = new Promise((resolve) => thread.once('exit', resolve));
+  await mine.append([callEvent({ cards: [{ uuid: 'card-1' }] })]);
+  await mine.close();
+  const closed = own.close();
+  t.equal(own.close(), closed, 'closing twice is one close');
+  await closed;
+  t.equal(await exited, 1, 'the thread stopped at once, without waiting to be idle');
+  // A store left open when its worker closed, and any store opened afterwards, are refused.
+  await t.rejects(left.ping(), { code: WORKER_CLOSED, message: 'the audit store worker is closed' });
+  await t.rejects(own.open(sqliteFile(tempDir('cds-worker-')), { migrate: true }), { code: WORKER_CLOSED });
+  // The other worker's store is untouched.
+  t.same((await other.append([callEvent({ cards: [{ uuid: 'card-1' }] })])).seqs, [1]);
+});
+
+t.test('a worker closed before or while its thread starts starts none', async (t) => {
+  const never = createSqliteWorker();
+  await never.close();
+  await t.rejects(never.open(sqliteFile(tempDir('cds-worker-')), { migrate: true }), { code: WORKER_CLOSED });
+  const starting = createSqliteWorker();
+  const opening = starting.open(sqliteFile(tempDir('cds-worker-')), { migrate: true });
+  await starting.close();
+  await t.rejects(opening, { code: WORKER_CLOSED });
 });
 
 t.test('appends from the writer under load keep the order the events were recorded in', async (t) => {

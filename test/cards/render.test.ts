@@ -19,11 +19,16 @@ import { loadValueSets } from '../../src/services/value-sets.js';
 import { createRng } from '../../tools/synthetic/random.js';
 import { assertConforms, buildTestApp, NOW } from '../helpers/app.js';
 import { type LesionSpec, lesion, patientView, searchset } from '../helpers/hook-request.js';
+import { createFhirPath } from '../../src/rules/fhirpath.js';
+
+/** The FHIRPath engine of this file's loads. */
+const engine = createFhirPath();
 
 const melanoma = loadServices(
   'cds-services',
+  engine,
   loadValueSets('fhir-profiles'),
-  await loadModels('models'),
+  await loadModels('models', engine),
 ).find((s) => s.definition.id === 'melanoma-lesion-triage')!;
 
 function focusWith(statuses: Record<string, RuleResult['status']>): FocusResult & { models: [] } {

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import { type AppOverrides, buildApp } from '../../src/app.js';
+import { createSqliteWorker } from '../../src/audit/worker-store.js';
 import { type Config, loadConfig } from '../../src/config.js';
 import type { SchemaName } from '../../src/request/schemas.js';
 import { validatorFor } from '../../src/request/validate.js';
@@ -30,6 +31,13 @@ export function tempDir(prefix = 'cds-test-'): string {
   tempDirs.add(dir);
   return dir;
 }
+
+/**
+ * The SQLite worker the apps and stores of one test process share unless a test gives its own: each
+ * would otherwise start a thread, seconds long under the TypeScript loader. Its thread stops by itself
+ * once no store has been open in it for a second, and never keeps the process alive.
+ */
+export const testSqliteWorker = createSqliteWorker();
 
 export interface TestApp {
   app: FastifyInstance;
@@ -59,6 +67,7 @@ export async function buildTestApp(
       now: () => NOW,
       uuid: () => `00000000-0000-4000-8000-${String(++counter).padStart(12, '0')}`,
       logStream: stream,
+      sqliteWorker: testSqliteWorker,
       ...overrides,
     },
   );

@@ -20,6 +20,10 @@ import {
   orderSelectRequest,
   orderSignRequest,
 } from '../../tools/synthetic/orders.js';
+import { createFhirPath } from '../../src/rules/fhirpath.js';
+
+/** The FHIRPath engine of this file's loads. */
+const engine = createFhirPath();
 
 /** One draft of each drug alone (in English), then an NSAID with an anticoagulant (in French). */
 const DRAFTS: readonly (readonly DrugKey[])[] = [
@@ -47,7 +51,12 @@ export async function snapshotCards(
   app: FastifyInstance,
   records: readonly Bundle[],
 ): Promise<SnapshotLine[]> {
-  const services = loadServices('cds-services', loadValueSets('fhir-profiles'), await loadModels('models'))
+  const services = loadServices(
+    'cds-services',
+    engine,
+    loadValueSets('fhir-profiles'),
+    await loadModels('models', engine),
+  )
     .slice()
     .sort((a, b) => a.definition.id.localeCompare(b.definition.id));
   const lines: SnapshotLine[] = [];

@@ -14,7 +14,7 @@ import type { Test } from 'tap';
 import { createSqlStore, type Row } from '../../src/audit/sql-store.js';
 import { openSqliteDriver } from '../../src/audit/sqlite.js';
 import { type AuditStore, openStore, sqliteFile } from '../../src/audit/store.js';
-import { tempDir } from './app.js';
+import { tempDir, testSqliteWorker } from './app.js';
 
 export const PG_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 
@@ -56,7 +56,7 @@ function sqliteKind(inThread: boolean): StoreKind {
   const openSqlite = (dataDir: string) =>
     inThread
       ? createSqlStore(openSqliteDriver(sqliteFile(dataDir)), { migrate: true })
-      : openStore({ dataDir });
+      : openStore({ dataDir }, { worker: testSqliteWorker });
   return { name: 'sqlite', open: () => openSqliteKind(openSqlite) };
 }
 

@@ -9,7 +9,7 @@ import { SYSTEM } from '../../src/codes.js';
 import { PAGE_CSP, presentedCredential } from '../../src/http/analytics.js';
 import { openStore } from '../../src/audit/store.js';
 import { callEvent } from '../helpers/audit-events.js';
-import { assertConforms, buildTestApp, tempDir } from '../helpers/app.js';
+import { assertConforms, buildTestApp, tempDir, testSqliteWorker } from '../helpers/app.js';
 import { type LesionSpec, lesion, patientView, searchset } from '../helpers/hook-request.js';
 
 const TOKEN = 'governance-token-0123456789abcdef';
@@ -175,7 +175,7 @@ t.test(
 
 t.test('risk values of scored cards are shown week by week (drift)', async (t) => {
   const dataDir = tempDir();
-  const store = await openStore({ dataDir });
+  const store = await openStore({ dataDir }, { worker: testSqliteWorker });
   const model = [{ id: 'melanoma-risk', version: '0.1.0', sha256: 'c'.repeat(64) }];
   await store.append([
     callEvent({

@@ -4,7 +4,7 @@
  */
 import t from 'tap';
 import { openStore } from '../../src/audit/store.js';
-import { buildTestApp, tempDir } from '../helpers/app.js';
+import { buildTestApp, tempDir, testSqliteWorker } from '../helpers/app.js';
 import { buildAuthApp, ISSUER, jwksOf, makeKey } from '../helpers/jwt.js';
 
 t.test('live and ready answer 200 with what is loaded', async (t) => {
@@ -20,7 +20,7 @@ t.test('live and ready answer 200 with what is loaded', async (t) => {
 });
 
 t.test('ready is 503 while the store does not answer, and 200 again once it does', async (t) => {
-  const real = await openStore({ dataDir: tempDir() });
+  const real = await openStore({ dataDir: tempDir() }, { worker: testSqliteWorker });
   let down = false;
   const store = {
     ...real,

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import t, { type Test } from 'tap';
 import { createLiveSet, loadDefinitions } from '../../src/ops/live-set.js';
+import { createFhirPath } from '../../src/rules/fhirpath.js';
 import { buildTestApp, tempDir } from '../helpers/app.js';
 import { lesion, patientView, searchset } from '../helpers/hook-request.js';
 
@@ -139,8 +140,9 @@ t.test('without adminToken the route is hidden; a wrong token is refused', async
 
 t.test('replaced model sessions are released after the grace period, not before', async (t) => {
   const dirs = { ...copies(), profilesDir: 'fhir-profiles' };
-  const first = await loadDefinitions(dirs);
-  const live = createLiveSet(first, dirs, { graceMs: 200 });
+  const engine = createFhirPath();
+  const first = await loadDefinitions(dirs, engine);
+  const live = createLiveSet(first, dirs, engine, { graceMs: 200 });
   t.teardown(() => live.close());
   const old = first.models.get('melanoma-risk')!;
   const released: string[] = [];
@@ -175,7 +177,8 @@ t.test('replaced model sessions are released after the grace period, not before'
 
 t.test('reloads run one after another; a failed one does not block the next', async (t) => {
   const dirs = { ...copies(), profilesDir: 'fhir-profiles' };
-  const live = createLiveSet(await loadDefinitions(dirs), dirs, { graceMs: 0 });
+  const engine = createFhirPath();
+  const live = createLiveSet(await loadDefinitions(dirs, engine), dirs, engine, { graceMs: 0 });
   t.teardown(() => live.close());
   writeFileSync(join(dirs.servicesDir, 'broken.yaml'), 'id: x\n');
   const [a, b] = await Promise.allSettled([live.reload(), live.reload()]);

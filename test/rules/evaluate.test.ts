@@ -1,16 +1,20 @@
 import t from 'tap';
 import { display, evaluateRules, type FocusResult } from '../../src/rules/evaluate.js';
-import { compileExpression } from '../../src/rules/fhirpath.js';
 import { loadModels } from '../../src/scoring/load.js';
 import { loadServices } from '../../src/services/load.js';
 import { loadValueSets } from '../../src/services/value-sets.js';
 import { NOW } from '../helpers/app.js';
 import { lesion, searchset } from '../helpers/hook-request.js';
+import { createFhirPath } from '../../src/rules/fhirpath.js';
+
+/** The FHIRPath engine of this file's loads. */
+const engine = createFhirPath();
 
 const melanoma = loadServices(
   'cds-services',
+  engine,
   loadValueSets('fhir-profiles'),
-  await loadModels('models'),
+  await loadModels('models', engine),
 ).find((s) => s.definition.id === 'melanoma-lesion-triage')!;
 
 function evaluate(...exams: ReturnType<typeof lesion>[]): FocusResult[] {
@@ -151,7 +155,7 @@ t.test('a rule that throws on unexpected data is reported and marked not evaluab
 t.test(
   'a condition rule fires on its FHIRPath test and reports its evidence with units and dates',
   async (t) => {
-    const compile = (source: string) => compileExpression(source, ['labs', 'hookContext']);
+    const compile = (source: string) => engine.compile(source, ['labs', 'hookContext']);
     const rule = {
       kind: 'condition' as const,
       spec: {
@@ -214,16 +218,16 @@ t.test('display() renders FHIRPath results readably', async (t) => {
 t.test('defines are evaluated per focus, in order, typed, and reach labels and rules', async (t) => {
   const vars = ['hookContext', 'draftOrders'];
   const defines = [
-    { name: 'started', expression: compileExpression('authoredOn', vars, true) },
+    { name: 'started', expression: engine.compile('authoredOn', vars, true) },
     {
       name: 'longAgo',
-      expression: compileExpression('%started <= now() - 1 year', [...vars, 'started'], true),
+      expression: engine.compile('%started <= now() - 1 year', [...vars, 'started'], true),
     },
   ];
   const all = [...vars, 'started', 'longAgo'];
   const focus = {
-    expression: compileExpression('%draftOrders', vars),
-    label: compileExpression("id & ' since ' & %started.toString()", all),
+    expression: engine.compile('%draftOrders', vars),
+    label: engine.compile("id & ' since ' & %started.toString()", all),
     date: undefined,
   };
   const rule = {
@@ -235,7 +239,7 @@ t.test('defines are evaluated per focus, in order, typed, and reach labels and r
       when: '%longAgo',
       source: { label: 's' },
     },
-    when: compileExpression('%longAgo', all),
+    when: engine.compile('%longAgo', all),
     evidence: [],
   };
   const drafts = [
@@ -276,7 +280,7 @@ t.test('a define that throws is reported and reads as empty', async (t) => {
           when: '%bad.empty()',
           source: { label: 's' },
         },
-        when: compileExpression('%bad.empty()', vars),
+        when: engine.compile('%bad.empty()', vars),
         evidence: [],
       },
     ],
@@ -285,7 +289,7 @@ t.test('a define that throws is reported and reads as empty', async (t) => {
     NOW,
     (r) => reports.push(r.ruleId),
     // `1 + 'a'` is a type error at evaluation time, not at compile time.
-    [{ name: 'bad', expression: compileExpression("1 + 'a'", ['hookContext'], true) }],
+    [{ name: 'bad', expression: engine.compile("1 + 'a'", ['hookContext'], true) }],
   );
   t.same(reports, ['%bad']);
   t.equal(result!.rules[0]!.status, 'fired');

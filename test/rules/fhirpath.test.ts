@@ -1,5 +1,5 @@
 import t from 'tap';
-import { compileExpression, setShortcuts } from '../../src/rules/fhirpath.js';
+import { createFhirPath } from '../../src/rules/fhirpath.js';
 import { NOW } from '../helpers/app.js';
 
 /** An Observation whose `status` counts how often fhirpath.js reads it. */
@@ -18,9 +18,10 @@ function counted() {
 t.test('an expression is evaluated once per input and variables object, at one clock reading', async (t) => {
   const { resource, reads } = counted();
   const env = { threshold: 1 };
-  const first = compileExpression("status = 'final'", ['threshold']);
+  const engine = createFhirPath();
+  const first = engine.compile("status = 'final'", ['threshold']);
   // Compiled again from the same text (another feature with the same source): the result is shared.
-  const again = compileExpression("status = 'final'", ['threshold']);
+  const again = engine.compile("status = 'final'", ['threshold']);
   t.same(first.evaluate(resource, env, NOW), [true]);
   const afterFirst = reads.n;
   t.ok(afterFirst > 0);
@@ -31,31 +32,58 @@ t.test('an expression is evaluated once per input and variables object, at one c
   t.equal(reads.n, 2 * afterFirst);
   t.same(first.evaluate(resource, env, new Date(NOW.getTime() + 1)), [true]);
   t.equal(reads.n, 3 * afterFirst);
-  setShortcuts(false);
-  try {
-    t.same(first.evaluate(resource, env, new Date(NOW.getTime() + 1)), [true]);
-  } finally {
-    setShortcuts(true);
-  }
+  const plain = createFhirPath({ shortcuts: false }).compile("status = 'final'", ['threshold']);
+  t.same(plain.evaluate(resource, env, new Date(NOW.getTime() + 1)), [true]);
   t.equal(reads.n, 4 * afterFirst);
+  t.same(plain.evaluate(resource, env, new Date(NOW.getTime() + 1)), [true]);
+  t.equal(reads.n, 5 * afterFirst, 'without shortcuts, nothing is remembered');
+  // Another engine remembers nothing of this one's results.
+  t.same(createFhirPath().compile("status = 'final'", ['threshold']).evaluate(resource, env, NOW), [true]);
+  t.equal(reads.n, 6 * afterFirst);
 });
 
 t.test('a remembered result is handed out as a copy; kept types are remembered apart', async (t) => {
   const env = {};
   const resource = { resourceType: 'Observation', effectiveDateTime: '2026-11-01' };
-  const plain = compileExpression('effective', []);
+  const engine = createFhirPath();
+  const plain = engine.compile('effective', []);
   const a = plain.evaluate(resource, env, NOW);
   a.push('changed by a caller');
   t.same(plain.evaluate(resource, env, NOW), ['2026-11-01']);
-  const typed = compileExpression('effective', [], true);
+  const typed = engine.compile('effective', [], true);
   const node = typed.evaluate(resource, env, NOW)[0];
   t.not(typeof node, 'string', 'a typed node, not the plain text remembered above');
 });
 
 t.test('a failed evaluation is not remembered', async (t) => {
-  const expression = compileExpression("code.startsWith('E')", []);
+  const expression = createFhirPath().compile("code.startsWith('E')", []);
   const resource = { resourceType: 'Condition', code: 42 } as Record<string, unknown>;
   const env = {};
   t.throws(() => expression.evaluate(resource, env, NOW));
   t.throws(() => expression.evaluate(resource, env, NOW), 'still evaluated, still failing');
+});
+
+t.test('two engines answer today() and now() each from the clock reading it is given', async (t) => {
+  const a = createFhirPath();
+  const b = createFhirPath();
+  const source = "today().toString() & ' ' & now().toString()";
+  const inA = a.compile(source, []);
+  const inB = b.compile(source, []);
+  const other = new Date('2031-02-03T04:05:06.000Z');
+  const env = {};
+  // Interleaved, as two apps serving calls in one process would be.
+  t.same(inA.evaluate({}, env, NOW), ['2026-11-22 2026-11-22T09:30:00.000Z']);
+  t.same(inB.evaluate({}, env, other), ['2031-02-03 2031-02-03T04:05:06.000Z']);
+  t.same(inA.evaluate({}, {}, NOW), ['2026-11-22 2026-11-22T09:30:00.000Z']);
+  const typedA = a.compile('today()', [], true);
+  t.same(b.compile('today() > @2031-01-01', []).evaluate({}, {}, other), [true]);
+  t.same(String(typedA.evaluate({}, {}, NOW)[0]), '2026-11-22');
+});
+
+t.test('an engine rejects unknown variables and invalid FHIRPath when compiling', async (t) => {
+  const engine = createFhirPath();
+  t.throws(() => engine.compile('%labs.entry', ['obs']), {
+    message: 'unknown variable %labs (available: %obs)',
+  });
+  t.throws(() => engine.compile('status = ', []), { message: /^invalid FHIRPath "status = ": / });
 });

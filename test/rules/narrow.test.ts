@@ -5,8 +5,8 @@ import { prefetchFrom } from '../../tools/bench/helpers.js';
 import type { HookRequest } from '../../src/cds-hooks.js';
 import { loadModels } from '../../src/scoring/load.js';
 import { runHook } from '../../src/pipeline.js';
-import { type AstNode, narrow, planNarrowing } from '../../src/rules/narrow.js';
-import { compileExpression, setShortcuts } from '../../src/rules/fhirpath.js';
+import { type AstNode, narrow, type NarrowedBundles, planNarrowing } from '../../src/rules/narrow.js';
+import { createFhirPath } from '../../src/rules/fhirpath.js';
 import { loadServices } from '../../src/services/load.js';
 import { loadValueSets } from '../../src/services/value-sets.js';
 import { patientOf, resourcesOf, toServerForm } from '../../tools/synthetic/bundle.js';
@@ -171,20 +171,19 @@ function outcome(run: () => unknown[]): { value: unknown[] } | { error: string }
   }
 }
 
+/** An engine with narrowing and remembered results, and one without (plain fhirpath.js). */
+const engine = createFhirPath();
+const plain = createFhirPath({ shortcuts: false });
+
 /** Evaluates with narrowing on and off; both must agree. */
 function both(source: string, input: unknown, env: Record<string, unknown>) {
-  const expression = compileExpression(source, Object.keys(env));
-  setShortcuts(false);
-  let whole;
-  try {
-    whole = outcome(() => expression.evaluate(input, env, NOW));
-  } finally {
-    setShortcuts(true);
-  }
+  const whole = outcome(() => plain.compile(source, Object.keys(env)).evaluate(input, env, NOW));
+  const expression = engine.compile(source, Object.keys(env));
   return { whole, narrowed: outcome(() => expression.evaluate(input, env, NOW)) };
 }
 
 t.test('narrowed and whole evaluations agree on awkward records', async (t) => {
+  const bundles: NarrowedBundles = new WeakMap();
   const env = { obs: awkwardBundle(), focus: lesionLike() };
   const sources = [
     OBS_C,
@@ -211,36 +210,41 @@ t.test('narrowed and whole evaluations agree on awkward records', async (t) => {
   t.same(errors, [`${sources[3]}: Expected string, but got: [42]`]);
   // And narrowing did cut: the code filter keeps the S|C observations (the single-coding one included:
   // FHIRPath reads a lone coding as a list of one) plus the one with a non-string code it cannot judge.
-  const narrowedEnv = narrow(plan(OBS_C), {}, env).env as { obs: Bundle };
+  const narrowedEnv = narrow(plan(OBS_C), {}, env, bundles).env as { obs: Bundle };
   t.same(
     narrowedEnv.obs.entry!.map((e) => e.resource!.id),
     ['match', 'second', 'single-coding', 'number-code', 'preliminary'],
   );
-  const narrowedLesion = narrow(plan(COMPONENT_C), env.focus, env).input as { component: unknown[] };
+  const narrowedLesion = narrow(plan(COMPONENT_C), env.focus, env, bundles).input as { component: unknown[] };
   t.equal(narrowedLesion.component.length, 2, 'the S|C component and the lone S|C coding');
   t.equal((env.focus.component as unknown[]).length, 5, 'the input itself is not changed');
   // Evaluated twice on the same Bundle, the narrowed copy is made once.
-  t.equal(narrow(plan(OBS_C), {}, env).env.obs, narrowedEnv.obs);
+  t.equal(narrow(plan(OBS_C), {}, env, bundles).env.obs, narrowedEnv.obs);
+  // Another engine keeps its own copies.
+  t.not(narrow(plan(OBS_C), {}, env, new WeakMap()).env.obs, narrowedEnv.obs);
 });
 
 t.test('values that are not parsed JSON Bundles or objects are left to fhirpath.js', async (t) => {
+  const bundles: NarrowedBundles = new WeakMap();
   const p = plan(OBS_C);
   const env = { obs: [{ resourceType: 'Observation' }] };
-  t.equal(narrow(p, {}, env).env, env, 'a collection, not a Bundle');
+  t.equal(narrow(p, {}, env, bundles).env, env, 'a collection, not a Bundle');
   const noEntry = { obs: { resourceType: 'Bundle' } };
-  t.equal(narrow(p, {}, noEntry).env, noEntry);
-  t.same(narrow(p, {}, {}).env, {}, 'a missing variable stays missing (fhirpath.js reports it)');
+  t.equal(narrow(p, {}, noEntry, bundles).env, noEntry);
+  t.same(narrow(p, {}, {}, bundles).env, {}, 'a missing variable stays missing (fhirpath.js reports it)');
   class Node {
     component = [{ code: { coding: [coded('X', 'Y')] } }];
   }
   const typed = new Node();
-  t.equal(narrow(plan(COMPONENT_C), typed, {}).input, typed);
+  t.equal(narrow(plan(COMPONENT_C), typed, {}, bundles).input, typed);
 });
 
 // ---------- the bundled services on generated records ----------
 
-const models = await loadModels('models');
-const services = loadServices('cds-services', loadValueSets('fhir-profiles'), models);
+const valueSets = loadValueSets('fhir-profiles');
+const services = loadServices('cds-services', engine, valueSets, await loadModels('models', engine));
+/** The same services compiled by the engine without shortcuts. */
+const plainServices = loadServices('cds-services', plain, valueSets, await loadModels('models', plain));
 
 /** The request an EHR would send for a record: each prefetch template resolved from the record. */
 function requestFor(serviceId: string, bundle: Bundle): HookRequest {
@@ -299,13 +303,8 @@ t.test('every patient-view service answers the same with and without narrowing',
     for (const record of records) {
       const request = requestFor(service.definition.id, record);
       counter = 0;
-      setShortcuts(false);
-      let whole;
-      try {
-        whole = await runHook(call(service, request), deps());
-      } finally {
-        setShortcuts(true);
-      }
+      const plainService = plainServices.find((s) => s.definition.id === service.definition.id)!;
+      const whole = await runHook(call(plainService, request), deps());
       counter = 0;
       const narrowed = await runHook(call(service, request), deps());
       const strip = (o: typeof whole) => ({ ...o, timings: undefined, modelMs: undefined });

@@ -5,12 +5,16 @@ import { type Extraction, extractFeatures, type FeatureValue } from '../../src/s
 import { compileManifest, readManifest } from '../../src/scoring/load.js';
 import { searchset } from '../../tools/synthetic/bundle.js';
 import { lesion } from '../helpers/hook-request.js';
+import { createFhirPath } from '../../src/rules/fhirpath.js';
+
+/** The FHIRPath engine of this file's loads. */
+const engine = createFhirPath();
 
 const NOW = new Date('2026-11-22T09:30:00Z');
 const DAY_MS = 86_400_000;
 
-const knee = compileManifest(readManifest('models/knee-oa-progression'));
-const melanoma = compileManifest(readManifest('models/melanoma-risk'));
+const knee = compileManifest(readManifest('models/knee-oa-progression'), engine);
+const melanoma = compileManifest(readManifest('models/melanoma-risk'), engine);
 
 // ---- builders ----
 

@@ -10,6 +10,10 @@ import type { ModelManifest } from '../../src/scoring/manifest.js';
 import { type ScoredOutcome, scoreSubjects } from '../../src/scoring/score.js';
 import { treeEnsembleToOnnx } from '../../tools/training/onnx-writer.js';
 import { predictTreeEnsemble, type TreeEnsemble } from '../../tools/training/tree-ensemble.js';
+import { createFhirPath } from '../../src/rules/fhirpath.js';
+
+/** The FHIRPath engine of this file's loads. */
+const engine = createFhirPath();
 
 const NOW = new Date('2026-11-22T09:30:00.000Z');
 const sha256 = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');
@@ -48,8 +52,8 @@ async function expectInvalid(t: Test, loading: Promise<unknown>, start: string):
   t.ok(e.message.startsWith(start), `message "${e.message}" starts with "${start}"`);
 }
 
-t.test('loadModels("models") loads both bundled models, one session each', async (t) => {
-  const models = await loadModels('models');
+t.test('loadModels("models", engine) loads both bundled models, one session each', async (t) => {
+  const models = await loadModels('models', engine);
   t.same([...models.keys()], ['knee-oa-progression', 'melanoma-risk']);
   const widths: Record<string, number> = { 'knee-oa-progression': 9, 'melanoma-risk': 12 };
   const sessions = new Set<unknown>();
@@ -84,14 +88,14 @@ t.test('loadModels("models") loads both bundled models, one session each', async
 });
 
 t.test('a missing models folder is an empty registry', async (t) => {
-  const models = await loadModels(join(tmp, 'no-such-folder'));
+  const models = await loadModels(join(tmp, 'no-such-folder'), engine);
   t.equal(models.size, 0);
 });
 
 t.test('start-up errors on a copy of a bundled model', async (t) => {
   t.test('the copy itself loads (the errors below come from the edits)', async (t) => {
     const { root } = copyOf('knee-oa-progression');
-    const models = await loadModels(root);
+    const models = await loadModels(root, engine);
     t.same([...models.keys()], ['knee-oa-progression']);
   });
 
@@ -101,7 +105,7 @@ t.test('start-up errors on a copy of a bundled model', async (t) => {
     editManifest(dir, (doc) => doc.setIn(['sha256'], 'a'.repeat(64)));
     await expectInvalid(
       t,
-      loadModels(root),
+      loadModels(root, engine),
       `model knee-oa-progression: model.onnx has sha256 ${actual}, the manifest says ${'a'.repeat(64)}`,
     );
   });
@@ -112,7 +116,11 @@ t.test('start-up errors on a copy of a bundled model', async (t) => {
     const bytes = readFileSync(path);
     bytes[bytes.length - 1]! ^= 1;
     writeFileSync(path, bytes);
-    await expectInvalid(t, loadModel(dir), `model melanoma-risk: model.onnx has sha256 ${sha256(bytes)}`);
+    await expectInvalid(
+      t,
+      loadModel(dir, engine),
+      `model melanoma-risk: model.onnx has sha256 ${sha256(bytes)}`,
+    );
   });
 
   t.test('an input name the ONNX model lacks', async (t) => {
@@ -120,7 +128,7 @@ t.test('start-up errors on a copy of a bundled model', async (t) => {
     editManifest(dir, (doc) => doc.setIn(['input', 'name'], 'x'));
     await expectInvalid(
       t,
-      loadModel(dir),
+      loadModel(dir, engine),
       'model knee-oa-progression: the ONNX model has no input "x" (it has features)',
     );
   });
@@ -130,7 +138,7 @@ t.test('start-up errors on a copy of a bundled model', async (t) => {
     editManifest(dir, (doc) => doc.setIn(['output', 'name'], 'risk'));
     await expectInvalid(
       t,
-      loadModel(dir),
+      loadModel(dir, engine),
       'model knee-oa-progression: the ONNX model has no output "risk" (it has probability)',
     );
   });
@@ -140,7 +148,7 @@ t.test('start-up errors on a copy of a bundled model', async (t) => {
     editManifest(dir, (doc) => doc.setIn(['output', 'column'], 1));
     await expectInvalid(
       t,
-      loadModel(dir),
+      loadModel(dir, engine),
       'model knee-oa-progression: output "probability" of shape [N, 1] has no column 1',
     );
   });
@@ -150,7 +158,7 @@ t.test('start-up errors on a copy of a bundled model', async (t) => {
     editManifest(dir, (doc) => doc.deleteIn(['features', 8]));
     await expectInvalid(
       t,
-      loadModel(dir),
+      loadModel(dir, engine),
       'model knee-oa-progression: explanation has 9 coefficients for 8 features',
     );
   });
@@ -163,7 +171,7 @@ t.test('start-up errors on a copy of a bundled model', async (t) => {
     });
     await expectInvalid(
       t,
-      loadModel(dir),
+      loadModel(dir, engine),
       'model knee-oa-progression: input "features" must have shape [N, 8], not [N, 9]',
     );
   });
@@ -176,7 +184,7 @@ t.test('start-up errors on a copy of a bundled model', async (t) => {
     });
     await expectInvalid(
       t,
-      loadModel(dir),
+      loadModel(dir, engine),
       "model knee-oa-progression: the manifest's linear coefficients do not reproduce the model (logit",
     );
   });
@@ -189,7 +197,7 @@ t.test('start-up errors on a copy of a bundled model', async (t) => {
     });
     await expectInvalid(
       t,
-      loadModel(dir),
+      loadModel(dir, engine),
       "model melanoma-risk: the manifest's linear coefficients do not reproduce the model (logit",
     );
   });
@@ -202,7 +210,7 @@ t.test('start-up errors on a copy of a bundled model', async (t) => {
     });
     await expectInvalid(
       t,
-      loadModel(dir),
+      loadModel(dir, engine),
       'model knee-oa-progression: feature "pain": unit "[furlong]" is not one the service can convert to',
     );
   });
@@ -210,26 +218,26 @@ t.test('start-up errors on a copy of a bundled model', async (t) => {
   t.test('a missing model-card file', async (t) => {
     const { dir } = copyOf('knee-oa-progression');
     rmSync(join(dir, 'model-card.md'));
-    await expectInvalid(t, loadModel(dir), 'model knee-oa-progression: model card: ENOENT');
+    await expectInvalid(t, loadModel(dir, engine), 'model knee-oa-progression: model card: ENOENT');
   });
 
   t.test('a model card JSON that is not JSON', async (t) => {
     const { dir } = copyOf('melanoma-risk');
     writeFileSync(join(dir, 'model-card.json'), '{ not json');
-    await expectInvalid(t, loadModel(dir), 'model melanoma-risk: model card: ');
+    await expectInvalid(t, loadModel(dir, engine), 'model melanoma-risk: model card: ');
   });
 
   t.test('a missing ONNX file', async (t) => {
     const { dir } = copyOf('melanoma-risk');
     rmSync(join(dir, 'model.onnx'));
-    await expectInvalid(t, loadModel(dir), 'model melanoma-risk: cannot read model.onnx: ENOENT');
+    await expectInvalid(t, loadModel(dir, engine), 'model melanoma-risk: cannot read model.onnx: ENOENT');
   });
 
   t.test('a manifest id differing from its folder', async (t) => {
     const { root } = copyOf('knee-oa-progression', 'knee-oa');
     await expectInvalid(
       t,
-      loadModels(root),
+      loadModels(root, engine),
       'model knee-oa: manifest id "knee-oa-progression" differs from its folder',
     );
   });
@@ -238,13 +246,17 @@ t.test('start-up errors on a copy of a bundled model', async (t) => {
     const { root, dir } = copyOf('melanoma-risk');
     const path = join(dir, 'manifest.yaml');
     writeFileSync(path, readFileSync(path, 'utf8').replace('version: 1.0.0', 'version: [1.0.0'));
-    await expectInvalid(t, loadModels(root), 'model melanoma-risk: manifest.yaml: ');
+    await expectInvalid(t, loadModels(root, engine), 'model melanoma-risk: manifest.yaml: ');
   });
 
   t.test('a manifest that breaks the schema names the path', async (t) => {
     const { dir } = copyOf('melanoma-risk');
     editManifest(dir, (doc) => doc.setIn(['version'], 'one'));
-    await expectInvalid(t, loadModel(dir), 'model melanoma-risk: manifest.yaml /version must match pattern');
+    await expectInvalid(
+      t,
+      loadModel(dir, engine),
+      'model melanoma-risk: manifest.yaml /version must match pattern',
+    );
   });
 
   t.test('risk bands not increasing', async (t) => {
@@ -255,7 +267,7 @@ t.test('start-up errors on a copy of a bundled model', async (t) => {
     });
     await expectInvalid(
       t,
-      loadModel(dir),
+      loadModel(dir, engine),
       'model knee-oa-progression: risk bands must have increasing upper bounds, all but the last',
     );
   });
@@ -265,7 +277,7 @@ t.test('start-up errors on a copy of a bundled model', async (t) => {
     editManifest(dir, (doc) => doc.setIn(['bands', 2, 'below'], 0.9));
     await expectInvalid(
       t,
-      loadModel(dir),
+      loadModel(dir, engine),
       'model knee-oa-progression: the last risk band must have no upper bound',
     );
   });
@@ -274,9 +286,9 @@ t.test('start-up errors on a copy of a bundled model', async (t) => {
     const { root } = copyOf('knee-oa-progression');
     mkdirSync(join(root, 'not-a-model'));
     cpSync(join('models', 'melanoma-risk'), join(root, 'melanoma-risk'), { recursive: true });
-    t.same([...(await loadModels(root)).keys()], ['knee-oa-progression', 'melanoma-risk']);
+    t.same([...(await loadModels(root, engine)).keys()], ['knee-oa-progression', 'melanoma-risk']);
     renameSync(join(root, 'melanoma-risk'), join(root, 'melanoma'));
-    await expectInvalid(t, loadModels(root), 'model melanoma: manifest id "melanoma-risk" differs');
+    await expectInvalid(t, loadModels(root, engine), 'model melanoma: manifest id "melanoma-risk" differs');
   });
 });
 
@@ -364,7 +376,7 @@ async function externalModel() {
   writeFileSync(join(dir, 'manifest.yaml'), stringify(externalManifest(sha256(onnx))));
   writeFileSync(join(dir, 'card.md'), '# External tree ensemble\n\nA test model.\n');
   writeFileSync(join(dir, 'card.json'), JSON.stringify({ id: 'external-trees' }));
-  const models = await loadModels(join(tmp, 'external'));
+  const models = await loadModels(join(tmp, 'external'), engine);
   return { onnx, model: models.get('external-trees')! };
 }
 
@@ -484,7 +496,7 @@ t.test('the external model is refused when its manifest says another shape or ou
   );
   await expectInvalid(
     t,
-    loadModel(dir),
+    loadModel(dir, engine),
     'model external-trees: output "probabilities" of shape [N, 2] has no column 2',
   );
   writeFileSync(
@@ -493,7 +505,7 @@ t.test('the external model is refused when its manifest says another shape or ou
   );
   await expectInvalid(
     t,
-    loadModel(dir),
+    loadModel(dir, engine),
     'model external-trees: input "X" must have shape [N, 2], not [N, 3]',
   );
 });

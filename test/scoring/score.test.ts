@@ -10,6 +10,10 @@ import {
 } from '../../src/scoring/score.js';
 import { resourcesOf, searchset, toServerForm } from '../../tools/synthetic/bundle.js';
 import { generateCohort } from '../../tools/synthetic/patients.js';
+import { createFhirPath } from '../../src/rules/fhirpath.js';
+
+/** The FHIRPath engine of this file's loads. */
+const engine = createFhirPath();
 
 const NOW = new Date('2026-11-22T09:30:00.000Z');
 const SEED = 20261122;
@@ -156,7 +160,7 @@ function checkOutcomes(t: Test, model: LoadedModel, outcomes: ModelOutcome[]): n
   return scored;
 }
 
-const models = await loadModels('models');
+const models = await loadModels('models', engine);
 
 t.test('knee OA progression: additivity and exact linear contributions on 200 patients', async (t) => {
   const model = models.get('knee-oa-progression')!;

@@ -6,8 +6,12 @@ import { CdsError } from '../../src/errors.js';
 import { loadModels } from '../../src/scoring/load.js';
 import { loadServices } from '../../src/services/load.js';
 import { loadValueSets } from '../../src/services/value-sets.js';
+import { createFhirPath } from '../../src/rules/fhirpath.js';
 
-const MODELS = await loadModels('models');
+/** The FHIRPath engine of this file's loads. */
+const engine = createFhirPath();
+
+const MODELS = await loadModels('models', engine);
 const VALUE_SETS = loadValueSets('fhir-profiles');
 
 const MELANOMA = readFileSync('cds-services/melanoma-lesion-triage.yaml', 'utf8');
@@ -18,7 +22,7 @@ function loadError(t: Test, files: Record<string, string>): CdsError | undefined
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   for (const [name, text] of Object.entries(files)) writeFileSync(join(dir, name), text);
   try {
-    loadServices(dir, VALUE_SETS, MODELS);
+    loadServices(dir, engine, VALUE_SETS, MODELS);
     return undefined;
   } catch (error) {
     if (!(error instanceof CdsError)) throw error;
@@ -157,14 +161,14 @@ t.test('two files with the same service id stop start-up', async (t) => {
 });
 
 t.test('a missing services folder stops start-up with its name', async (t) => {
-  t.throws(() => loadServices('no-such-folder'), {
+  t.throws(() => loadServices('no-such-folder', engine), {
     code: 'CDS_ERR_DEFINITION_INVALID',
     message: /^no-such-folder: cannot read/,
   });
 });
 
 t.test('the bundled definitions load, with a file hash, compiled rules and their models', async (t) => {
-  const services = loadServices('cds-services', VALUE_SETS, MODELS);
+  const services = loadServices('cds-services', engine, VALUE_SETS, MODELS);
   t.same(
     services
       .filter((s) => s.models.length > 0)
@@ -228,7 +232,7 @@ function withValueSets(t: Test, files: Record<string, string>): CdsError | undef
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   for (const [name, text] of Object.entries(files)) writeFileSync(join(dir, name), text);
   try {
-    loadServices(dir, loadValueSets('fhir-profiles'));
+    loadServices(dir, engine, loadValueSets('fhir-profiles'));
     return undefined;
   } catch (error) {
     if (!(error instanceof CdsError)) throw error;
@@ -240,7 +244,7 @@ t.test('a definition listing several hooks yields one service per hook', async (
   const dir = mkdtempSync(join(tmpdir(), 'cds-services-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   writeFileSync(join(dir, 'orders.yaml'), ORDERS);
-  const services = loadServices(dir, loadValueSets('fhir-profiles'));
+  const services = loadServices(dir, engine, loadValueSets('fhir-profiles'));
   t.same(
     services.map((s) => [s.definition.id, s.definition.hook, s.definition.title, s.file]),
     [
@@ -345,7 +349,7 @@ for (const [what, text, message] of orderCases) {
 }
 
 t.test('the bundled prescribing services load, two hooks each', async (t) => {
-  const ids = loadServices('cds-services', VALUE_SETS, MODELS).map((s) => s.definition.id);
+  const ids = loadServices('cds-services', engine, VALUE_SETS, MODELS).map((s) => s.definition.id);
   t.same(ids, [
     'cyproterone-meningioma-order-select',
     'cyproterone-meningioma-order-sign',

@@ -10,6 +10,10 @@ import { generatePatient } from '../synthetic/patients.js';
 import { createRng } from '../synthetic/random.js';
 import { loadModels, predict } from '../../src/scoring/load.js';
 import { scoreSubjects } from '../../src/scoring/score.js';
+import { createFhirPath } from '../../src/rules/fhirpath.js';
+
+/** The FHIRPath engine of this file's loads. */
+const engine = createFhirPath();
 
 const NOW = new Date('2026-11-22T09:30:00.000Z');
 
@@ -29,7 +33,7 @@ async function time(fn: () => Promise<unknown>, n = 2000, warm = 200): Promise<n
   return median(samples);
 }
 
-const models = await loadModels('models');
+const models = await loadModels('models', engine);
 const of = (resources: Resource[], type: string) => resources.filter((r) => r.resourceType === type);
 const knee = resourcesOf(toServerForm(generatePatient(createRng(1, 0), { now: NOW, kneeOa: true, age: 66 })));
 const skin = resourcesOf(

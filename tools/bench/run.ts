@@ -54,6 +54,10 @@ import {
   summariseProfile,
 } from './helpers.js';
 import { renderBenchmarks, STAGES } from './report.js';
+import { createFhirPath } from '../../src/rules/fhirpath.js';
+
+/** The FHIRPath engine of this file's loads. */
+const engine = createFhirPath();
 
 const argOf = (name: string, fallback: number) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -103,9 +107,12 @@ writeFileSync(
 
 // ---------- workload ----------
 
-const models = await loadModels('models');
+const models = await loadModels('models', engine);
 const services = new Map(
-  loadServices('cds-services', loadValueSets('fhir-profiles'), models).map((s) => [s.definition.id, s]),
+  loadServices('cds-services', engine, loadValueSets('fhir-profiles'), models).map((s) => [
+    s.definition.id,
+    s,
+  ]),
 );
 const servicePath = (id: string) => `/cds-services/${id}`;
 

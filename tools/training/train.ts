@@ -25,6 +25,7 @@ import { type ModelCardData, renderModelCard } from './model-card.js';
 import { bySubgroup, evaluate } from './metrics.js';
 import { logisticToOnnx } from './onnx-writer.js';
 import { invokedDirectly, parseOptions, UsageError } from '../usage.js';
+import { createFhirPath } from '../../src/rules/fhirpath.js';
 
 export interface TrainOptions {
   modelsDir: string;
@@ -85,7 +86,7 @@ export async function trainModel(options: TrainOptions): Promise<TrainedFiles> {
       `no training recipe for model "${options.modelId}" (known: ${Object.keys(DATASETS).join(', ')})`,
     );
   const manifest: ModelManifest = readManifest(folder);
-  const compiled = compileManifest(manifest);
+  const compiled = compileManifest(manifest, createFhirPath());
   const progress = (what: string, total: number) => (done: number) =>
     log(`${manifest.id}: ${what} ${done}/${total} patients`);
   const train: Dataset = buildDataset(

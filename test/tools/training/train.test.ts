@@ -9,6 +9,10 @@ import { loadModel } from '../../../src/scoring/load.js';
 import type { ModelManifest } from '../../../src/scoring/manifest.js';
 import { createRng } from '../../../tools/synthetic/random.js';
 import { main, trainModel, type TrainOptions } from '../../../tools/training/train.js';
+import { createFhirPath } from '../../../src/rules/fhirpath.js';
+
+/** The FHIRPath engine of this file's loads. */
+const engine = createFhirPath();
 
 const ID = 'knee-oa-progression';
 const FILES = ['manifest.yaml', 'model-card.json', 'model-card.md', 'model.onnx'];
@@ -89,7 +93,7 @@ t.test('the ONNX file reproduces the coefficients its manifest states', async (t
   const folder = join(tmp, 'trained', ID);
   mkdirSync(folder, { recursive: true });
   for (const [name, bytes] of Object.entries(first.files)) writeFileSync(join(folder, name), bytes);
-  const model = await loadModel(folder);
+  const model = await loadModel(folder, engine);
   t.equal(model.sha256, manifest.sha256);
   t.same(model.manifest.explanation, manifest.explanation);
 });
