@@ -9,6 +9,7 @@ import cors from '@fastify/cors';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { DestinationStream } from 'pino';
 import { registerClientAuth } from './auth/hook.js';
+import { loadTrustedIssuers } from './auth/issuers.js';
 import { createMemoryReplayCache, type ReplayCache } from './auth/replay.js';
 import type { Config } from './config.js';
 import { createLinkSigner } from './explanation-pages/link.js';
@@ -19,9 +20,17 @@ import { registerErrorHandlers } from './http/error-handler.js';
 import { registerRoutes } from './http/routes.js';
 import { loggerOptions } from './logger.js';
 import { createFhirFetch } from './prefetch/fhir-fetch.js';
-import { createLiveSet, loadDefinitions } from './ops/live-set.js';
+import {
+  type CheckedDefinitions,
+  checkDefinitions,
+  createLiveSet,
+  type LiveSet,
+  openDefinitions,
+} from './ops/live-set.js';
 import { registerOps } from './ops/register.js';
-import { openAuditTrail } from './audit/audit-trail.js';
+import { type AuditTrail, openAuditTrail } from './audit/audit-trail.js';
+import type { AuditWriterLog } from './audit/audit-writer.js';
+import { releaseModels } from './scoring/load.js';
 import type { AuditStore } from './audit/store.js';
 
 export interface AppOverrides {
@@ -41,15 +50,50 @@ export interface AppOverrides {
 }
 
 /**
+ * Opens the resources of a checked start-up: the models' ONNX sessions, then the audit trail (store,
+ * writer); if the audit trail cannot be opened, the sessions are released before the error is thrown.
+ */
+async function openResources(
+  config: Readonly<Config>,
+  checked: CheckedDefinitions,
+  log: AuditWriterLog,
+  overrides: AppOverrides,
+): Promise<{ live: LiveSet; audit: AuditTrail }> {
+  const definitions = await openDefinitions(checked);
+  try {
+    const audit = await openAuditTrail(config, {
+      log,
+      ...(overrides.store ? { store: overrides.store } : {}),
+      ...(overrides.auditRetryMs === undefined ? {} : { retryInitialMs: overrides.auditRetryMs }),
+    });
+    // Swappable as a whole by a reload (src/ops/): routes always see the current set.
+    return { live: createLiveSet(definitions, config), audit };
+  } catch (error) {
+    await releaseModels(definitions.models);
+    throw error;
+  }
+}
+
+/**
  * Builds the application.
- * @throws CdsError CDS_ERR_DEFINITION_INVALID when a service definition or a value set is invalid
+ * @throws CdsError CDS_ERR_DEFINITION_INVALID / CDS_ERR_MODEL_INVALID when a service definition, a value
+ *   set or a model is invalid; Error when a TLS file or the trusted issuers file cannot be read or the
+ *   audit store cannot be opened. Nothing is left open.
  */
 export async function buildApp(
   config: Readonly<Config>,
   overrides: AppOverrides = {},
 ): Promise<FastifyInstance> {
-  // Swappable as a whole by a reload (src/ops/): routes always see the current set.
-  const live = createLiveSet(await loadDefinitions(config), config);
+  // Start-up is all-or-nothing: every file is read and checked first (TLS key and certificate, trusted
+  // issuers, models and their ONNX files' sha256, value sets, service definitions; the settings were
+  // checked by loadConfig), and only then are resources opened (ONNX sessions, the audit store and its
+  // worker); those already open are closed if a later one fails.
+  const https = httpsOptions(config);
+  const issuers =
+    config.authDisabled || config.trustedIssuersFile === undefined
+      ? []
+      : loadTrustedIssuers(config.trustedIssuersFile);
+  const checked = checkDefinitions(config);
   const fhirFetch = createFhirFetch({
     fetch: overrides.fetch ?? globalThis.fetch,
     timeoutMs: config.fhirFetchTimeoutMs,
@@ -60,7 +104,7 @@ export async function buildApp(
 
   const now = overrides.now ?? (() => new Date());
   const app = Fastify({
-    https: httpsOptions(config),
+    https,
     logger: loggerOptions(config, overrides.logStream),
     bodyLimit: config.bodyLimitBytes,
     genReqId: () => randomUUID(),
@@ -70,6 +114,8 @@ export async function buildApp(
     requestTimeout: 30_000,
     keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
   }) as unknown as FastifyInstance;
+  const { live, audit } = await openResources(config, checked, app.log, overrides);
+  app.addHook('onClose', () => audit.close());
   // CDS clients send application/json; some send the FHIR media type. Both are parsed the same way,
   // and nothing else is accepted (Fastify's built-in text/plain parser would let a string through).
   app.removeContentTypeParser(['text/plain']);
@@ -90,12 +136,6 @@ export async function buildApp(
     // every error body the service sends stays an OperationOutcome.
     strictPreflight: false,
   });
-  const audit = await openAuditTrail(config, {
-    log: app.log,
-    ...(overrides.store ? { store: overrides.store } : {}),
-    ...(overrides.auditRetryMs === undefined ? {} : { retryInitialMs: overrides.auditRetryMs }),
-  });
-  app.addHook('onClose', () => audit.close());
   // Several instances behind a load balancer share the audit database: they share the replay cache too.
   const replayCache =
     overrides.replayCache ??
@@ -108,7 +148,12 @@ export async function buildApp(
         }
       : createMemoryReplayCache({ maxEntries: config.jtiCacheMaxEntries, now }));
   await registerEdge(app, config);
-  registerClientAuth(app, config, { replayCache, fetch: overrides.fetch ?? globalThis.fetch, now });
+  registerClientAuth(app, config, {
+    issuers,
+    replayCache,
+    fetch: overrides.fetch ?? globalThis.fetch,
+    now,
+  });
   registerErrorHandlers(app, config.bodyLimitBytes);
   const publicUrl = config.publicUrl ?? `http://${config.host}:${config.port}`;
   // Per instance and in memory: see README "Explanation pages".

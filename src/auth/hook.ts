@@ -11,7 +11,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Config } from '../config.js';
 import { CdsError } from '../errors.js';
-import { loadTrustedIssuers, type TrustedIssuer } from './issuers.js';
+import type { TrustedIssuer } from './issuers.js';
 import { createRemoteJwksCache } from './jwks.js';
 import type { ReplayCache } from './replay.js';
 import { type CdsClient, createVerifier } from './verify.js';
@@ -44,7 +44,6 @@ export type AuthConfig = Pick<
   Config,
   | 'authDisabled'
   | 'publicUrl'
-  | 'trustedIssuersFile'
   | 'jwtClockSkewS'
   | 'jwtMaxLifetimeS'
   | 'jwtMaxBytes'
@@ -54,27 +53,11 @@ export type AuthConfig = Pick<
 >;
 
 export interface AuthDeps {
+  /** The trusted CDS clients (auth/issuers.ts), read by app.ts before anything is opened. */
+  issuers: readonly TrustedIssuer[];
   replayCache: ReplayCache;
   fetch: typeof globalThis.fetch;
   now: () => Date;
-}
-
-/** What authentication needs from the configuration, or an error naming the missing settings. */
-function requiredSettings(config: AuthConfig): { publicUrl: string; issuers: TrustedIssuer[] } {
-  const missing = [
-    config.publicUrl ? null : 'CDS_PUBLIC_URL (the base URL clients call, checked against the JWT aud)',
-    config.trustedIssuersFile ? null : 'CDS_TRUSTED_ISSUERS_FILE (the CDS clients to trust)',
-  ].filter((m) => m !== null);
-  if (missing.length > 0) {
-    throw new Error(
-      `Client authentication is on but ${missing.join(' and ')} ${missing.length > 1 ? 'are' : 'is'} not set. ` +
-        'Set CDS_AUTH_DISABLED=true to run without authentication, for local development only.',
-    );
-  }
-  return {
-    publicUrl: config.publicUrl!.replace(/\/+$/, ''),
-    issuers: loadTrustedIssuers(config.trustedIssuersFile!),
-  };
 }
 
 /** What `main.ts` logs, at error level, when it starts a server with authentication disabled. */
@@ -85,12 +68,15 @@ export const AUTH_DISABLED_WARNING =
 /**
  * Registers the authentication hook on the root instance, so that it covers routes registered later, in
  * any plugin. With authentication disabled only `request.cdsClient` (null) is declared.
- * @throws Error when authentication is on and the settings are missing or the issuers file is invalid
+ * loadConfig has checked that the public URL and the trusted issuers file are set when authentication
+ * is on.
  */
 export function registerClientAuth(app: FastifyInstance, config: AuthConfig, deps: AuthDeps): void {
   app.decorateRequest('cdsClient', null);
   if (config.authDisabled) return;
-  const { publicUrl, issuers } = requiredSettings(config);
+  // Without a public URL (which loadConfig does not let through) no audience would match: fails closed.
+  const publicUrl = (config.publicUrl ?? '').replace(/\/+$/, '');
+  const { issuers } = deps;
   const verify = createVerifier({
     issuers,
     remoteJwks: createRemoteJwksCache({
