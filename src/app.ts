@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import cors from '@fastify/cors';
 import Fastify, { type FastifyInstance, type FastifyPluginAsync } from 'fastify';
 import type { DestinationStream } from 'pino';
+import { loadTrustedIssuers } from './auth/issuers.js';
 import { createMemoryReplayCache, type ReplayCache } from './auth/replay.js';
 import type { Config } from './config.js';
 import { createLinkSigner } from './explanation-pages/link.js';
@@ -20,9 +21,17 @@ import { registerOps } from './http/ops.js';
 import { registerRoutes } from './http/routes.js';
 import { loggerOptions } from './logger.js';
 import { createFhirFetch } from './prefetch/fhir-fetch.js';
-import { createFhirPath } from './rules/fhirpath.js';
-import { createLiveSet, loadDefinitions } from './ops/live-set.js';
-import { openAuditTrail } from './audit/audit-trail.js';
+import { createFhirPath, type FhirPath } from './rules/fhirpath.js';
+import {
+  type CheckedDefinitions,
+  checkDefinitions,
+  createLiveSet,
+  type LiveSet,
+  openDefinitions,
+} from './ops/live-set.js';
+import { type AuditTrail, openAuditTrail } from './audit/audit-trail.js';
+import type { AuditWriterLog } from './audit/audit-writer.js';
+import { releaseModels } from './scoring/load.js';
 import type { AuditStore } from './audit/store.js';
 import { createSqliteWorker, type SqliteWorker } from './audit/worker-store.js';
 
@@ -50,17 +59,57 @@ export interface AppOverrides {
 }
 
 /**
+ * Opens the resources of a checked start-up: the models' ONNX sessions, the SQLite worker (unless the
+ * caller owns one), then the audit trail (store, writer). If one cannot be opened, those already open
+ * are closed before the error is thrown.
+ */
+async function openResources(
+  config: Readonly<Config>,
+  checked: CheckedDefinitions,
+  fhirpath: FhirPath,
+  log: AuditWriterLog,
+  overrides: AppOverrides,
+): Promise<{ live: LiveSet; audit: AuditTrail; ownWorker: SqliteWorker | undefined }> {
+  const definitions = await openDefinitions(checked);
+  const ownWorker = overrides.sqliteWorker ? undefined : createSqliteWorker();
+  try {
+    const audit = await openAuditTrail(config, {
+      log,
+      worker: overrides.sqliteWorker ?? ownWorker!,
+      ...(overrides.store ? { store: overrides.store } : {}),
+      ...(overrides.auditRetryMs === undefined ? {} : { retryInitialMs: overrides.auditRetryMs }),
+    });
+    // Swappable as a whole by a reload (src/ops/): routes always see the current set.
+    return { live: createLiveSet(definitions, config, fhirpath), audit, ownWorker };
+  } catch (error) {
+    await ownWorker?.close();
+    await releaseModels(definitions.models);
+    throw error;
+  }
+}
+
+/**
  * Builds the application.
- * @throws CdsError CDS_ERR_DEFINITION_INVALID when a service definition or a value set is invalid
+ * @throws CdsError CDS_ERR_DEFINITION_INVALID / CDS_ERR_MODEL_INVALID when a service definition, a value
+ *   set or a model is invalid; Error when a TLS file or the trusted issuers file cannot be read or the
+ *   audit store cannot be opened. Nothing is left open.
  */
 export async function buildApp(
   config: Readonly<Config>,
   overrides: AppOverrides = {},
 ): Promise<FastifyInstance> {
-  // Swappable as a whole by a reload (src/ops/): routes always see the current set.
+  // Start-up is all-or-nothing: every file is read and checked first (TLS key and certificate, trusted
+  // issuers, models and their ONNX files' sha256, value sets, service definitions; the settings were
+  // checked by loadConfig), and only then are resources opened (ONNX sessions, the audit store and its
+  // worker); those already open are closed if a later one fails.
+  const https = httpsOptions(config);
+  const issuers =
+    config.authDisabled || config.trustedIssuersFile === undefined
+      ? []
+      : loadTrustedIssuers(config.trustedIssuersFile);
   // The app's own FHIRPath engine: its clock slot and caches are shared with no other app.
   const fhirpath = createFhirPath();
-  const live = createLiveSet(await loadDefinitions(config, fhirpath), config, fhirpath);
+  const checked = checkDefinitions(config, fhirpath);
   const fhirFetch = createFhirFetch({
     fetch: overrides.fetch ?? globalThis.fetch,
     timeoutMs: config.fhirFetchTimeoutMs,
@@ -71,7 +120,7 @@ export async function buildApp(
 
   const now = overrides.now ?? (() => new Date());
   const app = Fastify({
-    https: httpsOptions(config),
+    https,
     logger: loggerOptions(config, overrides.logStream),
     bodyLimit: config.bodyLimitBytes,
     genReqId: () => randomUUID(),
@@ -81,80 +130,82 @@ export async function buildApp(
     requestTimeout: 30_000,
     keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
   }) as unknown as FastifyInstance;
-  // CDS clients send application/json; some send the FHIR media type. Both are parsed the same way,
-  // and nothing else is accepted (Fastify's built-in text/plain parser would let a string through).
-  app.removeContentTypeParser(['text/plain']);
-  app.addContentTypeParser(
-    'application/fhir+json',
-    { parseAs: 'string' },
-    app.getDefaultJsonParser('error', 'error'),
-  );
-  app.addHook('onSend', async (request, reply) => {
-    reply.header('x-request-id', request.id);
-  });
-  await app.register(cors, {
-    origin: config.corsOrigins.includes('*') ? '*' : [...config.corsOrigins],
-    methods: ['GET', 'POST', 'OPTIONS'],
-    allowedHeaders: ['Content-Type', 'Authorization', 'Accept-Language'],
-    maxAge: 600,
-    // A bare OPTIONS (no Origin) gets an empty 204 rather than the plugin's own text/plain 400, so
-    // every error body the service sends stays an OperationOutcome.
-    strictPreflight: false,
-  });
-  // Closed after the audit trail: Fastify runs onClose hooks last-registered first.
-  const sqliteWorker = overrides.sqliteWorker ?? createSqliteWorker();
-  if (!overrides.sqliteWorker) app.addHook('onClose', () => sqliteWorker.close());
-  const audit = await openAuditTrail(config, {
-    log: app.log,
-    worker: sqliteWorker,
-    ...(overrides.store ? { store: overrides.store } : {}),
-    ...(overrides.auditRetryMs === undefined ? {} : { retryInitialMs: overrides.auditRetryMs }),
-  });
+  const { live, audit, ownWorker } = await openResources(config, checked, fhirpath, app.log, overrides);
+  // Fastify runs onClose hooks last-registered first: the models' sessions, the audit trail, its worker.
+  if (ownWorker) app.addHook('onClose', () => ownWorker.close());
   app.addHook('onClose', () => audit.close());
-  // Several instances behind a load balancer share the audit database: they share the replay cache too.
-  const replayCache =
-    overrides.replayCache ??
-    (config.databaseUrl
-      ? {
-          claim: (key: string, expiresAt: Date) => {
-            const [iss = '', jti = ''] = key.split('\u0000');
-            return audit.use((store) => store.rememberJti(iss, jti, expiresAt, now()));
-          },
-        }
-      : createMemoryReplayCache({ maxEntries: config.jtiCacheMaxEntries, now }));
-  await registerEdge(app, config);
-  const authenticate = clientAuthentication(app, config, {
-    replayCache,
-    fetch: overrides.fetch ?? globalThis.fetch,
-    now,
-  });
-  registerErrorHandlers(app, config.bodyLimitBytes);
-  const publicUrl = config.publicUrl ?? `http://${config.host}:${config.port}`;
-  // Per instance and in memory: see README "Explanation pages".
-  const explanations = createExplanations({
-    signer: createLinkSigner({ key: config.explanationKey, ttlS: config.explanationTtlS, now }),
-    store: createExplanationStore(config.explanationMaxEntries, now),
-    publicUrl,
-  });
-  const { observeCall } = registerOps(app, { config, live, audit });
-  registerRoutes(app, {
-    registry: live.registry,
-    defaultLanguage: config.defaultLanguage,
-    models: live.models,
-    pipeline: {
-      fhirFetch,
+  app.addHook('onClose', () => live.close());
+  try {
+    // CDS clients send application/json; some send the FHIR media type. Both are parsed the same way,
+    // and nothing else is accepted (Fastify's built-in text/plain parser would let a string through).
+    app.removeContentTypeParser(['text/plain']);
+    app.addContentTypeParser(
+      'application/fhir+json',
+      { parseAs: 'string' },
+      app.getDefaultJsonParser('error', 'error'),
+    );
+    app.addHook('onSend', async (request, reply) => {
+      reply.header('x-request-id', request.id);
+    });
+    await app.register(cors, {
+      origin: config.corsOrigins.includes('*') ? '*' : [...config.corsOrigins],
+      methods: ['GET', 'POST', 'OPTIONS'],
+      allowedHeaders: ['Content-Type', 'Authorization', 'Accept-Language'],
+      maxAge: 600,
+      // A bare OPTIONS (no Origin) gets an empty 204 rather than the plugin's own text/plain 400, so
+      // every error body the service sends stays an OperationOutcome.
+      strictPreflight: false,
+    });
+    // Several instances behind a load balancer share the audit database: they share the replay cache too.
+    const replayCache =
+      overrides.replayCache ??
+      (config.databaseUrl
+        ? {
+            claim: (key: string, expiresAt: Date) => {
+              const [iss = '', jti = ''] = key.split('\u0000');
+              return audit.use((store) => store.rememberJti(iss, jti, expiresAt, now()));
+            },
+          }
+        : createMemoryReplayCache({ maxEntries: config.jtiCacheMaxEntries, now }));
+    await registerEdge(app, config);
+    const authenticate = clientAuthentication(app, config, {
+      issuers,
+      replayCache,
+      fetch: overrides.fetch ?? globalThis.fetch,
       now,
-      uuid: overrides.uuid ?? randomUUID,
+    });
+    registerErrorHandlers(app, config.bodyLimitBytes);
+    const publicUrl = config.publicUrl ?? `http://${config.host}:${config.port}`;
+    // Per instance and in memory: see README "Explanation pages".
+    const explanations = createExplanations({
+      signer: createLinkSigner({ key: config.explanationKey, ttlS: config.explanationTtlS, now }),
+      store: createExplanationStore(config.explanationMaxEntries, now),
       publicUrl,
-      explanations,
+    });
+    const { observeCall } = registerOps(app, { config, live, audit });
+    registerRoutes(app, {
+      registry: live.registry,
+      defaultLanguage: config.defaultLanguage,
+      models: live.models,
+      pipeline: {
+        fhirFetch,
+        now,
+        uuid: overrides.uuid ?? randomUUID,
+        publicUrl,
+        explanations,
+        audit,
+        observe: observeCall,
+      },
       audit,
-      observe: observeCall,
-    },
-    audit,
-    authenticate,
-    ...(overrides.cdsRoutes ? { cdsRoutes: overrides.cdsRoutes } : {}),
-    analyticsToken: config.analyticsToken,
-    explanations,
-  });
-  return app;
+      authenticate,
+      ...(overrides.cdsRoutes ? { cdsRoutes: overrides.cdsRoutes } : {}),
+      analyticsToken: config.analyticsToken,
+      explanations,
+    });
+    return app;
+  } catch (error) {
+    // A step after the resources were opened failed: close them (the hooks above) before giving up.
+    await app.close();
+    throw error;
+  }
 }

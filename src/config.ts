@@ -8,6 +8,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { Ajv } from 'ajv';
+import type { FromSchema } from 'json-schema-to-ts';
 import { parse as parseYaml } from 'yaml';
 
 export const CONFIG_SCHEMA = {
@@ -98,45 +99,11 @@ export const CONFIG_SCHEMA = {
   },
 } as const;
 
-export interface Config {
-  host: string;
-  port: number;
-  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
-  servicesDir: string;
-  modelsDir: string;
-  profilesDir: string;
-  dataDir: string;
-  bodyLimitBytes: number;
-  fhirFetchTimeoutMs: number;
-  fhirFetchMaxBytes: number;
-  fhirFetchMaxPages: number;
-  fhirServerAllowHttp: boolean;
-  corsOrigins: string[];
-  defaultLanguage: 'en' | 'fr';
-  authDisabled: boolean;
-  publicUrl?: string;
-  trustedIssuersFile?: string;
-  jwtClockSkewS: number;
-  jwtMaxLifetimeS: number;
-  jwtMaxBytes: number;
-  jwksTimeoutMs: number;
-  jwksCooldownMs: number;
-  jwksMaxAgeMs: number;
-  jtiCacheMaxEntries: number;
-  rateLimitMax: number;
-  rateLimitWindowMs: number;
-  tlsKeyFile?: string;
-  tlsCertFile?: string;
-  databaseUrl?: string;
-  auditPseudonymKey?: string;
-  auditQueueMax: number;
-  analyticsToken?: string;
-  metricsToken?: string;
-  adminToken?: string;
-  explanationKey?: string;
-  explanationTtlS: number;
-  explanationMaxEntries: number;
-}
+/**
+ * The configuration, derived from CONFIG_SCHEMA (the one source of truth): a setting with a default is
+ * always present, one without may be absent.
+ */
+export type Config = FromSchema<typeof CONFIG_SCHEMA>;
 
 type Env = Record<string, string | undefined>;
 
@@ -186,16 +153,68 @@ function deepFreeze<T>(value: T): T {
   return value;
 }
 
-const validate = new Ajv({ useDefaults: true, coerceTypes: true, allErrors: true }).compile(CONFIG_SCHEMA);
+const validate = new Ajv({ useDefaults: true, coerceTypes: true, allErrors: true }).compile<Config>(
+  CONFIG_SCHEMA,
+);
 
 /**
- * Builds the configuration.
- * @param env environment variables (pass `process.env` from `main.ts` only)
- * @param overrides values that win over both (tests)
+ * The checks across settings, so that start-up stops here, before anything is opened, rather than
+ * half-way through building the app.
+ * @returns the message of the first problem, or null
+ */
+function crossFieldProblem(config: Config): string | null {
+  if ((config.tlsKeyFile === undefined) !== (config.tlsCertFile === undefined)) {
+    return 'Invalid configuration: tlsKeyFile (CDS_TLS_KEY_FILE) and tlsCertFile (CDS_TLS_CERT_FILE) go together';
+  }
+  // Several instances share PostgreSQL: each generating its own key would scatter one patient's events
+  // under several pseudonyms (audit/pseudonym.ts).
+  if (config.databaseUrl !== undefined && config.auditPseudonymKey === undefined) {
+    return 'auditPseudonymKey (CDS_AUDIT_PSEUDONYM_KEY) must be set when DATABASE_URL is: every instance must pseudonymise patients with the same key';
+  }
+  if (!config.authDisabled) {
+    const missing = [
+      config.publicUrl ? null : 'CDS_PUBLIC_URL (the base URL clients call, checked against the JWT aud)',
+      config.trustedIssuersFile ? null : 'CDS_TRUSTED_ISSUERS_FILE (the CDS clients to trust)',
+    ].filter((m) => m !== null);
+    if (missing.length > 0) {
+      return (
+        `Client authentication is on but ${missing.join(' and ')} ${missing.length > 1 ? 'are' : 'is'} not set. ` +
+        'Set CDS_AUTH_DISABLED=true to run without authentication, for local development only.'
+      );
+    }
+  }
+  return null;
+}
+
+/**
+ * Reads the settings one by one (each validated and coerced by the schema, defaults applied) without the
+ * checks across settings that only the server's start-up needs: for tools that read a few settings,
+ * such as the store's (`npm run audit:verify`).
+ * @param env environment variables (pass `process.env` from an entry point only)
  * @returns a validated, frozen Config
  * @throws Error naming each invalid setting and the variable that sets it
  */
+export function loadSettings(env: Env = {}, overrides: Partial<Config> = {}): Readonly<Config> {
+  return deepFreeze(parse(env, overrides));
+}
+
+/**
+ * Builds the configuration of the server.
+ * @param env environment variables (pass `process.env` from `main.ts` only)
+ * @param overrides values that win over both (tests)
+ * @returns a validated, frozen Config whose settings also agree with each other (TLS key and
+ *   certificate together; a pseudonym key with PostgreSQL; with authentication on, the public URL and
+ *   the trusted issuers file)
+ * @throws Error naming each invalid setting and the variable that sets it, or the settings that disagree
+ */
 export function loadConfig(env: Env = {}, overrides: Partial<Config> = {}): Readonly<Config> {
+  const config = parse(env, overrides);
+  const problem = crossFieldProblem(config);
+  if (problem !== null) throw new Error(problem);
+  return deepFreeze(config);
+}
+
+function parse(env: Env, overrides: Partial<Config>): Config {
   const file = env.CDS_CONFIG_FILE ? fromFile(env.CDS_CONFIG_FILE) : {};
   const candidate: Record<string, unknown> = structuredClone({ ...file, ...fromEnv(env), ...overrides });
   if (!validate(candidate)) {
@@ -206,10 +225,5 @@ export function loadConfig(env: Env = {}, overrides: Partial<Config> = {}): Read
     });
     throw new Error(`Invalid configuration: ${problems.join('; ')}`);
   }
-  if ('tlsKeyFile' in candidate !== 'tlsCertFile' in candidate) {
-    throw new Error(
-      'Invalid configuration: tlsKeyFile (CDS_TLS_KEY_FILE) and tlsCertFile (CDS_TLS_CERT_FILE) go together',
-    );
-  }
-  return deepFreeze(candidate as unknown as Config);
+  return candidate;
 }

@@ -2,10 +2,13 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { envName, loadConfig } from '../src/config.js';
+import { envName, loadConfig, loadSettings } from '../src/config.js';
+
+/** The settings authentication needs (on by default); loadConfig refuses to start without them. */
+const AUTH = { CDS_PUBLIC_URL: 'https://cds.example.org', CDS_TRUSTED_ISSUERS_FILE: 'issuers.yaml' };
 
 t.test('defaults apply when nothing is set, and the result is frozen', async (t) => {
-  const config = loadConfig({});
+  const config = loadConfig(AUTH);
   t.equal(config.port, 8080);
   t.equal(config.fhirFetchTimeoutMs, 2500);
   t.same(config.corsOrigins, ['*']);
@@ -18,6 +21,7 @@ t.test('defaults apply when nothing is set, and the result is frozen', async (t)
 t.test('environment variables are named after the keys and coerced by the schema', async (t) => {
   t.equal(envName('fhirFetchTimeoutMs'), 'CDS_FHIR_FETCH_TIMEOUT_MS');
   const config = loadConfig({
+    ...AUTH,
     CDS_PORT: '9000',
     CDS_FHIR_SERVER_ALLOW_HTTP: 'true',
     CDS_CORS_ORIGINS: 'https://a.example, https://b.example',
@@ -34,7 +38,7 @@ t.test('a configuration file is read, and environment variables win over it', as
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const file = join(dir, 'config.yaml');
   writeFileSync(file, 'port: 7000\nlogLevel: warn\n');
-  const config = loadConfig({ CDS_CONFIG_FILE: file, CDS_PORT: '7001' });
+  const config = loadConfig({ ...AUTH, CDS_CONFIG_FILE: file, CDS_PORT: '7001' });
   t.equal(config.port, 7001);
   t.equal(config.logLevel, 'warn');
 });
@@ -60,7 +64,7 @@ t.test('invalid settings stop start-up naming the setting and its variable', asy
 });
 
 t.test('authentication and edge settings: defaults, variables and checks', async (t) => {
-  const defaults = loadConfig({});
+  const defaults = loadSettings({});
   t.equal(defaults.authDisabled, false, 'authentication is on unless switched off');
   t.equal(defaults.publicUrl, undefined);
   t.equal(defaults.trustedIssuersFile, undefined);
@@ -109,6 +113,7 @@ t.test(
     t.equal(envName('databaseUrl'), 'DATABASE_URL');
     t.equal(envName('auditPseudonymKey'), 'CDS_AUDIT_PSEUDONYM_KEY');
     const config = loadConfig({
+      ...AUTH,
       DATABASE_URL: 'postgres://cds@db.internal/cds',
       CDS_AUDIT_PSEUDONYM_KEY: 'k'.repeat(32),
       CDS_ANALYTICS_TOKEN: 't'.repeat(32),
@@ -117,7 +122,7 @@ t.test(
     t.equal(config.auditPseudonymKey, 'k'.repeat(32));
     t.equal(config.analyticsToken, 't'.repeat(32));
     t.equal(config.auditQueueMax, 10_000);
-    t.equal(loadConfig({}).databaseUrl, undefined, 'SQLite by default');
+    t.equal(loadConfig(AUTH).databaseUrl, undefined, 'SQLite by default');
     t.throws(() => loadConfig({ DATABASE_URL: 'mysql://x' }), {
       message: /^Invalid configuration: databaseUrl \(DATABASE_URL\) must match pattern/,
     });
@@ -132,11 +137,15 @@ t.test(
 );
 
 t.test('explanation links: a key of at least 32 characters, a day by default', async (t) => {
-  const defaults = loadConfig({});
+  const defaults = loadConfig(AUTH);
   t.equal(defaults.explanationKey, undefined, 'unset: a random key per process');
   t.equal(defaults.explanationTtlS, 86_400);
   t.equal(defaults.explanationMaxEntries, 10_000);
-  const config = loadConfig({ CDS_EXPLANATION_KEY: 'e'.repeat(32), CDS_EXPLANATION_TTL_S: '3600' });
+  const config = loadConfig({
+    ...AUTH,
+    CDS_EXPLANATION_KEY: 'e'.repeat(32),
+    CDS_EXPLANATION_TTL_S: '3600',
+  });
   t.equal(config.explanationKey, 'e'.repeat(32));
   t.equal(config.explanationTtlS, 3600);
   t.throws(() => loadConfig({ CDS_EXPLANATION_KEY: 'short' }), {
@@ -145,5 +154,43 @@ t.test('explanation links: a key of at least 32 characters, a day by default', a
   });
   t.throws(() => loadConfig({ CDS_EXPLANATION_TTL_S: '10' }), {
     message: /explanationTtlS \(CDS_EXPLANATION_TTL_S\) must be >= 60/,
+  });
+});
+
+t.test('settings that go together are checked together, before anything is opened', async (t) => {
+  t.throws(() => loadConfig({ ...AUTH, CDS_TLS_KEY_FILE: 'key.pem' }), {
+    message:
+      'Invalid configuration: tlsKeyFile (CDS_TLS_KEY_FILE) and tlsCertFile (CDS_TLS_CERT_FILE) go together',
+  });
+  t.throws(() => loadConfig({ ...AUTH, DATABASE_URL: 'postgres://cds@db.internal/cds' }), {
+    message:
+      'auditPseudonymKey (CDS_AUDIT_PSEUDONYM_KEY) must be set when DATABASE_URL is: every instance must pseudonymise patients with the same key',
+  });
+  t.throws(() => loadConfig({}), {
+    message:
+      'Client authentication is on but CDS_PUBLIC_URL (the base URL clients call, checked against the JWT aud) ' +
+      'and CDS_TRUSTED_ISSUERS_FILE (the CDS clients to trust) are not set. ' +
+      'Set CDS_AUTH_DISABLED=true to run without authentication, for local development only.',
+  });
+  t.throws(() => loadConfig({ CDS_PUBLIC_URL: AUTH.CDS_PUBLIC_URL }), {
+    message:
+      'Client authentication is on but CDS_TRUSTED_ISSUERS_FILE (the CDS clients to trust) is not set. ' +
+      'Set CDS_AUTH_DISABLED=true to run without authentication, for local development only.',
+  });
+  t.throws(() => loadConfig({ CDS_TRUSTED_ISSUERS_FILE: AUTH.CDS_TRUSTED_ISSUERS_FILE }), {
+    message:
+      'Client authentication is on but CDS_PUBLIC_URL (the base URL clients call, checked against the JWT aud) ' +
+      'is not set. Set CDS_AUTH_DISABLED=true to run without authentication, for local development only.',
+  });
+  t.equal(loadConfig({ CDS_AUTH_DISABLED: 'true' }).authDisabled, true, 'authentication off needs neither');
+});
+
+t.test("loadSettings, for tools, checks each setting but not the server's settings together", async (t) => {
+  const settings = loadSettings({ DATABASE_URL: 'postgres://cds@db.internal/cds' });
+  t.equal(settings.databaseUrl, 'postgres://cds@db.internal/cds');
+  t.equal(settings.auditPseudonymKey, undefined);
+  t.ok(Object.isFrozen(settings));
+  t.throws(() => loadSettings({ CDS_PORT: 'eighty' }), {
+    message: 'Invalid configuration: port (CDS_PORT) must be integer',
   });
 });

@@ -5,7 +5,7 @@
  * be read. It changes nothing (no migration either).
  */
 import { existsSync } from 'node:fs';
-import { loadConfig } from '../src/config.js';
+import { loadSettings } from '../src/config.js';
 import { invokedDirectly } from './usage.js';
 import { type AuditStore, openStore, sqliteFile } from '../src/audit/store.js';
 import { verifyStore } from '../src/audit/verify.js';
@@ -25,7 +25,8 @@ export async function runVerify(
 ): Promise<number> {
   let store: AuditStore;
   try {
-    const config = loadConfig(env);
+    // The store's settings only: the server's checks across settings (authentication...) do not apply.
+    const config = loadSettings(env);
     if (!config.databaseUrl && !existsSync(sqliteFile(config.dataDir))) {
       throw new Error(`no audit store at ${sqliteFile(config.dataDir)}`);
     }

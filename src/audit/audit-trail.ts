@@ -41,7 +41,7 @@ export interface AuditTrailOptions {
 
 /**
  * Opens the store, finds the pseudonym key and starts the writer.
- * @throws Error when the key is missing with PostgreSQL, or the store cannot be opened
+ * @throws Error when the pseudonym key file or the store cannot be opened
  */
 export async function openAuditTrail(
   config: Pick<Config, 'dataDir' | 'databaseUrl' | 'auditPseudonymKey' | 'auditQueueMax'>,

@@ -6,7 +6,8 @@
  * Where the key comes from:
  * - `auditPseudonymKey` (CDS_AUDIT_PSEUDONYM_KEY) when set, always;
  * - with PostgreSQL (several instances share the trail) it must be set: each instance generating its
- *   own key would scatter one patient's events under several pseudonyms, so start-up stops;
+ *   own key would scatter one patient's events under several pseudonyms, so loadConfig refuses
+ *   DATABASE_URL without it;
  * - with the embedded SQLite store, a random 256-bit key is generated once into
  *   `<dataDir>/pseudonym.key` (mode 0600) and read back on later starts. Losing that file loses the
  *   link between patients and their past events: back it up with the database.
@@ -25,17 +26,10 @@ export function keyFile(dataDir: string): string {
 
 /**
  * Finds or creates the pseudonym key.
- * @throws Error when PostgreSQL is configured without a key, or the key file cannot be read or written
+ * @throws Error when the key file cannot be read or written
  */
-export function loadPseudonymKey(
-  config: Pick<Config, 'auditPseudonymKey' | 'databaseUrl' | 'dataDir'>,
-): Buffer {
+export function loadPseudonymKey(config: Pick<Config, 'auditPseudonymKey' | 'dataDir'>): Buffer {
   if (config.auditPseudonymKey) return Buffer.from(config.auditPseudonymKey, 'utf8');
-  if (config.databaseUrl) {
-    throw new Error(
-      'auditPseudonymKey (CDS_AUDIT_PSEUDONYM_KEY) must be set when DATABASE_URL is: every instance must pseudonymise patients with the same key',
-    );
-  }
   const file = keyFile(config.dataDir);
   mkdirSync(config.dataDir, { recursive: true });
   try {

@@ -13,7 +13,7 @@
 import type { FastifyInstance, onRequestAsyncHookHandler } from 'fastify';
 import type { Config } from '../config.js';
 import { CdsError } from '../errors.js';
-import { loadTrustedIssuers, type TrustedIssuer } from '../auth/issuers.js';
+import type { TrustedIssuer } from '../auth/issuers.js';
 import { createRemoteJwksCache } from '../auth/jwks.js';
 import type { ReplayCache } from '../auth/replay.js';
 import { type CdsClient, createVerifier } from '../auth/verify.js';
@@ -35,7 +35,6 @@ export type AuthConfig = Pick<
   Config,
   | 'authDisabled'
   | 'publicUrl'
-  | 'trustedIssuersFile'
   | 'jwtClockSkewS'
   | 'jwtMaxLifetimeS'
   | 'jwtMaxBytes'
@@ -45,27 +44,11 @@ export type AuthConfig = Pick<
 >;
 
 export interface AuthDeps {
+  /** The trusted CDS clients (auth/issuers.ts), read by app.ts before anything is opened. */
+  issuers: readonly TrustedIssuer[];
   replayCache: ReplayCache;
   fetch: typeof globalThis.fetch;
   now: () => Date;
-}
-
-/** What authentication needs from the configuration, or an error naming the missing settings. */
-function requiredSettings(config: AuthConfig): { publicUrl: string; issuers: TrustedIssuer[] } {
-  const missing = [
-    config.publicUrl ? null : 'CDS_PUBLIC_URL (the base URL clients call, checked against the JWT aud)',
-    config.trustedIssuersFile ? null : 'CDS_TRUSTED_ISSUERS_FILE (the CDS clients to trust)',
-  ].filter((m) => m !== null);
-  if (missing.length > 0) {
-    throw new Error(
-      `Client authentication is on but ${missing.join(' and ')} ${missing.length > 1 ? 'are' : 'is'} not set. ` +
-        'Set CDS_AUTH_DISABLED=true to run without authentication, for local development only.',
-    );
-  }
-  return {
-    publicUrl: config.publicUrl!.replace(/\/+$/, ''),
-    issuers: loadTrustedIssuers(config.trustedIssuersFile!),
-  };
 }
 
 /** What `main.ts` logs, at error level, when it starts a server with authentication disabled. */
@@ -74,10 +57,10 @@ export const AUTH_DISABLED_WARNING =
   'its CDS services. For local development only; never expose this server.';
 
 /**
- * Declares `request.cdsClient` (null) on the app and builds the authentication hook, now, so that a
- * missing setting stops start-up. The hook is for the CDS scope only (`routes.ts` registers it there).
+ * Declares `request.cdsClient` (null) on the app and builds the authentication hook, for the CDS scope
+ * only (`routes.ts` registers it there). loadConfig has checked that the public URL and the trusted
+ * issuers file are set when authentication is on; the issuers come read and checked in `deps`.
  * @returns the hook, or null when authentication is disabled
- * @throws Error when authentication is on and the settings are missing or the issuers file is invalid
  */
 export function clientAuthentication(
   app: FastifyInstance,
@@ -86,7 +69,9 @@ export function clientAuthentication(
 ): onRequestAsyncHookHandler | null {
   app.decorateRequest('cdsClient', null);
   if (config.authDisabled) return null;
-  const { publicUrl, issuers } = requiredSettings(config);
+  // Without a public URL (which loadConfig does not let through) no audience would match: fails closed.
+  const publicUrl = (config.publicUrl ?? '').replace(/\/+$/, '');
+  const { issuers } = deps;
   const verify = createVerifier({
     issuers,
     remoteJwks: createRemoteJwksCache({

@@ -168,7 +168,6 @@ export function registerOps(app: FastifyInstance, options: OpsOptions): { observ
     }
   };
   app.decorate('reloadDefinitions', reload);
-  app.addHook('onClose', () => live.close());
 
   registerOpsRoutes(app, {
     metrics,

@@ -11,8 +11,15 @@
  */
 import type { Config } from '../config.js';
 import type { FhirPath } from '../rules/fhirpath.js';
-import { type LoadedModel, loadModels, type ModelRegistry } from '../scoring/load.js';
-import { loadServices } from '../services/load.js';
+import {
+  type LoadedModel,
+  type ModelFiles,
+  type ModelRegistry,
+  openModels,
+  readModels,
+  releaseModels,
+} from '../scoring/load.js';
+import { type CompiledService, loadServices } from '../services/load.js';
 import { createRegistry, type Registry } from '../services/registry.js';
 import { loadValueSets } from '../services/value-sets.js';
 
@@ -26,25 +33,45 @@ export interface DefinitionSet {
 
 export type DefinitionDirs = Pick<Config, 'servicesDir' | 'modelsDir' | 'profilesDir'>;
 
+/** Everything under the configured folders, read and checked; nothing opened yet. */
+export interface CheckedDefinitions {
+  services: CompiledService<ModelFiles>[];
+  models: ReadonlyMap<string, ModelFiles>;
+}
+
 /**
- * Loads and checks everything under the configured folders.
- * @param fhirpath the app's engine, which compiles every expression
+ * Loads and checks everything under the configured folders (models, value sets, service definitions)
+ * without opening anything.
+ * @throws CdsError CDS_ERR_MODEL_INVALID / CDS_ERR_DEFINITION_INVALID naming the file and the reason
+ */
+export function checkDefinitions(dirs: DefinitionDirs, fhirpath: FhirPath): CheckedDefinitions {
+  const models = readModels(dirs.modelsDir, fhirpath);
+  const services = loadServices(dirs.servicesDir, fhirpath, loadValueSets(dirs.profilesDir), models);
+  return { services, models };
+}
+
+/**
+ * Opens the models' sessions (checking them against their manifests) and binds the services to them.
+ * @throws CdsError CDS_ERR_MODEL_INVALID, with no session left open
+ */
+export async function openDefinitions(checked: CheckedDefinitions): Promise<DefinitionSet> {
+  const models = await openModels(checked.models);
+  const loaded = (model: ModelFiles): LoadedModel => {
+    const found = models.get(model.manifest.id);
+    // openModels opened every model checkDefinitions read, or threw.
+    if (!found) throw new Error(`model "${model.manifest.id}" was not opened`);
+    return found;
+  };
+  const services = checked.services.map((service) => ({ ...service, models: service.models.map(loaded) }));
+  return { registry: createRegistry(services), models };
+}
+
+/**
+ * Loads, checks and opens everything under the configured folders.
  * @throws CdsError CDS_ERR_MODEL_INVALID / CDS_ERR_DEFINITION_INVALID naming the file and the reason
  */
 export async function loadDefinitions(dirs: DefinitionDirs, fhirpath: FhirPath): Promise<DefinitionSet> {
-  const models = await loadModels(dirs.modelsDir, fhirpath);
-  try {
-    const services = loadServices(dirs.servicesDir, fhirpath, loadValueSets(dirs.profilesDir), models);
-    return { registry: createRegistry(services), models };
-  } catch (error) {
-    // The models just loaded will never serve: their sessions can go now.
-    await releaseSessions(models);
-    throw error;
-  }
-}
-
-async function releaseSessions(models: ModelRegistry): Promise<void> {
-  await Promise.all([...models.values()].map((m) => m.session.release().catch(() => undefined)));
+  return openDefinitions(checkDefinitions(dirs, fhirpath));
 }
 
 /** A read-only map that answers from whatever `source()` returns now. */
@@ -109,7 +136,7 @@ export function createLiveSet(
     const old = new Map([...models].filter(([, m]) => !kept.has(m)));
     const timer = setTimeout(() => {
       retiring.delete(timer);
-      void releaseSessions(old);
+      void releaseModels(old);
     }, graceMs);
     timer.unref();
     retiring.set(timer, old);
@@ -142,7 +169,7 @@ export function createLiveSet(
       const waiting = [...retiring];
       retiring.clear();
       for (const [timer] of waiting) clearTimeout(timer);
-      await Promise.all(waiting.map(([, models]) => releaseSessions(models)));
+      await Promise.all(waiting.map(([, models]) => releaseModels(models)));
     },
   };
 }

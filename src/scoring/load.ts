@@ -1,10 +1,12 @@
 /**
- * Loads `models/<id>/` at start-up: the manifest is validated, the ONNX file's sha256 compared with the
- * manifest's, one onnxruntime session created per model (kept warm for the life of the process), its
- * input/output names, element types and shapes matched against the manifest, the FHIRPath of every
- * feature and guard compiled, and, for a manifest declaring linear coefficients, those coefficients
- * checked against the model itself on probe rows, so an explanation can never disagree with the score.
- * Any problem stops start-up with CDS_ERR_MODEL_INVALID naming the model and the reason.
+ * Loads `models/<id>/` at start-up in two steps, so that nothing is opened until every file is known
+ * good. `readModels` checks the files: the manifest is validated, the ONNX file's sha256 compared with
+ * the manifest's, the FHIRPath of every feature and guard compiled and the model card read.
+ * `openModels` then creates one onnxruntime session per model (kept warm for the life of the process),
+ * matches its input/output names, element types and shapes against the manifest and, for a manifest
+ * declaring linear coefficients, checks those coefficients against the model itself on probe rows, so an
+ * explanation can never disagree with the score. Any problem stops start-up with CDS_ERR_MODEL_INVALID
+ * naming the model and the reason.
  */
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
@@ -18,19 +20,25 @@ import { type CompiledFeature, type CompiledGuard, compileFeatureDefaults } from
 import { MANIFEST_SCHEMA, type ModelManifest } from './manifest.js';
 import { isKnownUnit } from './units.js';
 
-export interface LoadedModel {
+/** A model folder read and checked, everything but what needs the ONNX session: no resource held. */
+export interface ModelFiles {
   readonly manifest: ModelManifest;
   /** sha256 of the ONNX file's bytes, as read (equal to the manifest's). */
   readonly sha256: string;
-  readonly session: ort.InferenceSession;
+  /** The ONNX file's bytes, for the session. */
+  readonly bytes: Buffer;
   readonly features: readonly CompiledFeature[];
   readonly guards: readonly CompiledGuard[];
   readonly card: { markdown: string; json: unknown };
 }
 
+export interface LoadedModel extends Omit<ModelFiles, 'bytes'> {
+  readonly session: ort.InferenceSession;
+}
+
 export type ModelRegistry = ReadonlyMap<string, LoadedModel>;
 
-const validateManifest = createAjv().compile(MANIFEST_SCHEMA);
+const validateManifest = createAjv().compile<ModelManifest>(MANIFEST_SCHEMA);
 
 function fail(model: string, reason: string): never {
   throw new CdsError('CDS_ERR_MODEL_INVALID', { model, reason });
@@ -50,19 +58,49 @@ export const SESSION_OPTIONS: ort.InferenceSession.SessionOptions = {
  * @throws CdsError CDS_ERR_MODEL_INVALID
  */
 export async function loadModels(dir: string, fhirpath: FhirPath): Promise<ModelRegistry> {
-  const models = new Map<string, LoadedModel>();
+  return openModels(readModels(dir, fhirpath));
+}
+
+/**
+ * Reads and checks every model folder of `dir` (manifest, sha256 of the ONNX file, FHIRPath, model
+ * card) without opening a session. A missing folder means no models.
+ * @throws CdsError CDS_ERR_MODEL_INVALID
+ */
+export function readModels(dir: string, fhirpath: FhirPath): ReadonlyMap<string, ModelFiles> {
+  const models = new Map<string, ModelFiles>();
   if (!existsSync(dir)) return models;
   const folders = readdirSync(dir, { withFileTypes: true })
     .filter((d) => d.isDirectory() && existsSync(join(dir, d.name, 'manifest.yaml')))
     .map((d) => d.name)
     .sort();
   for (const folder of folders) {
-    const model = await loadModel(join(dir, folder), fhirpath);
+    const model = readModel(join(dir, folder), fhirpath);
     if (model.manifest.id !== folder)
       fail(folder, `manifest id "${model.manifest.id}" differs from its folder`);
     models.set(model.manifest.id, model);
   }
   return models;
+}
+
+/**
+ * Opens one onnxruntime session per model and checks it against the manifest; if any model fails, the
+ * sessions already opened are released before the error is thrown.
+ * @throws CdsError CDS_ERR_MODEL_INVALID
+ */
+export async function openModels(files: ReadonlyMap<string, ModelFiles>): Promise<ModelRegistry> {
+  const models = new Map<string, LoadedModel>();
+  try {
+    for (const [id, model] of files) models.set(id, await openModel(model));
+  } catch (error) {
+    await releaseModels(models);
+    throw error;
+  }
+  return models;
+}
+
+/** Releases the sessions of models that will not serve (a failed start-up, a replaced set). */
+export async function releaseModels(models: ModelRegistry): Promise<void> {
+  await Promise.all([...models.values()].map((m) => m.session.release().catch(() => undefined)));
 }
 
 /** Reads and validates `<folder>/manifest.yaml`. */
@@ -81,8 +119,8 @@ export function readManifest(folder: string): ModelManifest {
     const e = validateManifest.errors![0]!;
     fail(name, `manifest.yaml ${e.instancePath || '/'} ${e.message}`);
   }
-  checkManifest(manifest as unknown as ModelManifest);
-  return manifest as unknown as ModelManifest;
+  checkManifest(manifest);
+  return manifest;
 }
 
 function checkManifest(m: ModelManifest): void {
@@ -182,6 +220,11 @@ export function compileManifest(
 
 /** Loads one model folder. */
 export async function loadModel(folder: string, fhirpath: FhirPath): Promise<LoadedModel> {
+  return openModel(readModel(folder, fhirpath));
+}
+
+/** Reads and checks one model folder, without opening a session. */
+export function readModel(folder: string, fhirpath: FhirPath): ModelFiles {
   const manifest = readManifest(folder);
   const m = manifest;
   let bytes: Buffer;
@@ -192,15 +235,8 @@ export async function loadModel(folder: string, fhirpath: FhirPath): Promise<Loa
   }
   const sha256 = createHash('sha256').update(bytes).digest('hex');
   if (sha256 !== m.sha256) fail(m.id, `${m.file} has sha256 ${sha256}, the manifest says ${m.sha256}`);
-  let session: ort.InferenceSession;
-  try {
-    session = await ort.InferenceSession.create(bytes, SESSION_OPTIONS);
-  } catch (error) {
-    fail(m.id, `onnxruntime cannot load ${m.file}: ${(error as Error).message.split('\n')[0]}`);
-  }
-  checkSession(m, session);
   const { features, guards } = compileManifest(m, fhirpath);
-  let card: LoadedModel['card'];
+  let card: ModelFiles['card'];
   try {
     card = {
       markdown: readFileSync(join(folder, m.modelCard.markdown), 'utf8'),
@@ -209,8 +245,30 @@ export async function loadModel(folder: string, fhirpath: FhirPath): Promise<Loa
   } catch (error) {
     fail(m.id, `model card: ${(error as Error).message}`);
   }
-  const model: LoadedModel = { manifest, sha256, session, features, guards, card };
-  if (m.explanation.method === 'linear') await checkLinear(model);
+  return { manifest, sha256, bytes, features, guards, card };
+}
+
+/**
+ * Opens the session of a checked model folder and checks it against the manifest (and the linear
+ * coefficients against the model); the session is released if a check fails.
+ */
+export async function openModel(files: ModelFiles): Promise<LoadedModel> {
+  const { bytes, ...rest } = files;
+  const m = files.manifest;
+  let session: ort.InferenceSession;
+  try {
+    session = await ort.InferenceSession.create(bytes, SESSION_OPTIONS);
+  } catch (error) {
+    fail(m.id, `onnxruntime cannot load ${m.file}: ${(error as Error).message.split('\n')[0]}`);
+  }
+  const model: LoadedModel = { ...rest, session };
+  try {
+    checkSession(m, session);
+    if (m.explanation.method === 'linear') await checkLinear(model);
+  } catch (error) {
+    await session.release().catch(() => undefined);
+    throw error;
+  }
   return model;
 }
 

@@ -13,17 +13,18 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { parseDocument } from 'yaml';
 import { createAjv } from '../ajv.js';
-import type { HookName } from '../cds-hooks.js';
 import { CdsError } from '../errors.js';
 import { type ParsedTemplate, parseTemplate } from '../prefetch/template.js';
 import type { CompiledDefine, CompiledFocus, CompiledRule } from '../rules/evaluate.js';
 import type { CompiledExpression, FhirPath } from '../rules/fhirpath.js';
-import type { LoadedModel, ModelRegistry } from '../scoring/load.js';
+import type { LoadedModel } from '../scoring/load.js';
+import type { ModelManifest } from '../scoring/manifest.js';
 import {
   type ActionSpec,
   DEFINITION_SCHEMA,
   type PrefetchSpec,
   type ServiceDefinition,
+  type ServiceDefinitionFile,
 } from './definition-schema.js';
 import type { ValueSets } from './value-sets.js';
 
@@ -33,7 +34,16 @@ export interface CompiledPrefetch {
   template: ParsedTemplate;
 }
 
-export interface CompiledService {
+/**
+ * What checking a service needs of a model: its manifest. A service is checked against models whose
+ * sessions are not open yet (start-up opens nothing before every check passed), then bound to the
+ * loaded models.
+ */
+export interface ModelLike {
+  readonly manifest: ModelManifest;
+}
+
+export interface CompiledService<M extends ModelLike = LoadedModel> {
   readonly definition: ServiceDefinition;
   readonly file: string;
   /** SHA-256 of the definition file's bytes: the rule-set version recorded with each recommendation. */
@@ -43,7 +53,7 @@ export interface CompiledService {
   readonly defines: readonly CompiledDefine[];
   readonly rules: readonly CompiledRule[];
   /** The models the service runs, in definition order. */
-  readonly models: readonly LoadedModel[];
+  readonly models: readonly M[];
   /** The value sets the expressions read as `%valueSets.<name>`. */
   readonly valueSets: ValueSets;
 }
@@ -54,7 +64,7 @@ export interface CompiledService {
  */
 export const PLATFORM_VARIABLES = ['hookContext', 'draftOrders', 'valueSets'] as const;
 
-const validateDefinition = createAjv().compile(DEFINITION_SCHEMA);
+const validateDefinition = createAjv().compile<ServiceDefinitionFile>(DEFINITION_SCHEMA);
 
 function fail(file: string, pointer: string, reason: string): never {
   throw new CdsError('CDS_ERR_DEFINITION_INVALID', { file, pointer: pointer ? `#${pointer}` : '', reason });
@@ -66,12 +76,12 @@ function fail(file: string, pointer: string, reason: string): never {
  * @param valueSets the value sets expressions may read (services/value-sets.ts)
  * @throws CdsError CDS_ERR_DEFINITION_INVALID for the first invalid file
  */
-export function loadServices(
+export function loadServices<M extends ModelLike = LoadedModel>(
   dir: string,
   fhirpath: FhirPath,
   valueSets: ValueSets = {},
-  models: ModelRegistry = new Map(),
-): CompiledService[] {
+  models: ReadonlyMap<string, M> = new Map<string, M>(),
+): CompiledService<M>[] {
   let names: string[];
   try {
     names = readdirSync(dir).filter((n) => /\.ya?ml$/.test(n));
@@ -92,12 +102,12 @@ export function loadServices(
 }
 
 /** Loads and compiles one definition file: one service, or one per hook when it lists `hooks`. */
-export function loadServiceFile(
+export function loadServiceFile<M extends ModelLike = LoadedModel>(
   path: string,
   fhirpath: FhirPath,
   valueSets: ValueSets = {},
-  models: ModelRegistry = new Map(),
-): CompiledService[] {
+  models: ReadonlyMap<string, M> = new Map<string, M>(),
+): CompiledService<M>[] {
   const file = basename(path);
   let bytes: Buffer;
   try {
@@ -112,9 +122,11 @@ export function loadServiceFile(
     const error = validateDefinition.errors![0]!;
     fail(file, error.instancePath, `${error.message}${paramsText(error.params)}`);
   }
-  const { hooks, ...single } = definition as unknown as ServiceDefinition;
-  if (!hooks) return [compileService(file, single, bytes, fhirpath, valueSets, models)];
-  return hooks.map((hook) => {
+  const { hook, hooks, ...single } = definition;
+  // The schema's oneOf sets exactly one of `hook` and `hooks`.
+  if (hook !== undefined)
+    return [compileService(file, { ...single, hook }, bytes, fhirpath, valueSets, models)];
+  return (hooks ?? []).map((hook) => {
     const id = `${single.id}-${hook}`;
     if (id.length > 64) fail(file, '/id', `the service id "${id}" is longer than 64 characters`);
     return compileService(
@@ -133,15 +145,15 @@ function paramsText(params: Record<string, unknown>): string {
   return interesting === undefined ? '' : ` (${JSON.stringify(interesting)})`;
 }
 
-function compileService(
+function compileService<M extends ModelLike>(
   file: string,
   definition: ServiceDefinition,
   bytes: Buffer,
   fhirpath: FhirPath,
   valueSets: ValueSets,
-  registry: ModelRegistry,
-): CompiledService {
-  const hook = definition.hook as HookName;
+  registry: ReadonlyMap<string, M>,
+): CompiledService<M> {
+  const { hook } = definition;
   const prefetch = Object.entries(definition.prefetch).map(([key, spec]) => {
     if ((PLATFORM_VARIABLES as readonly string[]).includes(key)) {
       fail(file, `/prefetch/${key}`, `"${key}" is a platform variable; name the prefetch key otherwise`);
@@ -225,7 +237,11 @@ function compileService(
  * Each referenced model must be loaded at the exact version, find its `%variables` among the
  * service's prefetch keys, and come with the prefetch key of the patient's Consent resources.
  */
-function resolveModels(file: string, definition: ServiceDefinition, registry: ModelRegistry): LoadedModel[] {
+function resolveModels<M extends ModelLike>(
+  file: string,
+  definition: ServiceDefinition,
+  registry: ReadonlyMap<string, M>,
+): M[] {
   const keys = Object.keys(definition.prefetch);
   const refs = definition.models ?? [];
   if (definition.patientObjection !== undefined && !keys.includes(definition.patientObjection)) {

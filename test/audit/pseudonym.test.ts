@@ -18,19 +18,9 @@ t.test('the pseudonym is HMAC-SHA256 of the patient id under the key, in hex', a
   );
 });
 
-t.test('a configured key is used as is, with either store', async (t) => {
+t.test('a configured key is used as is', async (t) => {
   const dataDir = tempDir();
   t.same(loadPseudonymKey({ auditPseudonymKey: KEY, dataDir }), Buffer.from(KEY));
-  t.same(
-    loadPseudonymKey({ auditPseudonymKey: KEY, databaseUrl: 'postgres://db/x', dataDir }),
-    Buffer.from(KEY),
-  );
-});
-
-t.test('PostgreSQL without a configured key stops start-up: instances would disagree', async (t) => {
-  t.throws(() => loadPseudonymKey({ databaseUrl: 'postgres://db/x', dataDir: tempDir() }), {
-    message: /auditPseudonymKey \(CDS_AUDIT_PSEUDONYM_KEY\) must be set when DATABASE_URL is/,
-  });
 });
 
 t.test(
