@@ -14,6 +14,9 @@ import { generateCohort } from '../../tools/synthetic/patients.js';
 import { buildTestApp, NOW } from '../helpers/app.js';
 import { type SnapshotLine, snapshotCards } from '../helpers/card-snapshot.js';
 
+// Thousands of calls: on a loaded 2-core machine this file alone takes minutes, beyond tap's default.
+t.setTimeout(600_000);
+
 const FIXTURE = join('test', 'fixtures', 'card-snapshot.json');
 const SYNTHEA = join('..', 'shared', 'synthea');
 const EXPLANATION_KEY = 'card-snapshot-explanation-key-0123456789';
