@@ -10,6 +10,7 @@ import * as ort from 'onnxruntime-node';
 import t, { type Test } from 'tap';
 import { openStore } from '../src/audit/store.js';
 import { verifyStore } from '../src/audit/verify.js';
+import { loadConfig } from '../src/config.js';
 import { buildTestApp, NOW, tempDir, testSqliteWorker } from './helpers/app.js';
 import { lesion, patientView, searchset } from './helpers/hook-request.js';
 
@@ -121,4 +122,32 @@ t.test('two apps in one process: each its own clock, its own audit worker', asyn
   t.equal(ready.statusCode, 200, "B's store answers");
   t.equal(await rows(dirA), 1);
   t.equal(await rows(dirB), 2, "B's calls were recorded after A closed, in B's own store");
+});
+
+t.test('a step failing after the resources were opened closes them all', async (t) => {
+  const sessions = watchSessions(t);
+  // The explanation links are set up after the sessions, the worker and the audit store are open.
+  const { buildApp } = await t.mockImport<typeof import('../src/app.js')>('../src/app.js', {
+    '../src/explanation-pages/link.js': {
+      createLinkSigner: () => {
+        throw new Error('the link signer failed');
+      },
+    },
+  });
+  const store = await openStore({ dataDir: tempDir() }, { worker: testSqliteWorker });
+  let closed = 0;
+  const watched = new Proxy(store, {
+    get: (target, key, receiver) =>
+      key === 'close'
+        ? async () => {
+            closed += 1;
+            await target.close();
+          }
+        : (Reflect.get(target, key, receiver) as unknown),
+  });
+  const config = loadConfig({}, { authDisabled: true, dataDir: tempDir(), logLevel: 'silent' });
+  await t.rejects(buildApp(config, { store: watched }), { message: 'the link signer failed' });
+  t.ok(sessions.opened >= 2, `the models' sessions were opened (${sessions.opened})`);
+  t.equal(sessions.released, sessions.opened, 'and every one was released');
+  t.equal(closed, 1, 'the audit store was closed');
 });

@@ -105,7 +105,7 @@ export interface LiveSet {
    * @throws CdsError (the loader's) when anything is invalid; the running set is unchanged
    */
   reload(): Promise<ReloadResult>;
-  /** Releases the sessions of replaced sets still in their grace period. */
+  /** Releases the sessions of the running set and of replaced sets still in their grace period. */
   close(): Promise<void>;
 }
 
@@ -169,7 +169,8 @@ export function createLiveSet(
       const waiting = [...retiring];
       retiring.clear();
       for (const [timer] of waiting) clearTimeout(timer);
-      await Promise.all(waiting.map(([, models]) => releaseModels(models)));
+      // The app is closing (after its last request): the running set's sessions go too.
+      await Promise.all([current.models, ...waiting.map(([, models]) => models)].map(releaseModels));
     },
   };
 }
