@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import t, { type Test } from 'tap';
 import { openStore } from '../src/audit/store.js';
-import { verifyStore } from '../src/audit/verify.js';
+import { verifyStore } from '../tools/audit-verify.js';
 import { loadConfig } from '../src/config.js';
 import { buildTestApp, NOW, tempDir, testSqliteWorker } from './helpers/app.js';
 import { lesion, patientView, searchset } from './helpers/hook-request.js';

@@ -322,3 +322,41 @@ t.test('the source tree follows the import rules', async (t) => {
     t.same(found, [], `rule ${rule}`);
   }
 });
+
+/**
+ * The files reachable from the entry points by relative imports (`.js` specifiers name the `.ts`
+ * sources). The SQLite worker thread is an entry point of its own: worker-store.ts starts it by URL.
+ */
+function reachable(files: readonly SourceFile[], entries: readonly string[]): Set<string> {
+  const byPath = new Map(files.map((file) => [file.path, file]));
+  const seen = new Set<string>();
+  const visit = (path: string): void => {
+    const file = byPath.get(path);
+    if (!file || seen.has(path)) return;
+    seen.add(path);
+    for (const { specifier } of importsOf(file)) {
+      const to = specifier === null ? null : target(path, specifier);
+      if (to !== null) visit(to.replace(/\.js$/, '.ts'));
+    }
+  };
+  entries.forEach(visit);
+  return seen;
+}
+
+const SERVICE_ENTRIES = ['src/main.ts', 'src/audit/sqlite-worker.ts'];
+
+t.test('src/ holds only what the running service loads', async (t) => {
+  const lone = { path: 'src/lone.ts', text: 'export const x = 1;\n' };
+  const main = { path: 'src/main.ts', text: "import { y } from './used.js';\n" };
+  const used = { path: 'src/used.ts', text: 'export const y = 2;\n' };
+  t.same([...reachable([lone, main, used], ['src/main.ts'])], ['src/main.ts', 'src/used.ts']);
+
+  const src = readTree('src');
+  const loaded = reachable(src, SERVICE_ENTRIES);
+  t.ok(loaded.size > 60, `${loaded.size} files loaded by the service`);
+  t.same(
+    src.map((file) => file.path).filter((path) => !loaded.has(path)),
+    [],
+    'files of src/ the service never loads belong in tools/',
+  );
+});

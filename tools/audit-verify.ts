@@ -8,7 +8,24 @@ import { existsSync } from 'node:fs';
 import { loadSettings } from '../src/config.js';
 import { invokedDirectly } from './usage.js';
 import { type AuditStore, openStore, sqliteFile } from '../src/audit/store.js';
-import { verifyStore } from '../src/audit/verify.js';
+import { type ChainReport, type ChainRow, verifyChain } from '../src/audit/hash-chain.js';
+
+const PAGE = 1000;
+
+async function* pages(store: AuditStore): AsyncGenerator<readonly ChainRow[]> {
+  let after = 0;
+  for (;;) {
+    const rows = await store.readChain(after, PAGE);
+    if (rows.length === 0) return;
+    yield rows;
+    after = rows.at(-1)!.seq;
+  }
+}
+
+/** Verifies the chain of a store. */
+export async function verifyStore(store: AuditStore): Promise<ChainReport> {
+  return verifyChain(pages(store), await store.chainHead());
+}
 
 interface Output {
   write(text: string): unknown;

@@ -14,7 +14,7 @@ import { openAuditTrail } from '../../src/audit/audit-trail.js';
 import { canonicalJson, sha256Hex } from '../../src/audit/hash-chain.js';
 import { pseudonymiser } from '../../src/audit/pseudonym.js';
 import { type AuditStore, openStore } from '../../src/audit/store.js';
-import { verifyStore } from '../../src/audit/verify.js';
+import { verifyStore } from '../../tools/audit-verify.js';
 import { buildTestApp, NOW, tempDir, testSqliteWorker } from '../helpers/app.js';
 import { lesion, PATIENT_ID, patientView, searchset } from '../helpers/hook-request.js';
 import { createFhirPath } from '../../src/rules/fhirpath.js';

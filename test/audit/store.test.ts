@@ -7,7 +7,7 @@ import t from 'tap';
 import { chainHash, GENESIS } from '../../src/audit/hash-chain.js';
 import { MIGRATIONS } from '../../src/audit/migrations.js';
 import { openStore } from '../../src/audit/store.js';
-import { verifyStore } from '../../src/audit/verify.js';
+import { verifyStore } from '../../tools/audit-verify.js';
 import { callEvent, feedbackEvent, objectionEvent } from '../helpers/audit-events.js';
 import { eachStore } from '../helpers/stores.js';
 

@@ -15,7 +15,7 @@ import { createAuditWriter } from '../../src/audit/audit-writer.js';
 import { createSqlStore } from '../../src/audit/sql-store.js';
 import { openSqliteDriver } from '../../src/audit/sqlite.js';
 import { type AuditStore, type NewAuditEvent, openStore, sqliteFile } from '../../src/audit/store.js';
-import { verifyStore } from '../../src/audit/verify.js';
+import { verifyStore } from '../../tools/audit-verify.js';
 import {
   createSqliteWorker,
   errorFromWire,

@@ -9,7 +9,7 @@ import t, { type Test } from 'tap';
 import type { Card } from '../../src/cds-hooks.js';
 import { SYSTEM } from '../../src/codes.js';
 import type { AuditStore } from '../../src/audit/store.js';
-import { verifyStore } from '../../src/audit/verify.js';
+import { verifyStore } from '../../tools/audit-verify.js';
 import { assertConforms, buildTestApp, tempDir } from '../helpers/app.js';
 import { lesion, patientView, searchset } from '../helpers/hook-request.js';
 import { eachStore, type StoreKind } from '../helpers/stores.js';

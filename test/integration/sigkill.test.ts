@@ -8,7 +8,7 @@ import Database from 'better-sqlite3';
 import t from 'tap';
 import { SYSTEM } from '../../src/codes.js';
 import { openStore, sqliteFile } from '../../src/audit/store.js';
-import { verifyStore } from '../../src/audit/verify.js';
+import { verifyStore } from '../../tools/audit-verify.js';
 import { tempDir } from '../helpers/app.js';
 import { lesion, patientView, searchset } from '../helpers/hook-request.js';
 

@@ -11,7 +11,7 @@ import { stringify } from 'yaml';
 import { KNOWN_HOOKS } from '../../src/cds-hooks.js';
 import { ERRORS, type ErrorCode } from '../../src/errors.js';
 import { MANIFEST_SCHEMA } from '../../src/scoring/manifest.js';
-import { OPS_SECURITY_SCHEMES, opsPaths } from '../../src/ops/openapi.js';
+import { OPS_SECURITY_SCHEMES, opsPaths } from './ops-paths.js';
 import { DEFINITION_SCHEMA } from '../../src/services/definition-schema.js';
 import { CONTEXT_SCHEMAS, SCHEMAS } from '../../src/request/schemas.js';
 

@@ -1,6 +1,6 @@
 /**
  * The OpenAPI paths and security schemes of the operations endpoints (src/http/ops.ts), merged into the
- * document by tools/openapi/build.ts, which lends its helpers for error answers and CORS preflights.
+ * document by build.ts, which lends its helpers for error answers and CORS preflights.
  */
 
 type Helpers = {
