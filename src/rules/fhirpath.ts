@@ -1,13 +1,22 @@
 /**
  * The one wrapper over fhirpath.js: expressions are compiled once (at start-up) with the R4 model
  * (without it `ofType()` and choice types such as `value` do not resolve), then evaluated many times.
+ * An expression within the compiled subset runs as JavaScript closures (`compile.ts`); any other is
+ * interpreted by fhirpath.js, as is every expression with `compiled: false`.
  *
  * `today()` and `now()` are answered from the injected clock rather than the machine's, so a
  * recommendation can be re-run exactly (audit) and tests are deterministic.
  */
-import fhirpath from 'fhirpath';
-import r4 from 'fhirpath/fhir-context/r4/index.js';
+import { createRequire } from 'node:module';
+import { type CompiledFunction, compileExpression } from './compile.js';
 import { type AstNode, narrow, type NarrowedBundles, type NarrowingPlan, planNarrowing } from './narrow.js';
+
+// fhirpath.js's CommonJS entry, not its bundled ES module: `compile.ts` calls the functions of its
+// CommonJS sources, and a value produced by one side (a typed node, a date) must be an instance of the
+// same classes on the other.
+const require = createRequire(import.meta.url);
+const fhirpath = require('fhirpath') as typeof import('fhirpath');
+const r4 = require('fhirpath/fhir-context/r4') as typeof import('fhirpath/fhir-context/r4/index.js');
 
 /** Variables fhirpath.js or the FHIRPath spec define; definitions may use them without declaring them. */
 const BUILT_IN_VARIABLES = new Set([
@@ -41,7 +50,7 @@ function literal(text: string): unknown {
   return (fhirpath.evaluate({}, text, {}, r4, { resolveInternalTypes: false }) as unknown[])[0];
 }
 
-type Compiled = (input: unknown, env: Record<string, unknown>) => unknown;
+type Compiled = CompiledFunction;
 
 export interface FhirPathOptions {
   /**
@@ -49,10 +58,17 @@ export interface FhirPathOptions {
    * results and timings with plain fhirpath.js (tests, benchmark).
    */
   shortcuts?: boolean;
+  /**
+   * Expressions within the compiled subset run as JavaScript closures (`compile.ts`) rather than through
+   * fhirpath.js's interpreter (the default); off only to compare results and timings with fhirpath.js.
+   */
+  compiled?: boolean;
 }
 
 /** Compiles expressions; each engine has its own clock slot, caches and remembered results. */
 export interface FhirPath {
+  /** Source texts (with their result kind) compiled to closures, and those left to fhirpath.js. */
+  readonly counts: { compiled: number; interpreted: number };
   /**
    * Compiles a FHIRPath expression against the R4 model.
    * @param source the expression
@@ -71,6 +87,8 @@ export interface FhirPath {
  */
 export function createFhirPath(options: FhirPathOptions = {}): FhirPath {
   const shortcuts = options.shortcuts ?? true;
+  const compiledMode = options.compiled ?? true;
+  const counts = { compiled: 0, interpreted: 0 };
 
   /** The clock reading of the evaluation under way; evaluation is synchronous, so one slot suffices. */
   const clock: { now: Date; today: unknown; nowValue: unknown } = {
@@ -79,21 +97,13 @@ export function createFhirPath(options: FhirPathOptions = {}): FhirPath {
     nowValue: undefined,
   };
 
+  const clockFunctions = {
+    today: () => (clock.today ??= literal(`@${clock.now.toISOString().slice(0, 10)}`)),
+    now: () => (clock.nowValue ??= literal(`@${clock.now.toISOString()}`)),
+  };
   const userInvocationTable = {
-    today: {
-      arity: { 0: [] },
-      fn: () => {
-        clock.today ??= literal(`@${clock.now.toISOString().slice(0, 10)}`);
-        return clock.today;
-      },
-    },
-    now: {
-      arity: { 0: [] },
-      fn: () => {
-        clock.nowValue ??= literal(`@${clock.now.toISOString()}`);
-        return clock.nowValue;
-      },
-    },
+    today: { arity: { 0: [] }, fn: clockFunctions.today },
+    now: { arity: { 0: [] }, fn: clockFunctions.now },
   };
 
   /** One fhirpath.js function and narrowing plan per source text and result kind, however often compiled. */
@@ -148,8 +158,15 @@ export function createFhirPath(options: FhirPathOptions = {}): FhirPath {
       } catch (error) {
         throw new Error(`invalid FHIRPath "${source}": ${(error as Error).message.split('\n')[0]}`);
       }
-      // Which collections may be cut down before fhirpath.js walks them (narrow.ts says why it is exact).
-      entry = { compiled, plan: planNarrowing(fhirpath.parse(source) as AstNode) };
+      const tree = fhirpath.parse(source) as AstNode;
+      // Within the subset, closures calling fhirpath.js's own functions; otherwise fhirpath.js.
+      const closures = compiledMode
+        ? compileExpression(tree, { model: r4, clock: clockFunctions, keepTypes })
+        : undefined;
+      if (closures) compiled = closures;
+      counts[closures ? 'compiled' : 'interpreted'] += 1;
+      // Which collections may be cut down before they are walked (narrow.ts says why it is exact).
+      entry = { compiled, plan: planNarrowing(tree) };
       compiledBySource.set(key, entry);
     }
     const { compiled, plan } = entry;
@@ -176,5 +193,5 @@ export function createFhirPath(options: FhirPathOptions = {}): FhirPath {
     };
   };
 
-  return { compile };
+  return { compile, counts };
 }

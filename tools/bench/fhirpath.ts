@@ -1,0 +1,140 @@
+/**
+ * `npm run bench:fhirpath`: the rules and models stages (the two that evaluate FHIRPath) per call, with
+ * the compiled FHIRPath (rules/compile.ts) on and off, on the benchmark's bodies: the generated records
+ * of `npm run bench` and, when ../shared/synthea holds Synthea bundles, those too. In process, no HTTP:
+ * each body is run through the pipeline, alternately by an engine with compilation and one without, and
+ * the median per-call time of each stage is reported with the ratio (off / on).
+ *
+ *     npm run bench:fhirpath [-- --passes 20]
+ */
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Bundle, Resource } from 'fhir/r4.js';
+import type { HookRequest } from '../../src/cds-hooks.js';
+import { runHook } from '../../src/pipeline.js';
+import { createFhirPath } from '../../src/rules/fhirpath.js';
+import { loadModels } from '../../src/scoring/load.js';
+import { loadServices } from '../../src/services/load.js';
+import { loadValueSets } from '../../src/services/value-sets.js';
+import { patientOf, resourcesOf, toServerForm } from '../synthetic/bundle.js';
+import { generatePatient } from '../synthetic/patients.js';
+import { createRng } from '../synthetic/random.js';
+import { median, prefetchFrom, round } from './helpers.js';
+
+const SERVICE_IDS = ['knee-oa-progression', 'melanoma-lesion-triage'];
+const SYNTHEA = join('..', 'shared', 'synthea');
+const passesArg = process.argv.indexOf('--passes');
+const PASSES = passesArg > 0 ? Number(process.argv[passesArg + 1]) : 20;
+
+const today = new Date();
+const generated = Array.from({ length: 40 }, (_, i) =>
+  toServerForm(
+    generatePatient(
+      createRng(7, i),
+      i % 2 === 0
+        ? { now: today, kneeOa: true, age: 55 + (i % 25) }
+        : { now: today, kneeOa: false, lesions: 1 + (i % 3), skinAssessment: true },
+    ),
+  ),
+);
+const synthea = existsSync(SYNTHEA)
+  ? readdirSync(SYNTHEA)
+      .filter((f) => f.endsWith('.json'))
+      .sort()
+      .map((f) => toServerForm(JSON.parse(readFileSync(join(SYNTHEA, f), 'utf8')) as Bundle))
+  : [];
+
+const valueSets = loadValueSets('fhir-profiles');
+const engines = {
+  compiled: createFhirPath({ compiled: true }),
+  interpreted: createFhirPath({ compiled: false }),
+};
+const servicesOf = async (engine: (typeof engines)['compiled']) =>
+  loadServices('cds-services', engine, valueSets, await loadModels('models', engine)).filter((s) =>
+    SERVICE_IDS.includes(s.definition.id),
+  );
+const services = {
+  compiled: await servicesOf(engines.compiled),
+  interpreted: await servicesOf(engines.interpreted),
+};
+
+function requests(records: readonly Bundle[]): { index: number; body: string }[] {
+  return records.flatMap((bundle) => {
+    const resources = resourcesOf(bundle) as Resource[];
+    const patientId = patientOf(bundle).id!;
+    return services.compiled.map((service, index) => {
+      const prefetch: Record<string, unknown> = {};
+      for (const { key, spec } of service.prefetch) {
+        const value = prefetchFrom(spec.query.replaceAll('{{context.patientId}}', patientId), resources);
+        if (value !== null) prefetch[key] = value;
+      }
+      const request: HookRequest = {
+        hook: 'patient-view',
+        hookInstance: '00000000-0000-4000-8000-000000000000',
+        context: { userId: 'Practitioner/bench', patientId },
+        prefetch: prefetch as HookRequest['prefetch'],
+      };
+      return { index, body: JSON.stringify(request) };
+    });
+  });
+}
+
+const deps = {
+  fhirFetch: async () => {
+    throw new Error('everything is prefetched');
+  },
+  now: () => today,
+  uuid: () => '00000000-0000-4000-8000-000000000001',
+  publicUrl: 'https://cds.example.org',
+  audit: { recordServiceCall: async () => {}, recordObjection: async () => {} },
+  log: { info: () => {}, warn: () => {}, child: () => deps.log },
+};
+
+async function measure(label: string, bodies: { index: number; body: string }[]) {
+  const stages = {
+    compiled: { rules: [] as number[], models: [] as number[] },
+    interpreted: { rules: [] as number[], models: [] as number[] },
+  };
+  for (let pass = 0; pass < PASSES; pass += 1) {
+    for (const { index, body } of bodies) {
+      for (const mode of pass % 2 === 0
+        ? (['compiled', 'interpreted'] as const)
+        : (['interpreted', 'compiled'] as const)) {
+        const outcome = await runHook(
+          {
+            service: services[mode][index]!,
+            body: JSON.parse(body) as HookRequest,
+            client: null,
+            language: 'en',
+          },
+          deps,
+        );
+        if (pass === 0) continue; // warm-up
+        for (const { stage, ms } of outcome.timings) {
+          if (stage === 'rules' || stage === 'models') stages[mode][stage].push(ms);
+        }
+      }
+    }
+  }
+  const row = (mode: keyof typeof stages) => ({
+    rulesMs: round(median(stages[mode].rules), 4),
+    modelsMs: round(median(stages[mode].models), 4),
+  });
+  const on = row('compiled');
+  const off = row('interpreted');
+  const meanBytes = Math.round(bodies.reduce((s, b) => s + b.body.length, 0) / bodies.length);
+  console.log(
+    JSON.stringify({
+      bodies: label,
+      calls: bodies.length,
+      meanBodyBytes: meanBytes,
+      compiled: on,
+      interpreted: off,
+      ratio: { rules: round(off.rulesMs / on.rulesMs, 2), models: round(off.modelsMs / on.modelsMs, 2) },
+    }),
+  );
+}
+
+await measure('generated', requests(generated));
+if (synthea.length > 0) await measure('synthea', requests(synthea));
+else console.log(`no ${SYNTHEA}: the Synthea half is skipped`);
