@@ -3,7 +3,8 @@
  * the compiled FHIRPath (rules/compile.ts) on and off, on the benchmark's bodies: the generated records
  * of `npm run bench` and, when ../shared/synthea holds Synthea bundles, those too. In process, no HTTP:
  * each body is run through the pipeline, alternately by an engine with compilation and one without, and
- * the median per-call time of each stage is reported with the ratio (off / on).
+ * the median per-call time of each stage is reported with the median of the per-call ratios
+ * (interpreted / compiled, the two run back to back on the same body).
  *
  *     npm run bench:fhirpath [-- --passes 20]
  */
@@ -90,47 +91,59 @@ const deps = {
   log: { info: () => {}, warn: () => {}, child: () => deps.log },
 };
 
+type Mode = 'compiled' | 'interpreted';
+type StageMs = { rules: number; models: number };
+
+async function run(mode: Mode, index: number, body: string): Promise<StageMs> {
+  const outcome = await runHook(
+    { service: services[mode][index]!, body: JSON.parse(body) as HookRequest, client: null, language: 'en' },
+    deps,
+  );
+  const ms: StageMs = { rules: 0, models: 0 };
+  for (const { stage, ms: value } of outcome.timings) {
+    if (stage === 'rules' || stage === 'models') ms[stage] = value;
+  }
+  return ms;
+}
+
 async function measure(label: string, bodies: { index: number; body: string }[]) {
-  const stages = {
-    compiled: { rules: [] as number[], models: [] as number[] },
-    interpreted: { rules: [] as number[], models: [] as number[] },
-  };
+  const samples: Record<Mode, StageMs[]> = { compiled: [], interpreted: [] };
+  /** Per call: interpreted time over compiled time, the two run back to back on the same body. */
+  const ratios: StageMs[] = [];
   for (let pass = 0; pass < PASSES; pass += 1) {
     for (const { index, body } of bodies) {
-      for (const mode of pass % 2 === 0
-        ? (['compiled', 'interpreted'] as const)
-        : (['interpreted', 'compiled'] as const)) {
-        const outcome = await runHook(
-          {
-            service: services[mode][index]!,
-            body: JSON.parse(body) as HookRequest,
-            client: null,
-            language: 'en',
-          },
-          deps,
-        );
-        if (pass === 0) continue; // warm-up
-        for (const { stage, ms } of outcome.timings) {
-          if (stage === 'rules' || stage === 'models') stages[mode][stage].push(ms);
-        }
-      }
+      // Alternate which runs first, so neither always meets a warm cache.
+      const first: Mode = pass % 2 === 0 ? 'compiled' : 'interpreted';
+      const second: Mode = first === 'compiled' ? 'interpreted' : 'compiled';
+      const a = await run(first, index, body);
+      const b = await run(second, index, body);
+      if (pass === 0) continue; // warm-up
+      const by = { [first]: a, [second]: b } as Record<Mode, StageMs>;
+      samples.compiled.push(by.compiled);
+      samples.interpreted.push(by.interpreted);
+      ratios.push({
+        rules: by.interpreted.rules / by.compiled.rules,
+        models: by.interpreted.models / by.compiled.models,
+      });
     }
   }
-  const row = (mode: keyof typeof stages) => ({
-    rulesMs: round(median(stages[mode].rules), 4),
-    modelsMs: round(median(stages[mode].models), 4),
+  const medians = (rows: StageMs[]) => ({
+    rulesMs: round(median(rows.map((r) => r.rules)), 4),
+    modelsMs: round(median(rows.map((r) => r.models)), 4),
   });
-  const on = row('compiled');
-  const off = row('interpreted');
   const meanBytes = Math.round(bodies.reduce((s, b) => s + b.body.length, 0) / bodies.length);
   console.log(
     JSON.stringify({
       bodies: label,
       calls: bodies.length,
+      passes: PASSES - 1,
       meanBodyBytes: meanBytes,
-      compiled: on,
-      interpreted: off,
-      ratio: { rules: round(off.rulesMs / on.rulesMs, 2), models: round(off.modelsMs / on.modelsMs, 2) },
+      compiled: medians(samples.compiled),
+      interpreted: medians(samples.interpreted),
+      medianRatio: {
+        rules: round(median(ratios.map((r) => r.rules).filter(Number.isFinite)), 2),
+        models: round(median(ratios.map((r) => r.models).filter(Number.isFinite)), 2),
+      },
     }),
   );
 }
