@@ -11,7 +11,7 @@
  * operators and functions through the implementations of its invocation table (`equality.equal`,
  * `filtering.whereMacro`, `math.minus` on its `FP_DateTime` and `FP_Quantity`, …), parameters typed and
  * checked as its `makeParam` does (empty propagation of `nullable` operators, singleton errors,
- * `$this` and `$index` in a cloned context), and the result prepared as its `prepareEvalResult` does
+ * `$this` and `$index` set for each parameter), and the result prepared as its `prepareEvalResult` does
  * (plain JSON, or its typed nodes for `keepTypes`, `__path__` metadata included). Those functions are
  * loaded from fhirpath.js's CommonJS sources: the wrapper (`fhirpath.ts`) uses the same CommonJS entry,
  * so the classes are the same on both sides and a value produced by one can be read by the other (a
@@ -98,7 +98,6 @@ type Module = Record<string, Impl>;
 
 const types = require('fhirpath/src/types.js') as Types;
 const util = require('fhirpath/src/utilities.js') as Util;
-const constants = require('fhirpath/src/constants.js') as { reset(): void };
 const Factory = require('fhirpath/src/factory.js') as unknown;
 const existence = require('fhirpath/src/existence.js') as Module;
 const filtering = require('fhirpath/src/filtering.js') as Module;
@@ -269,11 +268,24 @@ const identifier = (text: string | undefined): string | undefined =>
 
 const isNullable = (x: unknown) => x === null || x === undefined || util.isEmpty(x);
 
-/** `cloneCtx` of fhirpath.js. */
-function cloneCtx(ctx: Ctx, $this: Coll): Ctx {
-  const clone: Ctx = { ...ctx, $this };
-  if (ctx.definedVars) clone.definedVars = { ...ctx.definedVars };
-  return clone;
+/**
+ * Evaluates a parameter with `$this` set, as fhirpath.js does on a copy of the context (`cloneCtx`), but
+ * on the context itself, its `$this` and `$index` put back afterwards. The same thing as far as anything
+ * can see: the functions of the subset only ever write `$index` on the context they are called with
+ * (where, select, all, exists set it before each call of their expression), and only the compiled nodes
+ * read `$this`/`$index`, during the evaluation of the parameter; what a copy would hide from the caller
+ * afterwards is restored here. (`defineVariable`, which copies `definedVars`, is not in the subset.)
+ */
+function withThis(ctx: Ctx, $this: Coll, ev: Ev): Coll {
+  const savedThis = ctx.$this;
+  const savedIndex = ctx.$index;
+  ctx.$this = $this;
+  try {
+    return ev(ctx, $this);
+  } finally {
+    ctx.$this = savedThis;
+    ctx.$index = savedIndex;
+  }
 }
 
 /** The values the wrapper answers `today()` and `now()` with (the injected clock). */
@@ -469,10 +481,7 @@ function compilePolarity(c: Compiler, node: AstNode): Ev {
 function compileParam(c: Compiler, type: ParamType, raw: AstNode): Param {
   if (type === 'Expr') {
     const ev = compileNode(c, raw);
-    return (ctx) => (data: unknown) => {
-      const $this = util.arraify(data);
-      return ev(cloneCtx(ctx, $this), $this);
-    };
+    return (ctx) => (data: unknown) => withThis(ctx, util.arraify(data), ev);
   }
   if (type === 'TypeSpecifier') {
     const identifiers = (raw.text ?? '').split('.').map((t) => identifier(t)!);
@@ -505,24 +514,17 @@ function compileParam(c: Compiler, type: ParamType, raw: AstNode): Param {
       : raw;
   const ev = compileNode(c, node);
   if (type === 'Any' || type === 'AnyAtRoot') {
-    return (ctx) => {
-      const $this = ctx.$this || ctx.dataRoot;
-      return ev(cloneCtx(ctx, $this), $this);
-    };
+    return (ctx) => withThis(ctx, ctx.$this || ctx.dataRoot, ev);
   }
   if (Array.isArray(type)) {
     const [single] = type;
     return (ctx) => {
-      const $this = ctx.$this || ctx.dataRoot;
-      const res = ev(cloneCtx(ctx, $this), $this);
+      const res = withThis(ctx, ctx.$this || ctx.dataRoot, ev);
       return res.length === 0 ? [] : misc.singleton(res, single);
     };
   }
   if (!['String', 'Integer', 'Number', 'Boolean'].includes(type)) outside(`parameter type ${type}`);
-  return (ctx) => {
-    const $this = ctx.$this || ctx.dataRoot;
-    return misc.singleton(ev(cloneCtx(ctx, $this), $this), type);
-  };
+  return (ctx) => misc.singleton(withThis(ctx, ctx.$this || ctx.dataRoot, ev), type);
 }
 
 /** `infixInvoke` of fhirpath.js. */
@@ -620,9 +622,11 @@ export function compileExpression(tree: AstNode, options: CompileOptions): Compi
   }
   const { model, keepTypes } = options;
   return (input, env) => {
-    // `applyParsedPath` of fhirpath.js.
-    constants.reset();
+    // `applyParsedPath` of fhirpath.js, less `constants.reset()`: its constants serve only fhirpath.js's
+    // own today()/now()/timeOfDay(), which the subset answers from the clock or leaves out.
     const ctx = {
+      $this: undefined,
+      $index: undefined,
       processedUserVarNames: new Set<string>(),
       vars: env ?? {},
       instanceSelectorTypeByData: null,
