@@ -452,14 +452,17 @@ function compileIndexer(c: Compiler, node: AstNode): Ev {
     const items = coll(ctx, data);
     const idx = index(ctx, data);
     if (util.isEmpty(idx)) return [];
-    const n = parseInt(String(idx[0]), 10);
-    return items && !Number.isNaN(n) && items.length > n && n >= 0 ? [items[n]] : [];
+    // parseInt as fhirpath.js calls it: on the value as it is (a decimal object), with no radix.
+    const n = parseInt(idx[0] as string);
+    return items && items.length > n && n >= 0 ? [items[n]] : [];
   };
 }
 
 /** `engine.PolarityExpression`. */
 function compilePolarity(c: Compiler, node: AstNode): Ev {
   const sign = node.text;
+  const { start } = node as AstNode & { start?: { line: number; column: number } };
+  const at = start ? ` (at ${start.line}:${start.column})` : '';
   const operand = compileNode(c, child(node));
   return (ctx, data) => {
     const rtn = operand(ctx, data);
@@ -471,7 +474,7 @@ function compilePolarity(c: Compiler, node: AstNode): Ev {
     } else if (value instanceof FP_Type) {
       if (sign === '-') rtn[0] = (value as unknown as { negate(): unknown }).negate();
     } else {
-      throw new Error(`Unary ${sign} can only be applied to a number or Quantity.`);
+      throw new Error(`Unary ${sign} can only be applied to a number or Quantity.${at}`);
     }
     return rtn;
   };
@@ -576,13 +579,14 @@ function compileFunction(c: Compiler, node: AstNode): Ev {
     const [param] = params as [Param];
     return (ctx, data) => {
       const p = param(ctx, data);
-      if (nullable && isNullable(p)) return [];
+      // doInvoke tests the input collection too.
+      if (nullable && (isNullable(data) || isNullable(p))) return [];
       return util.arraify(fn.call(ctx, data, p));
     };
   }
   return (ctx, data) => {
     const values = params.map((param) => param(ctx, data));
-    if (nullable && values.some(isNullable)) return [];
+    if (nullable && (isNullable(data) || values.some(isNullable))) return [];
     return util.arraify(fn.call(ctx, data, ...values));
   };
 }
