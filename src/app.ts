@@ -20,6 +20,7 @@ import { registerErrorHandlers } from './http/error-handler.js';
 import { registerOps } from './http/ops.js';
 import { registerRoutes } from './http/routes.js';
 import { loggerOptions } from './logger.js';
+import type { MetricsDeps } from './ops/metrics.js';
 import { createFhirFetch } from './prefetch/fhir-fetch.js';
 import { createFhirPath, type FhirPath } from './rules/fhirpath.js';
 import {
@@ -54,6 +55,11 @@ export interface AppOverrides {
   sqliteWorker?: SqliteWorker;
   /** First delay before writing queued audit records again (tests shorten it). */
   auditRetryMs?: number;
+  /**
+   * Set in a cluster worker (`ops/cluster.ts`): `/metrics` then answers for every worker, and the JWT
+   * replay cache is the audit store's, shared by the workers.
+   */
+  clusterMetrics?: MetricsDeps['cluster'];
   /** More routes served inside the authenticated /cds-services scope (tests add some to check it). */
   cdsRoutes?: readonly FastifyPluginAsync[];
 }
@@ -156,10 +162,11 @@ export async function buildApp(
       // every error body the service sends stays an OperationOutcome.
       strictPreflight: false,
     });
-    // Several instances behind a load balancer share the audit database: they share the replay cache too.
+    // Several instances behind a load balancer share the audit database, and the workers of a cluster
+    // the SQLite file: they share the replay cache too.
     const replayCache =
       overrides.replayCache ??
-      (config.databaseUrl
+      (config.databaseUrl || overrides.clusterMetrics
         ? {
             claim: (key: string, expiresAt: Date) => {
               const [iss = '', jti = ''] = key.split('\u0000');
@@ -182,7 +189,12 @@ export async function buildApp(
       store: createExplanationStore(config.explanationMaxEntries, now),
       publicUrl,
     });
-    const { observeCall } = registerOps(app, { config, live, audit });
+    const { observeCall } = registerOps(app, {
+      config,
+      live,
+      audit,
+      ...(overrides.clusterMetrics ? { clusterMetrics: overrides.clusterMetrics } : {}),
+    });
     registerRoutes(app, {
       registry: live.registry,
       defaultLanguage: config.defaultLanguage,

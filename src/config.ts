@@ -17,6 +17,8 @@ export const CONFIG_SCHEMA = {
   properties: {
     host: { type: 'string', default: '127.0.0.1', description: 'Interface to listen on' },
     port: { type: 'integer', minimum: 0, maximum: 65535, default: 8080 },
+    // Service processes sharing the port (one per core: see README "Every core used"); 1 runs no cluster.
+    workers: { type: 'integer', minimum: 1, maximum: 64, default: 1 },
     logLevel: {
       type: 'string',
       enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'],

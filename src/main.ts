@@ -1,16 +1,46 @@
 /**
  * Process entry: load the configuration, build the app, listen; close the app on SIGTERM/SIGINT,
- * reload services and models on SIGHUP.
+ * reload services and models on SIGHUP. With `CDS_WORKERS` above 1 this process becomes the primary of
+ * a cluster (`ops/cluster.ts`) and each worker runs this same file.
  * The only file that reads process.env or exits the process.
  */
+import cluster from 'node:cluster';
+import { randomBytes } from 'node:crypto';
+import { pino } from 'pino';
 import { buildApp } from './app.js';
+import { loadPseudonymKey } from './audit/pseudonym.js';
 import { AUTH_DISABLED_WARNING } from './http/auth.js';
-import { loadConfig } from './config.js';
+import { type Config, loadConfig } from './config.js';
 import { CdsError } from './errors.js';
+import { loggerOptions } from './logger.js';
+import { runPrimary, workerMetrics } from './ops/cluster.js';
+
+function primary(config: Readonly<Config>): void {
+  // Found or created once here, so that workers starting together never race to create it.
+  if (!config.databaseUrl) loadPseudonymKey(config);
+  const log = pino(loggerOptions(config)).child({ role: 'primary' });
+  // Every worker must check the links the others sign: without a configured key, one for this set.
+  const env: Record<string, string> = config.explanationKey
+    ? {}
+    : { CDS_EXPLANATION_KEY: randomBytes(32).toString('hex') };
+  const supervisor = runPrimary({
+    workers: config.workers,
+    env,
+    log: { info: (fields, msg) => log.info(fields, msg), error: (fields, msg) => log.error(fields, msg) },
+    exit: (code) => process.exit(code),
+  });
+  process.on('SIGTERM', () => supervisor.stop('SIGTERM'));
+  process.on('SIGINT', () => supervisor.stop('SIGINT'));
+  process.on('SIGHUP', () => supervisor.reload());
+}
 
 async function main(): Promise<void> {
   const config = loadConfig(process.env);
-  const app = await buildApp(config);
+  if (config.workers > 1 && cluster.isPrimary) {
+    primary(config);
+    return;
+  }
+  const app = await buildApp(config, cluster.isWorker ? { clusterMetrics: workerMetrics } : {});
   // Said by the server process only, so that test apps (built with authentication off) stay quiet.
   if (config.authDisabled) app.log.error({ setting: 'CDS_AUTH_DISABLED' }, AUTH_DISABLED_WARNING);
   const shutdown = async (signal: string) => {

@@ -18,7 +18,7 @@ import type { Config } from '../config.js';
 import { CdsError } from '../errors.js';
 import type { AuditTrail } from '../audit/audit-trail.js';
 import type { LiveSet, ReloadResult } from '../ops/live-set.js';
-import { type CallObserver, createMetrics, type Metrics } from '../ops/metrics.js';
+import { type CallObserver, createMetrics, type Metrics, type MetricsDeps } from '../ops/metrics.js';
 import { presentedCredential } from './analytics.js';
 
 declare module 'fastify' {
@@ -136,6 +136,8 @@ export interface OpsOptions {
   config: Pick<Config, 'metricsToken' | 'adminToken'>;
   live: LiveSet;
   audit: Pick<AuditTrail, 'store' | 'backlog'>;
+  /** In a cluster worker: see `MetricsDeps.cluster`. */
+  clusterMetrics?: MetricsDeps['cluster'];
 }
 
 /**
@@ -145,7 +147,11 @@ export interface OpsOptions {
  */
 export function registerOps(app: FastifyInstance, options: OpsOptions): { observeCall: CallObserver } {
   const { config, live, audit } = options;
-  const metrics = createMetrics({ services: live.registry, backlog: () => audit.backlog() });
+  const metrics = createMetrics({
+    services: live.registry,
+    backlog: () => audit.backlog(),
+    ...(options.clusterMetrics ? { cluster: options.clusterMetrics } : {}),
+  });
   registerMetricsHooks(app, metrics);
 
   const reload = async (): Promise<ReloadResult> => {

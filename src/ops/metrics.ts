@@ -53,6 +53,11 @@ export interface Metrics {
 export interface MetricsDeps {
   services: ServiceRegistry;
   backlog: () => AuditBacklog;
+  /**
+   * In a cluster worker (`ops/cluster.ts`): given this app's registry, returns the function that
+   * collects the metrics of every worker, which `render` then answers instead of this process's own.
+   */
+  cluster?: (registry: Registry) => () => Promise<string>;
 }
 
 /** Creates the metrics of one app. */
@@ -60,6 +65,7 @@ export function createMetrics(deps: MetricsDeps): Metrics {
   const registry = new Registry();
   const registers = [registry];
   collectDefaultMetrics({ register: registry });
+  const allWorkers = deps.cluster?.(registry);
 
   const requests = new Counter({
     name: 'cds_http_requests_total',
@@ -173,7 +179,7 @@ export function createMetrics(deps: MetricsDeps): Metrics {
       feedbackDuplicates.inc({ service }, duplicates);
     },
     async render() {
-      return { contentType: registry.contentType, text: await registry.metrics() };
+      return { contentType: registry.contentType, text: await (allWorkers ?? (() => registry.metrics()))() };
     },
   };
 }

@@ -56,6 +56,11 @@ export interface BenchResults {
   };
   /** The headline load again with the old generation capped (absent in older results). */
   memory?: { heapCapMb: number; load: Load };
+  /** One process against a cluster of two workers, same load (absent in older results). */
+  workers?: {
+    rounds: { one: Load; two: Load; ratio: number }[];
+    median: { one: Load; two: Load; ratio: number };
+  };
   cpuProfile: {
     samples: number;
     functions: { name: string; selfPercent: number }[];
@@ -184,6 +189,27 @@ export function generatedSection(r: BenchResults): string {
             r.memory.load.p99,
             r.memory.load.rssPeakMb,
           ]),
+          '',
+        ]
+      : []),
+    ...(r.workers
+      ? [
+          '### Every core used: one process against two workers (`CDS_WORKERS=2`, RS384 requests)',
+          '',
+          row(['round', 'one process req/s', 'two workers req/s', 'ratio', 'p99 ms (one / two)']),
+          row(['---', '---:', '---:', '---:', '---:']),
+          ...r.workers.rounds.map((w, i) =>
+            row([i + 1, w.one.reqPerSec, w.two.reqPerSec, w.ratio, `${w.one.p99} / ${w.two.p99}`]),
+          ),
+          row([
+            '**median**',
+            r.workers.median.one.reqPerSec,
+            r.workers.median.two.reqPerSec,
+            `**${r.workers.median.ratio}**`,
+            `${r.workers.median.one.p99} / ${r.workers.median.two.p99}`,
+          ]),
+          '',
+          `Peak RSS of the largest process: ${r.workers.median.one.rssPeakMb} MB (one process), ${r.workers.median.two.rssPeakMb} MB (a worker of two).`,
           '',
         ]
       : []),

@@ -4,7 +4,8 @@
  * autocannon; the per-stage breakdown (in-process, on the same requests), the prefetch scaling curve,
  * cold start, the cost of one JWT verification and a CPU profile of the service under load. Writes
  * tools/bench/results/bench-results.json and the generated section of BENCHMARKS.md.
- * Options: --rounds N (default 3), --seconds S per measured run (default 6), --connections C (16).
+ * Options: --rounds N (default 3), --seconds S per measured run (default 6), --connections C (16),
+ * --workers-only (only one process against a cluster of two, printed as JSON; no file is written).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -186,7 +187,10 @@ function keepOutput(child: ChildProcess): () => string {
   return () => text;
 }
 
-async function spawnService(nodeArgs: string[] = []): Promise<Child & { spawnedAt: number }> {
+async function spawnService(
+  nodeArgs: string[] = [],
+  extraEnv: Record<string, string> = {},
+): Promise<Child & { spawnedAt: number }> {
   const port = await freePort();
   const dataDir = mkdtempSync(join(tmp, 'data-'));
   const spawnedAt = performance.now();
@@ -202,6 +206,7 @@ async function spawnService(nodeArgs: string[] = []): Promise<Child & { spawnedA
       // One load generator is one client: the per-client limit (3000/min) would throttle the benchmark
       // itself. The limiter still runs on every request.
       CDS_RATE_LIMIT_MAX: '1000000000',
+      ...extraEnv,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -225,8 +230,34 @@ async function stop(child: Child): Promise<void> {
   await exited;
 }
 
-const memoryOf = (child: Child) =>
-  memoryFromStatus(readFileSync(`/proc/${child.process.pid}/status`, 'utf8'));
+/** The process and, for a cluster, its workers (Linux lists a task's children in /proc). */
+function processTree(pid: number): number[] {
+  let children: number[] = [];
+  try {
+    children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
+      .split(/\s+/)
+      .filter(Boolean)
+      .map(Number);
+  } catch {
+    // The process has exited, or the kernel does not expose children: the process alone.
+  }
+  return [pid, ...children];
+}
+
+/** The memory of the largest process (RSS per process: the target is per process, workers included). */
+const memoryOf = (child: Child) => {
+  const readings = processTree(child.process.pid!).flatMap((pid) => {
+    try {
+      return [memoryFromStatus(readFileSync(`/proc/${pid}/status`, 'utf8'))];
+    } catch {
+      return [];
+    }
+  });
+  return {
+    vmHwmMb: Math.max(...readings.map((r) => r.vmHwmMb)),
+    vmRssMb: Math.max(...readings.map((r) => r.vmRssMb)),
+  };
+};
 
 /** Sends one request; resolves with the status, or null while nothing listens yet. */
 async function post(port: number, item: PlannedRequest): Promise<number | null> {
@@ -566,6 +597,50 @@ async function cappedHeap(bodies: BodyFor[], key: BenchKey) {
   }
 }
 
+// ---------- one process against two (CDS_WORKERS=2) ----------
+
+/**
+ * Interleaved rounds of the same load on one process and on a cluster of two workers, each given as
+ * many requests as its previous run's rate fills in SECONDS.
+ */
+async function workersScaling(bodies: BodyFor[], key: BenchKey) {
+  const one = await spawnService();
+  const two = await spawnService([], { CDS_WORKERS: '2' });
+  try {
+    await untilFirstAnswer(one, key);
+    await untilFirstAnswer(two, key);
+    // Both workers of the cluster start together; the warm-up reaches each of them many times.
+    const rate = { one: 0, two: 0 };
+    rate.one = (await load(one, await planFor(bodies, 600, key), { amount: 600 })).reqPerSec;
+    rate.two = (await load(two, await planFor(bodies, 1200, key), { amount: 1200 })).reqPerSec;
+    const rounds: { one: LoadResult; two: LoadResult; ratio: number }[] = [];
+    for (let r = 0; r < ROUNDS; r += 1) {
+      const amountOne = Math.max(300, Math.round(rate.one * SECONDS));
+      const resultOne = await load(one, await planFor(bodies, amountOne, key), { amount: amountOne });
+      const amountTwo = Math.max(300, Math.round(rate.two * SECONDS));
+      const resultTwo = await load(two, await planFor(bodies, amountTwo, key), { amount: amountTwo });
+      rate.one = resultOne.reqPerSec;
+      rate.two = resultTwo.reqPerSec;
+      const ratio = round(resultTwo.reqPerSec / resultOne.reqPerSec, 3);
+      log(
+        `workers round ${r + 1}: one ${resultOne.reqPerSec}/s, two ${resultTwo.reqPerSec}/s, ratio ${ratio}`,
+      );
+      rounds.push({ one: resultOne, two: resultTwo, ratio });
+    }
+    return {
+      rounds,
+      median: {
+        one: medianOf(rounds.map((r) => r.one)),
+        two: medianOf(rounds.map((r) => r.two)),
+        ratio: median(rounds.map((r) => r.ratio)),
+      },
+    };
+  } finally {
+    await stop(one);
+    await stop(two);
+  }
+}
+
 // ---------- CPU profile ----------
 
 async function profile(bodies: BodyFor[], key: BenchKey) {
@@ -590,6 +665,16 @@ const statBefore = readFileSync('/proc/stat', 'utf8');
 await sleep(3000);
 const cpuBusyBefore = cpuBusyShare(statBefore, readFileSync('/proc/stat', 'utf8'));
 log(`source: ${source} (${headlineBodies.length} request bodies); tmp ${tmp}`);
+if (process.argv.includes('--workers-only')) {
+  // Only the one-against-two comparison, printed; the results files are left as they are.
+  try {
+    log('one process against two workers');
+    process.stdout.write(`${JSON.stringify(await workersScaling(headlineBodies, keys.RS384), null, 2)}\n`);
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+  process.exit(0);
+}
 try {
   log('in-process stage breakdown');
   const stagesRs = await stageBreakdown(headlineBodies, 4, keys.RS384);
@@ -627,6 +712,8 @@ try {
     const verifyMs = { RS384: await verifyCost(keys.RS384), ES384: await verifyCost(keys.ES384) };
     log(`memory with the heap capped at ${HEAP_CAP_MB} MB`);
     const memory = await cappedHeap(headlineBodies, keys.RS384);
+    log('one process against two workers');
+    const workers = await workersScaling(headlineBodies, keys.RS384);
     log('CPU profile');
     const cpuProfile = await profile(headlineBodies, keys.RS384);
     const perRequestMs = (r: Comparison) => 1000 / r.median.pipeline.reqPerSec;
@@ -668,6 +755,7 @@ try {
       },
       scaling: { overHttp: scaling, inProcess: scalingStages },
       memory,
+      workers,
       cpuProfile,
     };
   } finally {

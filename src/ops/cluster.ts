@@ -1,0 +1,151 @@
+/**
+ * One service process per core (`CDS_WORKERS`): a primary process forks the workers, which each build
+ * the whole app and listen on the same port (Node's cluster module hands connections out in turn). The
+ * primary serves no request; it only
+ * - restarts a worker that dies after it started listening (a crash of one process is logged and
+ *   absorbed), and stops everything with exit code 1 when a worker fails before listening (a bad
+ *   configuration or an unreadable definition would otherwise be restarted forever);
+ * - forwards SIGHUP (reload) and SIGTERM/SIGINT (graceful stop) to every worker;
+ * - answers `/metrics` for the whole set: a worker asked for its metrics asks the primary, which
+ *   collects and sums the registries of all workers (prom-client's AggregatorRegistry).
+ *
+ * What the workers share lives in the audit store: the hash chain (SQLite serializes writers with
+ * `BEGIN IMMEDIATE` across processes, PostgreSQL locks the head row), the JWT replay cache and the
+ * explanations. Each worker keeps its own rate-limit counters (see README "Every core used").
+ */
+import cluster from 'node:cluster';
+import { AggregatorRegistry, type Registry } from 'prom-client';
+
+const METRICS_REQUEST = 'cds:metrics-request';
+const METRICS_REPLY = 'cds:metrics-reply';
+/** A worker still alive this long after a stop signal is killed. */
+const STOP_GRACE_MS = 10_000;
+/** Delay before a crashed worker is replaced (a crash loop then costs little). */
+const RESTART_DELAY_MS = 1000;
+
+interface MetricsRequest {
+  type: typeof METRICS_REQUEST;
+  id: number;
+}
+
+interface MetricsReply {
+  type: typeof METRICS_REPLY;
+  id: number;
+  text?: string;
+  error?: string;
+}
+
+function isMessage<T extends { type: string }>(message: unknown, type: T['type']): message is T {
+  return typeof message === 'object' && message !== null && (message as { type?: unknown }).type === type;
+}
+
+export interface PrimaryLog {
+  info(fields: Record<string, unknown>, message: string): void;
+  error(fields: Record<string, unknown>, message: string): void;
+}
+
+export interface PrimaryOptions {
+  workers: number;
+  log: PrimaryLog;
+  /** Called once every worker has stopped (after a stop signal, or a start-up failure). */
+  exit: (code: number) => void;
+  /** Variables added to each worker's environment. */
+  env?: Record<string, string>;
+  restartDelayMs?: number;
+}
+
+/**
+ * Runs the primary process: forks the workers and supervises them.
+ * @returns `stop`, which the caller wires to SIGTERM/SIGINT, and `reload`, wired to SIGHUP
+ */
+export function runPrimary(options: PrimaryOptions): { stop(signal: string): void; reload(): void } {
+  const { log, exit } = options;
+  const restartDelayMs = options.restartDelayMs ?? RESTART_DELAY_MS;
+  const aggregator = new AggregatorRegistry();
+  const listening = new Set<number>();
+  let stopping = false;
+  let exitCode = 0;
+
+  const fork = () => {
+    const worker = cluster.fork(options.env);
+    worker.on('listening', () => {
+      listening.add(worker.id);
+      log.info({ worker: worker.id, workerPid: worker.process.pid }, 'worker listening');
+    });
+    worker.on('message', (message: unknown) => {
+      if (!isMessage<MetricsRequest>(message, METRICS_REQUEST)) return;
+      aggregator.clusterMetrics().then(
+        (text) => worker.send({ type: METRICS_REPLY, id: message.id, text } satisfies MetricsReply),
+        (error: unknown) =>
+          worker.send({
+            type: METRICS_REPLY,
+            id: message.id,
+            error: (error as Error).message,
+          } satisfies MetricsReply),
+      );
+    });
+  };
+
+  const stop = (signal: string, code = 0) => {
+    if (stopping) return;
+    stopping = true;
+    exitCode = code;
+    log.info({ signal, workers: Object.keys(cluster.workers ?? {}).length }, 'stopping the workers');
+    for (const worker of Object.values(cluster.workers ?? {})) worker?.process.kill('SIGTERM');
+    setTimeout(() => {
+      for (const worker of Object.values(cluster.workers ?? {})) worker?.process.kill('SIGKILL');
+    }, STOP_GRACE_MS).unref();
+  };
+
+  cluster.on('exit', (worker, code, signal) => {
+    const started = listening.delete(worker.id);
+    if (!stopping) {
+      if (!started) {
+        log.error({ worker: worker.id, code, signal }, 'a worker failed before listening: stopping');
+        stop('start-up failure', 1);
+      } else {
+        log.error({ worker: worker.id, code, signal }, 'a worker died: starting another');
+        setTimeout(() => {
+          if (!stopping) fork();
+        }, restartDelayMs).unref();
+      }
+    }
+    if (stopping && Object.keys(cluster.workers ?? {}).length === 0) exit(exitCode);
+  });
+
+  log.info({ workers: options.workers }, 'starting the workers');
+  for (let i = 0; i < options.workers; i++) fork();
+
+  return {
+    stop: (signal) => stop(signal),
+    reload: () => {
+      for (const worker of Object.values(cluster.workers ?? {})) worker?.process.kill('SIGHUP');
+    },
+  };
+}
+
+/**
+ * In a worker: hands this app's registry to the primary's aggregation and returns the function that
+ * fetches the metrics of all workers (through the primary).
+ */
+export function workerMetrics(registry: Registry): () => Promise<string> {
+  AggregatorRegistry.setRegistries([registry]);
+  // The constructor adds the listener answering the primary's requests for this worker's metrics.
+  new AggregatorRegistry();
+  let next = 0;
+  const pending = new Map<number, { resolve(text: string): void; reject(error: Error): void }>();
+  process.on('message', (message: unknown) => {
+    if (!isMessage<MetricsReply>(message, METRICS_REPLY)) return;
+    const waiter = pending.get(message.id);
+    if (!waiter) return;
+    pending.delete(message.id);
+    if (message.error !== undefined) waiter.reject(new Error(`metrics of the workers: ${message.error}`));
+    else waiter.resolve(message.text ?? '');
+  });
+  return () =>
+    new Promise((resolve, reject) => {
+      const id = next++;
+      pending.set(id, { resolve, reject });
+      process.send!({ type: METRICS_REQUEST, id } satisfies MetricsRequest);
+    });
+}
