@@ -36,7 +36,7 @@ if (!existsSync(SYNTHEA)) {
     .map((f) => toServerForm(JSON.parse(readFileSync(join(SYNTHEA, f), 'utf8')) as Bundle));
   const VS = loadValueSets('fhir-profiles');
   const inSet = (set: string, codings: Coding[] | undefined) =>
-    (codings ?? []).some((c) => VS[set]!.includes(`${c.system}|${c.code}`));
+    (codings ?? []).some((c) => VS.contains(set, c.system ?? '', c.code ?? ''));
   const icd = (codings: Coding[] | undefined, test: (code: string) => boolean) =>
     (codings ?? []).some(
       (c) => (c.system === SYSTEM.icd10 || c.system === SYSTEM.icd10cm) && test(c.code ?? ''),
@@ -82,11 +82,11 @@ if (!existsSync(SYNTHEA)) {
     if (active.some((m) => inSet('antiplatelet', m.medicationCodeableConcept?.coding)))
       factors.push('antiplatelet');
     const gi = (c: Condition) =>
-      inSet('giBleedHistory', c.code?.coding) || icd(c.code?.coding, (x) => /^K2[5-8]/.test(x));
+      inSet('gi-bleed-history', c.code?.coding) || icd(c.code?.coding, (x) => /^K2[5-8]/.test(x));
     if (conditions.some(gi)) factors.push('giBleedHistory');
     const hf = (c: Condition) =>
       !statusIn(c.clinicalStatus, ['inactive', 'remission', 'resolved']) &&
-      (inSet('heartFailure', c.code?.coding) ||
+      (inSet('heart-failure', c.code?.coding) ||
         icd(c.code?.coding, (x) => x.startsWith('I50') || x === 'I11.0' || x === 'I13.0'));
     if (conditions.some(hf)) factors.push('heartFailure');
     return factors;

@@ -258,7 +258,7 @@ t.test('a definition listing several hooks yields one service per hook', async (
     services[0]!.defines.map((d) => d.name),
     ['coded'],
   );
-  t.ok(services[0]!.valueSets.oralNsaid);
+  t.ok(services[0]!.valueSets.get('oral-nsaid'));
 });
 
 const orderCases: [string, string, string][] = [

@@ -95,7 +95,7 @@ const focusOf = (card: Card) =>
   (card.extension![EXPLANATION_EXTENSION] as { focus: { reference: string } }).focus.reference;
 const coded = (set: string, resource: MedicationRequest) =>
   (resource.medicationCodeableConcept?.coding ?? []).some((c) =>
-    VALUE_SETS[set]!.includes(`${c.system}|${c.code}`),
+    VALUE_SETS.contains(set, c.system ?? '', c.code ?? ''),
   );
 
 t.test('no risk factor: no card on order-sign nor order-select', async (t) => {
@@ -405,7 +405,7 @@ for (const [age, maxGrams] of [
     for (const key of ['status', 'intent', 'subject', 'encounter', 'requester'] as const)
       t.same(updated[key], draft[key], key);
     t.equal(updated.status, 'draft');
-    t.ok(coded('topicalNsaid', updated) && !coded('oralNsaid', updated), 'now a topical NSAID');
+    t.ok(coded('topical-nsaid', updated) && !coded('oral-nsaid', updated), 'now a topical NSAID');
     t.equal(updated.medicationCodeableConcept!.coding![0]!.code, '855633');
     t.same(updated.dosageInstruction![0]!.maxDosePerPeriod!.numerator, {
       value: 32,

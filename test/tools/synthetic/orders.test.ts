@@ -186,8 +186,9 @@ t.test(
     t.equal(cs.count, cs.concept!.length);
     t.same(cs.concept!.map((c) => c.code).sort(), Object.values(PRESCRIBING).sort());
     t.ok(cs.concept!.every((c) => c.display && c.definition && c.designation?.[0]?.language === 'fr'));
-    t.same(VALUE_SETS.valproatePpp, [`${SYSTEM.localPrescribing}|${PRESCRIBING.valproatePpp}`]);
-    t.same(VALUE_SETS.brainMri, [`${SYSTEM.localPrescribing}|${PRESCRIBING.brainMri}`]);
+    t.ok(VALUE_SETS.contains('valproate-ppp', SYSTEM.localPrescribing, PRESCRIBING.valproatePpp));
+    t.ok(VALUE_SETS.contains('topiramate-ppp', SYSTEM.localPrescribing, PRESCRIBING.topiramatePpp));
+    t.ok(VALUE_SETS.contains('brain-mri', SYSTEM.localPrescribing, PRESCRIBING.brainMri));
     t.equal(valproatePppObservation('o', 'p', '2026-01-01').code.coding![0]!.code, PRESCRIBING.valproatePpp);
     t.equal(brainMriProcedure('m', 'p', '2026-01-01').code!.coding![0]!.code, PRESCRIBING.brainMri);
   },
