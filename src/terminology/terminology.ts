@@ -14,7 +14,7 @@
  *   ingredient (IN), its WHO ATC codes and its clinical and branded drugs (SCD/SBD) with their route.
  *   Filters: `ingredient = <IN rxcui>` (several: `in` with a comma list), `ATC is-a <ATC code>` (every
  *   ingredient classed under it), and `route in oral,…` (keeps the products of those routes; an ingredient
- *   code itself, which names no route, is kept).
+ *   code itself names no route: it is kept when the list says `unspecified`).
  *
  * Anything else (another system's filter, another property or operator, `valueSet` imports) stops start-up
  * with the file and JSON pointer: a value set never silently matches nothing.
@@ -210,7 +210,7 @@ function rxnormFilters(filters: ComposeFilter[], at: string, bundled: BundledTer
   if (!ingredients) throw new TerminologyError(at, 'an RxNorm include needs an ingredient or ATC filter');
   const members = new Set<string>();
   for (const ingredient of ingredients) {
-    members.add(ingredient);
+    if (!routes || routes.has('unspecified')) members.add(ingredient);
     for (const product of bundled.rxnorm.get(ingredient)!.products) {
       if (!routes || routes.has(product.route)) members.add(product.code);
     }

@@ -336,7 +336,7 @@ export function orderPrefetch(
     conditions: searchset(ofType(own, 'Condition')),
     pregnancy: searchset(
       ofType<Observation>(own, 'Observation')
-        .filter((o) => codedWith(o, SYSTEM.loinc, ['11778-8', '49051-6', '11884-4', '18185-9']))
+        .filter((o) => codedWith(o, SYSTEM.loinc, ['11778-8', '49051-6', '11884-4', '18185-9', '82810-3']))
         .sort(byDateDesc),
     ),
     weight: searchset(
