@@ -82,6 +82,7 @@ export const LOCAL_OBSERVATION = {
  */
 export const PRESCRIBING = {
   valproatePpp: 'valproate-ppp',
+  topiramatePpp: 'topiramate-ppp',
   brainMri: 'brain-mri',
 } as const;
 

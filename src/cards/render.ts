@@ -74,7 +74,9 @@ export function conditionHolds(when: CardCondition, focus: Pick<ScoredFocus, 'ru
 type Values = Record<string, string | undefined>;
 
 function placeholderValues(input: RenderInput, focus: Finding, model?: ModelOutcome): Values {
-  const fired = focus.rules.filter((r) => r.status === 'fired').map((r) => r.title[input.language]);
+  const fired = focus.rules
+    .filter((r) => r.status === 'fired' && r.role !== 'context')
+    .map((r) => r.title[input.language]);
   const values: Values = {
     firedRules: fired.length > 0 ? fired.join(', ') : undefined,
     'focus.label': focus.label,

@@ -299,6 +299,7 @@ type Param = (ctx: Ctx, data: Coll) => unknown;
 interface Compiler {
   clock: ClockFunctions;
   model: unknown;
+  user: Readonly<Record<string, Invocation>>;
 }
 
 function child(node: AstNode, index = 0): AstNode {
@@ -566,7 +567,8 @@ function compileFunction(c: Compiler, node: AstNode): Ev {
     return () => util.arraify(read());
   }
   if (name === 'sort') return compileSort(c, raw ?? []);
-  const invocation = INVOCATIONS[name] ?? outside(`function ${name}`);
+  // The wrapper's own functions come first, as fhirpath.js looks in its userInvocationTable first.
+  const invocation = c.user[name] ?? INVOCATIONS[name] ?? outside(`function ${name}`);
   const { fn, arity, nullable } = invocation;
   if (!arity) {
     if (raw) outside(`${name} takes no parameters`);
@@ -607,6 +609,14 @@ export interface CompileOptions {
   clock: ClockFunctions;
   /** fhirpath.js's typed nodes in the result, as its `resolveInternalTypes: false`. */
   keepTypes: boolean;
+  /**
+   * Functions of the wrapper's userInvocationTable that take fhirpath.js's internal structures
+   * (`internalStructures: true`, so fhirpath.js hands them its values unchanged, as the compiled code
+   * does); any other user function leaves the expression to fhirpath.js.
+   */
+  userFunctions?: Readonly<
+    Record<string, { fn: unknown; arity?: Record<number, readonly string[]>; internalStructures?: boolean }>
+  >;
 }
 
 /**
@@ -617,7 +627,13 @@ export function compileExpression(tree: AstNode, options: CompileOptions): Compi
   let body: Ev;
   try {
     body = compileNode(
-      { clock: options.clock, model: options.model },
+      {
+        clock: options.clock,
+        model: options.model,
+        user: Object.fromEntries(
+          Object.entries(options.userFunctions ?? {}).filter(([, f]) => f.internalStructures === true),
+        ) as Record<string, Invocation>,
+      },
       tree.children?.[0] ?? outside('empty'),
     );
   } catch (error) {

@@ -57,6 +57,11 @@ export interface RuleResult {
   title: Localized;
   source: SourceSpec;
   status: 'fired' | 'not-fired' | 'not-evaluable';
+  /**
+   * `context`: a fact that adapts the card (a suggestion's dose, a note) without being a risk factor of
+   * its own; left out of `{{firedRules}}`.
+   */
+  role?: 'context';
   /** Why the rule could not be evaluated. */
   reason?: Localized;
   score?: number;
@@ -154,8 +159,9 @@ function withDefines(
   return local;
 }
 
-function header(rule: CompiledRule): Pick<RuleResult, 'id' | 'kind' | 'title' | 'source'> {
-  return { id: rule.spec.id, kind: rule.kind, title: rule.spec.title, source: rule.spec.source };
+function header(rule: CompiledRule): Pick<RuleResult, 'id' | 'kind' | 'title' | 'source' | 'role'> {
+  const base = { id: rule.spec.id, kind: rule.kind, title: rule.spec.title, source: rule.spec.source };
+  return rule.kind === 'condition' && rule.spec.role === 'context' ? { ...base, role: 'context' } : base;
 }
 
 function scoreChecklist(rule: CompiledChecklist, subject: object, env: Env, now: Date): RuleResult {

@@ -6,8 +6,14 @@
  *
  * `today()` and `now()` are answered from the injected clock rather than the machine's, so a
  * recommendation can be re-run exactly (audit) and tests are deterministic.
+ *
+ * `inValueSet('<id>')` (or the value set's canonical URL) is true when any Coding of its input (Codings or
+ * CodeableConcepts) is a member of that value set, as the terminology component decides (`%valueSets`, the
+ * service's loaded value sets), and false otherwise, an empty input included: a draft order is matched on
+ * any of its codings (RxNorm, ATC, national codes).
  */
 import { createRequire } from 'node:module';
+import type { ValueSets } from '../services/value-sets.js';
 import { type CompiledFunction, compileExpression } from './compile.js';
 import { type AstNode, narrow, type NarrowedBundles, type NarrowingPlan, planNarrowing } from './narrow.js';
 
@@ -44,6 +50,25 @@ export function variablesOf(source: string): string[] {
     if (!BUILT_IN_VARIABLES.has(name) && !name.startsWith('vs-') && !name.startsWith('ext-')) names.add(name);
   }
   return [...names];
+}
+
+/** The JSON value of a fhirpath.js node (or the value itself). */
+function valueOf(node: unknown): unknown {
+  return typeof node === 'object' && node !== null && 'data' in node
+    ? (node as { data: unknown }).data
+    : node;
+}
+
+/** The string system/code pairs of a Coding or of a CodeableConcept's codings. */
+function codingsOf(value: unknown): { system: string; code: string }[] {
+  if (typeof value !== 'object' || value === null) return [];
+  const candidates = Array.isArray((value as { coding?: unknown }).coding)
+    ? ((value as { coding: unknown[] }).coding as unknown[])
+    : [value];
+  return candidates.flatMap((c) => {
+    const { system, code } = (c ?? {}) as { system?: unknown; code?: unknown };
+    return typeof system === 'string' && typeof code === 'string' ? [{ system, code }] : [];
+  });
 }
 
 function literal(text: string): unknown {
@@ -102,6 +127,17 @@ export function createFhirPath(options: FhirPathOptions = {}): FhirPath {
     now: () => (clock.nowValue ??= literal(`@${clock.now.toISOString()}`)),
   };
   const userInvocationTable = {
+    inValueSet: {
+      arity: { 1: ['String' as const] },
+      internalStructures: true,
+      fn(this: { vars?: Record<string, unknown> }, input: unknown[], id: string): boolean {
+        const valueSets = this.vars?.valueSets as ValueSets | undefined;
+        if (!valueSets?.get(id)) throw new Error(`inValueSet: no value set "${id}" is loaded`);
+        return input.some((node) =>
+          codingsOf(valueOf(node)).some((c) => valueSets.contains(id, c.system, c.code)),
+        );
+      },
+    },
     today: { arity: { 0: [] }, fn: clockFunctions.today },
     now: { arity: { 0: [] }, fn: clockFunctions.now },
   };
@@ -161,7 +197,12 @@ export function createFhirPath(options: FhirPathOptions = {}): FhirPath {
       const tree = fhirpath.parse(source) as AstNode;
       // Within the subset, closures calling fhirpath.js's own functions; otherwise fhirpath.js.
       const closures = compiledMode
-        ? compileExpression(tree, { model: r4, clock: clockFunctions, keepTypes })
+        ? compileExpression(tree, {
+            model: r4,
+            clock: clockFunctions,
+            keepTypes,
+            userFunctions: { inValueSet: userInvocationTable.inValueSet },
+          })
         : undefined;
       if (closures) compiled = closures;
       counts[closures ? 'compiled' : 'interpreted'] += 1;

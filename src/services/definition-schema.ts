@@ -145,6 +145,12 @@ const conditionRule = {
     id: identifier,
     kind: { const: 'condition' },
     title: localized,
+    role: {
+      enum: ['factor', 'context'],
+      description:
+        '`factor` (default): a finding the card names in `{{firedRules}}`; `context`: a fact that only adapts ' +
+        'the card (which suggestion, which note), shown in the explanation but not in the summary.',
+    },
     when: { ...fhirPath, description: 'FHIRPath on the focus; the rule fires when it evaluates to `true`.' },
     source,
     evidence: {

@@ -26,7 +26,7 @@ import {
   type ServiceDefinition,
   type ServiceDefinitionFile,
 } from './definition-schema.js';
-import type { ValueSets } from './value-sets.js';
+import { NO_VALUE_SETS, type ValueSets } from './value-sets.js';
 
 export interface CompiledPrefetch {
   key: string;
@@ -79,7 +79,7 @@ function fail(file: string, pointer: string, reason: string): never {
 export function loadServices<M extends ModelLike = LoadedModel>(
   dir: string,
   fhirpath: FhirPath,
-  valueSets: ValueSets = {},
+  valueSets: ValueSets = NO_VALUE_SETS,
   models: ReadonlyMap<string, M> = new Map<string, M>(),
 ): CompiledService<M>[] {
   let names: string[];
@@ -105,7 +105,7 @@ export function loadServices<M extends ModelLike = LoadedModel>(
 export function loadServiceFile<M extends ModelLike = LoadedModel>(
   path: string,
   fhirpath: FhirPath,
-  valueSets: ValueSets = {},
+  valueSets: ValueSets = NO_VALUE_SETS,
   models: ReadonlyMap<string, M> = new Map<string, M>(),
 ): CompiledService<M>[] {
   const file = basename(path);
@@ -285,13 +285,18 @@ function resolveModels<M extends ModelLike>(
   return models;
 }
 
-/** Every `%valueSets.<name>` an expression reads must be a loaded value set. */
+/**
+ * Every `inValueSet('<id or url>')` an expression calls must name a loaded value set; the value sets are
+ * read through that function only (`%valueSets` is the component itself, not a list of codes).
+ */
 function checkValueSets(file: string, pointer: string, source: string, valueSets: ValueSets): void {
-  const withoutStrings = source.replace(/'(?:[^'\\]|\\.)*'/g, "''");
-  for (const match of withoutStrings.matchAll(/%valueSets\.`?([A-Za-z_][A-Za-z0-9_]*)/g)) {
-    if (!Object.hasOwn(valueSets, match[1]!)) {
-      const known = Object.keys(valueSets).join(', ') || 'none loaded';
-      fail(file, pointer, `unknown value set %valueSets.${match[1]} (available: ${known})`);
+  if (/%valueSets\s*\./.test(source.replace(/'(?:[^'\\]|\\.)*'/g, "''"))) {
+    fail(file, pointer, "read value sets with inValueSet('<id>'), not %valueSets.<name>");
+  }
+  for (const match of source.matchAll(/inValueSet\(\s*'((?:[^'\\]|\\.)*)'\s*\)/g)) {
+    if (!valueSets.get(match[1]!)) {
+      const known = valueSets.ids.join(', ') || 'none loaded';
+      fail(file, pointer, `unknown value set inValueSet('${match[1]}') (available: ${known})`);
     }
   }
 }

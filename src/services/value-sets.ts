@@ -1,23 +1,87 @@
 /**
  * Local value sets: the FHIR R4 `ValueSet-*.json` resources of the profiles folder, loaded and checked
- * at start-up and handed to every FHIRPath expression as `%valueSets.<name>`.
+ * at start-up, compiled by the terminology component (`src/terminology/terminology.ts`) and handed to every
+ * FHIRPath expression through the `inValueSet('<id>')` function (`src/rules/fhirpath.ts`):
  *
- * `<name>` is the ValueSet id in lower camel case (`oral-nsaid` → `oralNsaid`). Each value set is the
- * collection of its codes written `system|code` (e.g. `http://www.nlm.nih.gov/research/umls/rxnorm|310965`),
- * so a rule tests membership without a terminology server:
+ *     medicationCodeableConcept.inValueSet('oral-nsaid')
  *
- *     medicationCodeableConcept.coding.where((system & '|' & code) in %valueSets.oralNsaid).exists()
- *
- * Only enumerated value sets are supported (`compose.include` with `system` and `concept`): a filter, an
- * imported value set or an `exclude` stops start-up rather than silently matching nothing.
+ * is true when any coding of the concept is a member. A value set is written the FHIR way:
+ * `compose.include` (and `exclude`) items with a `system` and `concept` lists and/or `filter`s (ATC and
+ * ICD-10 by hierarchy, SNOMED CT and RxNorm from the bundled expansions of `terminology/`). A filter the
+ * component cannot evaluate, or an imported value set, stops start-up rather than silently matching nothing.
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createAjv } from '../ajv.js';
 import { CdsError } from '../errors.js';
+import {
+  type BundledTerminology,
+  type ComposeInclude,
+  compileCompose,
+  loadBundledTerminology,
+  TerminologyError,
+  type ValueSetMatcher,
+} from '../terminology/terminology.js';
 
-/** Value-set name → its codes as `system|code`. */
-export type ValueSets = Readonly<Record<string, readonly string[]>>;
+/** The loaded value sets, by id (`oral-nsaid`) or canonical URL. */
+export interface ValueSets {
+  /** The ids, sorted. */
+  readonly ids: readonly string[];
+  get(idOrUrl: string): ValueSetMatcher | undefined;
+  /** Whether a coding `system|code` is a member of the value set (false for an unknown value set). */
+  contains(idOrUrl: string, system: string, code: string): boolean;
+  /** The bundled expansion files read, with their source and date. */
+  readonly provenance: BundledTerminology['provenance'];
+}
+
+/** No value set: for services that read none. */
+export const NO_VALUE_SETS: ValueSets = Object.freeze({
+  ids: Object.freeze([]),
+  get: () => undefined,
+  contains: () => false,
+  provenance: Object.freeze([]),
+});
+
+const INCLUDE = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['system'],
+  anyOf: [
+    { properties: { concept: true }, required: ['concept'] },
+    { properties: { filter: true }, required: ['filter'] },
+  ],
+  properties: {
+    system: { type: 'string', format: 'uri' },
+    version: { type: 'string' },
+    concept: {
+      type: 'array',
+      minItems: 1,
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['code'],
+        properties: {
+          code: { type: 'string', pattern: '^[^\\s|]+$' },
+          display: { type: 'string', minLength: 1 },
+        },
+      },
+    },
+    filter: {
+      type: 'array',
+      minItems: 1,
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['property', 'op', 'value'],
+        properties: {
+          property: { type: 'string', minLength: 1 },
+          op: { type: 'string', minLength: 1 },
+          value: { type: 'string', minLength: 1 },
+        },
+      },
+    },
+  },
+} as const;
 
 const VALUE_SET_SCHEMA = {
   type: 'object',
@@ -34,32 +98,8 @@ const VALUE_SET_SCHEMA = {
       properties: {
         lockedDate: { type: 'string' },
         inactive: { type: 'boolean' },
-        include: {
-          type: 'array',
-          minItems: 1,
-          items: {
-            type: 'object',
-            additionalProperties: false,
-            required: ['system', 'concept'],
-            properties: {
-              system: { type: 'string', format: 'uri' },
-              version: { type: 'string' },
-              concept: {
-                type: 'array',
-                minItems: 1,
-                items: {
-                  type: 'object',
-                  additionalProperties: false,
-                  required: ['code'],
-                  properties: {
-                    code: { type: 'string', pattern: '^[^\\s|]+$' },
-                    display: { type: 'string', minLength: 1 },
-                  },
-                },
-              },
-            },
-          },
-        },
+        include: { type: 'array', minItems: 1, items: INCLUDE },
+        exclude: { type: 'array', minItems: 1, items: INCLUDE },
       },
     },
   },
@@ -69,7 +109,8 @@ const validate = createAjv().compile(VALUE_SET_SCHEMA);
 
 interface ValueSetResource {
   id: string;
-  compose: { include: { system: string; concept: { code: string }[] }[] };
+  url: string;
+  compose: { include: ComposeInclude[]; exclude?: ComposeInclude[] };
 }
 
 function fail(file: string, pointer: string, reason: string): never {
@@ -82,7 +123,7 @@ export function valueSetName(id: string): string {
 }
 
 /**
- * Loads every `ValueSet-*.json` of a folder.
+ * Loads every `ValueSet-*.json` of a folder, with the bundled expansions of its `terminology/` folder.
  * @throws CdsError CDS_ERR_DEFINITION_INVALID naming the file and the JSON pointer of the first problem
  */
 export function loadValueSets(dir: string): ValueSets {
@@ -92,7 +133,14 @@ export function loadValueSets(dir: string): ValueSets {
   } catch (error) {
     fail(dir, '', `cannot read the value-set folder: ${(error as Error).message}`);
   }
-  const sets: Record<string, readonly string[]> = {};
+  let bundled: BundledTerminology;
+  try {
+    bundled = loadBundledTerminology(dir);
+  } catch (error) {
+    fail(join(dir, 'terminology'), '', (error as Error).message);
+  }
+  const byKey = new Map<string, ValueSetMatcher>();
+  const ids: string[] = [];
   for (const file of names.sort()) {
     let resource: unknown;
     try {
@@ -109,17 +157,34 @@ export function loadValueSets(dir: string): ValueSets {
     if (file !== `ValueSet-${valueSet.id}.json`) {
       fail(file, '/id', `the file of ValueSet "${valueSet.id}" must be named ValueSet-${valueSet.id}.json`);
     }
-    const codes = new Set<string>();
-    valueSet.compose.include.forEach((include, i) =>
-      include.concept.forEach((concept, j) => {
-        const token = `${include.system}|${concept.code}`;
-        if (codes.has(token)) {
-          fail(file, `/compose/include/${i}/concept/${j}/code`, `${token} is listed twice`);
+    valueSet.compose.include.forEach((include, i) => {
+      const seen = new Set<string>();
+      (include.concept ?? []).forEach((concept, j) => {
+        if (seen.has(concept.code)) {
+          fail(
+            file,
+            `/compose/include/${i}/concept/${j}/code`,
+            `${include.system}|${concept.code} is listed twice`,
+          );
         }
-        codes.add(token);
-      }),
-    );
-    sets[valueSetName(valueSet.id)] = Object.freeze([...codes]);
+        seen.add(concept.code);
+      });
+    });
+    let matcher: ValueSetMatcher;
+    try {
+      matcher = compileCompose(valueSet.id, valueSet.url, valueSet.compose, bundled);
+    } catch (error) {
+      if (error instanceof TerminologyError) fail(file, error.pointer, error.message);
+      throw error;
+    }
+    ids.push(valueSet.id);
+    byKey.set(valueSet.id, matcher);
+    byKey.set(valueSet.url, matcher);
   }
-  return Object.freeze(sets);
+  return Object.freeze({
+    ids: Object.freeze(ids),
+    get: (key: string) => byKey.get(key),
+    contains: (key: string, system: string, code: string) => byKey.get(key)?.contains(system, code) ?? false,
+    provenance: bundled.provenance,
+  });
 }

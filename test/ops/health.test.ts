@@ -16,7 +16,7 @@ t.test('live and ready answer 200 with what is loaded', async (t) => {
   t.equal(live.headers['cache-control'], 'no-store');
   const ready = await app.inject({ method: 'GET', url: '/health/ready' });
   t.equal(ready.statusCode, 200);
-  t.same(ready.json(), { status: 'ready', services: 8, models: 2 });
+  t.same(ready.json(), { status: 'ready', services: 10, models: 2 });
 });
 
 t.test('ready is 503 while the store does not answer, and 200 again once it does', async (t) => {

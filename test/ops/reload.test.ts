@@ -55,6 +55,8 @@ const BUNDLED = [
   'melanoma-lesion-triage',
   'nsaid-safety-order-select',
   'nsaid-safety-order-sign',
+  'topiramate-pregnancy-prevention-order-select',
+  'topiramate-pregnancy-prevention-order-sign',
   'valproate-pregnancy-prevention-order-select',
   'valproate-pregnancy-prevention-order-sign',
 ];
@@ -83,7 +85,7 @@ t.test('a service file added then reloaded is in discovery and answers', async (
   t.equal(call.statusCode, 200, call.body);
   t.equal((await melanomaCall(app)).statusCode, 200, 'the reloaded bundled services answer');
   const ready = await app.inject({ method: 'GET', url: '/health/ready' });
-  t.same(ready.json(), { status: 'ready', services: 9, models: 2 });
+  t.same(ready.json(), { status: 'ready', services: 11, models: 2 });
   const models = await app.inject({ method: 'GET', url: '/models' });
   t.equal(models.json().models.length, 2, '/models answers from the new set');
   t.ok(logs().some((l) => l.msg === 'services and models reloaded' && l.level === 30));

@@ -5,6 +5,7 @@
 import type { Resource } from 'fhir/r4.js';
 import t from 'tap';
 import type { Card } from '../../src/cds-hooks.js';
+import { SYSTEM } from '../../src/codes.js';
 import { EXPLANATION_EXTENSION } from '../../src/explain/explain.js';
 import { patientOf, resourcesOf, toServerForm } from '../../tools/synthetic/bundle.js';
 import {
@@ -60,7 +61,7 @@ t.test('starting cyproterone with no brain MRI on record: the MRI required at th
   t.equal(cards[0]!.indicator, 'warning');
   t.equal(
     cards[0]!.summary,
-    'Cyproterone acetate 50 mg tablet: no brain MRI on record; one is required at the start of cyproterone treatment',
+    'Cyproterone acetate 50 mg tablet: no brain MRI on record; one is required at the start of treatment (meningioma)',
   );
   t.same(fired(cards[0]!), ['noBrainMri']);
   t.equal(
@@ -77,7 +78,7 @@ t.test(
       past('now', '2026-01-10T09:00:00Z'),
     ]);
     t.equal(cards.length, 1);
-    t.match(cards[0]!.summary, /cyproterone taken for 6 months or more and no brain MRI on record/);
+    t.match(cards[0]!.summary, /: taken for 6 months or more and no brain MRI on record \(meningioma\)/);
     t.same(fired(cards[0]!), ['prolongedUse', 'noBrainMri']);
     t.match(cards[0]!.detail!, /First prescription on record: 2025\\-01\\-10/);
   },
@@ -89,14 +90,48 @@ t.test('an MRI at the start and less than 5 years of treatment: no card', async 
   t.same(await sign([mri('m', '2026-11-01T09:00:00Z')]), []);
 });
 
-t.test('5 years or more: the MRI must be less than 2 years old', async (t) => {
+t.test('5 years or more after the first MRI: the last MRI must be less than 2 years old', async (t) => {
   const history = [past('p', '2020-06-01T09:00:00Z'), mri('m0', '2020-05-20T09:00:00Z')];
   const [card, ...rest] = await sign([...history, mri('m5', '2024-10-01T09:00:00Z')]);
   t.same(rest, []);
-  t.match(card!.summary, /cyproterone for 5 years or more, last brain MRI over 2 years ago; repeat the MRI/);
-  t.same(fired(card!), ['prolongedUse', 'fiveYears', 'mriOlderThan2Years']);
+  t.match(card!.summary, /first brain MRI 5 years ago or more, last one over 2 years ago; repeat the MRI/);
+  t.same(fired(card!), ['prolongedUse', 'fiveYearsFromFirstMri', 'mriOlderThan2Years']);
+  t.match(card!.detail!, /First brain MRI: 2020\\-05\\-20/);
   t.match(card!.detail!, /Last brain MRI: 2024\\-10\\-01/);
   t.same(await sign([...history, mri('m5', '2025-06-01T09:00:00Z')]), [], 'a recent MRI');
+});
+
+t.test('counted from the first MRI, not from the start of treatment (ANSM)', async (t) => {
+  // Started 7 years ago, first MRI 3 years ago: the repeat MRI is due in 2 years, not now.
+  t.same(await sign([past('p', '2019-10-01T09:00:00Z'), mri('m', '2023-10-01T09:00:00Z')]), []);
+  // First MRI 5 years ago and nothing since: the 5-year MRI is due, whatever the start date.
+  const [card] = await sign([past('p', '2021-06-01T09:00:00Z'), mri('m', '2021-05-01T09:00:00Z')]);
+  t.same(fired(card!), ['prolongedUse', 'fiveYearsFromFirstMri', 'mriOlderThan2Years']);
+});
+
+t.test('chlormadinone and nomegestrol are monitored the same way (ANSM 2020-2021)', async (t) => {
+  for (const [code, display] of [
+    ['G03DB06', 'chlormadinone acetate 10 mg tablet'],
+    ['G03DB04', 'nomegestrol acetate 5 mg tablet'],
+  ]) {
+    const draft = medicationRequest({ id: 'p1', drug: 'cyproterone', patientId: PATIENT });
+    draft.medicationCodeableConcept = { coding: [{ system: SYSTEM.atc, code, display }], text: display };
+    const res = await app.inject({
+      method: 'POST',
+      url: '/cds-services/cyproterone-meningioma-order-sign',
+      payload: orderSignRequest({
+        patientId: PATIENT,
+        drafts: [draft],
+        prefetch: orderPrefetch(RECORD, PATIENT),
+      }),
+    });
+    const [card, ...rest] = res.json().cards as Card[];
+    t.same(rest, []);
+    t.equal(
+      card!.summary,
+      `${display}: no brain MRI on record; one is required at the start of treatment (meningioma)`,
+    );
+  }
 });
 
 t.test('French card', async (t) => {

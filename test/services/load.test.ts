@@ -204,7 +204,7 @@ focus:
   expression: "%draftOrders.ofType(MedicationRequest)"
   label: medicationCodeableConcept.text
 define:
-  coded: "medicationCodeableConcept.coding.where((system & '|' & code) in %valueSets.oralNsaid)"
+  coded: "medicationCodeableConcept.inValueSet('oral-nsaid')"
 rules:
   - id: listed
     kind: condition
@@ -258,7 +258,7 @@ t.test('a definition listing several hooks yields one service per hook', async (
     services[0]!.defines.map((d) => d.name),
     ['coded'],
   );
-  t.ok(services[0]!.valueSets.oralNsaid);
+  t.ok(services[0]!.valueSets.get('oral-nsaid'));
 });
 
 const orderCases: [string, string, string][] = [
@@ -292,8 +292,8 @@ const orderCases: [string, string, string][] = [
   ],
   [
     'an unknown value set',
-    ORDERS.replace('%valueSets.oralNsaid', '%valueSets.oralNsaids'),
-    'broken.yaml#/define/coded: unknown value set %valueSets.oralNsaids (available: anticoagulant, ',
+    ORDERS.replace("inValueSet('oral-nsaid')", "inValueSet('oral-nsaids')"),
+    "broken.yaml#/define/coded: unknown value set inValueSet('oral-nsaids') (available: ace-inhibitor-arb, ",
   ],
   [
     'a focus expression reading a define (defines are evaluated on each focus)',
@@ -357,6 +357,8 @@ t.test('the bundled prescribing services load, two hooks each', async (t) => {
     'melanoma-lesion-triage',
     'nsaid-safety-order-select',
     'nsaid-safety-order-sign',
+    'topiramate-pregnancy-prevention-order-select',
+    'topiramate-pregnancy-prevention-order-sign',
     'valproate-pregnancy-prevention-order-select',
     'valproate-pregnancy-prevention-order-sign',
   ]);

@@ -6,10 +6,6 @@ import { SYSTEM } from '../../src/codes.js';
 import { CdsError } from '../../src/errors.js';
 import { loadValueSets, valueSetName } from '../../src/services/value-sets.js';
 
-const ORAL = JSON.parse(readFileSync('fhir-profiles/ValueSet-oral-nsaid.json', 'utf8')) as {
-  compose: { include: { system: string; concept: { code: string }[] }[] };
-};
-
 function folder(t: Test, files: Record<string, unknown>): string {
   const dir = mkdtempSync(join(tmpdir(), 'value-sets-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
@@ -40,42 +36,62 @@ function loadError(t: Test, files: Record<string, unknown>): string {
   return 'no error';
 }
 
-t.test('the bundled value sets load under their lower-camel-case names, as system|code', async (t) => {
+t.test('the bundled value sets load by id and canonical URL', async (t) => {
   const sets = loadValueSets('fhir-profiles');
-  t.same(Object.keys(sets).sort(), [
+  t.same(sets.ids, [
+    'ace-inhibitor-arb',
     'anticoagulant',
     'antiplatelet',
-    'brainMri',
-    'cyproterone',
+    'brain-mri',
+    'diclofenac-coxib',
+    'diuretic',
     'egfr',
-    'giBleedHistory',
-    'heartFailure',
-    'oralNsaid',
-    'topicalNsaid',
+    'gi-bleed-history',
+    'heart-failure',
+    'meningioma-progestogen',
+    'mi-stroke',
+    'oral-nsaid',
+    'ssri-snri',
+    'systemic-corticosteroid',
+    'topical-nsaid',
+    'topiramate-ppp',
+    'topiramate',
+    'valproate-ppp',
     'valproate',
-    'valproatePpp',
+    'vitamin-k-antagonist',
   ]);
-  const expected = ORAL.compose.include.flatMap((i) => i.concept.map((c) => `${i.system}|${c.code}`));
-  t.same(sets.oralNsaid, expected);
+  t.equal(sets.get('https://explainable-cds.example.org/fhir/ValueSet/oral-nsaid'), sets.get('oral-nsaid'));
   // The Synthea NSAID products and the ingredients of reference/clinical-codes.md §3.
   for (const code of ['310965', '198405', '849574', '198014', '5640', '7258', '3355', '140587', '41493']) {
-    t.ok(sets.oralNsaid!.includes(`${SYSTEM.rxnorm}|${code}`), code);
+    t.ok(sets.contains('oral-nsaid', SYSTEM.rxnorm, code), code);
   }
-  t.ok(sets.anticoagulant!.includes(`${SYSTEM.rxnorm}|855332`), 'Synthea warfarin');
-  t.ok(sets.antiplatelet!.includes(`${SYSTEM.rxnorm}|309362`), 'Synthea clopidogrel');
-  t.ok(sets.egfr!.includes(`${SYSTEM.loinc}|33914-3`), 'Synthea eGFR');
-  t.ok(Object.isFrozen(sets) && Object.isFrozen(sets.oralNsaid));
+  t.ok(sets.contains('anticoagulant', SYSTEM.rxnorm, '855332'), 'Synthea warfarin');
+  t.ok(sets.contains('antiplatelet', SYSTEM.rxnorm, '309362'), 'Synthea clopidogrel');
+  t.ok(sets.contains('egfr', SYSTEM.loinc, '33914-3'), 'Synthea eGFR');
+  t.notOk(sets.contains('nope', SYSTEM.loinc, '33914-3'), 'an unknown value set contains nothing');
+  t.same(
+    sets.provenance.map((p) => p.file),
+    ['terminology/snomed-ct.json', 'terminology/rxnorm.json'],
+  );
+  t.ok(Object.isFrozen(sets));
 });
 
 t.test('oral and topical NSAIDs never overlap, and no acetaminophen is an NSAID', async (t) => {
   const sets = loadValueSets('fhir-profiles');
-  t.same(
-    sets.oralNsaid!.filter((c) => sets.topicalNsaid!.includes(c)),
-    [],
-  );
-  for (const paracetamol of ['313782', '198440', '282464']) {
-    t.notOk(sets.oralNsaid!.includes(`${SYSTEM.rxnorm}|${paracetamol}`), paracetamol);
+  const rxnorm = JSON.parse(readFileSync('fhir-profiles/terminology/rxnorm.json', 'utf8')) as {
+    ingredients: { code: string; products: { code: string }[] }[];
+  };
+  for (const code of rxnorm.ingredients.flatMap((i) => i.products.map((p) => p.code))) {
+    t.notOk(
+      sets.contains('oral-nsaid', SYSTEM.rxnorm, code) && sets.contains('topical-nsaid', SYSTEM.rxnorm, code),
+      code,
+    );
   }
+  for (const paracetamol of ['313782', '198440', '282464']) {
+    t.notOk(sets.contains('oral-nsaid', SYSTEM.rxnorm, paracetamol), paracetamol);
+  }
+  t.notOk(sets.contains('topical-nsaid', SYSTEM.atc, 'D11AX18'), 'the actinic-keratosis diclofenac');
+  t.ok(sets.contains('topical-nsaid', SYSTEM.atc, 'M02AA15'), 'the joint-pain topical diclofenac');
 });
 
 t.test('value-set names are the ids in lower camel case', async (t) => {
@@ -94,7 +110,7 @@ t.test('a bad value-set file stops start-up with the file, the place and the rea
         { system: 'http://loinc.org', filter: [{ property: 'a', op: '=', value: 'b' }] },
       ]),
     }),
-    "ValueSet-x.json#/compose/include/0: must have required property 'concept'",
+    'ValueSet-x.json#/compose/include/0/filter/0: no filter support for the code system http://loinc.org',
   );
   t.equal(
     loadError(t, {
@@ -106,7 +122,7 @@ t.test('a bad value-set file stops start-up with the file, the place and the rea
         },
       ]),
     }),
-    'ValueSet-x.json#/compose/include/0: must NOT have additional properties (filter)',
+    'ValueSet-x.json#/compose/include/0/filter/0: no filter support for the code system http://loinc.org',
   );
   t.equal(
     loadError(t, { 'ValueSet-other.json': ok }),
@@ -116,10 +132,10 @@ t.test('a bad value-set file stops start-up with the file, the place and the rea
     loadError(t, {
       'ValueSet-x.json': valueSet('x', [
         { system: 'http://loinc.org', concept: [{ code: '1-8' }] },
-        { system: 'http://loinc.org', concept: [{ code: '1-8' }] },
+        { system: 'http://loinc.org', concept: [{ code: '2-6' }, { code: '2-6' }] },
       ]),
     }),
-    'ValueSet-x.json#/compose/include/1/concept/0/code: http://loinc.org|1-8 is listed twice',
+    'ValueSet-x.json#/compose/include/1/concept/1/code: http://loinc.org|2-6 is listed twice',
   );
   t.equal(
     loadError(t, { 'ValueSet-x.json': { ...valueSet('x', []), resourceType: 'CodeSystem' } }),
@@ -132,4 +148,61 @@ t.test('a missing folder stops start-up with its name', async (t) => {
     code: 'CDS_ERR_DEFINITION_INVALID',
     message: /^no-such-folder: cannot read the value-set folder/,
   });
+});
+
+t.test(
+  'filters: ATC and ICD-10 by hierarchy, SNOMED CT and RxNorm from the bundled expansions',
+  async (t) => {
+    const sets = loadValueSets('fhir-profiles');
+    // Members the value-set files do not list by hand.
+    t.ok(sets.contains('oral-nsaid', SYSTEM.atc, 'M01AB15'), 'ketorolac by ATC');
+    t.ok(sets.contains('oral-nsaid', SYSTEM.rxnorm, '834022'), 'ketorolac 10 mg oral tablet');
+    t.notOk(sets.contains('oral-nsaid', SYSTEM.rxnorm, '860103'), 'ketorolac eye drops are not oral');
+    t.ok(sets.contains('anticoagulant', SYSTEM.atc, 'B01AA12'), 'fluindione');
+    t.notOk(sets.contains('anticoagulant', SYSTEM.atc, 'B01AC06'), 'aspirin is an antiplatelet');
+    t.ok(sets.contains('antiplatelet', SYSTEM.atc, 'B01AC06'));
+    t.ok(sets.contains('ssri-snri', SYSTEM.atc, 'N06AB06'), 'sertraline by ATC');
+    t.ok(sets.contains('ssri-snri', SYSTEM.rxnorm, '36437'), 'sertraline by RxNorm ingredient');
+    t.ok(sets.contains('ssri-snri', SYSTEM.atc, 'N06AX21'), 'duloxetine');
+    t.notOk(sets.contains('ssri-snri', SYSTEM.atc, 'N06AX05'), 'trazodone is not an SSRI/SNRI');
+    t.ok(sets.contains('systemic-corticosteroid', SYSTEM.atc, 'H02AB06'), 'prednisolone by ATC');
+    t.ok(sets.contains('systemic-corticosteroid', SYSTEM.rxnorm, '312617'), 'prednisone 5 mg tablet');
+    t.ok(sets.contains('heart-failure', SYSTEM.snomed, '703272007'), 'HFrEF');
+    t.notOk(sets.contains('heart-failure', SYSTEM.snomed, '22298006'));
+    t.ok(sets.contains('heart-failure', SYSTEM.icd10cm, 'I50.22'));
+    t.ok(sets.contains('gi-bleed-history', SYSTEM.icd10, 'K92.2'));
+    t.ok(sets.contains('gi-bleed-history', SYSTEM.icd10, 'K922'), 'with or without its dot');
+    t.notOk(sets.contains('gi-bleed-history', SYSTEM.icd10, 'K92.3'));
+    t.ok(sets.contains('valproate', SYSTEM.atc, 'N03AG02'), 'valpromide');
+    t.ok(sets.contains('valproate', SYSTEM.rxnorm, '1099870'), 'divalproex 500 mg');
+    t.ok(sets.contains('meningioma-progestogen', SYSTEM.atc, 'G03DB06'), 'chlormadinone');
+    t.ok(sets.contains('meningioma-progestogen', SYSTEM.atc, 'G03DB04'), 'nomegestrol');
+  },
+);
+
+t.test('a filter the component cannot evaluate stops start-up', async (t) => {
+  t.equal(
+    loadError(t, {
+      'ValueSet-x.json': valueSet('x', [
+        { system: SYSTEM.snomed, filter: [{ property: 'concept', op: 'is-a', value: '404684003' }] },
+      ]),
+    }),
+    'ValueSet-x.json#/compose/include/0/filter/0: SNOMED CT 404684003 has no bundled expansion (terminology/snomed-ct.json): add it with tools/terminology/snomed-expansion.ts',
+  );
+  t.equal(
+    loadError(t, {
+      'ValueSet-x.json': valueSet('x', [
+        { system: SYSTEM.atc, filter: [{ property: 'concept', op: 'regex', value: 'M.*' }] },
+      ]),
+    }),
+    'ValueSet-x.json#/compose/include/0/filter/0: ATC filters support is-a, descendent-of and =, not "regex"',
+  );
+  t.equal(
+    loadError(t, {
+      'ValueSet-x.json': valueSet('x', [
+        { system: SYSTEM.rxnorm, filter: [{ property: 'ingredient', op: '=', value: '1' }] },
+      ]),
+    }),
+    'ValueSet-x.json#/compose/include/0/filter/0: RxNorm ingredient 1 is not in terminology/rxnorm.json',
+  );
 });

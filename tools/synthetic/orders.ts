@@ -334,9 +334,22 @@ export function orderPrefetch(
     medications: searchset(requests.filter((m) => m.status === 'active')),
     medicationHistory: searchset(requests),
     conditions: searchset(ofType(own, 'Condition')),
+    pregnancy: searchset(
+      ofType<Observation>(own, 'Observation')
+        .filter((o) => codedWith(o, SYSTEM.loinc, ['11778-8', '49051-6', '11884-4', '18185-9', '82810-3']))
+        .sort(byDateDesc),
+    ),
+    weight: searchset(
+      ofType<Observation>(own, 'Observation')
+        .filter((o) => codedWith(o, SYSTEM.loinc, ['29463-7']))
+        .sort(byDateDesc)
+        .slice(0, 1),
+    ),
     ppp: searchset(
       ofType<Observation>(own, 'Observation')
-        .filter((o) => codedWith(o, SYSTEM.localPrescribing, [PRESCRIBING.valproatePpp]))
+        .filter((o) =>
+          codedWith(o, SYSTEM.localPrescribing, [PRESCRIBING.valproatePpp, PRESCRIBING.topiramatePpp]),
+        )
         .sort(byDateDesc),
     ),
     brainMri: searchset(

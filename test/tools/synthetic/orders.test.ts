@@ -28,26 +28,26 @@ const validateMedicationRequest = createAjv({ strictRequired: false }).compile(
 
 t.test('every drug is coded from the value set of its class', async (t) => {
   const member = (key: DrugKey) =>
-    Object.entries(VALUE_SETS)
-      .filter(([, codes]) => DRUGS[key].codings.every((c) => codes.includes(`${c.system}|${c.code}`)))
-      .map(([name]) => name);
+    VALUE_SETS.ids.filter((id) =>
+      DRUGS[key].codings.every((c) => VALUE_SETS.contains(id, c.system ?? '', c.code ?? '')),
+    );
   const expected: Record<DrugKey, string[]> = {
-    ibuprofen: ['oralNsaid'],
-    naproxen: ['oralNsaid'],
-    naproxenSodium: ['oralNsaid'],
-    diclofenac: ['oralNsaid'],
-    celecoxib: ['oralNsaid'],
-    meloxicam: ['oralNsaid'],
-    ibuprofenIngredient: ['oralNsaid'],
-    naproxenAtc: ['oralNsaid'],
-    diclofenacGel: ['topicalNsaid'],
+    ibuprofen: ['oral-nsaid'],
+    naproxen: ['oral-nsaid'],
+    naproxenSodium: ['oral-nsaid'],
+    diclofenac: ['diclofenac-coxib', 'oral-nsaid'],
+    celecoxib: ['diclofenac-coxib', 'oral-nsaid'],
+    meloxicam: ['oral-nsaid'],
+    ibuprofenIngredient: ['oral-nsaid'],
+    naproxenAtc: ['oral-nsaid'],
+    diclofenacGel: ['topical-nsaid'],
     paracetamol: [],
-    warfarin: ['anticoagulant'],
+    warfarin: ['anticoagulant', 'vitamin-k-antagonist'],
     apixaban: ['anticoagulant'],
     clopidogrel: ['antiplatelet'],
     aspirin: ['antiplatelet'],
     valproate: ['valproate'],
-    cyproterone: ['cyproterone'],
+    cyproterone: ['meningioma-progestogen'],
   };
   for (const key of Object.keys(DRUGS) as DrugKey[]) t.same(member(key), expected[key], key);
 });
@@ -130,6 +130,8 @@ t.test('the prefetch answers each query of the prescribing services from the rec
     'medications',
     'medicationHistory',
     'conditions',
+    'pregnancy',
+    'weight',
     'ppp',
     'brainMri',
   ]);
@@ -186,8 +188,9 @@ t.test(
     t.equal(cs.count, cs.concept!.length);
     t.same(cs.concept!.map((c) => c.code).sort(), Object.values(PRESCRIBING).sort());
     t.ok(cs.concept!.every((c) => c.display && c.definition && c.designation?.[0]?.language === 'fr'));
-    t.same(VALUE_SETS.valproatePpp, [`${SYSTEM.localPrescribing}|${PRESCRIBING.valproatePpp}`]);
-    t.same(VALUE_SETS.brainMri, [`${SYSTEM.localPrescribing}|${PRESCRIBING.brainMri}`]);
+    t.ok(VALUE_SETS.contains('valproate-ppp', SYSTEM.localPrescribing, PRESCRIBING.valproatePpp));
+    t.ok(VALUE_SETS.contains('topiramate-ppp', SYSTEM.localPrescribing, PRESCRIBING.topiramatePpp));
+    t.ok(VALUE_SETS.contains('brain-mri', SYSTEM.localPrescribing, PRESCRIBING.brainMri));
     t.equal(valproatePppObservation('o', 'p', '2026-01-01').code.coding![0]!.code, PRESCRIBING.valproatePpp);
     t.equal(brainMriProcedure('m', 'p', '2026-01-01').code!.coding![0]!.code, PRESCRIBING.brainMri);
   },

@@ -1,0 +1,204 @@
+/**
+ * The clinical test corpus (test/fixtures/clinical-corpus): every case, written from the source its rule
+ * cites, run through the HTTP API on order-sign. A case says whether a card is expected, its indicator,
+ * the rules that must fire, and texts the card or its suggestions must show.
+ */
+import { readFileSync } from 'node:fs';
+import type { MedicationRequest, Resource } from 'fhir/r4.js';
+import t from 'tap';
+import { parse } from 'yaml';
+import type { Card } from '../../src/cds-hooks.js';
+import { PRESCRIBING, SYSTEM } from '../../src/codes.js';
+import { EXPLANATION_EXTENSION } from '../../src/explain/explain.js';
+import { orderPrefetch, orderSignRequest } from '../../tools/synthetic/orders.js';
+import { buildTestApp, NOW } from '../helpers/app.js';
+
+interface Coded {
+  system: 'atc' | 'rxnorm' | 'snomed' | 'icd10';
+  code: string;
+  display: string;
+}
+interface Case {
+  id: string;
+  why: string;
+  source: string;
+  service: string;
+  patient: { age: number; gender: string };
+  draft: Coded;
+  record: Record<string, Record<string, unknown>>[];
+  expect: {
+    card?: false;
+    indicator?: string;
+    fired?: string[];
+    text?: string;
+    suggestion?: string;
+    noTopical?: boolean;
+    topicalCode?: string;
+  };
+}
+
+const CASES = parse(readFileSync('test/fixtures/clinical-corpus/cases.yaml', 'utf8')) as Case[];
+const SYSTEMS = { atc: SYSTEM.atc, rxnorm: SYSTEM.rxnorm, snomed: SYSTEM.snomed, icd10: SYSTEM.icd10 };
+const PID = 'corpus-patient';
+const subject = { reference: `Patient/${PID}` };
+const coding = (c: Coded) => ({ system: SYSTEMS[c.system], code: c.code, display: c.display });
+const birthDate = (age: number) => `${NOW.getUTCFullYear() - age}-01-15`;
+
+function observation(id: string, loinc: string, date: string, value: Record<string, unknown>): Resource {
+  return {
+    resourceType: 'Observation',
+    id,
+    status: 'final',
+    code: { coding: [{ system: SYSTEM.loinc, code: loinc }] },
+    subject,
+    effectiveDateTime: date,
+    ...value,
+  } as Resource;
+}
+
+function recordOf(c: Case): Resource[] {
+  const resources: Resource[] = [
+    {
+      resourceType: 'Patient',
+      id: PID,
+      gender: c.patient.gender,
+      birthDate: birthDate(c.patient.age),
+    } as Resource,
+  ];
+  c.record.forEach((entry, i) => {
+    const [kind, v] = Object.entries(entry)[0]! as [string, Record<string, string | number>];
+    const id = `r${i}`;
+    const quantity = (value: number, unit: string) => ({
+      valueQuantity: { value, unit, system: 'http://unitsofmeasure.org', code: unit },
+    });
+    if (kind === 'egfr') {
+      resources.push(
+        observation(id, '33914-3', String(v.date), quantity(Number(v.value), 'mL/min/{1.73_m2}')),
+      );
+    } else if (kind === 'weight') {
+      resources.push(observation(id, '29463-7', String(v.date), quantity(Number(v.value), 'kg')));
+    } else if (kind === 'gestationalAge') {
+      resources.push(observation(id, '49051-6', String(v.date), quantity(Number(v.weeks), 'wk')));
+    } else if (kind === 'dueDate') {
+      resources.push(observation(id, '11778-8', '2026-11-01', { valueDateTime: String(v.date) }));
+    } else if (kind === 'pregnant') {
+      resources.push(
+        observation(id, '82810-3', String(v.date), {
+          valueCodeableConcept: {
+            coding: [{ system: SYSTEM.loinc, code: 'LA15173-0', display: 'Pregnant' }],
+          },
+        }),
+      );
+    } else if (kind === 'ppp') {
+      resources.push({
+        resourceType: 'Observation',
+        id,
+        status: 'final',
+        code: { coding: [{ system: SYSTEM.localPrescribing, code: String(v.code) }] },
+        subject,
+        effectiveDateTime: String(v.date),
+        valueBoolean: true,
+      } as Resource);
+    } else if (kind === 'mri') {
+      resources.push({
+        resourceType: 'Procedure',
+        id,
+        status: 'completed',
+        code: { coding: [{ system: SYSTEM.localPrescribing, code: PRESCRIBING.brainMri }] },
+        subject,
+        performedDateTime: String(v.date),
+      } as Resource);
+    } else if (kind === 'medication' || kind === 'pastOrder') {
+      resources.push({
+        resourceType: 'MedicationRequest',
+        id,
+        status: kind === 'medication' ? 'active' : 'completed',
+        intent: 'order',
+        subject,
+        authoredOn: String(v.date ?? '2026-01-01'),
+        medicationCodeableConcept: { coding: [coding(v as unknown as Coded)], text: String(v.display) },
+      } as Resource);
+    } else if (kind === 'condition') {
+      resources.push({
+        resourceType: 'Condition',
+        id,
+        clinicalStatus: { coding: [{ code: 'active' }] },
+        code: { coding: [coding(v as unknown as Coded)], text: String(v.display) },
+        subject,
+      } as Resource);
+    } else {
+      throw new Error(`case ${c.id}: unknown record entry ${kind}`);
+    }
+  });
+  return resources;
+}
+
+const { app } = await buildTestApp();
+t.teardown(() => app.close());
+
+const rulesOf = (card: Card) =>
+  (card.extension![EXPLANATION_EXTENSION] as { rules: { id: string; status: string }[] }).rules;
+
+for (const c of CASES) {
+  t.test(`${c.id}: ${c.why} (${c.source})`, async (t) => {
+    const resources = recordOf(c);
+    const draft: MedicationRequest = {
+      resourceType: 'MedicationRequest',
+      id: 'draft-1',
+      status: 'draft',
+      intent: 'order',
+      subject,
+      medicationCodeableConcept: { coding: [coding(c.draft)], text: c.draft.display },
+    };
+    const res = await app.inject({
+      method: 'POST',
+      url: `/cds-services/${c.service}-order-sign`,
+      payload: orderSignRequest({ patientId: PID, drafts: [draft], prefetch: orderPrefetch(resources, PID) }),
+      headers: { 'accept-language': 'en' },
+    });
+    t.equal(res.statusCode, 200, 'status 200');
+    const cards = res.json().cards as Card[];
+    if (c.expect.card === false) {
+      t.same(cards, [], 'no card');
+      return;
+    }
+    t.equal(cards.length, 1, 'one card');
+    const card = cards[0]!;
+    t.equal(card.indicator, c.expect.indicator);
+    const fired = rulesOf(card)
+      .filter((r) => r.status === 'fired')
+      .map((r) => r.id);
+    for (const id of c.expect.fired ?? [])
+      t.ok(fired.includes(id), `${id} fired (fired: ${fired.join(', ')})`);
+    const text = `${card.summary}\n${card.detail}`;
+    if (c.expect.text) t.match(text, new RegExp(c.expect.text), 'card text');
+    const labels = (card.suggestions ?? []).map((s) => s.label);
+    if (c.expect.suggestion) {
+      t.ok(
+        labels.some((l) => l.includes(c.expect.suggestion!)),
+        `a suggestion says "${c.expect.suggestion}" (${labels.join(' | ')})`,
+      );
+    }
+    if (c.expect.noTopical)
+      t.notOk(
+        labels.some((l) => /gel/.test(l)),
+        'no topical NSAID offered',
+      );
+    if (c.expect.topicalCode) {
+      const topical = (card.suggestions ?? []).find((s) => /gel/.test(s.label));
+      const resource = topical?.actions?.[0]?.resource as MedicationRequest | undefined;
+      const codes = resource?.medicationCodeableConcept?.coding?.map((x) => x.code) ?? [];
+      t.ok(
+        codes.includes(c.expect.topicalCode),
+        `topical coded ${c.expect.topicalCode} (${codes.join(', ')})`,
+      );
+      t.notOk(codes.includes('D11AX18'));
+      t.notMatch(topical?.label ?? '', /knee/);
+    }
+    // Replacing a draft survives a client that applies only the first action: create first.
+    for (const s of card.suggestions ?? []) {
+      const types = (s.actions ?? []).map((a) => a.type);
+      if (types.includes('delete')) t.same(types, ['create', 'delete'], `${s.label}: create, then delete`);
+    }
+  });
+}

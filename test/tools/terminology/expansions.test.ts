@@ -1,0 +1,131 @@
+/**
+ * The scripts that build the bundled terminology expansions: RxNorm from RxNav (here a loopback fake of its
+ * allrelated answer) and SNOMED CT from an RF2 snapshot (here a four-concept extract).
+ */
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import t from 'tap';
+import {
+  productsOf,
+  rebuild as rebuildRxNorm,
+  routeOf,
+} from '../../../tools/terminology/rxnorm-expansion.js';
+import {
+  descendants,
+  childrenOf,
+  rebuild as rebuildSnomed,
+} from '../../../tools/terminology/snomed-expansion.js';
+
+t.test('the route of an RxNorm drug is read from its dose form', async (t) => {
+  t.equal(routeOf('Ketoprofen 50 MG Oral Capsule'), 'oral');
+  t.equal(routeOf('24 HR Ketoprofen 200 MG Extended Release Oral Capsule'), 'oral');
+  t.equal(routeOf('Diclofenac Sodium 0.01 MG/MG Topical Gel'), 'topical');
+  t.equal(routeOf('Ketorolac Tromethamine 5 MG/ML Ophthalmic Solution'), 'ophthalmic');
+  t.equal(routeOf('1 ML Ketorolac Tromethamine 30 MG/ML Injection'), 'parenteral');
+  t.equal(routeOf('Indomethacin 50 MG Rectal Suppository'), 'rectal');
+  t.equal(routeOf('Ketorolac Tromethamine 15.8 MG/ACTUAT Metered Dose Nasal Spray'), 'nasal');
+  t.equal(routeOf('Ketoprofen 100 MG'), 'unspecified');
+});
+
+t.test('RxNorm: the SCD and SBD of each ingredient from RxNav allrelated', async (t) => {
+  const server = createServer((req, res) => {
+    if (req.url !== '/REST/rxcui/35827/allrelated.json') {
+      res.writeHead(404).end();
+      return;
+    }
+    res.setHeader('content-type', 'application/json');
+    res.end(
+      JSON.stringify({
+        allRelatedGroup: {
+          conceptGroup: [
+            { tty: 'IN', conceptProperties: [{ rxcui: '35827', name: 'ketorolac' }] },
+            {
+              tty: 'SCD',
+              conceptProperties: [
+                { rxcui: '860096', name: 'ketorolac tromethamine 30 MG/ML Injectable Solution' },
+                { rxcui: '834022', name: 'ketorolac tromethamine 10 MG Oral Tablet' },
+              ],
+            },
+            {
+              tty: 'SBD',
+              conceptProperties: [
+                { rxcui: '860105', name: 'ketorolac 4 MG/ML Ophthalmic Solution [Acular]' },
+              ],
+            },
+            { tty: 'SCDC' },
+          ],
+        },
+      }),
+    );
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => server.close());
+  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  t.same(await productsOf(base, '35827'), [
+    { code: '834022', display: 'ketorolac tromethamine 10 MG Oral Tablet', route: 'oral' },
+    { code: '860096', display: 'ketorolac tromethamine 30 MG/ML Injectable Solution', route: 'parenteral' },
+    { code: '860105', display: 'ketorolac 4 MG/ML Ophthalmic Solution [Acular]', route: 'ophthalmic' },
+  ]);
+  const file = {
+    system: 'http://www.nlm.nih.gov/research/umls/rxnorm',
+    title: 't',
+    source: 'old',
+    date: '2020-01-01',
+    builtBy: 'x',
+    ingredients: [{ code: '35827', display: 'ketorolac', atc: ['M01AB15'], source: 'old', products: [] }],
+  };
+  const rebuilt = await rebuildRxNorm(file, base, '2026-12-06');
+  t.equal(rebuilt.date, '2026-12-06');
+  t.match(rebuilt.source, /^NLM RxNav /);
+  t.equal(rebuilt.ingredients[0]!.products.length, 3);
+  t.same(rebuilt.ingredients[0]!.atc, ['M01AB15'], 'the ATC classes are kept');
+  await t.rejects(productsOf(base, '1'), /HTTP 404/);
+});
+
+t.test('SNOMED CT: active is-a descendants from an RF2 snapshot', async (t) => {
+  const header =
+    'id\teffectiveTime\tactive\tmoduleId\tsourceId\tdestinationId\trelationshipGroup\ttypeId\tcharacteristicTypeId\tmodifierId';
+  const rel = (id: string, active: string, source: string, destination: string, type = '116680003') =>
+    `${id}\t20250101\t${active}\t900000000000207008\t${source}\t${destination}\t0\t${type}\t900000000000011006\t900000000000451002`;
+  const relationships = [
+    header,
+    rel('1', '1', '42343007', '84114007'),
+    rel('2', '1', '703272007', '42343007'),
+    rel('3', '0', '999999001', '84114007'),
+    rel('4', '1', '123456001', '84114007', '363698007'),
+  ].join('\n');
+  const descriptions = [
+    'id\teffectiveTime\tactive\tmoduleId\tconceptId\tlanguageCode\ttypeId\tterm\tcaseSignificanceId',
+    '10\t20250101\t1\tm\t84114007\ten\t900000000000003001\tHeart failure (disorder)\tc',
+    '11\t20250101\t1\tm\t703272007\ten\t900000000000003001\tHeart failure with reduced ejection fraction (disorder)\tc',
+    '12\t20250101\t1\tm\t703272007\ten\t900000000000013009\tHFrEF\tc',
+  ].join('\n');
+  t.same(
+    descendants('84114007', childrenOf(relationships)),
+    ['42343007', '703272007'],
+    'inactive and non-is-a rows left out',
+  );
+  const rebuilt = rebuildSnomed(
+    {
+      system: 'http://snomed.info/sct',
+      title: 't',
+      source: 's',
+      date: 'd',
+      builtBy: 'b',
+      concepts: [{ code: '84114007', display: 'HF', descendants: [] }],
+    },
+    relationships,
+    descriptions,
+    'International Edition 2025-01-01',
+    '2026-12-06',
+  );
+  t.same(rebuilt.concepts[0], {
+    code: '84114007',
+    display: 'Heart failure (disorder)',
+    descendants: [
+      { code: '42343007', display: '42343007' },
+      { code: '703272007', display: 'Heart failure with reduced ejection fraction (disorder)' },
+    ],
+  });
+  t.match(rebuilt.source, /International Edition 2025-01-01/);
+});
