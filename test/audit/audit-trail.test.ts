@@ -42,6 +42,7 @@ function switchable(store: AuditStore) {
     findCards: guard(store.findCards),
     eventsFor: guard(store.eventsFor),
     analytics: guard(store.analytics),
+    findingFeedback: guard(store.findingFeedback),
     readChain: guard(store.readChain),
     chainHead: guard(store.chainHead),
     rememberJti: guard(store.rememberJti),
