@@ -60,7 +60,7 @@ async function lastSuppressed(store: AuditStore): Promise<unknown[] | undefined>
   return (JSON.parse(rows.at(-1)!.payload) as { suppressed?: unknown[] }).suppressed;
 }
 
-eachStore(t, async (t, kind) => {
+await eachStore(t, async (t, kind) => {
   t.test('already handled: 30 days for this patient and this finding, exactly', async (t) => {
     const { app, store, clock } = await setUp(t, kind);
     const first = referral(await call(app, 'pat-a'))!;
