@@ -6,11 +6,12 @@
  * under its own name (`timing.ts`), so the names in logs, /metrics and the benchmark are the ones here.
  */
 import type { AuditTrail } from './audit/audit-trail.js';
-import type { ServiceCallRecord } from './audit/events.js';
+import { encounterOf, type ServiceCallRecord } from './audit/events.js';
 import { digestInputs, type InputsDigest } from './audit/inputs.js';
 import type { Caller, ModelRef } from './audit/store.js';
 import type { CdsClient } from './auth/verify.js';
 import { type IssuedCard, issueCards } from './cards/render.js';
+import { alertFatigueOf, type SuppressedCard, suppressCards } from './cards/suppression.js';
 import type { HookRequest, HookResponse } from './cds-hooks.js';
 import { explainFinding } from './explain/explain.js';
 import { type ExplanationPublisher, publishExplanations } from './explanation-pages/publish.js';
@@ -50,8 +51,12 @@ export interface PipelineDeps {
   publicUrl: string;
   /** Where the explanations of model-based cards are kept for their pages (none: no link). */
   explanations?: ExplanationPublisher;
-  /** Every answered call, and every objection, is recorded here: not optional, a replay is audited too. */
-  audit: Pick<AuditTrail, 'recordServiceCall' | 'recordObjection'>;
+  /**
+   * Every answered call, and every objection, is recorded here: not optional, a replay is audited too.
+   * With `findingFeedback` and `pseudonymise`, cards overridden earlier are suppressed for their window.
+   */
+  audit: Pick<AuditTrail, 'recordServiceCall' | 'recordObjection'> &
+    Partial<Pick<AuditTrail, 'findingFeedback' | 'pseudonymise'>>;
   /** Told about every answered call, after its audit (metrics); tools without /metrics pass none. */
   observe?: (service: CompiledService, outcome: ServiceOutcome) => void;
   log: PipelineLog;
@@ -75,6 +80,8 @@ export interface ServiceOutcome {
   /** What the service found, focus by focus, and the cards issued about it. */
   findings: readonly Finding[];
   cards: readonly IssuedCard[];
+  /** Cards the alert fatigue controls did not show, and why. */
+  suppressed: readonly SuppressedCard[];
 }
 
 /**
@@ -102,13 +109,31 @@ export async function runHook(call: HookCall, deps: PipelineDeps): Promise<Servi
   );
   const { uuid, publicUrl } = deps;
   const context = request.context;
-  const rendered = timed('cards', () =>
-    issueCards({ service, findings, context, language, now, uuid, publicUrl }),
+  // Rendering, then the alert fatigue controls (cards/suppression.ts): one stage, what is shown.
+  const { shown, suppressed } = await timed('cards', () =>
+    alertFatigue(
+      service,
+      issueCards({ service, findings, context, language, now, uuid, publicUrl }),
+      request,
+      now,
+      deps,
+      log,
+    ),
   );
-  const cards = timed('publish', () => publishExplanations(rendered, deps.explanations, language));
+  const cards = timed('publish', () => publishExplanations(shown, deps.explanations, language));
   const inputs = timed('inputs', () => digestInputs(prefetch.data));
   const models = modelRefs(service);
-  const record = { service, request, cards, inputs, caller, at: now, latencyMs: elapsedMs(), models };
+  const record = {
+    service,
+    request,
+    cards,
+    inputs,
+    caller,
+    at: now,
+    latencyMs: elapsedMs(),
+    models,
+    suppressed,
+  };
   await timed('audit', () => audit(deps.audit, record, scored.objection));
   const outcome: ServiceOutcome = {
     response: { cards: cards.map((c) => c.card) },
@@ -121,12 +146,56 @@ export async function runHook(call: HookCall, deps: PipelineDeps): Promise<Servi
     inputs,
     findings,
     cards,
+    suppressed,
   };
   deps.observe?.(service, outcome);
   const { fetchedKeys, unavailableKeys } = outcome;
-  const fields = { cards: cards.length, timings: timingFields(timings), fetchedKeys, unavailableKeys };
+  const fields = {
+    cards: cards.length,
+    ...(suppressed.length > 0 ? { suppressed: suppressed.map((s) => s.reason) } : {}),
+    timings: timingFields(timings),
+    fetchedKeys,
+    unavailableKeys,
+  };
   log.info(fields, 'hook answered');
   return outcome;
+}
+
+/**
+ * The alert fatigue controls of the service over the rendered cards. Earlier overrides are looked up
+ * (by the patient's pseudonym) only when there are cards and windows to apply; a store that does not
+ * answer shows every card (a warning is logged): a missing suppression is safer than a missing card.
+ */
+async function alertFatigue(
+  service: CompiledService,
+  rendered: IssuedCard[],
+  request: HookRequest,
+  now: Date,
+  deps: PipelineDeps,
+  log: PipelineLog,
+): Promise<{ shown: IssuedCard[]; suppressed: SuppressedCard[] }> {
+  const settings = alertFatigueOf(service.definition);
+  const patientId = patientOf(request);
+  const { findingFeedback, pseudonymise } = deps.audit;
+  let overrides: Awaited<ReturnType<NonNullable<typeof findingFeedback>>> = [];
+  if (
+    rendered.length > 0 &&
+    patientId !== undefined &&
+    findingFeedback &&
+    Object.keys(settings.afterOverride).length > 0
+  ) {
+    const findings = [...new Set(rendered.map((c) => c.findingKey))];
+    try {
+      overrides = await findingFeedback(service.definition.id, patientId, findings);
+    } catch (error) {
+      log.warn(
+        { error: (error as Error).name },
+        'earlier overrides unavailable: no card suppressed for them',
+      );
+    }
+  }
+  const encounter = pseudonymise ? encounterOf(request, pseudonymise) : null;
+  return suppressCards({ cards: rendered, settings, overrides, encounter, now });
 }
 
 /** The authenticate stage: who called, from the client the HTTP scope verified (CDS Hooks 2.0 §"Trusting CDS Clients"). */

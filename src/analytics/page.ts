@@ -32,6 +32,18 @@ function histogram(week: RiskWeek): string {
   return `<div class="hist" aria-label="risk histogram in ${RISK_BINS} bins">${bars}</div>`;
 }
 
+/** A suppression reason as a person reads it. */
+function suppressionLabel(code: string): string {
+  if (code.startsWith('override:'))
+    return `Overridden earlier: ${reasonLabel(code.slice('override:'.length))}`;
+  const labels: Record<string, string> = {
+    'no-estimate-hidden': 'No-estimate card turned off',
+    'not-evaluable-hidden': 'Not-evaluable card turned off',
+    'card-cap': 'Beyond the cap on cards per call',
+  };
+  return labels[code] ?? code;
+}
+
 function groupSection(g: AnalyticsGroup): string {
   const models =
     g.models.length === 0
@@ -40,6 +52,10 @@ function groupSection(g: AnalyticsGroup): string {
   const reasons = Object.entries(g.overrideReasons)
     .sort((a, b) => b[1] - a[1])
     .map(([code, n]) => `<tr><td>${escapeHtml(reasonLabel(code))}</td><td class="n">${n}</td></tr>`)
+    .join('');
+  const suppressed = Object.entries(g.suppressedReasons)
+    .sort((a, b) => b[1] - a[1])
+    .map(([code, n]) => `<tr><td>${escapeHtml(suppressionLabel(code))}</td><td class="n">${n}</td></tr>`)
     .join('');
   const weeks = g.risk
     .map(
@@ -58,6 +74,8 @@ function groupSection(g: AnalyticsGroup): string {
 </table>
 <h3>Override reasons</h3>
 ${reasons ? `<table><tr><th>Reason</th><th>Overrides</th></tr>${reasons}</table>` : '<p>No override.</p>'}
+<h3>Cards not shown (alert fatigue controls)</h3>
+${suppressed ? `<table><tr><th>Why</th><th>Cards</th></tr>${suppressed}</table>` : '<p>None.</p>'}
 <h3>Risk distribution by week</h3>
 ${weeks ? `<table><tr><th>Week of</th><th>Cards</th><th>Mean risk</th><th>0 → 100 %</th></tr>${weeks}</table>` : '<p>No risk score in this group (rules-only cards carry none).</p>'}
 </section>`;

@@ -39,6 +39,10 @@ export interface AnalyticsGroup {
   overrideReasons: Record<string, number>;
   /** Overrides saying the input data was wrong / overrides; null without overrides. */
   inputDataWrongRate: number | null;
+  /** Cards the alert fatigue controls did not show. */
+  cardsSuppressed: number;
+  /** Suppressed cards per reason: `override:<reason code>`, `no-estimate-hidden`, `not-evaluable-hidden`, `card-cap`. */
+  suppressedReasons: Record<string, number>;
   risk: RiskWeek[];
 }
 
@@ -75,6 +79,8 @@ export function buildReport(rows: AnalyticsRows, now: Date): AnalyticsReport {
         overrideRate: null,
         overrideReasons: {},
         inputDataWrongRate: null,
+        cardsSuppressed: 0,
+        suppressedReasons: {},
         risk: [],
       };
       groups.set(keyOf(k), g);
@@ -90,6 +96,11 @@ export function buildReport(rows: AnalyticsRows, now: Date): AnalyticsReport {
       const code = r.reasonCode ?? UNCODED;
       g.overrideReasons[code] = (g.overrideReasons[code] ?? 0) + r.n;
     }
+  }
+  for (const r of rows.suppressed) {
+    const g = group(r);
+    g.cardsSuppressed += r.n;
+    g.suppressedReasons[r.reason] = (g.suppressedReasons[r.reason] ?? 0) + r.n;
   }
   const weeks = new Map<string, RiskWeek & { sum: number }>();
   for (const r of rows.risk) {

@@ -9,7 +9,7 @@ import { CdsError } from '../errors.js';
 import { type AuditBacklog, type AuditWriterLog, createAuditWriter } from './audit-writer.js';
 import { type ObjectionRecord, objectionEvent, type ServiceCallRecord, serviceCallEvent } from './events.js';
 import { loadPseudonymKey, type Pseudonymise, pseudonymiser } from './pseudonym.js';
-import { type AuditStore, openStore } from './store.js';
+import { type AuditStore, type FindingFeedback, openStore } from './store.js';
 import type { SqliteWorker } from './worker-store.js';
 
 export interface AuditTrail {
@@ -19,6 +19,15 @@ export interface AuditTrail {
   recordServiceCall(record: ServiceCallRecord): Promise<void>;
   /** Records that a patient's objection stopped risk cards (no clinical data). Same guarantees. */
   recordObjection(record: ObjectionRecord): Promise<void>;
+  /**
+   * Feedback recorded on the cards this service issued to this patient about these findings (override
+   * suppression); the patient id is pseudonymised here. Rejects when the store does not answer.
+   */
+  findingFeedback(
+    serviceId: string,
+    patientId: string,
+    findings: readonly string[],
+  ): Promise<FindingFeedback[]>;
   /**
    * Runs an operation a client waits for, after writing what is queued (so a card issued just before the
    * store came back is found).
@@ -62,6 +71,8 @@ export async function openAuditTrail(
     pseudonymise,
     recordServiceCall: (record) => writer.record(serviceCallEvent(record, pseudonymise)),
     recordObjection: (record) => writer.record(objectionEvent(record, pseudonymise)),
+    findingFeedback: (serviceId, patientId, findings) =>
+      store.findingFeedback(pseudonymise(patientId), serviceId, findings),
     async use(operation) {
       try {
         await writer.flush();

@@ -9,13 +9,16 @@ import type { ModelOutcome } from '../scoring/score.js';
 import type { CompiledService } from '../services/load.js';
 import type { InputsDigest } from './inputs.js';
 import type { Pseudonymise } from './pseudonym.js';
+import type { SuppressedCard } from '../cards/suppression.js';
 import type { AuditedCard, Caller, ModelRef, NewAuditEvent } from './store.js';
 
 export interface ServiceCallRecord {
   service: CompiledService;
   request: HookRequest;
-  /** The cards answered, each with the model estimate it is about. */
-  cards: readonly Pick<IssuedCard, 'card' | 'model'>[];
+  /** The cards answered, each with the model estimate and the finding it is about. */
+  cards: readonly (Pick<IssuedCard, 'card' | 'model'> & { findingKey?: string })[];
+  /** Cards the alert fatigue controls did not show. */
+  suppressed?: readonly SuppressedCard[];
   /** Hash of the prefetch data used and the references of its resources. */
   inputs: InputsDigest;
   caller: Caller;
@@ -46,15 +49,26 @@ function modelFacts(model: ModelOutcome | undefined): Pick<AuditedCard, 'risk' |
 }
 
 /** A card as the audit keeps it: the card's own fields, and the risk of the estimate it is about. */
-export function auditedCard({ card, model }: Pick<IssuedCard, 'card' | 'model'>): AuditedCard {
+export function auditedCard({
+  card,
+  model,
+  findingKey,
+}: Pick<IssuedCard, 'card' | 'model'> & { findingKey?: string }): AuditedCard {
   return {
     uuid: card.uuid ?? '',
     indicator: card.indicator,
     summary: card.summary,
     suggestions: (card.suggestions ?? []).flatMap((s) => (s.uuid ? [s.uuid] : [])),
     ...modelFacts(model),
+    ...(findingKey === undefined ? {} : { finding: findingKey }),
   };
 }
+
+/** Keyed hash of the call's encounter, so that a window may end with the next encounter. */
+export const encounterOf = (request: HookRequest, pseudonymise: Pseudonymise): string | null =>
+  typeof request.context.encounterId === 'string'
+    ? pseudonymise(`Encounter/${request.context.encounterId}`)
+    : null;
 
 const patientOf = (request: HookRequest, pseudonymise: Pseudonymise) =>
   typeof request.context.patientId === 'string' ? pseudonymise(request.context.patientId) : null;
@@ -75,8 +89,26 @@ export function serviceCallEvent(record: ServiceCallRecord, pseudonymise: Pseudo
       inputs: record.inputs,
       cards: record.cards.map(auditedCard),
       latencyMs: Math.round(record.latencyMs * 1000) / 1000,
+      ...encounterField(record, pseudonymise),
+      ...(record.suppressed?.length
+        ? {
+            suppressed: record.suppressed.map((s) => ({
+              finding: s.findingKey,
+              reason: s.reason,
+              ...(s.overriddenCard === undefined ? {} : { overriddenCard: s.overriddenCard }),
+              ...(s.until === undefined ? {} : { until: s.until }),
+            })),
+          }
+        : {}),
     },
   };
+}
+
+/** The encounter is kept only with cards (the windows that end with the next encounter need it). */
+function encounterField(record: ServiceCallRecord, pseudonymise: Pseudonymise): { encounter?: string } {
+  if (record.cards.length === 0) return {};
+  const encounter = encounterOf(record.request, pseudonymise);
+  return encounter === null ? {} : { encounter };
 }
 
 export function objectionEvent(record: ObjectionRecord, pseudonymise: Pseudonymise): NewAuditEvent {

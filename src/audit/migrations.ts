@@ -78,6 +78,22 @@ const JTI = [
 
 const APPEND_ONLY_TABLES = ['audit_event', 'audit_card', 'audit_feedback'] as const;
 
+/** Alert fatigue: the finding and encounter of each card (override suppression), suppressed cards. */
+const SUPPRESSION = [
+  'ALTER TABLE audit_card ADD COLUMN finding TEXT',
+  'ALTER TABLE audit_card ADD COLUMN encounter TEXT',
+  'CREATE INDEX audit_card_finding ON audit_card (pseudonym, service_id, finding)',
+  `CREATE TABLE audit_suppressed (
+    event_seq BIGINT NOT NULL,
+    service_id TEXT NOT NULL,
+    service_version TEXT NOT NULL,
+    models TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    PRIMARY KEY (event_seq, reason)
+  )`,
+];
+
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: 'audit chain, card and feedback index', sqlite: INIT, postgres: INIT },
   {
@@ -108,5 +124,22 @@ export const MIGRATIONS: readonly Migration[] = [
     // Not audit data: rows expire and are purged. Keyed by issuer, since jti is unique per issuer only.
     sqlite: JTI,
     postgres: JTI,
+  },
+  {
+    version: 4,
+    name: 'alert fatigue: finding and encounter of each card, suppressed cards',
+    sqlite: [
+      ...SUPPRESSION,
+      ...['UPDATE', 'DELETE'].map(
+        (op) =>
+          `CREATE TRIGGER audit_suppressed_no_${op.toLowerCase()} BEFORE ${op} ON audit_suppressed
+           BEGIN SELECT RAISE(ABORT, 'audit_suppressed is append-only'); END`,
+      ),
+    ],
+    postgres: [
+      ...SUPPRESSION,
+      `CREATE TRIGGER audit_suppressed_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON audit_suppressed
+       FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only()`,
+    ],
   },
 ];

@@ -10,6 +10,7 @@ import type {
   AnalyticsRows,
   AppendResult,
   AuditStore,
+  FindingFeedback,
   IssuedCard,
   NewAuditEvent,
   StoredEvent,
@@ -116,8 +117,8 @@ async function writeIndex(q: Query, event: NewAuditEvent, seq: number): Promise<
       if (!card.uuid) continue;
       await q(
         `INSERT INTO audit_card (card_uuid, event_seq, service_id, service_version, models, pseudonym,
-           issued_at, issued_week, indicator, risk, risk_bin, suggestions)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+           issued_at, issued_week, indicator, risk, risk_bin, suggestions, finding, encounter)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
         [
           card.uuid,
           seq,
@@ -131,7 +132,18 @@ async function writeIndex(q: Query, event: NewAuditEvent, seq: number): Promise<
           card.risk ?? null,
           card.risk === undefined ? null : riskBin(card.risk),
           JSON.stringify(card.suggestions),
+          card.finding ?? null,
+          p.encounter ?? null,
         ],
+      );
+    }
+    const byReason = new Map<string, number>();
+    for (const s of p.suppressed ?? []) byReason.set(s.reason, (byReason.get(s.reason) ?? 0) + 1);
+    for (const [reason, n] of byReason) {
+      await q(
+        `INSERT INTO audit_suppressed (event_seq, service_id, service_version, models, reason, n)
+         VALUES (?, ?, ?, ?, ?, ?)`,
+        [seq, event.serviceId, p.service.version, modelsKey(p.models), reason, n],
       );
     }
   } else if (event.kind === 'feedback') {
@@ -266,6 +278,10 @@ export async function createSqlStore(driver: SqlDriver, options: { migrate: bool
          GROUP BY ${key}, c.issued_week, c.risk_bin
          ORDER BY ${key}, c.issued_week, c.risk_bin`,
       );
+      const suppressed = await q(
+        `SELECT ${key}, c.reason, SUM(c.n) AS n FROM audit_suppressed c
+         GROUP BY ${key}, c.reason ORDER BY ${key}, c.reason`,
+      );
       const groupOf = (r: Row) => ({
         serviceId: String(r.service_id),
         serviceVersion: String(r.service_version),
@@ -286,7 +302,30 @@ export async function createSqlStore(driver: SqlDriver, options: { migrate: bool
           n: num(r.n),
           sum: num(r.total),
         })),
+        suppressed: suppressed.map((r) => ({ ...groupOf(r), reason: String(r.reason), n: num(r.n) })),
       } satisfies AnalyticsRows;
+    },
+
+    async findingFeedback(pseudonym, serviceId, findings) {
+      if (findings.length === 0) return [];
+      const rows = await q(
+        `SELECT f.event_seq, c.finding, c.card_uuid, f.outcome, f.reason_code, e.at, c.encounter
+         FROM audit_card c
+         JOIN audit_feedback f ON f.card_uuid = c.card_uuid
+         JOIN audit_event e ON e.seq = f.event_seq
+         WHERE c.pseudonym = ? AND c.service_id = ? AND c.finding IN (${findings.map(() => '?').join(', ')})
+         ORDER BY f.event_seq`,
+        [pseudonym, serviceId, ...findings],
+      );
+      return rows.map((r): FindingFeedback => ({
+        seq: num(r.event_seq),
+        findingKey: String(r.finding),
+        cardUuid: String(r.card_uuid),
+        outcome: r.outcome as FindingFeedback['outcome'],
+        reasonCode: r.reason_code === null ? null : String(r.reason_code),
+        at: String(r.at),
+        encounter: r.encounter === null ? null : String(r.encounter),
+      }));
     },
 
     async readChain(afterSeq, limit) {

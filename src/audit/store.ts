@@ -49,6 +49,17 @@ export interface AuditedCard {
   risk?: number;
   /** The factors that weighed most, as the card's explanation states them. */
   topFactors?: unknown[];
+  /** What the card is about (`<card template>@<focus reference>`): override suppression matches on it. */
+  finding?: string;
+}
+
+/** A card the alert fatigue controls kept from a call (`cards/suppression.ts`). */
+export interface AuditedSuppression {
+  finding: string;
+  /** `override:<reason code>`, `no-estimate-hidden`, `not-evaluable-hidden` or `card-cap`. */
+  reason: string;
+  overriddenCard?: string;
+  until?: string;
 }
 
 export interface ServiceCallPayload {
@@ -62,6 +73,10 @@ export interface ServiceCallPayload {
   inputs: { sha256: string; references: string[] };
   cards: AuditedCard[];
   latencyMs: number;
+  /** Keyed hash of the call's encounter (`Encounter/<id>`), when it named one and cards were issued. */
+  encounter?: string;
+  /** Cards not shown, and why (present only when some were suppressed). */
+  suppressed?: AuditedSuppression[];
 }
 
 export interface FeedbackPayload {
@@ -125,6 +140,21 @@ export interface AnalyticsRows {
   outcomes: (AnalyticsKey & { outcome: 'accepted' | 'overridden'; reasonCode: string | null; n: number })[];
   /** Risk values of the cards, by ISO week (its Monday) and tenth of the 0–1 range. */
   risk: (AnalyticsKey & { week: string; bin: number; n: number; sum: number })[];
+  /** Cards the alert fatigue controls did not show, by reason. */
+  suppressed: (AnalyticsKey & { reason: string; n: number })[];
+}
+
+/** A recorded feedback on a card about one of the findings asked for (override suppression). */
+export interface FindingFeedback {
+  /** Chain sequence of the feedback event (later feedback on the same card wins). */
+  seq: number;
+  findingKey: string;
+  cardUuid: string;
+  outcome: 'accepted' | 'overridden';
+  reasonCode: string | null;
+  /** When the feedback was recorded (ISO 8601, the service's clock). */
+  at: string;
+  encounter: string | null;
 }
 
 export interface AuditStore {
@@ -139,6 +169,12 @@ export interface AuditStore {
   /** Every event recorded under one pseudonym, in chain order. */
   eventsFor(pseudonym: string): Promise<StoredEvent[]>;
   analytics(): Promise<AnalyticsRows>;
+  /** Every feedback on the cards of these findings issued to this patient (pseudonym) by this service. */
+  findingFeedback(
+    pseudonym: string,
+    serviceId: string,
+    findings: readonly string[],
+  ): Promise<FindingFeedback[]>;
   /** Up to `limit` chain rows after `afterSeq`, in order. */
   readChain(afterSeq: number, limit: number): Promise<ChainRow[]>;
   /** Where the store says the chain ends; null when that record is missing. */

@@ -246,6 +246,8 @@ export function createSqliteWorker(): SqliteWorker {
       findCards: (serviceId, uuids) => call('findCards', [serviceId, uuids]),
       eventsFor: (pseudonym) => call('eventsFor', [pseudonym]),
       analytics: () => call('analytics', []),
+      findingFeedback: (pseudonym, serviceId, findings) =>
+        call('findingFeedback', [pseudonym, serviceId, findings]),
       readChain: (afterSeq, limit) => call('readChain', [afterSeq, limit]),
       chainHead: () => call('chainHead', []),
       rememberJti: (issuer, jti, expiresAt, now) => call('rememberJti', [issuer, jti, expiresAt, now]),

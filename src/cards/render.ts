@@ -34,6 +34,13 @@ export interface IssuedCard {
   readonly model: ModelOutcome | undefined;
   /** The explanation the card carries in its `extension`. */
   readonly explanation: Explanation;
+  /**
+   * What the card is about, stable from call to call: `<card template id>@<focus reference>` (or
+   * `@patient` for a service without focus). Override suppression matches on it (`suppression.ts`).
+   */
+  readonly findingKey: string;
+  /** The card template it was rendered from. */
+  readonly spec: CardSpec;
 }
 
 /** CDS Hooks 2.0 §Card: "summary … SHOULD be less than 140 characters". */
@@ -258,7 +265,8 @@ function renderCard(spec: CardSpec, focus: Finding, input: RenderInput): IssuedC
     });
   }
   if (links.length > 0) card.links = links;
-  return { card, finding: focus, model, explanation };
+  const findingKey = `${spec.id}@${focus.reference ?? 'patient'}`;
+  return { card, finding: focus, model, explanation, findingKey, spec };
 }
 
 /** Renders every card whose condition holds, finding by finding, in the order of the service's templates. */

@@ -62,7 +62,7 @@ export function registerRoutes(app: FastifyInstance, deps: RouteDeps): void {
     { prefix: CDS_PREFIX },
   );
   registerAnalytics(app, { audit: deps.audit, token: deps.analyticsToken, now: deps.pipeline.now });
-  registerModelRoutes(app, deps.models);
+  registerModelRoutes(app, deps.models, deps.defaultLanguage);
   registerExplanationRoutes(app, {
     explanations: deps.explanations,
     models: deps.models,

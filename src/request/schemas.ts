@@ -368,6 +368,8 @@ const AnalyticsReport = {
           'overrideRate',
           'overrideReasons',
           'inputDataWrongRate',
+          'cardsSuppressed',
+          'suppressedReasons',
           'risk',
         ],
         properties: {
@@ -390,6 +392,14 @@ const AnalyticsReport = {
           overrideRate: rate,
           overrideReasons: { type: 'object', additionalProperties: count },
           inputDataWrongRate: rate,
+          cardsSuppressed: count,
+          suppressedReasons: {
+            type: 'object',
+            description:
+              'Cards not shown by the alert fatigue controls, per reason: `override:<reason code>` (a ' +
+              'suppression window after an override), `no-estimate-hidden`, `not-evaluable-hidden`, `card-cap`.',
+            additionalProperties: count,
+          },
           risk: {
             type: 'array',
             items: {

@@ -306,6 +306,54 @@ export const DEFINITION_SCHEMA = {
       uniqueItems: true,
       items: { enum: Object.keys(OVERRIDE_REASONS) },
     },
+    alertFatigue: {
+      type: 'object',
+      additionalProperties: false,
+      description:
+        'Alert fatigue controls (defaults in cards/suppression.ts): how long a card overridden with a ' +
+        'given coded reason stays hidden for the same patient and finding, whether no-estimate and ' +
+        'not-evaluable cards are shown, and a cap on cards per call.',
+      properties: {
+        afterOverride: {
+          type: 'object',
+          description:
+            'Per override reason code, the window during which the same finding is not shown again to ' +
+            'the same patient: `days` or `hours`, and with `untilNextEncounter` it ends earlier when a ' +
+            'call names another encounter. A reason not listed suppresses nothing. Default: ' +
+            'already-handled 30 days; not-relevant-now 24 hours or until the next encounter.',
+          propertyNames: { enum: Object.keys(OVERRIDE_REASONS) },
+          additionalProperties: {
+            type: 'object',
+            additionalProperties: false,
+            minProperties: 1,
+            properties: {
+              days: { type: 'integer', minimum: 1, maximum: 3650 },
+              hours: { type: 'integer', minimum: 1, maximum: 8760 },
+              untilNextEncounter: { type: 'boolean' },
+            },
+            // Exactly one of days and hours (both present: both branches hold, and oneOf fails).
+            oneOf: [
+              { type: 'object', required: ['days'], properties: { days: { type: 'integer' } } },
+              { type: 'object', required: ['hours'], properties: { hours: { type: 'integer' } } },
+            ],
+          },
+        },
+        showNoEstimate: {
+          type: 'boolean',
+          description: 'Show the cards of a model that gave no estimate (`scored: false`). Default true.',
+        },
+        showNotEvaluable: {
+          type: 'boolean',
+          description: 'Show the cards whose rules could not be evaluated (`noneEvaluated`). Default true.',
+        },
+        maxCards: {
+          type: 'integer',
+          minimum: 1,
+          maximum: 50,
+          description: 'At most this many cards per call, the most urgent kept. Default 10.',
+        },
+      },
+    },
   },
 } as const;
 

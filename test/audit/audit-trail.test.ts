@@ -42,6 +42,7 @@ function switchable(store: AuditStore) {
     findCards: guard(store.findCards),
     eventsFor: guard(store.eventsFor),
     analytics: guard(store.analytics),
+    findingFeedback: guard(store.findingFeedback),
     readChain: guard(store.readChain),
     chainHead: guard(store.chainHead),
     rememberJti: guard(store.rememberJti),
@@ -107,9 +108,16 @@ t.test('a service call is recorded before it is answered, with what is needed to
       indicator: 'warning',
       summary: card.summary,
       suggestions: card.suggestions.map((s: { uuid: string }) => s.uuid),
+      finding: 'refer@Observation/lesion-1',
     },
     // The melanoma-risk model card (not scored: the call sends no patient data): no risk to record.
-    { uuid: modelCard.uuid, indicator: 'info', summary: modelCard.summary, suggestions: [] },
+    {
+      uuid: modelCard.uuid,
+      indicator: 'info',
+      summary: modelCard.summary,
+      suggestions: [],
+      finding: 'modelNotScored@Observation/lesion-1',
+    },
   ]);
   t.ok(payload.latencyMs > 0 && payload.latencyMs < 5000);
 });

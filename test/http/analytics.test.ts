@@ -166,6 +166,8 @@ t.test(
         overrideRate: 0.2143,
         overrideReasons: { 'input-data-wrong': 2, uncoded: 1 },
         inputDataWrongRate: 0.6667,
+        cardsSuppressed: 0,
+        suppressedReasons: {},
         risk: [],
       },
     ]);
@@ -261,6 +263,8 @@ t.test('page values are escaped', async (t) => {
         overrideRate: 1,
         overrideReasons: { '<b>odd</b>': 1, uncoded: 1 },
         inputDataWrongRate: 0,
+        cardsSuppressed: 3,
+        suppressedReasons: { 'override:already-handled': 2, '<i>x</i>': 1 },
         risk: [{ week: '2026-11-16', n: 2, mean: 0.5, histogram: [0, 0, 0, 0, 0, 2, 0, 0, 0, 0] }],
       },
     ],
@@ -269,6 +273,8 @@ t.test('page values are escaped', async (t) => {
   t.match(html, /&lt;script&gt;alert\(1\)&lt;\/script&gt;/);
   t.match(html, /version 1&quot;2 · m&amp;m v&#39;1/);
   t.match(html, /&lt;b&gt;odd&lt;\/b&gt;/);
+  t.match(html, /<tr><td>Overridden earlier: Already handled<\/td><td class="n">2<\/td><\/tr>/);
+  t.match(html, /&lt;i&gt;x&lt;\/i&gt;/);
   t.match(html, /No coded reason \(comment only\)/);
   t.match(html, /title="50–60 %: 2" style="height:40px"/);
   t.match(html, /Generated &lt;now&gt;/);

@@ -395,13 +395,29 @@ export function buildOpenApi(): Record<string, unknown> {
         parameters: [modelId],
         get: {
           operationId: 'modelCard',
-          summary: 'Model card (markdown)',
+          summary: 'Model card (HTML page, markdown or JSON by content negotiation)',
           description:
-            'Intended use, population, training data, metrics with subgroups, limits, status, sha256.',
+            'Intended use, population, training data, metrics with subgroups, limits, status, sha256. ' +
+            'The format follows `format`, else `Accept` (text/html: a self-contained page; ' +
+            'text/markdown, or */* and no header: markdown; application/json: JSON). The page is in ' +
+            'the language of `lang`, else `Accept-Language` (fr, en; else the default language).',
+          parameters: [
+            {
+              name: 'format',
+              in: 'query',
+              required: false,
+              schema: { enum: ['html', 'markdown', 'json'] },
+            },
+            { name: 'lang', in: 'query', required: false, schema: { enum: ['en', 'fr'] } },
+          ],
           responses: {
             '200': {
               description: 'The model card',
-              content: { 'text/markdown': { schema: { type: 'string' } } },
+              content: {
+                'text/html': { schema: { type: 'string' } },
+                'text/markdown': { schema: { type: 'string' } },
+                'application/json': { schema: { type: 'object' } },
+              },
             },
             '404': errorResponse(404, 'No such model'),
           },

@@ -3,7 +3,7 @@
  * bundles, and runs until interrupted.
  *
  *   npm run sandbox -- [--port 8090] [--patients 20 --seed 42 [--now 2026-01-01] | --bundles <folder>]
- *                      [--token <bearer>] [--page-size <n>]
+ *                      [--token <bearer>] [--page-size <n>] [--cors-origins <list>|none]
  *
  * Prints the base URL, the resources loaded per type and an example patient id. Bad arguments print the
  * reason and the usage to stderr and exit with code 2; a folder that cannot be loaded or a port that
@@ -21,7 +21,7 @@ export const DEFAULT_SEED = 42;
 export const MAX_PATIENTS = 10_000;
 
 export const USAGE = `Usage: sandbox [--port <n>] [--patients <n> --seed <integer> [--now <date>] | --bundles <folder>]
-               [--token <bearer>] [--page-size <n>]
+               [--token <bearer>] [--page-size <n>] [--cors-origins <list>|none]
 
 Starts a read-only FHIR R4 server on 127.0.0.1 for trying the CDS services locally.
 
@@ -33,6 +33,9 @@ Options:
   --bundles <folder>  serve every *.json Bundle of this folder instead (e.g. ../shared/synthea)
   --token <bearer>    require "Authorization: Bearer <bearer>" on every request (default: no auth)
   --page-size <n>     default page size of searches without _count (default: all matches on one page)
+  --cors-origins <l>  browser origins allowed to read answers (CORS), comma-separated
+                      (e.g. https://sandbox.cds-hooks.org,http://localhost:8080), * for any (default),
+                      none for no CORS header
   -h, --help          show this help
 `;
 
@@ -44,7 +47,11 @@ export interface SandboxArgs {
   source: Source;
   token?: string;
   pageSize?: number;
+  /** CORS origins; empty: none. */
+  corsOrigins: string[];
 }
+
+export const DEFAULT_CORS_ORIGINS = ['*'];
 
 const OPTIONS = {
   port: { type: 'string' },
@@ -54,6 +61,7 @@ const OPTIONS = {
   bundles: { type: 'string' },
   token: { type: 'string' },
   'page-size': { type: 'string' },
+  'cors-origins': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -63,6 +71,28 @@ function integer(name: string, text: string, min: number, max: number): number {
     throw new UsageError(`--${name} must be an integer from ${min} to ${max} (got "${text}")`);
   }
   return n;
+}
+
+/** `--cors-origins`: `*`, `none`, or a comma list of `http(s)://host[:port]` origins. */
+function parseCorsOrigins(text: string | undefined): string[] {
+  if (text === undefined) return [...DEFAULT_CORS_ORIGINS];
+  if (text === 'none') return [];
+  if (text === '*') return ['*'];
+  const origins = text.split(',').map((s) => s.trim());
+  for (const origin of origins) {
+    let parsed: URL | undefined;
+    try {
+      parsed = new URL(origin);
+    } catch {
+      parsed = undefined;
+    }
+    if (!parsed || !/^https?:$/.test(parsed.protocol) || parsed.origin !== origin) {
+      throw new UsageError(
+        `--cors-origins: "${origin}" is not an origin (scheme://host[:port], no path or trailing slash)`,
+      );
+    }
+  }
+  return origins;
 }
 
 /**
@@ -114,9 +144,11 @@ export function parseSandboxArgs(argv: readonly string[], today: Date): SandboxA
   }
   const pageSize =
     text('page-size') === undefined ? undefined : integer('page-size', text('page-size')!, 1, 100_000);
+  const corsOrigins = parseCorsOrigins(text('cors-origins'));
   return {
     port,
     source,
+    corsOrigins,
     ...(token === undefined ? {} : { token }),
     ...(pageSize === undefined ? {} : { pageSize }),
   };
@@ -174,6 +206,7 @@ export async function run(argv: readonly string[], io: SandboxIo): Promise<Sandb
       port: args.port,
       ...(args.token === undefined ? {} : { token: args.token }),
       ...(args.pageSize === undefined ? {} : { pageSize: args.pageSize }),
+      corsOrigins: args.corsOrigins,
     });
   } catch (error) {
     io.stderr(`sandbox: cannot listen on 127.0.0.1:${args.port}: ${(error as Error).message}\n`);
@@ -199,6 +232,9 @@ export async function run(argv: readonly string[], io: SandboxIo): Promise<Sandb
     args.token === undefined
       ? 'no authentication (use --token to require a bearer token)'
       : 'bearer token required',
+    args.corsOrigins.length === 0
+      ? 'CORS: off (browser clients cannot read answers)'
+      : `CORS: browser origins allowed: ${args.corsOrigins.join(', ')}; POST <Type>/_search accepted`,
     'Ctrl-C to stop',
   ];
   io.stdout(`${lines.join('\n')}\n`);

@@ -46,6 +46,7 @@ t.test('defaults and options', async (t) => {
       seed: DEFAULT_SEED,
       now: new Date('2026-03-04T00:00:00Z'),
     },
+    corsOrigins: ['*'],
   });
   t.same(
     parseSandboxArgs(
@@ -62,6 +63,8 @@ t.test('defaults and options', async (t) => {
         'abc',
         '--page-size',
         '50',
+        '--cors-origins',
+        'https://sandbox.cds-hooks.org,http://localhost:8080',
       ],
       TODAY,
     ),
@@ -70,11 +73,13 @@ t.test('defaults and options', async (t) => {
       source: { kind: 'generated', patients: 3, seed: -7, now: new Date('2026-01-01T00:00:00Z') },
       token: 'abc',
       pageSize: 50,
+      corsOrigins: ['https://sandbox.cds-hooks.org', 'http://localhost:8080'],
     },
   );
-  t.same(parseSandboxArgs(['--bundles', 'test', '--port=9000'], TODAY), {
+  t.same(parseSandboxArgs(['--bundles', 'test', '--port=9000', '--cors-origins', 'none'], TODAY), {
     port: 9000,
     source: { kind: 'bundles', folder: 'test' },
+    corsOrigins: [],
   });
   t.equal(parseSandboxArgs(['-h'], TODAY), 'help');
   const help = io();
@@ -97,6 +102,12 @@ t.test('argument errors: a clear message, the usage, exit code 2', async (t) => 
     [['--bundles'], '--bundles needs a value'],
     [['--token', 'a b'], '--token must be printable ASCII without spaces'],
     [['--page-size', '0'], '--page-size must be an integer from 1 to 100000 (got "0")'],
+    [
+      ['--cors-origins', 'https://a.example.org/'],
+      '--cors-origins: "https://a.example.org/" is not an origin (scheme://host[:port], no path or trailing slash)',
+    ],
+    [['--cors-origins', 'a.example.org'], '--cors-origins: "a.example.org" is not an origin'],
+    [['--cors-origins', 'ftp://a.example.org'], '--cors-origins: "ftp://a.example.org" is not an origin'],
     [['--verbose'], 'unknown option --verbose'],
     [['--help=yes'], '--help takes no value'],
     [['serve'], 'unexpected argument "serve"'],
@@ -140,6 +151,7 @@ t.test('starts with generated patients and prints what it loaded', async (t) => 
   const id = /example patient id: (\S+)/.exec(text)![1]!;
   t.ok(text.includes(`curl ${server!.url}/Patient/${id}`));
   t.ok(text.includes('no authentication'));
+  t.ok(text.includes('CORS: browser origins allowed: *; POST <Type>/_search accepted'));
   t.equal(out.err(), '');
 
   const patient = await fetch(`${server!.url}/Patient/${id}`);

@@ -158,8 +158,12 @@ t.test('read, metadata and unknown routes', async (t) => {
   t.equal(other.status, 404);
   t.equal(((await other.json()) as Resource).resourceType, 'OperationOutcome');
   const post = await fetch(`${server.url}/Patient`, { method: 'POST', body: '{}' });
-  t.equal(post.status, 404);
-  await post.text();
+  t.equal(post.status, 405, 'read-only: no create');
+  t.equal(post.headers.get('allow'), 'GET, POST, OPTIONS');
+  t.match(await post.json(), { resourceType: 'OperationOutcome', issue: [{ code: 'not-supported' }] });
+  const del = await fetch(`${server.url}/Patient/p1`, { method: 'DELETE' });
+  t.equal(del.status, 405);
+  await del.text();
 
   const empty = await get(server, 'AllergyIntolerance?patient=p1');
   t.equal(empty.status, 200, 'a known type without data searches to an empty Bundle');
@@ -467,4 +471,190 @@ t.test('rejects resources without id and duplicates', async (t) => {
     startFhirServer({ resources: [patient('a'), patient('a')] }),
     /duplicate resource Patient\/a/,
   );
+});
+
+const FORM = 'application/x-www-form-urlencoded';
+
+async function postSearch(
+  server: StartedFhirServer,
+  path: string,
+  body: string,
+  headers: Record<string, string> = { 'content-type': FORM },
+): Promise<Reply> {
+  const res = await fetch(`${server.url}/${path}`, { method: 'POST', headers, body });
+  const text = await res.text();
+  return {
+    status: res.status,
+    contentType: res.headers.get('content-type'),
+    text,
+    body: JSON.parse(text) as Resource,
+  };
+}
+
+t.test('POST <Type>/_search with a form-encoded body searches like GET', async (t) => {
+  const server = await start(t);
+  const query = 'patient=p1&code=http%3A%2F%2Floinc.org%7C4548-4&_sort=-date&_count=2';
+  const viaGet = await get(server, `Observation?${query}`);
+  const viaPost = await postSearch(server, 'Observation/_search', query);
+  t.equal(viaPost.status, 200);
+  t.equal(viaPost.contentType, 'application/fhir+json');
+  t.same(viaPost.body, viaGet.body, 'same Bundle, links included (they are GET URLs)');
+  t.same(
+    (viaPost.body as Bundle).entry!.map((e) => e.resource!.id),
+    ['obs-a1c-3', 'obs-a1c-2'],
+  );
+
+  // Parameters of the URL and of the body both count (AND).
+  t.same(
+    ((await postSearch(server, 'Observation/_search?patient=p1', 'code=85354-9')).body as Bundle).entry!.map(
+      (e) => e.resource!.id,
+    ),
+    ['obs-bp'],
+  );
+  const charset = await postSearch(server, 'Condition/_search', 'patient=p2', {
+    'content-type': `${FORM}; charset=UTF-8`,
+  });
+  t.same(
+    (charset.body as Bundle).entry!.map((e) => e.resource!.id),
+    ['cond-p2-dm'],
+  );
+  const empty = await postSearch(server, 'Patient/_search', '');
+  t.equal((empty.body as Bundle).total, 2, 'an empty form searches everything');
+
+  const json = await postSearch(server, 'Observation/_search', '{"patient":"p1"}', {
+    'content-type': 'application/json',
+  });
+  t.equal(json.status, 415);
+  t.match(json.body, {
+    issue: [{ code: 'not-supported', diagnostics: /application\/x-www-form-urlencoded/ }],
+  });
+  const none = await fetch(`${server.url}/Observation/_search`, { method: 'POST' });
+  t.equal(none.status, 415, 'no Content-Type');
+  await none.text();
+  t.equal((await postSearch(server, 'Observation/_search', 'value-quantity=gt5')).status, 400);
+  t.equal((await postSearch(server, 'Frobnicator/_search', 'patient=p1')).status, 404);
+  const huge = await postSearch(server, 'Observation/_search', `patient=${'p'.repeat(70_000)}`);
+  t.equal(huge.status, 413);
+  t.equal(issueOf(huge.body), 'too-costly');
+
+  t.same(
+    server.requests.slice(0, 3).map((r) => [r.method, r.path, r.body]),
+    [
+      ['GET', `/fhir/Observation?${query}`, undefined],
+      ['POST', '/fhir/Observation/_search', query],
+      ['POST', '/fhir/Observation/_search?patient=p1', 'code=85354-9'],
+    ],
+  );
+});
+
+t.test('POST _search needs the bearer token too', async (t) => {
+  const server = await start(t, { token: 'tok' });
+  t.equal((await postSearch(server, 'Patient/_search', '')).status, 401);
+  const ok = await postSearch(server, 'Patient/_search', '_id=p2', {
+    'content-type': FORM,
+    authorization: 'Bearer tok',
+  });
+  t.equal(ok.status, 200);
+  t.equal((ok.body as Bundle).total, 1);
+});
+
+const SANDBOX_ORIGIN = 'https://sandbox.cds-hooks.org';
+
+function preflight(server: StartedFhirServer, path: string, headers: Record<string, string>) {
+  return fetch(`${server.url}/${path}`, { method: 'OPTIONS', headers });
+}
+
+t.test('CORS with a list of origins: preflight and answers for a listed origin only', async (t) => {
+  const server = await start(t, { corsOrigins: [SANDBOX_ORIGIN], token: 'tok' });
+  const asked = {
+    origin: SANDBOX_ORIGIN,
+    'access-control-request-method': 'POST',
+    'access-control-request-headers': 'authorization,content-type',
+  };
+  const pre = await preflight(server, 'Observation/_search', asked);
+  t.equal(pre.status, 204, 'a preflight needs no token');
+  t.equal(await pre.text(), '');
+  t.equal(pre.headers.get('access-control-allow-origin'), SANDBOX_ORIGIN);
+  t.equal(pre.headers.get('access-control-allow-methods'), 'GET, POST, OPTIONS');
+  t.match(pre.headers.get('access-control-allow-headers'), /\bauthorization\b.*\bcontent-type\b/);
+  t.equal(pre.headers.get('access-control-max-age'), '600');
+  t.equal(pre.headers.get('vary'), 'Origin');
+  t.equal(pre.headers.get('access-control-allow-private-network'), null);
+
+  const pna = await preflight(server, 'Patient/p1', {
+    ...asked,
+    'access-control-request-method': 'GET',
+    'access-control-request-private-network': 'true',
+  });
+  t.equal(pna.status, 204);
+  t.equal(
+    pna.headers.get('access-control-allow-private-network'),
+    'true',
+    "Chromium's private network access",
+  );
+
+  const foreign = await preflight(server, 'Observation/_search', {
+    ...asked,
+    origin: 'https://evil.example.com',
+  });
+  t.equal(foreign.status, 403);
+  t.equal(foreign.headers.get('access-control-allow-origin'), null);
+  t.match(await foreign.json(), {
+    issue: [{ code: 'forbidden', diagnostics: /https:\/\/evil\.example\.com/ }],
+  });
+
+  const plain = await preflight(server, 'Patient/p1', {});
+  t.equal(plain.status, 204, 'OPTIONS without a preflight says what is allowed');
+  t.equal(plain.headers.get('allow'), 'GET, POST, OPTIONS');
+
+  const read = await get(server, 'Patient/p1', { origin: SANDBOX_ORIGIN, authorization: 'Bearer tok' });
+  t.equal(read.status, 200);
+  const readHeaders = await fetch(`${server.url}/Patient/p1`, {
+    headers: { origin: SANDBOX_ORIGIN, authorization: 'Bearer tok' },
+  });
+  t.equal(readHeaders.headers.get('access-control-allow-origin'), SANDBOX_ORIGIN);
+  t.equal(readHeaders.headers.get('vary'), 'Origin');
+  await readHeaders.text();
+  const refused = await fetch(`${server.url}/Patient/p1`, { headers: { origin: SANDBOX_ORIGIN } });
+  t.equal(refused.status, 401);
+  t.equal(refused.headers.get('access-control-allow-origin'), SANDBOX_ORIGIN, 'errors are readable too');
+  t.equal(refused.headers.get('access-control-expose-headers'), 'WWW-Authenticate');
+  await refused.text();
+  const other = await fetch(`${server.url}/Patient/p1`, {
+    headers: { origin: 'https://evil.example.com', authorization: 'Bearer tok' },
+  });
+  t.equal(other.status, 200, 'served (CORS is enforced by the browser)…');
+  t.equal(other.headers.get('access-control-allow-origin'), null, '…without the header a browser needs');
+  await other.text();
+  t.same(server.requests.map((r) => [r.method, r.origin]).slice(0, 2), [
+    ['OPTIONS', SANDBOX_ORIGIN],
+    ['OPTIONS', SANDBOX_ORIGIN],
+  ]);
+});
+
+t.test('CORS with * allows any origin; without corsOrigins there is no CORS header', async (t) => {
+  const open = await start(t, { corsOrigins: ['*'] });
+  const pre = await preflight(open, 'Observation/_search', {
+    origin: 'http://localhost:8080',
+    'access-control-request-method': 'POST',
+  });
+  t.equal(pre.status, 204);
+  t.equal(pre.headers.get('access-control-allow-origin'), '*');
+  t.equal(pre.headers.get('vary'), null);
+  const read = await fetch(`${open.url}/Patient/p1`, { headers: { origin: 'http://localhost:8080' } });
+  t.equal(read.headers.get('access-control-allow-origin'), '*');
+  await read.text();
+
+  const closed = await start(t);
+  const refused = await preflight(closed, 'Patient/p1', {
+    origin: 'http://localhost:8080',
+    'access-control-request-method': 'GET',
+  });
+  t.equal(refused.status, 403);
+  t.equal(refused.headers.get('access-control-allow-origin'), null);
+  await refused.text();
+  const plain = await fetch(`${closed.url}/Patient/p1`, { headers: { origin: 'http://localhost:8080' } });
+  t.equal(plain.status, 200);
+  t.equal(plain.headers.get('access-control-allow-origin'), null);
+  await plain.text();
 });
