@@ -169,12 +169,13 @@ export function readModels(
           .filter((v) => existsSync(join(path, v, 'manifest.yaml')) && isDirectory(join(path, v)))
           .sort(compareVersions);
     for (const version of versions) {
-      const model = readModel(version === undefined ? path : join(path, version), fhirpath, options);
-      const m = model.manifest;
+      const here = version === undefined ? path : join(path, version);
+      // The folders name the model: checked before anything else is read.
+      const m = readManifest(here);
       if (m.id !== folder) fail(folder, `manifest id "${m.id}" differs from its folder`);
       if (version !== undefined && m.version !== version)
         fail(`${folder} ${version}`, `manifest version "${m.version}" differs from its folder`);
-      models.set(modelKey(m.id, m.version), model);
+      models.set(modelKey(m.id, m.version), readModel(here, fhirpath, options));
     }
   }
   return models;
