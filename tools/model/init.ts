@@ -108,7 +108,7 @@ function featureSkeleton(i: number): string {
 function manifestSkeleton(o: InitOptions, file: string, sha256: string, shape: OnnxShape, width: number) {
   const zeros = Array.from({ length: width }, () => "'<<FILL>>'").join(', ');
   const column = shape.output.column === undefined ? '' : `, column: ${shape.output.column}`;
-  return `# Manifest of ${o.id} ${o.version}, written by \`npm run model -- init\`. Replace every <<FILL …>>
+  return `# Manifest of ${o.id} ${o.version}, written by \`npm run model -- init\`. Replace every FILL marker
 # (the service refuses a manifest still holding one), then run \`npm run model -- validate\`.
 # The fields are described in the README (Models) and in openapi.yaml (ModelManifest).
 id: ${o.id}
@@ -190,7 +190,7 @@ export function cardTemplate(id: string, version: string, sha256: string): Recor
 
 function serviceSnippet(o: InitOptions): string {
   return `# Service YAML for ${o.id}, written by \`npm run model -- init\`: copy it to cds-services/${o.id}.yaml,
-# replace every <<FILL …>> and make the prefetch fetch what the manifest's features read.
+# replace every FILL marker and make the prefetch fetch what the manifest's features read.
 id: ${o.id}
 version: 1.0.0
 hook: patient-view
