@@ -25,7 +25,18 @@ export const CONFIG_SCHEMA = {
       default: 'info',
     },
     servicesDir: { type: 'string', default: 'cds-services', description: 'Folder of service YAML files' },
-    modelsDir: { type: 'string', default: 'models' },
+    modelsDir: {
+      type: 'string',
+      default: 'models',
+      description: 'Folder of models: <id>/<version>/ with manifest.yaml, the ONNX file and the model card',
+    },
+    // Kept outside the models folder (and writable by other people): when set, start-up and reload refuse
+    // any model version whose id, version and sha256 are not listed in it.
+    approvedModelsFile: {
+      type: 'string',
+      minLength: 1,
+      description: 'YAML/JSON list of approved models ({ id, version, sha256 })',
+    },
     profilesDir: { type: 'string', default: 'fhir-profiles' },
     dataDir: { type: 'string', default: 'data', description: 'Embedded store folder' },
     // Prefetch bundles of a few thousand resources weigh several MB; 16 MiB leaves room while still

@@ -11,11 +11,15 @@
  */
 import type { Config } from '../config.js';
 import type { FhirPath } from '../rules/fhirpath.js';
+import { CdsError } from '../errors.js';
 import {
+  compareVersions,
   type LoadedModel,
   type ModelFiles,
+  modelKey,
   type ModelRegistry,
   openModels,
+  readApprovedModels,
   readModels,
   releaseModels,
 } from '../scoring/load.js';
@@ -28,15 +32,55 @@ export const SESSION_GRACE_MS = 60_000;
 
 export interface DefinitionSet {
   registry: Registry;
+  /** By id: the version the services run (the highest on disk for a model no service runs). */
   models: ModelRegistry;
+  /** Every version on disk, opened, by `modelKey(id, version)` (e.g. for a silent evaluation). */
+  versions: ModelRegistry;
 }
 
-export type DefinitionDirs = Pick<Config, 'servicesDir' | 'modelsDir' | 'profilesDir'>;
+export type DefinitionDirs = Pick<Config, 'servicesDir' | 'modelsDir' | 'profilesDir'> &
+  Partial<Pick<Config, 'approvedModelsFile'>>;
 
 /** Everything under the configured folders, read and checked; nothing opened yet. */
 export interface CheckedDefinitions {
   services: CompiledService<ModelFiles>[];
+  /** Every version on disk, by `modelKey(id, version)`. */
   models: ReadonlyMap<string, ModelFiles>;
+}
+
+/**
+ * The version of each model id that serves: the one the services name (all must name the same one:
+ * which version issues cards is chosen in one place), else the highest on disk.
+ * @throws CdsError CDS_ERR_DEFINITION_INVALID when two services run two versions of one model
+ */
+function servingKeys(checked: CheckedDefinitions): Map<string, string> {
+  const serving = new Map<string, { key: string; file: string }>();
+  for (const service of checked.services) {
+    for (const model of service.models) {
+      const { id, version } = model.manifest;
+      const seen = serving.get(id);
+      if (seen && seen.key !== modelKey(id, version)) {
+        throw new CdsError('CDS_ERR_DEFINITION_INVALID', {
+          file: service.file,
+          pointer: '#/models',
+          reason: `runs model "${id}" ${version} while ${seen.file} runs ${seen.key.split('@')[1]}: one version of a model issues cards`,
+        });
+      }
+      serving.set(id, { key: modelKey(id, version), file: service.file });
+    }
+  }
+  const keys = new Map([...serving].map(([id, { key }]) => [id, key]));
+  for (const [key, files] of checked.models) {
+    const id = files.manifest.id;
+    const current = keys.get(id);
+    if (serving.has(id)) continue;
+    if (
+      !current ||
+      compareVersions(files.manifest.version, checked.models.get(current)!.manifest.version) > 0
+    )
+      keys.set(id, key);
+  }
+  return keys;
 }
 
 /**
@@ -45,9 +89,12 @@ export interface CheckedDefinitions {
  * @throws CdsError CDS_ERR_MODEL_INVALID / CDS_ERR_DEFINITION_INVALID naming the file and the reason
  */
 export function checkDefinitions(dirs: DefinitionDirs, fhirpath: FhirPath): CheckedDefinitions {
-  const models = readModels(dirs.modelsDir, fhirpath);
+  const approved = dirs.approvedModelsFile ? readApprovedModels(dirs.approvedModelsFile) : undefined;
+  const models = readModels(dirs.modelsDir, fhirpath, approved ? { approved } : {});
   const services = loadServices(dirs.servicesDir, fhirpath, loadValueSets(dirs.profilesDir), models);
-  return { services, models };
+  const checked = { services, models };
+  servingKeys(checked);
+  return checked;
 }
 
 /**
@@ -55,15 +102,19 @@ export function checkDefinitions(dirs: DefinitionDirs, fhirpath: FhirPath): Chec
  * @throws CdsError CDS_ERR_MODEL_INVALID, with no session left open
  */
 export async function openDefinitions(checked: CheckedDefinitions): Promise<DefinitionSet> {
-  const models = await openModels(checked.models);
-  const loaded = (model: ModelFiles): LoadedModel => {
-    const found = models.get(model.manifest.id);
+  const versions = await openModels(checked.models);
+  const loaded = (key: string): LoadedModel => {
+    const found = versions.get(key);
     // openModels opened every model checkDefinitions read, or threw.
-    if (!found) throw new Error(`model "${model.manifest.id}" was not opened`);
+    if (!found) throw new Error(`model "${key}" was not opened`);
     return found;
   };
-  const services = checked.services.map((service) => ({ ...service, models: service.models.map(loaded) }));
-  return { registry: createRegistry(services), models };
+  const services = checked.services.map((service) => ({
+    ...service,
+    models: service.models.map((m) => loaded(modelKey(m.manifest.id, m.manifest.version))),
+  }));
+  const models = new Map([...servingKeys(checked)].map(([id, key]) => [id, loaded(key)]));
+  return { registry: createRegistry(services), models, versions };
 }
 
 /**
@@ -100,6 +151,8 @@ export interface LiveSet {
   readonly registry: Registry;
   /** Always the current set's models. */
   readonly models: ModelRegistry;
+  /** Always the current set's versions on disk, by `modelKey(id, version)`. */
+  readonly versions: ModelRegistry;
   /**
    * Loads the configured folders again and, if everything is valid, makes it the running set.
    * @throws CdsError (the loader's) when anything is invalid; the running set is unchanged
@@ -132,7 +185,7 @@ export function createLiveSet(
 
   const retire = (models: ModelRegistry) => {
     // A model object kept by the new set (none today: every reload creates new sessions) stays open.
-    const kept = new Set<LoadedModel>(current.models.values());
+    const kept = new Set<LoadedModel>(current.versions.values());
     const old = new Map([...models].filter(([, m]) => !kept.has(m)));
     const timer = setTimeout(() => {
       retiring.delete(timer);
@@ -146,7 +199,7 @@ export function createLiveSet(
     const next = await loadDefinitions(dirs, fhirpath);
     const previous = current;
     current = next;
-    retire(previous.models);
+    retire(previous.versions);
     return {
       services: next.registry.services.map((s) => s.definition.id),
       models: [...next.models.values()].map((m) => ({
@@ -160,6 +213,7 @@ export function createLiveSet(
   return {
     registry,
     models: liveMap(() => current.models),
+    versions: liveMap(() => current.versions),
     reload() {
       const run = queue.then(doReload, doReload);
       queue = run.catch(() => undefined);
@@ -170,7 +224,7 @@ export function createLiveSet(
       retiring.clear();
       for (const [timer] of waiting) clearTimeout(timer);
       // The app is closing (after its last request): the running set's sessions go too.
-      await Promise.all([current.models, ...waiting.map(([, models]) => models)].map(releaseModels));
+      await Promise.all([current.versions, ...waiting.map(([, models]) => models)].map(releaseModels));
     },
   };
 }

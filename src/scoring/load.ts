@@ -1,23 +1,28 @@
 /**
- * Loads `models/<id>/` at start-up in two steps, so that nothing is opened until every file is known
- * good. `readModels` checks the files: the manifest is validated, the ONNX file's sha256 compared with
- * the manifest's, the FHIRPath of every feature and guard compiled and the model card read.
- * `openModels` then creates one onnxruntime session per model (kept warm for the life of the process),
- * matches its input/output names, element types and shapes against the manifest and, for a manifest
- * declaring linear coefficients, checks those coefficients against the model itself on probe rows, so an
- * explanation can never disagree with the score. Any problem stops start-up with CDS_ERR_MODEL_INVALID
- * naming the model and the reason.
+ * Loads the models folder at start-up (and reload) in two steps, so that nothing is opened until every
+ * file is known good. A model lives in `models/<id>/<version>/` (several versions side by side; a plain
+ * `models/<id>/` with its manifest is one version too). `readModels` checks the files: the manifest is
+ * validated (its id and version must be its folders'), the ONNX file's sha256 compared with the
+ * manifest's and, when the configuration names an approved-models file, with the approved list; the
+ * FHIRPath of every feature and guard compiled; the model card checked for its required sections.
+ * `openModels` then creates one onnxruntime session per model version (kept warm for the life of the
+ * process), matches its input/output names, element types and shapes against the manifest, runs the
+ * manifest's reference examples (the conversion check) and, for a manifest declaring linear
+ * coefficients, checks those coefficients against the model on probe rows, so an explanation can never
+ * disagree with the score. Any problem stops start-up with CDS_ERR_MODEL_INVALID naming the model
+ * (and the example, the hash or the section) and the reason.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { parseDocument } from 'yaml';
+import { parse as parseYaml, parseDocument } from 'yaml';
 import { createAjv } from '../ajv.js';
 import { CdsError } from '../errors.js';
 import type { FhirPath } from '../rules/fhirpath.js';
 import { type CompiledFeature, type CompiledGuard, compileFeatureDefaults } from './features.js';
 import { MANIFEST_SCHEMA, type ModelManifest } from './manifest.js';
+import { FILL_MARKER, MODEL_CARD_SCHEMA, type RequiredModelCard } from './model-card.js';
 import { isKnownUnit } from './units.js';
 
 /** A model folder read and checked, everything but what needs the ONNX session: no resource held. */
@@ -34,11 +39,65 @@ export interface ModelFiles {
 
 export interface LoadedModel extends Omit<ModelFiles, 'bytes'> {
   readonly session: ort.InferenceSession;
+  /** Element type of the session's input: a float64 export is fed float64 rows, no conversion needed. */
+  readonly inputType: 'float32' | 'float64';
 }
 
+/** Models by id (the version services run), or by `modelKey(id, version)` for every version on disk. */
 export type ModelRegistry = ReadonlyMap<string, LoadedModel>;
 
+/** The key of one version of a model among all versions on disk. */
+export function modelKey(id: string, version: string): string {
+  return `${id}@${version}`;
+}
+
+/** One entry of the approved-models file: the only model files start-up accepts when the file is set. */
+export interface ApprovedModel {
+  id: string;
+  version: string;
+  sha256: string;
+}
+
+export interface ReadOptions {
+  /** The approved list (`approvedModelsFile`); when given, any model not on it is refused. */
+  approved?: { file: string; models: readonly ApprovedModel[] };
+}
+
 const validateManifest = createAjv().compile<ModelManifest>(MANIFEST_SCHEMA);
+const validateCard = createAjv().compile<RequiredModelCard>(MODEL_CARD_SCHEMA);
+const validateApproved = createAjv().compile<ApprovedModel[]>({
+  type: 'array',
+  items: {
+    type: 'object',
+    additionalProperties: false,
+    required: ['id', 'version', 'sha256'],
+    properties: {
+      id: { type: 'string', minLength: 1 },
+      version: { type: 'string', pattern: '^\\d+\\.\\d+\\.\\d+$' },
+      sha256: { type: 'string', pattern: '^[0-9a-f]{64}$' },
+    },
+  },
+});
+
+/**
+ * Reads the approved-models file (YAML or JSON: a list of `{ id, version, sha256 }`), kept outside the
+ * models folder so that whoever can change a model file and its manifest cannot also approve it.
+ * @throws CdsError CDS_ERR_MODEL_INVALID naming the file
+ */
+export function readApprovedModels(file: string): NonNullable<ReadOptions['approved']> {
+  const name = file.split(/[\\/]/).pop()!;
+  let list: unknown;
+  try {
+    list = parseYaml(readFileSync(file, 'utf8'));
+  } catch (error) {
+    fail(`approved list ${name}`, `cannot read it: ${(error as Error).message.split('\n')[0]}`);
+  }
+  if (!validateApproved(list)) {
+    const e = validateApproved.errors![0]!;
+    fail(`approved list ${name}`, `${e.instancePath || '/'} ${e.message}`);
+  }
+  return { file: name, models: list };
+}
 
 function fail(model: string, reason: string): never {
   throw new CdsError('CDS_ERR_MODEL_INVALID', { model, reason });
@@ -53,31 +112,71 @@ export const SESSION_OPTIONS: ort.InferenceSession.SessionOptions = {
 };
 
 /**
- * Loads every sub-folder of `dir` holding a `manifest.yaml`. A missing folder means no models.
+ * Loads the models of `dir`, one version per id (the highest when several are on disk), keyed by id:
+ * for tools and tests. A missing folder means no models. The service itself loads every version
+ * (`readModels`) and serves the ones its services name (src/ops/live-set.ts).
  * @param fhirpath the engine that compiles the features' and guards' expressions
  * @throws CdsError CDS_ERR_MODEL_INVALID
  */
 export async function loadModels(dir: string, fhirpath: FhirPath): Promise<ModelRegistry> {
-  return openModels(readModels(dir, fhirpath));
+  const latest = new Map<string, ModelFiles>();
+  for (const files of readModels(dir, fhirpath).values()) {
+    const seen = latest.get(files.manifest.id);
+    if (!seen || compareVersions(files.manifest.version, seen.manifest.version) > 0)
+      latest.set(files.manifest.id, files);
+  }
+  return openModels(latest);
 }
 
+/** Orders two `major.minor.patch` versions numerically. */
+export function compareVersions(a: string, b: string): number {
+  const pa = a.split('.').map(Number);
+  const pb = b.split('.').map(Number);
+  for (let i = 0; i < 3; i += 1) if (pa[i] !== pb[i]) return (pa[i] ?? 0) - (pb[i] ?? 0);
+  return 0;
+}
+
+const isDirectory = (path: string) => {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
+  }
+};
+
 /**
- * Reads and checks every model folder of `dir` (manifest, sha256 of the ONNX file, FHIRPath, model
- * card) without opening a session. A missing folder means no models.
+ * Reads and checks every model version of `dir` without opening a session, keyed by
+ * `modelKey(id, version)`: `<dir>/<id>/<version>/manifest.yaml`, or `<dir>/<id>/manifest.yaml` for a
+ * model kept without version folders. A missing folder means no models.
  * @throws CdsError CDS_ERR_MODEL_INVALID
  */
-export function readModels(dir: string, fhirpath: FhirPath): ReadonlyMap<string, ModelFiles> {
+export function readModels(
+  dir: string,
+  fhirpath: FhirPath,
+  options: ReadOptions = {},
+): ReadonlyMap<string, ModelFiles> {
   const models = new Map<string, ModelFiles>();
   if (!existsSync(dir)) return models;
   const folders = readdirSync(dir, { withFileTypes: true })
-    .filter((d) => d.isDirectory() && existsSync(join(dir, d.name, 'manifest.yaml')))
+    .filter((d) => d.isDirectory())
     .map((d) => d.name)
     .sort();
   for (const folder of folders) {
-    const model = readModel(join(dir, folder), fhirpath);
-    if (model.manifest.id !== folder)
-      fail(folder, `manifest id "${model.manifest.id}" differs from its folder`);
-    models.set(model.manifest.id, model);
+    const path = join(dir, folder);
+    const versions = existsSync(join(path, 'manifest.yaml'))
+      ? [undefined]
+      : readdirSync(path)
+          .filter((v) => existsSync(join(path, v, 'manifest.yaml')) && isDirectory(join(path, v)))
+          .sort(compareVersions);
+    for (const version of versions) {
+      const here = version === undefined ? path : join(path, version);
+      // The folders name the model: checked before anything else is read.
+      const m = readManifest(here);
+      if (m.id !== folder) fail(folder, `manifest id "${m.id}" differs from its folder`);
+      if (version !== undefined && m.version !== version)
+        fail(`${folder} ${version}`, `manifest version "${m.version}" differs from its folder`);
+      models.set(modelKey(m.id, m.version), readModel(here, fhirpath, options));
+    }
   }
   return models;
 }
@@ -105,7 +204,9 @@ export async function releaseModels(models: ModelRegistry): Promise<void> {
 
 /** Reads and validates `<folder>/manifest.yaml`. */
 export function readManifest(folder: string): ModelManifest {
-  const name = folder.split(/[\\/]/).pop()!;
+  // `<id>/<version>` names the model as "<id> <version>"; a folder without versions by its name.
+  const [parent, last] = folder.split(/[\\/]/).slice(-2);
+  const name = /^\d+\.\d+\.\d+$/.test(last ?? '') && parent ? `${parent} ${last}` : (last ?? parent!);
   let text: string;
   try {
     text = readFileSync(join(folder, 'manifest.yaml'), 'utf8');
@@ -113,6 +214,8 @@ export function readManifest(folder: string): ModelManifest {
     fail(name, `cannot read manifest.yaml: ${(error as Error).message}`);
   }
   const document = parseDocument(text, { prettyErrors: false, uniqueKeys: true });
+  const marker = unfilled(text);
+  if (marker !== undefined) fail(name, `manifest.yaml still has a field to fill: ${marker}`);
   if (document.errors.length > 0) fail(name, `manifest.yaml: ${document.errors[0]!.message}`);
   const manifest: unknown = document.toJS();
   if (!validateManifest(manifest)) {
@@ -121,6 +224,14 @@ export function readManifest(folder: string): ModelManifest {
   }
   checkManifest(manifest);
   return manifest;
+}
+
+/** The first `<<FILL …>>` marker left by `npm run model -- init`, if any. */
+export function unfilled(text: string): string | undefined {
+  const at = text.indexOf(FILL_MARKER);
+  if (at < 0) return undefined;
+  const end = text.indexOf('>>', at);
+  return text.slice(at, end < 0 ? at + 60 : end + 2);
 }
 
 function checkManifest(m: ModelManifest): void {
@@ -150,6 +261,16 @@ function checkManifest(m: ModelManifest): void {
       `explanation has ${m.explanation.coefficients.length} coefficients for ${m.features.length} features`,
     );
   }
+  const width = m.examples.rows.find((e) => e.input.length !== m.features.length);
+  if (width) {
+    fail(
+      m.id,
+      `example "${width.id}" has ${width.input.length} input values for ${m.features.length} features`,
+    );
+  }
+  const ids2 = m.examples.rows.map((e) => e.id);
+  const dupExample = ids2.find((id, i) => ids2.indexOf(id) !== i);
+  if (dupExample) fail(m.id, `example id "${dupExample}" is used twice`);
   if (m.explanation.method === 'shapley' && m.features.length > MAX_SHAPLEY_FEATURES) {
     fail(m.id, `exact Shapley values are limited to ${MAX_SHAPLEY_FEATURES} features`);
   }
@@ -164,8 +285,8 @@ function checkSession(m: ModelManifest, session: ort.InferenceSession): void {
     fail(m.id, `the ONNX model has no input "${m.input.name}" (it has ${session.inputNames.join(', ')})`);
   if (session.inputNames.length !== 1)
     fail(m.id, `the ONNX model must have one input, not ${session.inputNames.length}`);
-  if (!input.isTensor || input.type !== 'float32')
-    fail(m.id, `input "${m.input.name}" must be a float32 tensor`);
+  if (!input.isTensor || (input.type !== 'float32' && input.type !== 'float64'))
+    fail(m.id, `input "${m.input.name}" must be a float32 or float64 tensor`);
   const [, width] = input.shape;
   if (input.shape.length !== 2 || (typeof width === 'number' && width !== m.features.length)) {
     fail(
@@ -219,12 +340,16 @@ export function compileManifest(
 }
 
 /** Loads one model folder. */
-export async function loadModel(folder: string, fhirpath: FhirPath): Promise<LoadedModel> {
-  return openModel(readModel(folder, fhirpath));
+export async function loadModel(
+  folder: string,
+  fhirpath: FhirPath,
+  options: ReadOptions = {},
+): Promise<LoadedModel> {
+  return openModel(readModel(folder, fhirpath, options));
 }
 
 /** Reads and checks one model folder, without opening a session. */
-export function readModel(folder: string, fhirpath: FhirPath): ModelFiles {
+export function readModel(folder: string, fhirpath: FhirPath, options: ReadOptions = {}): ModelFiles {
   const manifest = readManifest(folder);
   const m = manifest;
   let bytes: Buffer;
@@ -235,6 +360,12 @@ export function readModel(folder: string, fhirpath: FhirPath): ModelFiles {
   }
   const sha256 = createHash('sha256').update(bytes).digest('hex');
   if (sha256 !== m.sha256) fail(m.id, `${m.file} has sha256 ${sha256}, the manifest says ${m.sha256}`);
+  if (options.approved) {
+    const { file, models } = options.approved;
+    if (!models.some((a) => a.id === m.id && a.version === m.version && a.sha256 === sha256)) {
+      fail(m.id, `version ${m.version}, ${m.file} with sha256 ${sha256} is not approved in ${file}`);
+    }
+  }
   const { features, guards } = compileManifest(m, fhirpath);
   let card: ModelFiles['card'];
   try {
@@ -245,14 +376,63 @@ export function readModel(folder: string, fhirpath: FhirPath): ModelFiles {
   } catch (error) {
     fail(m.id, `model card: ${(error as Error).message}`);
   }
+  for (const problem of modelCardProblems(card, m, sha256)) fail(m.id, `model card: ${problem}`);
   return { manifest, sha256, bytes, features, guards, card };
+}
+
+/**
+ * What a model card lacks, in words: a required section (MODEL_CARD_SCHEMA), a version or sha256 other
+ * than the manifest's and the file's, a markdown not stating them, a field left to fill.
+ */
+export function modelCardProblems(
+  card: { markdown: string; json: unknown },
+  m: Pick<ModelManifest, 'id' | 'version' | 'modelCard'>,
+  sha256: string,
+): string[] {
+  const problems: string[] = [];
+  if (!validateCard(card.json)) {
+    for (const e of validateCard.errors!) {
+      if (e.keyword === 'anyOf' || e.schemaPath.includes('/anyOf/')) {
+        if (!problems.some((p) => p.includes('calibration'))) {
+          problems.push(
+            `${m.modelCard.json} ${e.instancePath} must state calibration (calibrationSlope, calibrationIntercept or calibrationTable)`,
+          );
+        }
+        continue;
+      }
+      const field =
+        e.keyword === 'required' ? `${e.instancePath}/${String(e.params.missingProperty)}` : e.instancePath;
+      problems.push(
+        e.keyword === 'required'
+          ? `${m.modelCard.json} has no ${field} (a required section)`
+          : `${m.modelCard.json} ${field || '/'} ${e.message}`,
+      );
+    }
+    return problems;
+  }
+  const json = card.json;
+  if (json.id !== m.id) problems.push(`${m.modelCard.json} is the card of "${json.id}", not "${m.id}"`);
+  if (json.version !== m.version)
+    problems.push(`${m.modelCard.json} describes version ${json.version}, the manifest ${m.version}`);
+  if (json.onnxSha256 !== sha256)
+    problems.push(`${m.modelCard.json} states sha256 ${json.onnxSha256}, the file has ${sha256}`);
+  if (!card.markdown.includes(sha256))
+    problems.push(`${m.modelCard.markdown} does not state the sha256 ${sha256}`);
+  if (!card.markdown.includes(m.version))
+    problems.push(`${m.modelCard.markdown} does not state the version ${m.version}`);
+  const marker = unfilled(card.markdown) ?? unfilled(JSON.stringify(card.json));
+  if (marker !== undefined) problems.push(`a field is still to fill: ${marker}`);
+  return problems;
 }
 
 /**
  * Opens the session of a checked model folder and checks it against the manifest (and the linear
  * coefficients against the model); the session is released if a check fails.
  */
-export async function openModel(files: ModelFiles): Promise<LoadedModel> {
+export async function openModel(
+  files: ModelFiles,
+  options: { skipExamples?: boolean } = {},
+): Promise<LoadedModel> {
   const { bytes, ...rest } = files;
   const m = files.manifest;
   let session: ort.InferenceSession;
@@ -261,15 +441,51 @@ export async function openModel(files: ModelFiles): Promise<LoadedModel> {
   } catch (error) {
     fail(m.id, `onnxruntime cannot load ${m.file}: ${(error as Error).message.split('\n')[0]}`);
   }
-  const model: LoadedModel = { ...rest, session };
+  let model: LoadedModel;
   try {
     checkSession(m, session);
+    const type = session.inputMetadata.find((i) => i.name === m.input.name);
+    const inputType = type?.isTensor && type.type === 'float64' ? 'float64' : 'float32';
+    model = { ...rest, session, inputType };
+    // Only `npm run model -- validate` skips them, to list every example's difference itself.
+    if (!options.skipExamples) await checkExamples(model);
     if (m.explanation.method === 'linear') await checkLinear(model);
   } catch (error) {
     await session.release().catch(() => undefined);
     throw error;
   }
   return model;
+}
+
+/**
+ * The conversion check: every reference example, run through the ONNX file, must give the probability
+ * the source framework gave, within the manifest's tolerance (a mis-converted model, with flipped or
+ * shifted outputs, is refused before any card uses it).
+ */
+async function checkExamples(model: LoadedModel): Promise<void> {
+  const { manifest: m } = model;
+  const { tolerance, source } = m.examples;
+  for (const { id, expected, actual } of await exampleDifferences(model)) {
+    if (!(Math.abs(actual - expected) <= tolerance)) {
+      fail(
+        m.id,
+        `example "${id}": the ONNX model gives ${actual.toPrecision(6)}, ${source} gave ` +
+          `${expected} (tolerance ${tolerance}): a wrong conversion or a wrong example`,
+      );
+    }
+  }
+}
+
+/** Each reference example with the probability the source gave and the ONNX model's. */
+export async function exampleDifferences(
+  model: LoadedModel,
+): Promise<{ id: string; expected: number; actual: number }[]> {
+  const { rows } = model.manifest.examples;
+  const probabilities = await predict(
+    model,
+    rows.map((r) => r.input),
+  );
+  return rows.map((r, i) => ({ id: r.id, expected: r.probability, actual: probabilities[i]! }));
 }
 
 /**
@@ -310,9 +526,12 @@ export async function predict(
 ): Promise<Float64Array> {
   const { manifest: m } = model;
   const width = m.features.length;
-  const data = new Float32Array(rows.length * width);
+  const data =
+    model.inputType === 'float64'
+      ? new Float64Array(rows.length * width)
+      : new Float32Array(rows.length * width);
   rows.forEach((row, r) => data.set(row, r * width));
-  const input = new ort.Tensor('float32', data, [rows.length, width]);
+  const input = new ort.Tensor(model.inputType, data, [rows.length, width]);
   const results = await model.session.run({ [m.input.name]: input }, [m.output.name]);
   const output = results[m.output.name]!;
   const values = output.data as Float32Array | Float64Array;

@@ -2,7 +2,7 @@
  * The model manifest (`models/<id>/manifest.yaml`): everything the service needs to turn a patient's
  * record into the model's input tensor and its output into a card, for a model produced by any tool.
  *
- * The contract with the ONNX file: one float32 input of shape [N, F] whose columns are the features in
+ * The contract with the ONNX file: one float32 (or float64) input of shape [N, F] whose columns are the features in
  * manifest order, and one float output holding P(outcome) — shape [N], [N, 1], or [N, C] with the
  * column named by `output.column` (e.g. the positive-class column of an ai.onnx.ml
  * TreeEnsembleClassifier's probabilities). The loader checks names, element types and shapes against
@@ -199,6 +199,51 @@ const explanationSpec = {
   ],
 } as const;
 
+const exampleSpec = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['id', 'input', 'probability'],
+  properties: {
+    id: identifier,
+    input: {
+      type: 'array',
+      minItems: 1,
+      items: { type: 'number' },
+      description: 'One value per feature, in manifest order, as given to the source model.',
+    },
+    probability: {
+      type: 'number',
+      minimum: 0,
+      maximum: 1,
+      description: 'P(outcome) the source framework (not onnxruntime) gave for this row.',
+    },
+  },
+} as const;
+/**
+ * The conversion check: rows with the probabilities the source framework gave (scikit-learn, XGBoost,
+ * the training tool's own implementation...). Start-up and reload run them through the ONNX file and
+ * refuse the model when one differs by more than `tolerance`, naming the example.
+ */
+const examplesSpec = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['source', 'tolerance', 'rows'],
+  properties: {
+    source: {
+      type: 'string',
+      minLength: 1,
+      description: 'What computed the expected probabilities (framework and version, or script).',
+    },
+    tolerance: {
+      type: 'number',
+      exclusiveMinimum: 0,
+      maximum: 0.01,
+      description: 'Largest accepted |ONNX probability − expected probability| (float32 inference: 1e-5).',
+    },
+    rows: { type: 'array', minItems: 1, maxItems: 1000, items: exampleSpec },
+  },
+} as const;
+
 export const MANIFEST_SCHEMA = {
   $schema: 'https://json-schema.org/draft/2020-12/schema',
   title: 'ONNX model manifest',
@@ -222,6 +267,7 @@ export const MANIFEST_SCHEMA = {
     'guards',
     'features',
     'explanation',
+    'examples',
     'bands',
     'threshold',
     'patientSentence',
@@ -289,6 +335,7 @@ export const MANIFEST_SCHEMA = {
       },
     },
     explanation: explanationSpec,
+    examples: examplesSpec,
     bands: { type: 'array', minItems: 1, items: bandSpec },
     threshold: {
       type: 'number',
@@ -319,3 +366,4 @@ export type FeatureSpec =
 export type GuardSpec = FromSchema<typeof guardSpec>;
 export type BandSpec = FromSchema<typeof bandSpec>;
 export type ExplanationSpec = FromSchema<typeof explanationSpec>;
+export type ExamplesSpec = FromSchema<typeof examplesSpec>;

@@ -98,7 +98,7 @@ const modelReference = {
   type: 'object',
   additionalProperties: false,
   required: ['id', 'version'],
-  description: 'A model the service runs, by id and exact version (`models/<id>/manifest.yaml`).',
+  description: 'A model the service runs, by id and exact version (`models/<id>/<version>/`).',
   properties: {
     id: { type: 'string', pattern: '^[a-z0-9][a-z0-9-]{0,63}$' },
     version: { type: 'string', pattern: '^\\d+\\.\\d+\\.\\d+$' },

@@ -255,14 +255,13 @@ function resolveModels<M extends ModelLike>(
     );
   }
   const models = refs.map((ref, i) => {
-    const model = registry.get(ref.id);
-    if (!model) fail(file, `/models/${i}/id`, `no model "${ref.id}" in the models folder`);
-    if (model.manifest.version !== ref.version) {
-      fail(
-        file,
-        `/models/${i}/version`,
-        `model "${ref.id}" is version ${model.manifest.version}, not ${ref.version}`,
-      );
+    // The registry may hold one version per id or every version on disk (keyed id@version).
+    const versions = [...registry.values()].filter((m) => m.manifest.id === ref.id);
+    if (versions.length === 0) fail(file, `/models/${i}/id`, `no model "${ref.id}" in the models folder`);
+    const model = versions.find((m) => m.manifest.version === ref.version);
+    if (!model) {
+      const found = versions.map((m) => m.manifest.version).join(', ');
+      fail(file, `/models/${i}/version`, `model "${ref.id}" is version ${found}, not ${ref.version}`);
     }
     const missing = model.manifest.requires.filter((v) => !keys.includes(v));
     if (missing.length > 0) {

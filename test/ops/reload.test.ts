@@ -111,7 +111,7 @@ t.test('a broken YAML file is refused with its name; the running set keeps servi
 
 t.test('a model whose sha256 does not match is refused, naming the model', async (t) => {
   const { app, modelsDir } = await setUp(t);
-  const manifest = join(modelsDir, 'melanoma-risk', 'manifest.yaml');
+  const manifest = join(modelsDir, 'melanoma-risk', '1.0.0', 'manifest.yaml');
   writeFileSync(
     manifest,
     readFileSync(manifest, 'utf8').replace(/^sha256: '[0-9a-f]{64}'$/m, `sha256: '${'0'.repeat(64)}'`),

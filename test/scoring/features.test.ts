@@ -13,8 +13,8 @@ const engine = createFhirPath();
 const NOW = new Date('2026-11-22T09:30:00Z');
 const DAY_MS = 86_400_000;
 
-const knee = compileManifest(readManifest('models/knee-oa-progression'), engine);
-const melanoma = compileManifest(readManifest('models/melanoma-risk'), engine);
+const knee = compileManifest(readManifest('models/knee-oa-progression/1.0.0'), engine);
+const melanoma = compileManifest(readManifest('models/melanoma-risk/1.0.0'), engine);
 
 // ---- builders ----
 

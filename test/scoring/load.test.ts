@@ -11,6 +11,7 @@ import { type ScoredOutcome, scoreSubjects } from '../../src/scoring/score.js';
 import { treeEnsembleToOnnx } from '../../tools/training/onnx-writer.js';
 import { predictTreeEnsemble, type TreeEnsemble } from '../../tools/training/tree-ensemble.js';
 import { createFhirPath } from '../../src/rules/fhirpath.js';
+import { modelCardFor } from '../helpers/model-card.js';
 
 /** The FHIRPath engine of this file's loads. */
 const engine = createFhirPath();
@@ -22,13 +23,13 @@ const tmp = mkdtempSync(join(tmpdir(), 'cds-models-load-'));
 t.teardown(() => rmSync(tmp, { recursive: true, force: true }));
 let copies = 0;
 
-/** A fresh `<root>/<folder>` copy of a bundled model; `root` is what loadModels reads. */
+/** A fresh `<root>/<folder>/1.0.0` copy of a bundled model; `root` is what loadModels reads. */
 function copyOf(id: string, folder = id): { root: string; dir: string } {
   copies += 1;
   const root = join(tmp, `copy-${copies}`);
-  const dir = join(root, folder);
+  const dir = join(root, folder, '1.0.0');
   mkdirSync(root);
-  cpSync(join('models', id), dir, { recursive: true });
+  cpSync(join('models', id, '1.0.0'), dir, { recursive: true });
   return { root, dir };
 }
 
@@ -61,7 +62,7 @@ t.test('loadModels("models", engine) loads both bundled models, one session each
     const m = model.manifest;
     t.equal(m.id, id);
     t.equal(m.version, '1.0.0', `${id} version`);
-    const bytes = readFileSync(join('models', id, m.file));
+    const bytes = readFileSync(join('models', id, m.version, m.file));
     t.equal(model.sha256, sha256(bytes), `${id}: sha256 of the file bytes`);
     t.equal(m.sha256, model.sha256, `${id}: the manifest states the same sha256`);
     t.equal(m.features.length, widths[id], `${id}: feature count`);
@@ -168,6 +169,8 @@ t.test('start-up errors on a copy of a bundled model', async (t) => {
     editManifest(dir, (doc) => {
       doc.deleteIn(['features', 8]);
       doc.deleteIn(['explanation', 'coefficients', 8]);
+      const rows = (doc.getIn(['examples', 'rows']) as { items: unknown[] }).items.length;
+      for (let i = 0; i < rows; i += 1) doc.deleteIn(['examples', 'rows', i, 'input', 8]);
     });
     await expectInvalid(
       t,
@@ -246,7 +249,7 @@ t.test('start-up errors on a copy of a bundled model', async (t) => {
     const { root, dir } = copyOf('melanoma-risk');
     const path = join(dir, 'manifest.yaml');
     writeFileSync(path, readFileSync(path, 'utf8').replace('version: 1.0.0', 'version: [1.0.0'));
-    await expectInvalid(t, loadModels(root, engine), 'model melanoma-risk: manifest.yaml: ');
+    await expectInvalid(t, loadModels(root, engine), 'model melanoma-risk 1.0.0: manifest.yaml: ');
   });
 
   t.test('a manifest that breaks the schema names the path', async (t) => {
@@ -255,7 +258,7 @@ t.test('start-up errors on a copy of a bundled model', async (t) => {
     await expectInvalid(
       t,
       loadModel(dir, engine),
-      'model melanoma-risk: manifest.yaml /version must match pattern',
+      'model melanoma-risk 1.0.0: manifest.yaml /version must match pattern',
     );
   });
 
@@ -359,6 +362,16 @@ function externalManifest(sha: string): ModelManifest {
     ],
     threshold: 0.5,
     patientSentence: { en: 'About {risk} within {horizon}.', fr: 'Environ {risk} en {horizon}.' },
+    // The tool's own implementation of the ensemble gives the expected probabilities.
+    examples: {
+      source: 'tools/training/tree-ensemble.ts predictTreeEnsemble',
+      tolerance: 1e-6,
+      rows: [
+        [2, 0.5, 7],
+        [0, 0, 0],
+        [4, -1, 9],
+      ].map((input, i) => ({ id: `row${i + 1}`, input, probability: predictTreeEnsemble(ENSEMBLE, input) })),
+    },
   };
 }
 
@@ -374,8 +387,9 @@ async function externalModel() {
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, 'trees.onnx'), onnx);
   writeFileSync(join(dir, 'manifest.yaml'), stringify(externalManifest(sha256(onnx))));
-  writeFileSync(join(dir, 'card.md'), '# External tree ensemble\n\nA test model.\n');
-  writeFileSync(join(dir, 'card.json'), JSON.stringify({ id: 'external-trees' }));
+  const card = modelCardFor('external-trees', '2.3.4', sha256(onnx));
+  writeFileSync(join(dir, 'card.md'), card.markdown);
+  writeFileSync(join(dir, 'card.json'), JSON.stringify(card.json));
   const models = await loadModels(join(tmp, 'external'), engine);
   return { onnx, model: models.get('external-trees')! };
 }
@@ -501,7 +515,14 @@ t.test('the external model is refused when its manifest says another shape or ou
   );
   writeFileSync(
     join(dir, 'manifest.yaml'),
-    stringify({ ...manifest, features: manifest.features.slice(0, 2) }),
+    stringify({
+      ...manifest,
+      features: manifest.features.slice(0, 2),
+      examples: {
+        ...manifest.examples,
+        rows: manifest.examples.rows.map((r) => ({ ...r, input: r.input.slice(0, 2) })),
+      },
+    }),
   );
   await expectInvalid(
     t,

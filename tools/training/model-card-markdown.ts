@@ -59,6 +59,8 @@ function header(card: ModelCardData, statusFr: string): string {
         ['Status', card.status],
         ['Regulatory status', card.regulatoryStatus],
         ['ONNX sha256', `\`${card.onnxSha256}\``],
+        ['Trained', card.dates.trained],
+        ['Card written', card.dates.card],
       ],
     ),
   ].join('\n\n');
@@ -67,6 +69,7 @@ function header(card: ModelCardData, statusFr: string): string {
 function purpose(card: ModelCardData): string {
   return [
     `## Intended use\n\n${card.intendedUse}`,
+    `**Intended users:** ${card.intendedUsers}`,
     `### Out of scope\n\n${bullets(card.outOfScope)}`,
     `## Population\n\n${card.population.description}`,
     `**Inclusion**\n\n${bullets(card.population.inclusion)}`,

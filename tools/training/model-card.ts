@@ -81,6 +81,8 @@ export interface ModelCardData {
   /** e.g. "logistic regression (12 inputs)" or "gradient-boosted trees (50 trees, depth 3)". */
   modelType: string;
   intendedUse: string;
+  /** Who reads the estimate. */
+  intendedUsers: string;
   outOfScope: string[];
   population: { description: string; inclusion: string[]; exclusion: string[] };
   outcome: { description: string; horizon: string };
@@ -103,6 +105,8 @@ export interface ModelCardData {
   limits: string[];
   /** sha256 (hex) of the model.onnx the card describes. */
   onnxSha256: string;
+  /** ISO dates (fixed for the bundled models, so the bytes are reproducible). */
+  dates: { trained: string; card: string };
   /** The command that reproduces the model and this card. */
   trainingCommand: string;
   /** Tool and version that wrote the card (no timestamp, so the bytes are reproducible). */

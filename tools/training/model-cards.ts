@@ -27,6 +27,13 @@ export interface TrainingResults {
   subgroups: ModelCardSubgroup[];
 }
 
+/** The date of the bundled demonstration models (the synthetic cohort's "today"). */
+export const BUNDLED_MODEL_DATE = '2026-11-22';
+
+/** Whom the bundled demonstration models are for. */
+export const BUNDLED_INTENDED_USERS =
+  'Clinicians and integrators trying the service (general practitioners, rheumatologists or dermatologists in a demonstration); not patients directly.';
+
 interface Content {
   intendedUse: string;
   outOfScope: string[];
@@ -313,6 +320,7 @@ export function describeModel(manifest: ModelManifest, results: TrainingResults)
       'Not a medical device; not CE-marked or FDA-cleared. Demonstration software: a site deploying its own validated model is responsible for its regulatory status.',
     modelType: `logistic regression (${manifest.features.length} inputs), float32 ONNX (MatMul, Add, Sigmoid)`,
     intendedUse: content.intendedUse,
+    intendedUsers: BUNDLED_INTENDED_USERS,
     outOfScope: content.outOfScope,
     population: {
       description: manifest.population.en,
@@ -341,6 +349,8 @@ export function describeModel(manifest: ModelManifest, results: TrainingResults)
     references: content.references,
     limits: content.limits,
     onnxSha256: results.sha256,
+    // The simulated cohort's reference date: no clock is read, so a rebuild gives the same bytes.
+    dates: { trained: BUNDLED_MODEL_DATE, card: BUNDLED_MODEL_DATE },
     trainingCommand: `npm run train -- --model ${manifest.id}`,
     createdBy: `explainable-cds-hooks training (model ${manifest.id} ${manifest.version}, seed ${results.seed})`,
   };

@@ -1,22 +1,24 @@
 /**
  * `npm run train`: rebuilds the bundled demonstration models from nothing but a seed.
  *
- *   npm run train                        both models, written into models/<id>/
+ *   npm run train                        both models, written into models/<id>/<version>/ (the highest)
  *   npm run train -- --model melanoma-risk
  *   npm run train -- --check             rebuild in memory and compare with the committed files
  *
  * For each model: a synthetic cohort (tools/training/datasets.ts), features extracted by the service's
  * own code, a logistic regression fitted on the training patients, written as ONNX (float32 weights),
  * then evaluated on held-out patients by running that ONNX file in onnxruntime, exactly as the service
- * will. The manifest (sha256, coefficients, references) and the model card are rewritten from the
- * results. Nothing reads the clock or Math.random: same seed, same bytes (--check proves it).
+ * will. The manifest (sha256, coefficients, references, reference examples) and the model card are
+ * rewritten from the results. The reference examples' probabilities come from this tool's own float64
+ * implementation of the fitted model (not from onnxruntime), so the service's conversion check compares
+ * the ONNX file with an independent computation. Nothing reads the clock or Math.random: same seed, same bytes (--check proves it).
  */
 import { createHash } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { parseDocument } from 'yaml';
-import { compileManifest, readManifest, SESSION_OPTIONS } from '../../src/scoring/load.js';
+import { compareVersions, compileManifest, readManifest, SESSION_OPTIONS } from '../../src/scoring/load.js';
 import type { ModelManifest } from '../../src/scoring/manifest.js';
 import { buildDataset, DATASETS, type Dataset } from './datasets.js';
 import { fitLogistic } from './logistic.js';
@@ -56,19 +58,76 @@ async function probabilities(onnx: Uint8Array, inputName: string, outputName: st
   return Array.from(out[outputName]!.data as Float32Array, Number);
 }
 
+/**
+ * The folder a model is trained into: `<modelsDir>/<id>/<version>/`, the highest version on disk (or
+ * `<modelsDir>/<id>/` when it has no version folders).
+ */
+export function modelFolder(modelsDir: string, modelId: string): string {
+  const base = join(modelsDir, modelId);
+  if (existsSync(join(base, 'manifest.yaml'))) return base;
+  const versions = existsSync(base)
+    ? readdirSync(base).filter((v) => existsSync(join(base, v, 'manifest.yaml')))
+    : [];
+  const latest = versions.sort(compareVersions).pop();
+  // No manifest at all: the base folder, for readManifest to say so.
+  return latest === undefined ? base : join(base, latest);
+}
+
+/** How many held-out rows become the manifest's reference examples. */
+export const EXAMPLE_COUNT = 8;
+/** float32 inference against the float64 reference: differences are around 1e-7. */
+export const EXAMPLE_TOLERANCE = 1e-5;
+
+/**
+ * The fitted model computed in float64 from the float32 weights and float32 inputs the ONNX file holds:
+ * the reference the ONNX file is checked against.
+ */
+export function referenceProbability(
+  intercept: number,
+  coefficients: readonly number[],
+  x: readonly number[],
+) {
+  const z = x.reduce((s, v, i) => s + coefficients[i]! * Math.fround(v), intercept);
+  return 1 / (1 + Math.exp(-z));
+}
+
+/**
+ * The manifest's reference examples: the first held-out rows (so that a few held-out patients rebuild
+ * them), with the probability of the float64 reference implementation.
+ */
+export function referenceExamples(test: Dataset, intercept: number, coefficients: readonly number[]) {
+  return test.rows.slice(0, EXAMPLE_COUNT).map((row, i) => {
+    const input = row.x.map((v) => Math.fround(v));
+    return {
+      id: `heldOut${i + 1}`,
+      input,
+      probability: referenceProbability(intercept, coefficients, input),
+    };
+  });
+}
+
 function mean(values: readonly number[]): number {
   return values.reduce((s, v) => s + v, 0) / values.length;
 }
 
 /** Rewrites the trained fields of the manifest, keeping its comments and layout. */
-function updateManifest(
+export function updateManifest(
   text: string,
   sha256: string,
   intercept: number,
   coefficients: number[],
   references: number[],
+  examples: { id: string; input: number[]; probability: number }[],
 ) {
   const doc = parseDocument(text);
+  doc.setIn(
+    ['examples'],
+    doc.createNode({
+      source: 'npm run train (float64 logistic model, the fitted weights rounded to float32)',
+      tolerance: EXAMPLE_TOLERANCE,
+      rows: examples.map((e) => ({ ...e, input: doc.createNode(e.input, { flow: true }) })),
+    }),
+  );
   doc.setIn(['sha256'], sha256);
   doc.setIn(['explanation', 'intercept'], intercept);
   doc.setIn(['explanation', 'coefficients'], doc.createNode(coefficients, { flow: true }));
@@ -79,7 +138,7 @@ function updateManifest(
 /** Trains one model and returns the files of its folder (nothing is written). */
 export async function trainModel(options: TrainOptions): Promise<TrainedFiles> {
   const log = options.log ?? (() => {});
-  const folder = join(options.modelsDir, options.modelId);
+  const folder = modelFolder(options.modelsDir, options.modelId);
   const spec = DATASETS[options.modelId];
   if (!spec)
     throw new Error(
@@ -150,12 +209,14 @@ export async function trainModel(options: TrainOptions): Promise<TrainedFiles> {
       ...g,
     })),
   );
+  const examples = referenceExamples(test, intercept, coefficients);
   const manifestText = updateManifest(
     readFileSync(join(folder, 'manifest.yaml'), 'utf8'),
     sha256,
     intercept,
     coefficients,
     references,
+    examples,
   );
   const card: ModelCardData = describeModel(manifest, {
     sha256,
@@ -229,7 +290,7 @@ export async function main(
     const { files, summary } = await trainModel({ modelsDir, modelId, ...DEFAULTS, log: err });
     out(summary);
     for (const [name, bytes] of Object.entries(files)) {
-      const path = join(modelsDir, modelId, name);
+      const path = join(modelFolder(modelsDir, modelId), name);
       if (check) {
         let current: Buffer | undefined;
         try {

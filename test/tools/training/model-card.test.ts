@@ -31,6 +31,8 @@ function card(): ModelCardData {
     regulatoryStatus: 'Not a medical device; not CE-marked.',
     modelType: 'logistic regression (2 inputs)',
     intendedUse: 'Estimate the 2-year risk of radiographic progression in adults with knee OA.',
+    intendedUsers: 'General practitioners.',
+    dates: { trained: '2026-11-22', card: '2026-11-22' },
     outOfScope: ['Children', 'Knee replacement already done'],
     population: {
       description: 'Adults with knee osteoarthritis.',

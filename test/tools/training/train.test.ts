@@ -120,11 +120,13 @@ t.test('the model card says what the model is, with its sha256 and subgroup metr
 t.test('the manifest is rewritten in place: comments and hand-edited fields stay', async (t) => {
   const written = text(first.files['manifest.yaml']);
   t.match(written, /^# Knee osteoarthritis rapid progression/);
-  const before = parse(readFileSync(join(modelsDir, ID, 'manifest.yaml'), 'utf8')) as ModelManifest;
+  const before = parse(readFileSync(join(modelsDir, ID, '1.0.0', 'manifest.yaml'), 'utf8')) as ModelManifest;
   const after = parse(written) as ModelManifest;
-  const { sha256: _a, explanation: _b, features: fa, ...restAfter } = after;
-  const { sha256: _c, explanation: _d, features: fb, ...restBefore } = before;
-  t.same(restAfter, restBefore, 'only sha256, the explanation and the references change');
+  const { sha256: _a, explanation: _b, features: fa, examples: ea, ...restAfter } = after;
+  const { sha256: _c, explanation: _d, features: fb, examples: _e, ...restBefore } = before;
+  t.same(restAfter, restBefore, 'only sha256, the explanation, the references and the examples change');
+  t.equal(ea.rows.length, 8, 'eight held-out rows are the reference examples');
+  t.equal(ea.tolerance, 1e-5);
   t.same(
     fa.map(({ reference: _r, ...f }) => f),
     fb.map(({ reference: _r, ...f }) => f),
