@@ -568,7 +568,11 @@ function compileFunction(c: Compiler, node: AstNode): Ev {
   }
   if (name === 'sort') return compileSort(c, raw ?? []);
   // The wrapper's own functions come first, as fhirpath.js looks in its userInvocationTable first.
-  const invocation = c.user[name] ?? INVOCATIONS[name] ?? outside(`function ${name}`);
+  // (Own properties only: `toString` must not find Object.prototype's.)
+  const invocation =
+    (Object.hasOwn(c.user, name) ? c.user[name] : undefined) ??
+    INVOCATIONS[name] ??
+    outside(`function ${name}`);
   const { fn, arity, nullable } = invocation;
   if (!arity) {
     if (raw) outside(`${name} takes no parameters`);

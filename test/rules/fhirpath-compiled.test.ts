@@ -564,8 +564,11 @@ t.test('every bundled expression agrees with fhirpath.js on the generated cohort
   t.ok(sources >= 90, `expressions: ${sources}`);
   t.ok(total > 5000, `evaluations: ${total}`);
   t.ok(cards > 40, `cards: ${cards}`);
-  // Expressions the cohort never reached (guards behind others that failed, say) are listed, few.
-  t.ok(never.length <= 10, `never evaluated: ${never.join(' ; ')}`);
+  // Expressions the cohort never reached (guards behind others that failed, say) are listed, few. The
+  // generator writes no pregnancy, weight, SSRI, corticosteroid, RAAS-blocker, diuretic, MRI or
+  // cardiovascular-event data yet: the clinical corpus (test/integration/clinical-corpus.test.ts) runs
+  // those criteria, compiled, against cases written from their sources.
+  t.ok(never.length <= 25, `never evaluated: ${never.join(' ; ')}`);
 });
 
 t.test('and on edge-case records', async (t) => {
