@@ -20,6 +20,7 @@ import { registerErrorHandlers } from './http/error-handler.js';
 import { registerOps } from './http/ops.js';
 import { registerRoutes } from './http/routes.js';
 import { loggerOptions } from './logger.js';
+import { parseJsonBody } from './request/json-body.js';
 import { createFhirFetch } from './prefetch/fhir-fetch.js';
 import { createFhirPath, type FhirPath } from './rules/fhirpath.js';
 import {
@@ -136,13 +137,20 @@ export async function buildApp(
   app.addHook('onClose', () => audit.close());
   app.addHook('onClose', () => live.close());
   try {
-    // CDS clients send application/json; some send the FHIR media type. Both are parsed the same way,
-    // and nothing else is accepted (Fastify's built-in text/plain parser would let a string through).
-    app.removeContentTypeParser(['text/plain']);
+    // CDS clients send application/json; some send the FHIR media type. Both are parsed the same way
+    // (`request/json-body.ts`: any __proto__ or constructor key is refused), and nothing else is
+    // accepted (Fastify's built-in text/plain parser would let a string through).
+    app.removeContentTypeParser(['application/json', 'text/plain']);
     app.addContentTypeParser(
-      'application/fhir+json',
+      ['application/json', 'application/fhir+json'],
       { parseAs: 'string' },
-      app.getDefaultJsonParser('error', 'error'),
+      (_request, body, done) => {
+        try {
+          done(null, parseJsonBody(body as string));
+        } catch (error) {
+          done(error as Error, undefined);
+        }
+      },
     );
     app.addHook('onSend', async (request, reply) => {
       reply.header('x-request-id', request.id);

@@ -62,6 +62,11 @@ export const ERRORS = {
     issue: 'invalid',
     message: 'Prefetch key "{key}" holds {reason}',
   },
+  CDS_ERR_PREFETCH_MALFORMED: {
+    status: 400,
+    issue: 'structure',
+    message: 'Prefetch key "{key}" is not well-formed FHIR R4: {path} {problem}',
+  },
   CDS_ERR_SERVICE_NOT_FOUND: {
     status: 404,
     issue: 'not-found',

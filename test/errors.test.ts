@@ -18,6 +18,7 @@ const PINNED: Record<ErrorCode, [status: number, issue: string]> = {
   CDS_ERR_HOOK_MISMATCH: [400, 'invalid'],
   CDS_ERR_CONTEXT_INVALID: [400, 'invalid'],
   CDS_ERR_PREFETCH_INVALID: [400, 'invalid'],
+  CDS_ERR_PREFETCH_MALFORMED: [400, 'structure'],
   CDS_ERR_SERVICE_NOT_FOUND: [404, 'not-found'],
   CDS_ERR_ROUTE_NOT_FOUND: [404, 'not-found'],
   CDS_ERR_UNAUTHORIZED: [401, 'login'],
