@@ -5,6 +5,7 @@
  * listens: `main.ts` does, tests use `app.inject()`.
  */
 import { randomUUID } from 'node:crypto';
+import { maxHeaderSize } from 'node:http';
 import cors from '@fastify/cors';
 import Fastify, { type FastifyInstance, type FastifyPluginAsync } from 'fastify';
 import type { DestinationStream } from 'pino';
@@ -17,6 +18,8 @@ import { createExplanationStore } from './explanation-pages/store.js';
 import { clientAuthentication } from './http/auth.js';
 import { httpsOptions, KEEP_ALIVE_TIMEOUT_MS, registerEdge } from './http/edge.js';
 import { registerErrorHandlers } from './http/error-handler.js';
+import { registerLoadShedding } from './http/load-shedding.js';
+import { clientErrorHandler, frameworkErrors, MAX_PARAM_LENGTH } from './http/raw-errors.js';
 import { registerOps } from './http/ops.js';
 import { registerRoutes } from './http/routes.js';
 import { loggerOptions } from './logger.js';
@@ -120,10 +123,20 @@ export async function buildApp(
   });
 
   const now = overrides.now ?? (() => new Date());
+  // The parser's refusals are answered before the app exists to log them: the handler finds it later.
+  let logOf: () => FastifyInstance['log'] = () => {
+    throw new Error('no app yet');
+  };
   const app = Fastify({
     https,
     logger: loggerOptions(config, overrides.logStream),
     bodyLimit: config.bodyLimitBytes,
+    // Every error body is an OperationOutcome, those of Node's HTTP parser and of the router included.
+    clientErrorHandler: clientErrorHandler(() => logOf(), maxHeaderSize),
+    frameworkErrors,
+    maxParamLength: MAX_PARAM_LENGTH,
+    // Requests arriving while the app closes get CDS_ERR_SHUTTING_DOWN (http/load-shedding.ts).
+    return503OnClosing: false,
     genReqId: () => randomUUID(),
     requestIdHeader: false,
     // A slow or stalled client must not hold a connection forever.
@@ -131,6 +144,7 @@ export async function buildApp(
     requestTimeout: 30_000,
     keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
   }) as unknown as FastifyInstance;
+  logOf = () => app.log;
   const { live, audit, ownWorker } = await openResources(config, checked, fhirpath, app.log, overrides);
   // Fastify runs onClose hooks last-registered first: the models' sessions, the audit trail, its worker.
   if (ownWorker) app.addHook('onClose', () => ownWorker.close());
@@ -152,6 +166,8 @@ export async function buildApp(
         }
       },
     );
+    // First of the hooks: a request beyond the limits is refused before anything else is done for it.
+    registerLoadShedding(app, config);
     app.addHook('onSend', async (request, reply) => {
       reply.header('x-request-id', request.id);
     });

@@ -29,6 +29,10 @@ export const CONFIG_SCHEMA = {
     // Prefetch bundles of a few thousand resources weigh several MB; 16 MiB leaves room while still
     // bounding what one request can make the server parse.
     bodyLimitBytes: { type: 'integer', minimum: 1024, default: 16 * 1024 * 1024 },
+    // Bounded memory (src/http/load-shedding.ts): beyond either, 503 with Retry-After. A parsed body costs
+    // many times its size in heap while its call runs (README "Memory" gives the measured figure).
+    maxRequestsInFlight: { type: 'integer', minimum: 1, default: 64 },
+    maxBytesInFlight: { type: 'integer', minimum: 1024, default: 32 * 1024 * 1024 },
     // CDS Hooks asks for answers "on the order of 500 ms": a slow FHIR server must not hold the card
     // back much longer than that, and the fetches of all missing keys run in parallel.
     fhirFetchTimeoutMs: { type: 'integer', minimum: 1, default: 2500 },
