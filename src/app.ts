@@ -134,7 +134,7 @@ export async function buildApp(
     // Every error body is an OperationOutcome, those of Node's HTTP parser and of the router included.
     clientErrorHandler: clientErrorHandler(() => logOf(), maxHeaderSize),
     frameworkErrors,
-    maxParamLength: MAX_PARAM_LENGTH,
+    routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
     // Requests arriving while the app closes get CDS_ERR_SHUTTING_DOWN (http/load-shedding.ts).
     return503OnClosing: false,
     genReqId: () => randomUUID(),

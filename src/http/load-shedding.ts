@@ -49,8 +49,9 @@ export function registerLoadShedding(app: FastifyInstance, limits: LoadLimits): 
 
   const overloaded = (reply: FastifyReply, limit: string) => {
     refused += 1;
-    // The body is not read: the connection cannot carry another request after this answer.
-    void reply.header('retry-after', String(OVERLOAD_RETRY_AFTER_S)).header('connection', 'close');
+    // The body is not parsed: Node reads what the client still sends and drops it (no heap is held),
+    // so that the client, still writing, reads this answer rather than a reset connection.
+    void reply.header('retry-after', String(OVERLOAD_RETRY_AFTER_S));
     return new CdsError('CDS_ERR_OVERLOADED', { limit, retryAfterS: OVERLOAD_RETRY_AFTER_S });
   };
 
