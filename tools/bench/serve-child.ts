@@ -154,6 +154,8 @@ export function postTo(port: number, path: string, body: string | Buffer): Promi
       },
     );
     req.on('error', () => resolve({ status: 0, retryAfter: undefined, body: '' }));
+    // A server that refuses early may close while the body is still being written (EPIPE).
+    req.once('socket', (socket) => socket.on('error', () => undefined));
     if (!path.startsWith('/health')) req.write(body);
     req.end();
   });
