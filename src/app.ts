@@ -5,6 +5,7 @@
  * listens: `main.ts` does, tests use `app.inject()`.
  */
 import { randomUUID } from 'node:crypto';
+import { maxHeaderSize } from 'node:http';
 import cors from '@fastify/cors';
 import Fastify, { type FastifyInstance, type FastifyPluginAsync } from 'fastify';
 import type { DestinationStream } from 'pino';
@@ -17,10 +18,13 @@ import { createExplanationStore } from './explanation-pages/store.js';
 import { clientAuthentication } from './http/auth.js';
 import { httpsOptions, KEEP_ALIVE_TIMEOUT_MS, registerEdge } from './http/edge.js';
 import { registerErrorHandlers } from './http/error-handler.js';
+import { registerLoadShedding } from './http/load-shedding.js';
+import { clientErrorHandler, frameworkErrors, MAX_PARAM_LENGTH } from './http/raw-errors.js';
 import { registerOps } from './http/ops.js';
 import { registerRoutes } from './http/routes.js';
 import { loggerOptions } from './logger.js';
 import type { MetricsDeps } from './ops/metrics.js';
+import { parseJsonBody } from './request/json-body.js';
 import { createFhirFetch } from './prefetch/fhir-fetch.js';
 import { createFhirPath, type FhirPath } from './rules/fhirpath.js';
 import {
@@ -125,10 +129,20 @@ export async function buildApp(
   });
 
   const now = overrides.now ?? (() => new Date());
+  // The parser's refusals are answered before the app exists to log them: the handler finds it later.
+  let logOf: () => FastifyInstance['log'] = () => {
+    throw new Error('no app yet');
+  };
   const app = Fastify({
     https,
     logger: loggerOptions(config, overrides.logStream),
     bodyLimit: config.bodyLimitBytes,
+    // Every error body is an OperationOutcome, those of Node's HTTP parser and of the router included.
+    clientErrorHandler: clientErrorHandler(() => logOf(), maxHeaderSize),
+    frameworkErrors,
+    routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
+    // Requests arriving while the app closes get CDS_ERR_SHUTTING_DOWN (http/load-shedding.ts).
+    return503OnClosing: false,
     genReqId: () => randomUUID(),
     requestIdHeader: false,
     // A slow or stalled client must not hold a connection forever.
@@ -136,20 +150,30 @@ export async function buildApp(
     requestTimeout: 30_000,
     keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
   }) as unknown as FastifyInstance;
+  logOf = () => app.log;
   const { live, audit, ownWorker } = await openResources(config, checked, fhirpath, app.log, overrides);
   // Fastify runs onClose hooks last-registered first: the models' sessions, the audit trail, its worker.
   if (ownWorker) app.addHook('onClose', () => ownWorker.close());
   app.addHook('onClose', () => audit.close());
   app.addHook('onClose', () => live.close());
   try {
-    // CDS clients send application/json; some send the FHIR media type. Both are parsed the same way,
-    // and nothing else is accepted (Fastify's built-in text/plain parser would let a string through).
-    app.removeContentTypeParser(['text/plain']);
+    // CDS clients send application/json; some send the FHIR media type. Both are parsed the same way
+    // (`request/json-body.ts`: any __proto__ or constructor key is refused), and nothing else is
+    // accepted (Fastify's built-in text/plain parser would let a string through).
+    app.removeContentTypeParser(['application/json', 'text/plain']);
     app.addContentTypeParser(
-      'application/fhir+json',
+      ['application/json', 'application/fhir+json'],
       { parseAs: 'string' },
-      app.getDefaultJsonParser('error', 'error'),
+      (_request, body, done) => {
+        try {
+          done(null, parseJsonBody(body as string));
+        } catch (error) {
+          done(error as Error, undefined);
+        }
+      },
     );
+    // First of the hooks: a request beyond the limits is refused before anything else is done for it.
+    registerLoadShedding(app, config);
     app.addHook('onSend', async (request, reply) => {
       reply.header('x-request-id', request.id);
     });

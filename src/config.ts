@@ -39,9 +39,14 @@ export const CONFIG_SCHEMA = {
     },
     profilesDir: { type: 'string', default: 'fhir-profiles' },
     dataDir: { type: 'string', default: 'data', description: 'Embedded store folder' },
-    // Prefetch bundles of a few thousand resources weigh several MB; 16 MiB leaves room while still
-    // bounding what one request can make the server parse.
-    bodyLimitBytes: { type: 'integer', minimum: 1024, default: 16 * 1024 * 1024 },
+    // Prefetch bundles of a few thousand resources weigh a few MB. A body costs about 14 MB of heap per
+    // MiB while its call runs (npm run bench:memory: 8 MiB → 146 MB, 16 MiB → 244 MB at the peak), so
+    // 6 MiB (about 85 MB) leaves room for other calls under the 256 MB heap the README recommends.
+    bodyLimitBytes: { type: 'integer', minimum: 1024, default: 6 * 1024 * 1024 },
+    // Bounded memory (src/http/load-shedding.ts): beyond either, 503 with Retry-After. 12 MiB of bodies
+    // in flight is about 170 MB of heap: with the ~40 MB the service keeps, under a 256 MB old generation.
+    maxRequestsInFlight: { type: 'integer', minimum: 1, default: 64 },
+    maxBytesInFlight: { type: 'integer', minimum: 1024, default: 12 * 1024 * 1024 },
     // CDS Hooks asks for answers "on the order of 500 ms": a slow FHIR server must not hold the card
     // back much longer than that, and the fetches of all missing keys run in parallel.
     fhirFetchTimeoutMs: { type: 'integer', minimum: 1, default: 2500 },

@@ -62,6 +62,11 @@ export const ERRORS = {
     issue: 'invalid',
     message: 'Prefetch key "{key}" holds {reason}',
   },
+  CDS_ERR_PREFETCH_MALFORMED: {
+    status: 400,
+    issue: 'structure',
+    message: 'Prefetch key "{key}" is not well-formed FHIR R4: {path} {problem}',
+  },
   CDS_ERR_SERVICE_NOT_FOUND: {
     status: 404,
     issue: 'not-found',
@@ -117,6 +122,36 @@ export const ERRORS = {
     status: 503,
     issue: 'transient',
     message: 'The audit store is unavailable; nothing was stored, retry later',
+  },
+  CDS_ERR_HTTP_MALFORMED: {
+    status: 400,
+    issue: 'structure',
+    message: 'The HTTP request is malformed ({reason}); it was not read and the connection is closed',
+  },
+  CDS_ERR_HEADERS_TOO_LARGE: {
+    status: 431,
+    issue: 'too-long',
+    message: 'The request line and headers are larger than {limitBytes} bytes; the connection is closed',
+  },
+  CDS_ERR_URL_TOO_LONG: {
+    status: 414,
+    issue: 'too-long',
+    message: 'A path segment of the URL is longer than {limit} characters',
+  },
+  CDS_ERR_REQUEST_TIMEOUT: {
+    status: 408,
+    issue: 'timeout',
+    message: 'The request was not received in time; the connection is closed',
+  },
+  CDS_ERR_OVERLOADED: {
+    status: 503,
+    issue: 'transient',
+    message: 'The server is at its limit of {limit}; retry in {retryAfterS} s',
+  },
+  CDS_ERR_SHUTTING_DOWN: {
+    status: 503,
+    issue: 'transient',
+    message: 'This instance is shutting down; retry (another instance will answer)',
   },
   CDS_ERR_CLIENT_ERROR: {
     status: 400,

@@ -10,6 +10,7 @@ import { encounterOf, type ServiceCallRecord } from './audit/events.js';
 import { digestInputs, type InputsDigest } from './audit/inputs.js';
 import type { Caller, ModelRef } from './audit/store.js';
 import type { CdsClient } from './auth/verify.js';
+import { notEvaluableCard } from './cards/not-evaluable.js';
 import { type IssuedCard, issueCards } from './cards/render.js';
 import { alertFatigueOf, type SuppressedCard, suppressCards } from './cards/suppression.js';
 import type { HookRequest, HookResponse } from './cds-hooks.js';
@@ -24,7 +25,7 @@ import { validateHookRequest } from './request/validate.js';
 import { evaluateRules } from './rules/evaluate.js';
 import { scoreFocuses } from './scoring/focuses.js';
 import type { CompiledService } from './services/load.js';
-import { createStageTimer, type StageTiming, timingFields } from './timing.js';
+import { createStageTimer, type StageTimer, type StageTiming, timingFields } from './timing.js';
 
 /** One call to one service, as the HTTP shell (or a batch tool) hands it over. */
 export interface HookCall {
@@ -90,13 +91,80 @@ export interface ServiceOutcome {
  *   412 when required data is missing)
  */
 export async function runHook(call: HookCall, deps: PipelineDeps): Promise<ServiceOutcome> {
-  const { service, language } = call;
+  const { service } = call;
   const now = deps.now();
   const { timed, timings, elapsedMs } = createStageTimer();
   const caller = authenticated(call.client);
   const request = timed('validation', () => validateHookRequest(service, call.body));
   const log = deps.log.child({ serviceId: service.definition.id, hookInstance: request.hookInstance });
-  const prefetch = await timed('prefetch', () => resolvePrefetch(service.prefetch, request, deps.fhirFetch));
+  const policy = service.definition.malformedPrefetch ?? 'reject';
+  const prefetch = await timed('prefetch', () =>
+    resolvePrefetch(service.prefetch, request, deps.fhirFetch, policy),
+  );
+  const { findings, cards, objection, modelMs, suppressed } =
+    prefetch.malformed.length > 0
+      ? notEvaluable(call, prefetch, deps)
+      : await evaluate(call, request, prefetch, deps, { now, timed, log });
+  const inputs = timed('inputs', () => digestInputs(prefetch.data));
+  const models = modelRefs(service);
+  const record = {
+    service,
+    request,
+    cards,
+    inputs,
+    caller,
+    at: now,
+    latencyMs: elapsedMs(),
+    models,
+    suppressed,
+  };
+  await timed('audit', () => audit(deps.audit, record, objection));
+  const outcome: ServiceOutcome = {
+    response: { cards: cards.map((c) => c.card) },
+    timings,
+    fetchedKeys: Object.keys(prefetch.sources).filter((k) => prefetch.sources[k] === 'fetched'),
+    unavailableKeys: prefetch.unavailable.map((u) => u.key),
+    modelMs,
+    models,
+    objection,
+    inputs,
+    findings,
+    cards,
+    suppressed,
+  };
+  deps.observe?.(service, outcome);
+  const { fetchedKeys, unavailableKeys } = outcome;
+  const malformedKeys = prefetch.malformed.map((m) => m.key);
+  const fields = {
+    cards: cards.length,
+    ...(suppressed.length > 0 ? { suppressed: suppressed.map((s) => s.reason) } : {}),
+    timings: timingFields(timings),
+    fetchedKeys,
+    unavailableKeys,
+    ...(malformedKeys.length > 0 ? { malformedKeys } : {}),
+  };
+  log.info(fields, 'hook answered');
+  return outcome;
+}
+
+interface Evaluated {
+  findings: readonly Finding[];
+  cards: IssuedCard[];
+  objection: { consentId: string } | null;
+  modelMs: Record<string, number>;
+  /** Cards the alert fatigue controls held back (`cards/suppression.ts`). */
+  suppressed: SuppressedCard[];
+}
+
+/** The stages from the rules to the published cards, on well-formed data. */
+async function evaluate(
+  call: HookCall,
+  request: HookRequest,
+  prefetch: ResolvedPrefetch,
+  deps: PipelineDeps,
+  { now, timed, log }: { now: Date; timed: StageTimer['timed']; log: PipelineLog },
+): Promise<Evaluated> {
+  const { service, language } = call;
   const env = variables(service, request, prefetch);
   const focuses = timed('rules', () =>
     evaluateRules(service.rules, service.focus, env, now, ruleErrorLog(log), service.defines),
@@ -121,44 +189,22 @@ export async function runHook(call: HookCall, deps: PipelineDeps): Promise<Servi
     ),
   );
   const cards = timed('publish', () => publishExplanations(shown, deps.explanations, language));
-  const inputs = timed('inputs', () => digestInputs(prefetch.data));
-  const models = modelRefs(service);
-  const record = {
-    service,
-    request,
-    cards,
-    inputs,
-    caller,
-    at: now,
-    latencyMs: elapsedMs(),
-    models,
-    suppressed,
-  };
-  await timed('audit', () => audit(deps.audit, record, scored.objection));
-  const outcome: ServiceOutcome = {
-    response: { cards: cards.map((c) => c.card) },
-    timings,
-    fetchedKeys: Object.keys(prefetch.sources).filter((k) => prefetch.sources[k] === 'fetched'),
-    unavailableKeys: prefetch.unavailable.map((u) => u.key),
-    modelMs: scored.modelMs,
-    models,
-    objection: scored.objection,
-    inputs,
-    findings,
-    cards,
-    suppressed,
-  };
-  deps.observe?.(service, outcome);
-  const { fetchedKeys, unavailableKeys } = outcome;
-  const fields = {
-    cards: cards.length,
-    ...(suppressed.length > 0 ? { suppressed: suppressed.map((s) => s.reason) } : {}),
-    timings: timingFields(timings),
-    fetchedKeys,
-    unavailableKeys,
-  };
-  log.info(fields, 'hook answered');
-  return outcome;
+  return { findings, cards, objection: scored.objection, modelMs: scored.modelMs, suppressed };
+}
+
+/**
+ * Data the service reads is malformed and its policy is `not-evaluable`: no rule or model runs on it;
+ * one card says the service could not evaluate, and why (`cards/not-evaluable.ts`).
+ */
+function notEvaluable(call: HookCall, prefetch: ResolvedPrefetch, deps: PipelineDeps): Evaluated {
+  const card = notEvaluableCard({
+    service: call.service,
+    malformed: prefetch.malformed,
+    unavailable: prefetch.unavailable,
+    language: call.language,
+    uuid: deps.uuid,
+  });
+  return { findings: [card.finding], cards: [card], objection: null, modelMs: {}, suppressed: [] };
 }
 
 /**

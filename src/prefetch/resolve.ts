@@ -6,12 +6,19 @@
  * - not sent → fetched from `fhirServer` with the `fhirAuthorization` token (all keys in parallel).
  * A key that cannot be had follows its `onFailure` policy: `fail` answers 412 naming every such key;
  * `omit` goes on without it and the cards say which data was not available.
+ *
+ * Every value used, sent or fetched, is then checked against the structure FHIR R4 requires
+ * (`structure.ts`): malformed data is never read as absent. The service's `malformedPrefetch` policy
+ * decides: `reject` (the default) answers 400 naming the key and the path; `not-evaluable` goes on
+ * with the key marked malformed, and the pipeline answers with a card saying the service could not
+ * evaluate (no rule runs on such a call).
  */
 import type { FhirResource } from 'fhir/r4.js';
 import type { HookRequest } from '../cds-hooks.js';
 import { CdsError } from '../errors.js';
 import type { CompiledPrefetch } from '../services/load.js';
 import { article, type FetchFailureCode, type FhirFetch } from './fhir-fetch.js';
+import { checkResourceStructure } from './structure.js';
 import { renderTemplate } from './template.js';
 import type { Localized } from '../language.js';
 
@@ -24,33 +31,58 @@ export interface UnavailableData {
   reason: string;
 }
 
+/** A key whose value is not well-formed FHIR R4, under the `not-evaluable` policy. */
+export interface MalformedData {
+  key: string;
+  description: Localized;
+  /** Where in the key's value, FHIRPath-like (`entry[0].resource.birthDate`); empty for the value itself. */
+  path: string;
+  /** What is wrong there (names JSON types and FHIR types, never the value). */
+  problem: string;
+  source: PrefetchSource;
+}
+
+/** What a service does with malformed data (definition `malformedPrefetch`). */
+export type MalformedPolicy = 'reject' | 'not-evaluable';
+
 export interface ResolvedPrefetch {
-  /** Value per key: a resource, or `null` when known absent or omitted. */
+  /** Value per key: a resource, or `null` when known absent, omitted or malformed. */
   data: Record<string, FhirResource | null>;
   /** Keys whose data could not be had and whose policy is `omit`. */
   unavailable: UnavailableData[];
+  /** Keys whose data is malformed (policy `not-evaluable`; `reject` throws instead). */
+  malformed: MalformedData[];
   /** Where each available key came from. */
   sources: Record<string, PrefetchSource>;
 }
 
-export type FailureCode = FetchFailureCode | 'client-outcome' | 'no-fhir-server' | 'unresolved-token';
+export type FailureCode =
+  FetchFailureCode | 'client-outcome' | 'no-fhir-server' | 'unresolved-token' | 'malformed';
 
 type KeyResult =
   | { ok: true; value: FhirResource | null; source: PrefetchSource }
-  | { ok: false; code: FailureCode; reason: string };
+  | { ok: false; code: Exclude<FailureCode, 'malformed'>; reason: string }
+  | { ok: false; code: 'malformed'; path: string; problem: string; source: PrefetchSource };
+
+/** `prefetch.lesions.entry[0].resource.birthDate`. */
+export const malformedExpression = (key: string, path: string) =>
+  `prefetch.${key}${path === '' || path.startsWith('[') ? '' : '.'}${path}`;
 
 /**
  * Resolves the service's prefetch for one request.
  * @throws CdsError CDS_ERR_PREFETCH_INVALID when a sent value is not what its template returns
  * @throws CdsError CDS_ERR_PREFETCH_UNAVAILABLE (412) when a `fail` key cannot be had
+ * @throws CdsError CDS_ERR_PREFETCH_MALFORMED (400) when a value is not well-formed FHIR R4 and the
+ *   policy is `reject`
  */
 export async function resolvePrefetch(
   keys: readonly CompiledPrefetch[],
   request: HookRequest,
   fhirFetch: FhirFetch,
+  policy: MalformedPolicy = 'reject',
 ): Promise<ResolvedPrefetch> {
   const results = await Promise.all(keys.map((key) => resolveKey(key, request, fhirFetch)));
-  const resolved: ResolvedPrefetch = { data: {}, unavailable: [], sources: {} };
+  const resolved: ResolvedPrefetch = { data: {}, unavailable: [], malformed: [], sources: {} };
   const failed: CompiledPrefetch[] = [];
   const reasons: string[] = [];
   results.forEach((result, i) => {
@@ -61,7 +93,11 @@ export async function resolvePrefetch(
       return;
     }
     resolved.data[key] = null;
-    if (spec.onFailure === 'fail') {
+    if (result.code === 'malformed') {
+      const { path, problem, source } = result;
+      if (policy === 'reject') throw malformedError(key, path, problem, source);
+      resolved.malformed.push({ key, description: spec.description, path, problem, source });
+    } else if (spec.onFailure === 'fail') {
       failed.push(keys[i]!);
       reasons.push(`${key} (${result.reason})`);
     } else
@@ -104,7 +140,7 @@ async function resolveKey(
         { expression: [`prefetch.${key.key}`] },
       );
     }
-    return { ok: true, value, source: 'prefetch' };
+    return checked(value, 'prefetch');
   }
   const rendered = renderTemplate(key.template, request.context);
   if (!rendered.ok) return { ok: false, code: 'unresolved-token', reason: rendered.reason };
@@ -117,5 +153,21 @@ async function resolveKey(
     key.template.resultType,
     request.fhirAuthorization?.access_token,
   );
-  return fetched.ok ? { ok: true, value: fetched.value, source: 'fetched' } : fetched;
+  return fetched.ok ? checked(fetched.value, 'fetched') : fetched;
+}
+
+/** The value if it is well-formed FHIR R4, else where and why it is not. */
+function checked(value: FhirResource | null, source: PrefetchSource): KeyResult {
+  const problem = value === null ? null : checkResourceStructure(value);
+  return problem ? { ok: false, code: 'malformed', ...problem, source } : { ok: true, value, source };
+}
+
+function malformedError(key: string, path: string, problem: string, source: PrefetchSource): CdsError {
+  const expression = malformedExpression(key, path);
+  const where = source === 'fetched' ? ' (as fetched from fhirServer)' : '';
+  return new CdsError(
+    'CDS_ERR_PREFETCH_MALFORMED',
+    { key, path: expression, problem: `${problem}${where}` },
+    { expression: [expression] },
+  );
 }

@@ -275,6 +275,14 @@ export const DEFINITION_SCHEMA = {
       propertyNames: { pattern: '^[A-Za-z][A-Za-z0-9]*$' },
       additionalProperties: prefetchSpec,
     },
+    malformedPrefetch: {
+      enum: ['reject', 'not-evaluable'],
+      description:
+        'What a call whose prefetch data (sent or fetched) is not well-formed FHIR R4 gets: `reject` (the ' +
+        'default) answers 400 CDS_ERR_PREFETCH_MALFORMED naming the key and the path; `not-evaluable` ' +
+        'answers 200 with one card saying the service could not evaluate, naming the key and the path, ' +
+        'and runs no rule. Malformed data is never read as absent.',
+    },
     focus: {
       type: 'object',
       additionalProperties: false,

@@ -246,43 +246,15 @@ t.test('a hookInstance of 10,000 characters', async (t) => {
   t.match(res.json().issue[0].diagnostics, 'request.hookInstance must NOT have more than 256 characters');
 });
 
-t.test('a lesion item recorded as valueBoolean "yes" (a string) reads as not recorded', async (t) => {
-  const exam = lesion({ items: { changeSize: true, irregularColour: true, inflammation: true } });
-  Object.assign(exam.component![0]!, { valueBoolean: 'yes' });
-  const res = await post(patientView({ lesions: searchset([exam]) }));
-  t.equal(res.statusCode, 200);
-  const body = res.json();
-  assertConforms('HookResponse', body);
-  t.equal(triageCards(body.cards).length, 1);
-  // Change in size (2 points) is not counted: the score is 3 (irregular colour 2 + inflammation 1).
-  const weighted = triageCards(body.cards)[0].extension['org.example.explainable-cds.explanation'].rules[0];
-  t.equal(weighted.score, 3);
-  t.equal(weighted.status, 'fired');
-  t.equal(weighted.items.find((i: { id: string }) => i.id === 'changeSize').status, 'not-recorded');
-  const notRecorded = [
-    'Change in size',
-    'Irregular shape',
-    'Largest diameter 7 mm or more',
-    'Oozing',
-    'Change in sensation',
-  ];
-  t.match(triageCards(body.cards)[0].detail, `Not recorded: ${notRecorded.join(', ')}.`);
-});
-
 t.test(
-  'a lesion whose only item is valueBoolean "yes" gets a card saying no score was computed',
+  'a lesion item recorded as valueBoolean "yes" (a string) is malformed data, not "not recorded"',
   async (t) => {
-    const exam = lesion({ items: { changeSize: true } });
+    // Issue 16: present-but-malformed data is never read as absent (test/http/malformed-prefetch.test.ts).
+    const exam = lesion({ items: { changeSize: true, irregularColour: true, inflammation: true } });
     Object.assign(exam.component![0]!, { valueBoolean: 'yes' });
     const res = await post(patientView({ lesions: searchset([exam]) }));
-    t.equal(res.statusCode, 200);
-    const cards = triageCards(res.json().cards);
-    t.equal(cards.length, 1);
-    t.equal(cards[0].indicator, 'info');
-    t.equal(
-      cards[0].summary,
-      'Lesion (left forearm): examination recorded, but no checklist item could be read; no score computed',
-    );
+    expectError(t, res, 400, 'CDS_ERR_PREFETCH_MALFORMED');
+    t.same(res.json().issue[0].expression, ['prefetch.lesions.entry[0].resource.component[0].valueBoolean']);
   },
 );
 

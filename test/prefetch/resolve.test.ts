@@ -355,6 +355,7 @@ t.test('a service without prefetch keys resolves to nothing', async (t) => {
   t.same(await resolvePrefetch([], patientView(), fake.fhirFetch), {
     data: {},
     unavailable: [],
+    malformed: [],
     sources: {},
   });
 });

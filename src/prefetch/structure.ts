@@ -1,0 +1,312 @@
+/**
+ * The structural check of FHIR R4 JSON data before any rule reads it (issue 16: present-but-malformed
+ * data must never be read as absent). Data-driven: the element types and cardinalities come from the
+ * FHIR R4 model fhirpath.js ships (`path2Type`, `path2Repeating`, `choiceTypePaths`,
+ * `pathsDefinedElsewhere`, `type2Parent`, generated from the R4 StructureDefinitions), so every element
+ * of every resource type is checked the same way, with no list of elements to keep up to date:
+ *
+ * - a resource is an object whose `resourceType` is a string naming an R4 resource;
+ * - an element of cardinality 0..* is an array, one of 0..1 is not;
+ * - a complex element (CodeableConcept, Quantity, a backbone element…) is an object;
+ * - a primitive has its JSON type: boolean, number (decimal), integer (integer, positiveInt,
+ *   unsignedInt), string (string, code, uri, id, …); `date`, `dateTime`, `instant` and `time` strings
+ *   match the R4 regular expressions; `null` only inside arrays of primitives (paired with `_element`);
+ * - `_element` (a primitive's id and extensions) is an object, or an array of objects and nulls.
+ *
+ * Elements the model does not know (a newer version's, a vendor's) are not checked: nothing reads
+ * them. The walk is iterative (no stack overflow on deep nesting) and builds the path of the first
+ * problem only.
+ */
+import r4 from 'fhirpath/fhir-context/r4/index.js';
+
+/** The first structural problem found: where (FHIRPath-like, from the checked value) and what. */
+export interface StructureProblem {
+  /** E.g. `entry[0].resource.valueQuantity.value`. Empty for the value itself. */
+  path: string;
+  /** E.g. `must be a decimal (a JSON number), not a string`. */
+  problem: string;
+}
+
+type Kind =
+  | { k: 'resource' }
+  | { k: 'complex'; typePath: string }
+  | { k: 'primitive'; type: string; check: (v: unknown) => boolean; expected: string };
+
+interface Element {
+  kind: Kind;
+  /** 0..* (an array), 0..1 (a single value), or unknown to the model (either is accepted). */
+  repeating: boolean | undefined;
+}
+
+const path2Type = r4.path2Type as Record<string, string>;
+const path2Repeating = r4.path2Repeating as Record<string, boolean>;
+const choiceTypePaths = r4.choiceTypePaths as Record<string, string[]>;
+const definedElsewhere = r4.pathsDefinedElsewhere as Record<string, string>;
+const type2Parent = r4.type2Parent as Record<string, string>;
+
+// FHIR R4 §2.24.0.1 (datatypes.html): the regular expressions of the date and time primitives.
+const DATE =
+  /^([0-9]([0-9]([0-9][1-9]|[1-9]0)|[1-9]00)|[1-9]000)(-(0[1-9]|1[0-2])(-(0[1-9]|[1-2][0-9]|3[0-1]))?)?$/;
+const DATE_TIME =
+  /^([0-9]([0-9]([0-9][1-9]|[1-9]0)|[1-9]00)|[1-9]000)(-(0[1-9]|1[0-2])(-(0[1-9]|[1-2][0-9]|3[0-1])(T([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]+)?(Z|(\+|-)((0[0-9]|1[0-3]):[0-5][0-9]|14:00)))?)?)?$/;
+const INSTANT =
+  /^([0-9]([0-9]([0-9][1-9]|[1-9]0)|[1-9]00)|[1-9]000)-(0[1-9]|1[0-2])-(0[1-9]|[1-2][0-9]|3[0-1])T([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]+)?(Z|(\+|-)((0[0-9]|1[0-3]):[0-5][0-9]|14:00))$/;
+const TIME = /^([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]+)?$/;
+
+/** The primitives that are strings of a given form. */
+const FORMATS = new Set(['date', 'dateTime', 'instant', 'time']);
+const isString = (v: unknown) => typeof v === 'string';
+const matching = (re: RegExp) => (v: unknown) => typeof v === 'string' && re.test(v);
+
+/** Primitive type → its JSON check and how the problem names it. */
+const PRIMITIVES: Record<string, { check: (v: unknown) => boolean; expected: string }> = {
+  boolean: { check: (v) => typeof v === 'boolean', expected: 'a boolean (true or false)' },
+  decimal: {
+    check: (v) => typeof v === 'number' && Number.isFinite(v),
+    expected: 'a decimal (a JSON number)',
+  },
+  integer: { check: (v) => Number.isInteger(v), expected: 'an integer (a JSON number)' },
+  positiveInt: {
+    check: (v) => Number.isInteger(v) && (v as number) >= 1,
+    expected: 'a positiveInt (a JSON number ≥ 1)',
+  },
+  unsignedInt: {
+    check: (v) => Number.isInteger(v) && (v as number) >= 0,
+    expected: 'an unsignedInt (a JSON number ≥ 0)',
+  },
+  date: { check: matching(DATE), expected: 'a date (YYYY, YYYY-MM or YYYY-MM-DD)' },
+  dateTime: {
+    check: matching(DATE_TIME),
+    expected: 'a dateTime (YYYY, YYYY-MM, YYYY-MM-DD or with a time and zone)',
+  },
+  instant: { check: matching(INSTANT), expected: 'an instant (YYYY-MM-DDThh:mm:ss with a zone)' },
+  time: { check: matching(TIME), expected: 'a time (hh:mm:ss)' },
+};
+for (const name of [
+  'string',
+  'code',
+  'id',
+  'uri',
+  'url',
+  'canonical',
+  'markdown',
+  'oid',
+  'uuid',
+  'base64Binary',
+  'xhtml',
+]) {
+  PRIMITIVES[name] = { check: isString, expected: `a ${name} (a JSON string)` };
+}
+/** The FHIRPath system types the model gives a few elements (`Resource.id`, `Extension.url`…). */
+const SYSTEM_TYPES: Record<string, string> = {
+  'System.String': 'string',
+  'System.Boolean': 'boolean',
+  'System.Integer': 'integer',
+  'System.Decimal': 'decimal',
+  'System.Date': 'date',
+  'System.DateTime': 'dateTime',
+  'System.Time': 'time',
+};
+
+/** R4 resource types: the types whose ancestry reaches `Resource`. */
+const RESOURCE_TYPES = new Set(
+  Object.keys(type2Parent).filter((type) => {
+    for (let t: string | undefined = type; t; t = type2Parent[t]) if (t === 'Resource') return true;
+    return false;
+  }),
+);
+RESOURCE_TYPES.add('Resource');
+RESOURCE_TYPES.add('DomainResource');
+
+function kindOf(type: string, path: string): Kind {
+  const primitive = PRIMITIVES[SYSTEM_TYPES[type] ?? type];
+  if (primitive) return { k: 'primitive', type: SYSTEM_TYPES[type] ?? type, ...primitive };
+  if (type === 'Resource') return { k: 'resource' };
+  // Backbone elements are typed by where they are defined; a data type by its name.
+  if (type === 'BackboneElement' || type === 'Element')
+    return { k: 'complex', typePath: definedElsewhere[path] ?? path };
+  return { k: 'complex', typePath: type };
+}
+
+const lowerFirst = (s: string) => s.charAt(0).toLowerCase() + s.slice(1);
+
+/** The elements of a type or backbone path, by JSON property name (choice types expanded), built once. */
+const elementsCache = new Map<string, Map<string, Element | null>>();
+
+function findElement(typePath: string, name: string): Element | null {
+  for (let at: string | undefined = typePath; at; at = parentOf(at)) {
+    const path = `${at}.${name}`;
+    const type = path2Type[path];
+    if (type !== undefined) return { kind: kindOf(type, path), repeating: path2Repeating[path] === true };
+    // A backbone element reused elsewhere (`Consent.provision.provision` is a `Consent.provision`): the
+    // model gives no cardinality for these.
+    const target = definedElsewhere[path];
+    if (target !== undefined) return { kind: { k: 'complex', typePath: target }, repeating: undefined };
+    const choice = choiceElement(at, name);
+    if (choice) return choice;
+  }
+  return null;
+}
+
+/** `valueQuantity` at `Observation` → the `Observation.value[x]` choice of type Quantity. */
+function choiceElement(at: string, name: string): Element | null {
+  // The base may itself contain capitals (`effectiveDateTime` → `effective` + `DateTime`): try each split.
+  for (let i = 1; i < name.length; i++) {
+    if (name.charAt(i) < 'A' || name.charAt(i) > 'Z') continue;
+    const types = choiceTypePaths[`${at}.${name.slice(0, i)}`];
+    const suffix = name.slice(i);
+    if (types?.includes(suffix)) {
+      const type = PRIMITIVES[lowerFirst(suffix)] ? lowerFirst(suffix) : suffix;
+      return { kind: kindOf(type, `${at}.${name}`), repeating: false };
+    }
+  }
+  return null;
+}
+
+/** The next place to look for an element: a type's parent type; a backbone path's BackboneElement. */
+function parentOf(typePath: string): string | undefined {
+  if (typePath.includes('.')) return 'BackboneElement';
+  return type2Parent[typePath];
+}
+
+function elementOf(typePath: string, name: string): Element | null {
+  let elements = elementsCache.get(typePath);
+  if (!elements) {
+    elements = new Map();
+    elementsCache.set(typePath, elements);
+  }
+  let element = elements.get(name);
+  if (element === undefined) {
+    element = findElement(typePath, name);
+    elements.set(name, element);
+  }
+  return element;
+}
+
+/** One value waiting to be checked, with what it must be and how to name where it is. */
+interface Frame {
+  value: unknown;
+  kind: Kind;
+  parent: Frame | null;
+  /** `.name` or `[i]`. */
+  step: string;
+}
+
+function pathOf(frame: Frame): string {
+  const steps: string[] = [];
+  for (let f: Frame | null = frame; f; f = f.parent) steps.push(f.step);
+  return steps.reverse().join('').replace(/^\./, '');
+}
+
+/** What a value is, without quoting it (it may be patient data). */
+const describe = (value: unknown): string =>
+  value === null
+    ? 'null'
+    : Array.isArray(value)
+      ? 'an array'
+      : typeof value === 'object'
+        ? 'an object'
+        : `a ${typeof value}`;
+
+const isObject = (value: unknown): value is Record<string, unknown> =>
+  typeof value === 'object' && value !== null && !Array.isArray(value);
+
+/**
+ * Checks a FHIR resource (as parsed from JSON) against the structure FHIR R4 requires.
+ * @returns the first problem, or null when the resource is well formed
+ */
+export function checkResourceStructure(resource: unknown): StructureProblem | null {
+  const stack: Frame[] = [{ value: resource, kind: { k: 'resource' }, parent: null, step: '' }];
+  for (let frame = stack.pop(); frame; frame = stack.pop()) {
+    const problem = checkFrame(frame, stack);
+    if (problem) return { path: pathOf(problem.at), problem: problem.problem };
+  }
+  return null;
+}
+
+function checkFrame(frame: Frame, stack: Frame[]): { at: Frame; problem: string } | null {
+  const { value, kind } = frame;
+  if (kind.k === 'primitive') {
+    return kind.check(value) ? null : primitiveProblem(frame, kind);
+  }
+  if (!isObject(value)) return { at: frame, problem: `must be an object, not ${describe(value)}` };
+  let typePath: string;
+  if (kind.k === 'resource') {
+    const type = value.resourceType;
+    if (typeof type !== 'string') {
+      const at = { value: type, kind, parent: frame, step: '.resourceType' };
+      return { at, problem: `must be a string naming a FHIR R4 resource type, not ${describe(type)}` };
+    }
+    if (!RESOURCE_TYPES.has(type) || type === 'Resource' || type === 'DomainResource') {
+      const at = { value: type, kind, parent: frame, step: '.resourceType' };
+      return { at, problem: `"${type.slice(0, 64)}" is not a FHIR R4 resource type` };
+    }
+    typePath = type;
+  } else typePath = kind.typePath;
+  for (const name in value) {
+    if (name === 'resourceType' && kind.k === 'resource') continue;
+    const child = value[name];
+    if (name.charCodeAt(0) === 95 /* _ */) {
+      const problem = checkPrimitiveElement(frame, name, child);
+      if (problem) return problem;
+      continue;
+    }
+    const element = elementOf(typePath, name);
+    if (!element) continue;
+    const step = `.${name}`;
+    if (element.repeating === true || (element.repeating === undefined && Array.isArray(child))) {
+      if (!Array.isArray(child)) {
+        return {
+          at: { value: child, kind, parent: frame, step },
+          problem: `must be an array, not ${describe(child)}`,
+        };
+      }
+      const list: Frame = { value: child, kind, parent: frame, step };
+      const itemKind = element.kind;
+      for (let i = child.length - 1; i >= 0; i--) {
+        const item = child[i];
+        if (itemKind.k === 'primitive') {
+          // `given: ["A", null]` with `_given: [null, {…}]`: a null keeps the two arrays aligned.
+          // Primitives are checked here, without a frame: most of a resource is primitives.
+          if (item === null || itemKind.check(item)) continue;
+          return primitiveProblem({ value: item, kind: itemKind, parent: list, step: `[${i}]` }, itemKind);
+        }
+        stack.push({ value: item, kind: itemKind, parent: list, step: `[${i}]` });
+      }
+    } else {
+      if (Array.isArray(child)) {
+        return {
+          at: { value: child, kind, parent: frame, step },
+          problem: 'must be a single value, not an array',
+        };
+      }
+      const childKind = element.kind;
+      if (childKind.k !== 'primitive') stack.push({ value: child, kind: childKind, parent: frame, step });
+      else if (!childKind.check(child)) {
+        return primitiveProblem({ value: child, kind: childKind, parent: frame, step }, childKind);
+      }
+    }
+  }
+  return null;
+}
+
+type Primitive = Extract<Kind, { k: 'primitive' }>;
+
+function primitiveProblem(at: Frame, kind: Primitive): { at: Frame; problem: string } {
+  const { value } = at;
+  const what =
+    typeof value === 'string' && FORMATS.has(kind.type) ? 'a string of another form' : describe(value);
+  return { at, problem: `must be ${kind.expected}, not ${what}` };
+}
+
+/** `_birthDate`: the id and extensions of a primitive, an object (or an array of objects and nulls). */
+function checkPrimitiveElement(
+  frame: Frame,
+  name: string,
+  value: unknown,
+): { at: Frame; problem: string } | null {
+  const ok = isObject(value) || (Array.isArray(value) && value.every((v) => v === null || isObject(v)));
+  if (ok) return null;
+  const at: Frame = { value, kind: frame.kind, parent: frame, step: `.${name}` };
+  return { at, problem: `must be an object (or an array of objects and nulls), not ${describe(value)}` };
+}
