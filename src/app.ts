@@ -9,7 +9,7 @@ import cors from '@fastify/cors';
 import Fastify, { type FastifyInstance, type FastifyPluginAsync } from 'fastify';
 import type { DestinationStream } from 'pino';
 import { loadTrustedIssuers } from './auth/issuers.js';
-import { createMemoryReplayCache, type ReplayCache } from './auth/replay.js';
+import { createDegradingReplayCache, createMemoryReplayCache, type ReplayCache } from './auth/replay.js';
 import type { Config } from './config.js';
 import { createLinkSigner } from './explanation-pages/link.js';
 import { createExplanations } from './explanation-pages/publish.js';
@@ -157,16 +157,23 @@ export async function buildApp(
       strictPreflight: false,
     });
     // Several instances behind a load balancer share the audit database: they share the replay cache too.
-    const replayCache =
-      overrides.replayCache ??
-      (config.databaseUrl
-        ? {
+    // During the store's outage, this instance's memory (logged, counted in /metrics).
+    const memoryReplay = createMemoryReplayCache({ maxEntries: config.jtiCacheMaxEntries, now });
+    const degradingReplay = config.databaseUrl
+      ? createDegradingReplayCache({
+          shared: {
             claim: (key: string, expiresAt: Date) => {
               const [iss = '', jti = ''] = key.split('\u0000');
-              return audit.use((store) => store.rememberJti(iss, jti, expiresAt, now()));
+              return audit.store.rememberJti(iss, jti, expiresAt, now());
             },
-          }
-        : createMemoryReplayCache({ maxEntries: config.jtiCacheMaxEntries, now }));
+          },
+          memory: memoryReplay,
+          log: app.log,
+          // Wall time, not the (possibly frozen) request clock: this paces retries of the store.
+          now: () => new Date(),
+        })
+      : undefined;
+    const replayCache = overrides.replayCache ?? degradingReplay ?? memoryReplay;
     await registerEdge(app, config);
     const authenticate = clientAuthentication(app, config, {
       issuers,
@@ -174,7 +181,7 @@ export async function buildApp(
       fetch: overrides.fetch ?? globalThis.fetch,
       now,
     });
-    registerErrorHandlers(app, config.bodyLimitBytes);
+    registerErrorHandlers(app, config.bodyLimitBytes, config.storeRetryAfterS);
     const publicUrl = config.publicUrl ?? `http://${config.host}:${config.port}`;
     // Per instance and in memory: see README "Explanation pages".
     const explanations = createExplanations({
@@ -182,7 +189,12 @@ export async function buildApp(
       store: createExplanationStore(config.explanationMaxEntries, now),
       publicUrl,
     });
-    const { observeCall } = registerOps(app, { config, live, audit });
+    const { observeCall } = registerOps(app, {
+      config,
+      live,
+      audit,
+      replayDegraded: () => degradingReplay?.degradedClaims ?? 0,
+    });
     registerRoutes(app, {
       registry: live.registry,
       defaultLanguage: config.defaultLanguage,

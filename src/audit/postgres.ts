@@ -55,6 +55,13 @@ export async function openPostgresDriver(url: string, schema?: string): Promise<
     async transaction(fn) {
       const client = await pool.connect();
       let broken = false;
+      // A client taken from the pool has no 'error' listener of the pool's any more: a connection lost
+      // meanwhile (server restart, `pg_terminate_backend`, network cut) would emit an unhandled 'error'
+      // and end the process. The statement under way rejects anyway; the client is then discarded.
+      const onError = () => {
+        broken = true;
+      };
+      client.on('error', onError);
       try {
         await client.query('BEGIN');
         const result = await fn(toQuery(client));
@@ -67,6 +74,8 @@ export async function openPostgresDriver(url: string, schema?: string): Promise<
         throw error;
       } finally {
         client.release(broken);
+        // A discarded client keeps the listener: its socket may still report the loss after release.
+        if (!broken) client.removeListener('error', onError);
       }
     },
     async close() {
