@@ -248,6 +248,9 @@ export function createSqliteWorker(): SqliteWorker {
       analytics: () => call('analytics', []),
       readChain: (afterSeq, limit) => call('readChain', [afterSeq, limit]),
       chainHead: () => call('chainHead', []),
+      chainBase: () => call('chainBase', []),
+      retentionBoundary: (before) => call('retentionBoundary', [before]),
+      removeArchived: (event) => call('removeArchived', [event]),
       rememberJti: (issuer, jti, expiresAt, now) => call('rememberJti', [issuer, jti, expiresAt, now]),
       ping: () => call('ping', []),
       close() {
