@@ -33,6 +33,11 @@ export async function openPostgresDriver(url: string, schema?: string): Promise<
   // An idle client losing its connection emits 'error' on the pool; unhandled, it would end the process.
   // The next query reports the outage where it is handled.
   pool.on('error', () => undefined);
+  // Every client, from its first connection on, has a listener of its own too: a client the pool has
+  // handed out (between pg-pool's listeners) must never emit an 'error' nobody hears.
+  pool.on('connect', (client) => {
+    client.on('error', () => undefined);
+  });
   const toQuery =
     (client: pg.Pool | pg.PoolClient): Query =>
     async (sql, params = []) => {
