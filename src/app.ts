@@ -10,7 +10,7 @@ import cors from '@fastify/cors';
 import Fastify, { type FastifyInstance, type FastifyPluginAsync } from 'fastify';
 import type { DestinationStream } from 'pino';
 import { loadTrustedIssuers } from './auth/issuers.js';
-import { createMemoryReplayCache, type ReplayCache } from './auth/replay.js';
+import { createDegradingReplayCache, createMemoryReplayCache, type ReplayCache } from './auth/replay.js';
 import type { Config } from './config.js';
 import { createLinkSigner } from './explanation-pages/link.js';
 import { createExplanations } from './explanation-pages/publish.js';
@@ -187,17 +187,25 @@ export async function buildApp(
       strictPreflight: false,
     });
     // Several instances behind a load balancer share the audit database, and the workers of a cluster
-    // the SQLite file: they share the replay cache too.
-    const replayCache =
-      overrides.replayCache ??
-      (config.databaseUrl || overrides.clusterMetrics
-        ? {
-            claim: (key: string, expiresAt: Date) => {
-              const [iss = '', jti = ''] = key.split('\u0000');
-              return audit.use((store) => store.rememberJti(iss, jti, expiresAt, now()));
+    // the SQLite file: they share the replay cache too. During the store's outage, this instance's
+    // memory (logged, counted in /metrics).
+    const memoryReplay = createMemoryReplayCache({ maxEntries: config.jtiCacheMaxEntries, now });
+    const degradingReplay =
+      config.databaseUrl || overrides.clusterMetrics
+        ? createDegradingReplayCache({
+            shared: {
+              claim: (key: string, expiresAt: Date) => {
+                const [iss = '', jti = ''] = key.split('\u0000');
+                return audit.store.rememberJti(iss, jti, expiresAt, now());
+              },
             },
-          }
-        : createMemoryReplayCache({ maxEntries: config.jtiCacheMaxEntries, now }));
+            memory: memoryReplay,
+            log: app.log,
+            // Wall time, not the (possibly frozen) request clock: this paces retries of the store.
+            now: () => new Date(),
+          })
+        : undefined;
+    const replayCache = overrides.replayCache ?? degradingReplay ?? memoryReplay;
     await registerEdge(app, config);
     const authenticate = clientAuthentication(app, config, {
       issuers,
@@ -205,7 +213,7 @@ export async function buildApp(
       fetch: overrides.fetch ?? globalThis.fetch,
       now,
     });
-    registerErrorHandlers(app, config.bodyLimitBytes);
+    registerErrorHandlers(app, config.bodyLimitBytes, config.storeRetryAfterS);
     const publicUrl = config.publicUrl ?? `http://${config.host}:${config.port}`;
     // Per instance and in memory: see README "Explanation pages".
     const explanations = createExplanations({
@@ -218,6 +226,7 @@ export async function buildApp(
       live,
       audit,
       ...(overrides.clusterMetrics ? { clusterMetrics: overrides.clusterMetrics } : {}),
+      replayDegraded: () => degradingReplay?.degradedClaims ?? 0,
     });
     registerRoutes(app, {
       registry: live.registry,

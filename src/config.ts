@@ -99,8 +99,17 @@ export const CONFIG_SCHEMA = {
     // HMAC-SHA256 key for patient pseudonyms; required with databaseUrl (every instance needs the same
     // key), else generated once into <dataDir>/pseudonym.key.
     auditPseudonymKey: { type: 'string', minLength: 32 },
-    // Missed audit records held in memory while the store is unavailable (beyond: counted as lost).
+    // Audit records held while the store cannot take them (policy `queue`); beyond, calls answer 503.
     auditQueueMax: { type: 'integer', minimum: 1, default: 10_000 },
+    // What a call gets when its audit record cannot be written now: `queue` answers it and holds the
+    // record (up to auditQueueMax); `refuse` answers 503. No card is ever shown unaudited-and-unqueued.
+    auditFailPolicy: { type: 'string', enum: ['queue', 'refuse'], default: 'queue' },
+    // A second folder (another disk) where held records are also written, durably: they survive a restart.
+    auditSpillDir: { type: 'string', minLength: 1 },
+    // Age in days beyond which `npm run audit:archive` archives and removes audit records.
+    auditRetentionDays: { type: 'integer', minimum: 1, default: 3650 },
+    // Seconds a 503 (store unavailable) tells the client to wait before retrying (Retry-After).
+    storeRetryAfterS: { type: 'integer', minimum: 1, maximum: 3600, default: 5 },
     // Bearer token of the governance team for /analytics; the endpoints answer 404 when unset.
     analyticsToken: { type: 'string', minLength: 32 },
     // Bearer token for GET /metrics; unset, the metrics are open to whoever reaches the interface.

@@ -12,8 +12,7 @@ import { type ChainReport, type ChainRow, verifyChain } from '../src/audit/hash-
 
 const PAGE = 1000;
 
-async function* pages(store: AuditStore): AsyncGenerator<readonly ChainRow[]> {
-  let after = 0;
+async function* pages(store: AuditStore, after: number): AsyncGenerator<readonly ChainRow[]> {
   for (;;) {
     const rows = await store.readChain(after, PAGE);
     if (rows.length === 0) return;
@@ -22,9 +21,35 @@ async function* pages(store: AuditStore): AsyncGenerator<readonly ChainRow[]> {
   }
 }
 
-/** Verifies the chain of a store. */
+/**
+ * Verifies the chain of a store, from the last row archived and removed (retention) if any: the
+ * retention event that removed it must then be in the chain, naming the same row and hash.
+ */
 export async function verifyStore(store: AuditStore): Promise<ChainReport> {
-  return verifyChain(pages(store), await store.chainHead());
+  const base = await store.chainBase();
+  const report = await verifyChain(pages(store, base.seq), await store.chainHead(), base);
+  if (!report.ok || base.seq === 0) return report;
+  let recorded = false;
+  for await (const page of pages(store, base.seq)) {
+    recorded ||= page.some((row) => {
+      if (row.kind !== 'retention') return false;
+      const { through } = JSON.parse(row.payload) as { through: { seq: number; hash: string } };
+      return through.seq === base.seq && through.hash === base.hash;
+    });
+    if (recorded) break;
+  }
+  return recorded
+    ? report
+    : {
+        ok: false,
+        rows: report.rows,
+        last: report.last,
+        problem: {
+          seq: base.seq,
+          problem: 'deleted',
+          detail: `rows up to ${base.seq} are gone but no retention event in the chain records their removal`,
+        },
+      };
 }
 
 interface Output {

@@ -157,12 +157,14 @@ export interface ChainReport {
  * Walks rows in sequence order and reports the first edited or deleted row.
  * @param pages yields the rows in ascending `seq`, page after page
  * @param head the chain head the store keeps (`null` when it is missing)
+ * @param start where the rows start: after the last row archived and removed (retention), else genesis
  */
 export async function verifyChain(
   pages: AsyncIterable<readonly ChainRow[]>,
   head: { seq: number; hash: string } | null,
+  start: { seq: number; hash: string } = { seq: 0, hash: GENESIS },
 ): Promise<ChainReport> {
-  let prev = { seq: 0, hash: GENESIS };
+  let prev = start;
   let rows = 0;
   const fail = (problem: ChainProblem): ChainReport => ({ ok: false, rows, last: prev, problem });
   for await (const page of pages) {
@@ -193,7 +195,7 @@ export async function verifyChain(
           detail: `row ${row.seq}'s content no longer matches its hash`,
         });
       }
-      if (row.prevHash !== prev.hash && prev.seq === 0) {
+      if (row.prevHash !== prev.hash && prev.seq === start.seq) {
         return fail({ seq: row.seq, problem: 'edited', detail: `row ${row.seq} does not start the chain` });
       }
       if (row.prevHash !== prev.hash) {

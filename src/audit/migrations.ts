@@ -76,7 +76,36 @@ const JTI = [
   'CREATE INDEX jwt_replay_expiry ON jwt_replay (expires_at)',
 ];
 
-const APPEND_ONLY_TABLES = ['audit_event', 'audit_card', 'audit_feedback'] as const;
+export const APPEND_ONLY_TABLES = ['audit_event', 'audit_card', 'audit_feedback'] as const;
+
+/** The append-only triggers of one table (migration 2), by dialect: retention drops and recreates them. */
+export const appendOnlyTriggers = {
+  sqlite: (table: string) =>
+    ['UPDATE', 'DELETE'].map(
+      (op) =>
+        `CREATE TRIGGER ${table}_no_${op.toLowerCase()} BEFORE ${op} ON ${table}
+           BEGIN SELECT RAISE(ABORT, '${table} is append-only'); END`,
+    ),
+  postgres: (table: string) => [
+    `CREATE TRIGGER ${table}_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON ${table}
+           FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only()`,
+  ],
+  dropSqlite: (table: string) => ['update', 'delete'].map((op) => `DROP TRIGGER ${table}_no_${op}`),
+  dropPostgres: (table: string) => [`DROP TRIGGER ${table}_append_only ON ${table}`],
+};
+
+const ARCHIVE = [
+  // One row per archive: the segment removed ends at through_seq, whose hash the next row links to.
+  `CREATE TABLE audit_archive (
+    through_seq BIGINT PRIMARY KEY,
+    through_hash TEXT NOT NULL,
+    base_seq BIGINT NOT NULL,
+    rows_removed BIGINT NOT NULL,
+    before_at TEXT NOT NULL,
+    archive_sha256 TEXT NOT NULL,
+    retention_seq BIGINT NOT NULL
+  )`,
+];
 
 /** Alert fatigue: the finding and encounter of each card (override suppression), suppressed cards. */
 const SUPPRESSION = [
@@ -101,21 +130,11 @@ export const MIGRATIONS: readonly Migration[] = [
     name: 'refuse updates and deletes of audit rows',
     // Defence in depth: the application never updates or deletes; these make a careless manual edit
     // fail too. Someone who drops them can still edit, and the chain verification then reports it.
-    sqlite: APPEND_ONLY_TABLES.flatMap((table) =>
-      ['UPDATE', 'DELETE'].map(
-        (op) =>
-          `CREATE TRIGGER ${table}_no_${op.toLowerCase()} BEFORE ${op} ON ${table}
-           BEGIN SELECT RAISE(ABORT, '${table} is append-only'); END`,
-      ),
-    ),
+    sqlite: APPEND_ONLY_TABLES.flatMap(appendOnlyTriggers.sqlite),
     postgres: [
       `CREATE FUNCTION audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
        BEGIN RAISE EXCEPTION '% is append-only', TG_TABLE_NAME; END $$`,
-      ...APPEND_ONLY_TABLES.map(
-        (table) =>
-          `CREATE TRIGGER ${table}_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON ${table}
-           FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only()`,
-      ),
+      ...APPEND_ONLY_TABLES.flatMap(appendOnlyTriggers.postgres),
     ],
   },
   {
@@ -141,5 +160,11 @@ export const MIGRATIONS: readonly Migration[] = [
       `CREATE TRIGGER audit_suppressed_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON audit_suppressed
        FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only()`,
     ],
+  },
+  {
+    version: 5,
+    name: 'audit retention: archived segments of the chain',
+    sqlite: ARCHIVE,
+    postgres: ARCHIVE,
   },
 ];

@@ -33,6 +33,11 @@ export async function openPostgresDriver(url: string, schema?: string): Promise<
   // An idle client losing its connection emits 'error' on the pool; unhandled, it would end the process.
   // The next query reports the outage where it is handled.
   pool.on('error', () => undefined);
+  // Every client, from its first connection on, has a listener of its own too: a client the pool has
+  // handed out (between pg-pool's listeners) must never emit an 'error' nobody hears.
+  pool.on('connect', (client) => {
+    client.on('error', () => undefined);
+  });
   const toQuery =
     (client: pg.Pool | pg.PoolClient): Query =>
     async (sql, params = []) => {
@@ -55,6 +60,13 @@ export async function openPostgresDriver(url: string, schema?: string): Promise<
     async transaction(fn) {
       const client = await pool.connect();
       let broken = false;
+      // A client taken from the pool has no 'error' listener of the pool's any more: a connection lost
+      // meanwhile (server restart, `pg_terminate_backend`, network cut) would emit an unhandled 'error'
+      // and end the process. The statement under way rejects anyway; the client is then discarded.
+      const onError = () => {
+        broken = true;
+      };
+      client.on('error', onError);
       try {
         await client.query('BEGIN');
         const result = await fn(toQuery(client));
@@ -67,6 +79,8 @@ export async function openPostgresDriver(url: string, schema?: string): Promise<
         throw error;
       } finally {
         client.release(broken);
+        // A discarded client keeps the listener: its socket may still report the loss after release.
+        if (!broken) client.removeListener('error', onError);
       }
     },
     async close() {

@@ -4,8 +4,8 @@
  * Only two things differ by dialect, both here: the head row is locked `FOR UPDATE` on PostgreSQL
  * (SQLite's `BEGIN IMMEDIATE` already serializes writers), and migrations take an advisory lock.
  */
-import { canonicalJson, type ChainRow, chainHash } from './hash-chain.js';
-import { MIGRATIONS } from './migrations.js';
+import { canonicalJson, type ChainRow, chainHash, GENESIS } from './hash-chain.js';
+import { APPEND_ONLY_TABLES, appendOnlyTriggers, MIGRATIONS } from './migrations.js';
 import type {
   AnalyticsRows,
   AppendResult,
@@ -181,52 +181,54 @@ export async function createSqlStore(driver: SqlDriver, options: { migrate: bool
   const lockHead = driver.dialect === 'postgres' ? ' FOR UPDATE' : '';
   const q = driver.query;
 
+  /** Appends events to the chain inside the transaction `tq`. */
+  async function appendIn(tq: Query, events: readonly NewAuditEvent[]): Promise<AppendResult> {
+    const [head] = await tq(`SELECT seq, hash FROM audit_chain_head WHERE id = 1${lockHead}`);
+    if (!head) throw new Error('the audit chain head record is missing');
+    let seq = num(head.seq);
+    let hash = String(head.hash);
+    const seqs: (number | null)[] = [];
+    for (const event of events) {
+      if (await isDuplicate(tq, event)) {
+        seqs.push(null);
+        continue;
+      }
+      seq += 1;
+      const content = {
+        seq,
+        kind: event.kind,
+        at: event.at,
+        serviceId: event.serviceId,
+        pseudonym: event.pseudonym,
+        payload: canonicalJson(event.payload),
+      };
+      const prevHash = hash;
+      hash = chainHash(prevHash, content);
+      await tq(
+        `INSERT INTO audit_event (seq, kind, at, service_id, pseudonym, payload, prev_hash, hash)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+        [
+          seq,
+          content.kind,
+          content.at,
+          content.serviceId,
+          content.pseudonym,
+          content.payload,
+          prevHash,
+          hash,
+        ],
+      );
+      await writeIndex(tq, event, seq);
+      seqs.push(seq);
+    }
+    await tq('UPDATE audit_chain_head SET seq = ?, hash = ? WHERE id = 1', [seq, hash]);
+    return { seqs };
+  }
+
   return {
     kind: driver.dialect,
 
-    append: (events) =>
-      driver.transaction(async (tq): Promise<AppendResult> => {
-        const [head] = await tq(`SELECT seq, hash FROM audit_chain_head WHERE id = 1${lockHead}`);
-        if (!head) throw new Error('the audit chain head record is missing');
-        let seq = num(head.seq);
-        let hash = String(head.hash);
-        const seqs: (number | null)[] = [];
-        for (const event of events) {
-          if (await isDuplicate(tq, event)) {
-            seqs.push(null);
-            continue;
-          }
-          seq += 1;
-          const content = {
-            seq,
-            kind: event.kind,
-            at: event.at,
-            serviceId: event.serviceId,
-            pseudonym: event.pseudonym,
-            payload: canonicalJson(event.payload),
-          };
-          const prevHash = hash;
-          hash = chainHash(prevHash, content);
-          await tq(
-            `INSERT INTO audit_event (seq, kind, at, service_id, pseudonym, payload, prev_hash, hash)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-            [
-              seq,
-              content.kind,
-              content.at,
-              content.serviceId,
-              content.pseudonym,
-              content.payload,
-              prevHash,
-              hash,
-            ],
-          );
-          await writeIndex(tq, event, seq);
-          seqs.push(seq);
-        }
-        await tq('UPDATE audit_chain_head SET seq = ?, hash = ? WHERE id = 1', [seq, hash]);
-        return { seqs };
-      }),
+    append: (events) => driver.transaction((tq) => appendIn(tq, events)),
 
     async findCards(serviceId, uuids) {
       const found = new Map<string, IssuedCard>();
@@ -341,6 +343,58 @@ export async function createSqlStore(driver: SqlDriver, options: { migrate: bool
       const [head] = await q('SELECT seq, hash FROM audit_chain_head WHERE id = 1');
       return head ? { seq: num(head.seq), hash: String(head.hash) } : null;
     },
+
+    async chainBase() {
+      const [base] = await q(
+        'SELECT through_seq, through_hash FROM audit_archive ORDER BY through_seq DESC LIMIT 1',
+      );
+      return base
+        ? { seq: num(base.through_seq), hash: String(base.through_hash) }
+        : { seq: 0, hash: GENESIS };
+    },
+
+    async retentionBoundary(before) {
+      // Rows are in chain order, and a record written late (after an outage) may be older than the one
+      // before it: the segment stops before the first row that is not older than `before`.
+      const [first] = await q('SELECT MIN(seq) AS seq FROM audit_event WHERE at >= ?', [before]);
+      if (first?.seq !== null && first?.seq !== undefined) return num(first.seq) - 1;
+      const [last] = await q('SELECT MAX(seq) AS seq FROM audit_event');
+      return last?.seq === null || last?.seq === undefined ? 0 : num(last.seq);
+    },
+
+    removeArchived: (event) =>
+      driver.transaction(async (tq) => {
+        const { base, through, rows, before, archiveSha256 } = event.payload;
+        // Serialize with appends (the head row lock), then check nothing moved since the export.
+        await tq(`SELECT seq FROM audit_chain_head WHERE id = 1${lockHead}`);
+        const [current] = await tq('SELECT through_seq FROM audit_archive ORDER BY through_seq DESC LIMIT 1');
+        if ((current ? num(current.through_seq) : 0) !== base.seq) {
+          throw new Error(`the chain no longer starts after row ${base.seq}: archive again`);
+        }
+        const [last] = await tq('SELECT hash FROM audit_event WHERE seq = ?', [through.seq]);
+        if (!last || String(last.hash) !== through.hash) {
+          throw new Error(`row ${through.seq} is not the row archived: archive again`);
+        }
+        const dialect = driver.dialect;
+        for (const table of APPEND_ONLY_TABLES) {
+          const drop = dialect === 'sqlite' ? appendOnlyTriggers.dropSqlite : appendOnlyTriggers.dropPostgres;
+          for (const statement of drop(table)) await tq(statement);
+        }
+        await tq('DELETE FROM audit_feedback WHERE event_seq <= ?', [through.seq]);
+        await tq('DELETE FROM audit_card WHERE event_seq <= ?', [through.seq]);
+        await tq('DELETE FROM audit_event WHERE seq <= ?', [through.seq]);
+        for (const table of APPEND_ONLY_TABLES) {
+          for (const statement of appendOnlyTriggers[dialect](table)) await tq(statement);
+        }
+        const { seqs } = await appendIn(tq, [event]);
+        const seq = seqs[0]!;
+        await tq(
+          `INSERT INTO audit_archive (through_seq, through_hash, base_seq, rows_removed, before_at,
+             archive_sha256, retention_seq) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+          [through.seq, through.hash, base.seq, rows, before, archiveSha256, seq],
+        );
+        return seq;
+      }),
 
     rememberJti: (issuer, jti, expiresAt, now) =>
       // One transaction (one commit): purge what has expired, then claim the pair.

@@ -23,7 +23,7 @@ import { openPostgresDriver } from './postgres.js';
 import { createSqlStore } from './sql-store.js';
 import { openWorkerStore, type SqliteWorker } from './worker-store.js';
 
-export type AuditEventKind = 'service-call' | 'feedback' | 'objection';
+export type AuditEventKind = 'service-call' | 'feedback' | 'objection' | 'retention';
 
 /** Who called, from the client's JWT (`iss`, `tenant`); null when authentication is disabled. */
 export interface Caller {
@@ -97,6 +97,18 @@ export interface ObjectionPayload {
   caller: Caller;
 }
 
+/** Records that old rows were archived and removed (`npm run audit:archive`): the chain says so itself. */
+export interface RetentionPayload {
+  /** Rows older than this instant were archived. */
+  before: string;
+  /** The segment removed: the rows after `base` through `through`. */
+  base: { seq: number; hash: string };
+  through: { seq: number; hash: string };
+  rows: number;
+  /** SHA-256 of the archive file the rows were exported to. */
+  archiveSha256: string;
+}
+
 interface EventBase {
   /** When it happened (ISO 8601 UTC). */
   at: string;
@@ -108,7 +120,8 @@ interface EventBase {
 export type NewAuditEvent =
   | (EventBase & { kind: 'service-call'; payload: ServiceCallPayload })
   | (EventBase & { kind: 'feedback'; payload: FeedbackPayload })
-  | (EventBase & { kind: 'objection'; payload: ObjectionPayload });
+  | (EventBase & { kind: 'objection'; payload: ObjectionPayload })
+  | (EventBase & { kind: 'retention'; payload: RetentionPayload });
 
 export type StoredEvent = NewAuditEvent & { seq: number };
 
@@ -179,6 +192,19 @@ export interface AuditStore {
   readChain(afterSeq: number, limit: number): Promise<ChainRow[]>;
   /** Where the store says the chain ends; null when that record is missing. */
   chainHead(): Promise<{ seq: number; hash: string } | null>;
+  /**
+   * Where the rows kept start: the last row archived and removed (its seq and hash), or 0 and the
+   * genesis hash when nothing was.
+   */
+  chainBase(): Promise<{ seq: number; hash: string }>;
+  /** The last seq of the rows older than `before` that can be archived (no newer row before them). */
+  retentionBoundary(before: string): Promise<number>;
+  /**
+   * Removes the rows after `retention.base` through `retention.through` (already archived), their index
+   * rows, records the archive and appends the retention event, in one transaction.
+   * @throws Error when the chain no longer starts at `base` or the row at `through` has another hash
+   */
+  removeArchived(event: NewAuditEvent & { kind: 'retention' }): Promise<number>;
   /**
    * Remembers a client JWT's `jti` until `expiresAt` (the token's `exp`), for replay protection shared by
    * every instance on the same database. Expired entries are purged as new ones arrive.

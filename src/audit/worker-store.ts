@@ -250,6 +250,9 @@ export function createSqliteWorker(): SqliteWorker {
         call('findingFeedback', [pseudonym, serviceId, findings]),
       readChain: (afterSeq, limit) => call('readChain', [afterSeq, limit]),
       chainHead: () => call('chainHead', []),
+      chainBase: () => call('chainBase', []),
+      retentionBoundary: (before) => call('retentionBoundary', [before]),
+      removeArchived: (event) => call('removeArchived', [event]),
       rememberJti: (issuer, jti, expiresAt, now) => call('rememberJti', [issuer, jti, expiresAt, now]),
       ping: () => call('ping', []),
       close() {

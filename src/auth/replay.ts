@@ -43,6 +43,8 @@ export class ReplayCacheFullError extends Error {
  */
 export function createMemoryReplayCache(options: MemoryReplayCacheOptions): ReplayCache & {
   readonly size: number;
+  /** Whether `key` was claimed and has not expired (without claiming it). */
+  seen(key: string): boolean;
 } {
   const expiries = new Map<string, number>();
   // No full sweep before this time: the last one found nothing expiring earlier.
@@ -67,6 +69,10 @@ export function createMemoryReplayCache(options: MemoryReplayCacheOptions): Repl
     get size() {
       return expiries.size;
     },
+    seen(key) {
+      const known = expiries.get(key);
+      return known !== undefined && known > options.now().getTime();
+    },
     async claim(key, expiresAt) {
       const now = options.now().getTime();
       dropExpiredFront(now);
@@ -82,6 +88,74 @@ export function createMemoryReplayCache(options: MemoryReplayCacheOptions): Repl
       expiries.set(key, expiry);
       nextSweepAt = Math.min(nextSweepAt, expiry);
       return true;
+    },
+  };
+}
+
+export interface DegradingReplayCacheOptions {
+  /** Claims the key in the shared store (PostgreSQL); rejects when the store is unavailable. */
+  shared: ReplayCache;
+  /** This instance's memory, for the outage. */
+  memory: ReturnType<typeof createMemoryReplayCache>;
+  log: {
+    warn(fields: Record<string, unknown>, message: string): void;
+    error(fields: Record<string, unknown>, message: string): void;
+  };
+  now: () => Date;
+  /** How long the shared store is left alone after it failed, before it is asked again. */
+  retryAfterMs?: number;
+}
+
+/**
+ * The replay cache of several instances: the shared store while it answers; during its outage this
+ * instance's memory, so that hook calls are still answered (a 401 would tell the EHR its credentials are
+ * wrong). Meanwhile a token replayed on *another* instance is not detected: the outage is logged at error
+ * when it starts, at warn when it ends, and each claim made in memory is counted
+ * ({@link degradedClaims}, in /metrics). A token claimed in memory stays refused on this instance after
+ * the outage, until it expires.
+ */
+export function createDegradingReplayCache(options: DegradingReplayCacheOptions): ReplayCache & {
+  readonly degradedClaims: number;
+  readonly degraded: boolean;
+} {
+  const retryAfterMs = options.retryAfterMs ?? 1000;
+  let degradedUntil = -Infinity;
+  let degraded = false;
+  let degradedClaims = 0;
+
+  const inMemory = (key: string, expiresAt: Date) => {
+    degradedClaims += 1;
+    return options.memory.claim(key, expiresAt);
+  };
+
+  return {
+    get degradedClaims() {
+      return degradedClaims;
+    },
+    get degraded() {
+      return degraded;
+    },
+    async claim(key, expiresAt) {
+      if (options.memory.seen(key)) return false;
+      if (degraded && options.now().getTime() < degradedUntil) return inMemory(key, expiresAt);
+      try {
+        const first = await options.shared.claim(key, expiresAt);
+        if (degraded) {
+          degraded = false;
+          options.log.warn({ degradedClaims }, 'shared JWT replay cache available again');
+        }
+        return first;
+      } catch (error) {
+        if (!degraded) {
+          options.log.error(
+            { error: (error as { code?: string }).code ?? (error as Error).name },
+            "shared JWT replay cache unavailable: token ids checked in this instance's memory only",
+          );
+        }
+        degraded = true;
+        degradedUntil = options.now().getTime() + retryAfterMs;
+        return inMemory(key, expiresAt);
+      }
     },
   };
 }

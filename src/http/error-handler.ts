@@ -33,8 +33,11 @@ function fromFastify(error: FastifyError, request: FastifyRequest, bodyLimit: nu
   }
 }
 
-/** Registers the error and not-found handlers on an app. */
-export function registerErrorHandlers(app: FastifyInstance, bodyLimit: number): void {
+/**
+ * Registers the error and not-found handlers on an app.
+ * @param storeRetryAfterS the Retry-After of a 503 for an unavailable audit store
+ */
+export function registerErrorHandlers(app: FastifyInstance, bodyLimit: number, storeRetryAfterS = 5): void {
   app.setErrorHandler((error: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
     let cdsError = error instanceof CdsError ? error : fromFastify(error, request, bodyLimit);
     if (!cdsError) {
@@ -45,6 +48,7 @@ export function registerErrorHandlers(app: FastifyInstance, bodyLimit: number): 
     } else {
       request.log.info({ code: cdsError.code, status: cdsError.status }, 'request refused');
     }
+    if (cdsError.code === 'CDS_ERR_STORE_UNAVAILABLE') reply.header('retry-after', String(storeRetryAfterS));
     return reply.code(cdsError.status).type('application/fhir+json').send(toOperationOutcome(cdsError));
   });
   app.setNotFoundHandler(notFound);

@@ -6,7 +6,8 @@
  * - `GET /metrics`: Prometheus exposition; open, or behind `Authorization: Bearer <metricsToken>` when
  *   that is configured;
  * - `GET /health/live`: the process answers (200);
- * - `GET /health/ready`: services and models loaded and the audit store answering → 200, else 503;
+ * - `GET /health/ready`: services and models loaded, the audit store answering and taking records
+ *   (not failing: `audit-writer.ts`) → 200, else 503;
  * - `POST /admin/reload`: loads cds-services/ and models/ again and swaps them in if all is valid
  *   (`Authorization: Bearer <adminToken>`); without an adminToken the route answers 404 like an unknown
  *   route.
@@ -38,7 +39,7 @@ interface OpsRouteDeps {
   live: Pick<LiveSet, 'registry' | 'models'>;
   /** Reloads and logs the outcome (the same function SIGHUP calls). */
   reload: () => Promise<ReloadResult>;
-  audit: Pick<AuditTrail, 'store'>;
+  audit: Pick<AuditTrail, 'store' | 'failing'>;
   metricsToken: string | undefined;
   adminToken: string | undefined;
 }
@@ -73,6 +74,9 @@ function registerOpsRoutes(app: FastifyInstance, deps: OpsRouteDeps): void {
     } catch (error) {
       throw new CdsError('CDS_ERR_STORE_UNAVAILABLE', {}, { cause: error });
     }
+    // The store may answer a ping and still refuse writes (disk full, read-only): never claim health
+    // while audit records cannot be written.
+    if (deps.audit.failing()) throw new CdsError('CDS_ERR_STORE_UNAVAILABLE');
     return {
       status: 'ready',
       services: deps.live.registry.services.length,
@@ -135,7 +139,9 @@ function registerMetricsHooks(app: FastifyInstance, metrics: Metrics): void {
 export interface OpsOptions {
   config: Pick<Config, 'metricsToken' | 'adminToken'>;
   live: LiveSet;
-  audit: Pick<AuditTrail, 'store' | 'backlog'>;
+  audit: Pick<AuditTrail, 'store' | 'backlog' | 'failing'>;
+  /** Claims the JWT replay cache made in memory during an outage of the shared one. */
+  replayDegraded?: () => number;
   /** In a cluster worker: see `MetricsDeps.cluster`. */
   clusterMetrics?: MetricsDeps['cluster'];
 }
@@ -150,6 +156,8 @@ export function registerOps(app: FastifyInstance, options: OpsOptions): { observ
   const metrics = createMetrics({
     services: live.registry,
     backlog: () => audit.backlog(),
+    failing: () => audit.failing(),
+    replayDegraded: options.replayDegraded ?? (() => 0),
     ...(options.clusterMetrics ? { cluster: options.clusterMetrics } : {}),
   });
   registerMetricsHooks(app, metrics);

@@ -53,6 +53,10 @@ export interface Metrics {
 export interface MetricsDeps {
   services: ServiceRegistry;
   backlog: () => AuditBacklog;
+  /** Whether audit records cannot be written now. */
+  failing: () => boolean;
+  /** Token ids claimed in memory during an outage of the shared replay cache, since start. */
+  replayDegraded: () => number;
   /**
    * In a cluster worker (`ops/cluster.ts`): given this app's registry, returns the function that
    * collects the metrics of every worker, which `render` then answers instead of this process's own.
@@ -139,10 +143,31 @@ export function createMetrics(deps: MetricsDeps): Metrics {
         this.set(deps.backlog()[name]);
       },
     });
-  backlogGauge('pending', 'Audit events waiting in memory to be written (store unavailable)');
-  backlogGauge('dropped', 'Audit events lost since start because the queue was full');
+  backlogGauge('pending', 'Audit events held to be written (store unavailable, disk full or read-only)');
+  backlogGauge('spilled', 'Of the held audit events, those in the spill file');
+  backlogGauge(
+    'refused',
+    'Calls refused (503) since start because their audit record could be neither written nor held',
+  );
   backlogGauge('rejected', 'Audit events the store refused since start (not retried)');
   backlogGauge('written', 'Audit events written since start');
+  new Gauge({
+    name: 'cds_audit_failing',
+    help: '1 while audit records cannot be written (store down, disk full, read-only), else 0',
+    registers,
+    collect() {
+      this.set(deps.failing() ? 1 : 0);
+    },
+  });
+  new Counter({
+    name: 'cds_replay_cache_degraded_total',
+    help: "Client tokens checked against this instance's memory only because the shared replay cache (PostgreSQL) was unavailable",
+    registers,
+    collect() {
+      this.reset();
+      this.inc(deps.replayDegraded());
+    },
+  });
 
   /** A service label: the id of a loaded service, else "unknown" (ids in URLs are caller-chosen). */
   const serviceLabel = (id: string | undefined) =>

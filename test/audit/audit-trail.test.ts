@@ -45,6 +45,9 @@ function switchable(store: AuditStore) {
     findingFeedback: guard(store.findingFeedback),
     readChain: guard(store.readChain),
     chainHead: guard(store.chainHead),
+    chainBase: guard(store.chainBase),
+    retentionBoundary: guard(store.retentionBoundary),
+    removeArchived: guard(store.removeArchived),
     rememberJti: guard(store.rememberJti),
     ping: guard(store.ping),
     close: store.close,
@@ -183,11 +186,12 @@ t.test(
     t.equal(feedback.statusCode, 503);
     t.equal(feedback.json().issue[0].details.coding[0].code, 'CDS_ERR_STORE_UNAVAILABLE');
     t.equal(feedback.json().issue[0].code, 'transient');
-    const warn = logs().find((l) => l.msg === 'audit store unavailable');
-    t.ok(warn, 'the outage is logged');
-    t.equal(warn!.level, 40);
-    t.equal(warn!.error, 'ECONNREFUSED');
-    t.equal(warn!.pending, 1);
+    t.equal(feedback.headers['retry-after'], '5', 'with Retry-After');
+    const error = logs().find((l) => l.msg === 'audit records cannot be written');
+    t.ok(error, 'the outage is logged');
+    t.equal(error!.level, 50);
+    t.equal(error!.error, 'ECONNREFUSED');
+    t.equal(error!.pending, 1);
 
     state.down = false;
     await until(async () => (await real.chainHead())?.seq === 4);
@@ -290,6 +294,6 @@ t.test('an objection is recorded with the Consent and the pseudonym, nothing cli
       },
     },
   ]);
-  t.same(audit.backlog(), { pending: 0, dropped: 0, rejected: 0, written: 1 });
+  t.same(audit.backlog(), { pending: 0, spilled: 0, refused: 0, rejected: 0, written: 1 });
   t.same(lines, []);
 });

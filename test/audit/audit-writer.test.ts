@@ -1,6 +1,8 @@
 import t from 'tap';
-import { createAuditWriter } from '../../src/audit/audit-writer.js';
+import { AuditRefusedError, createAuditWriter } from '../../src/audit/audit-writer.js';
+import { openSpill, readSpill } from '../../src/audit/spill.js';
 import type { AuditStore, NewAuditEvent } from '../../src/audit/store.js';
+import { tempDir } from '../helpers/app.js';
 import { objectionEvent } from '../helpers/audit-events.js';
 
 /** A store in memory that can be switched down, and can refuse one event while up. */
@@ -54,7 +56,7 @@ t.test('events are written in order, several at once in one transaction', async 
   t.same(written, ['1', '2', '3', '4', '5']);
   // The first goes alone; the others arrived while it was being written and go together.
   t.same(transactions, [1, 4]);
-  t.same(writer.backlog(), { pending: 0, dropped: 0, rejected: 0, written: 5 });
+  t.same(writer.backlog(), { pending: 0, spilled: 0, refused: 0, rejected: 0, written: 5 });
 });
 
 t.test('while the store is down, records are kept in order, then written when it returns', async (t) => {
@@ -66,7 +68,7 @@ t.test('while the store is down, records are kept in order, then written when it
   await writer.record(event(1));
   await writer.record(event(2));
   await writer.record(event(3));
-  t.same(writer.backlog(), { pending: 3, dropped: 0, rejected: 0, written: 0 });
+  t.same(writer.backlog(), { pending: 3, spilled: 0, refused: 0, rejected: 0, written: 0 });
   t.same(written, []);
   await t.rejects(writer.flush(), /SQLITE_CANTOPEN/);
   await sleep(50);
@@ -79,7 +81,7 @@ t.test('while the store is down, records are kept in order, then written when it
   t.same(
     lines.map((l) => [l.level, l.message, l.fields.pending]),
     [
-      ['warn', 'audit store unavailable', 1],
+      ['error', 'audit records cannot be written', 1],
       ['warn', 'audit store available again; queued records written', 0],
     ],
   );
@@ -103,21 +105,128 @@ t.test(
   },
 );
 
-t.test('beyond the bound, records are dropped and counted, one log line per thousand', async (t) => {
-  const { store, state } = fakeStore();
-  const { log, lines } = captureLog();
-  const writer = createAuditWriter(store, { maxQueue: 2, log, retryInitialMs: 60_000 });
-  state.down = true;
-  for (let n = 1; n <= 5; n++) await writer.record(event(n));
-  t.same(writer.backlog(), { pending: 2, dropped: 3, rejected: 0, written: 0 });
-  t.same(
-    lines.filter((l) => l.message === 'audit queue full: records lost').map((l) => l.fields.dropped),
-    [1],
-  );
-  await writer.close();
-  t.equal(lines.at(-1)!.message, 'audit store unavailable at shutdown: queued records not written');
-  t.equal(lines.at(-1)!.fields.pending, 2);
-});
+t.test(
+  'beyond the bound, calls are refused (never dropped silently), one log line per thousand',
+  async (t) => {
+    const { store, state } = fakeStore();
+    const { log, lines } = captureLog();
+    const writer = createAuditWriter(store, { maxQueue: 2, log, retryInitialMs: 60_000 });
+    state.down = true;
+    await writer.record(event(1));
+    await writer.record(event(2));
+    for (let n = 3; n <= 5; n++) await t.rejects(writer.record(event(n)), AuditRefusedError);
+    t.same(writer.backlog(), { pending: 2, spilled: 0, refused: 3, rejected: 0, written: 0 });
+    t.ok(writer.failing());
+    t.same(
+      lines
+        .filter((l) => l.message === 'audit record cannot be written: call refused')
+        .map((l) => [l.level, l.fields.refused]),
+      [['error', 1]],
+    );
+    await writer.close();
+    t.equal(lines.at(-1)!.message, 'audit store unavailable at shutdown: queued records not written');
+    t.equal(lines.at(-1)!.fields.pending, 2);
+  },
+);
+
+t.test(
+  'a store that answers pings but cannot write (disk full, read-only) is failing, not rejecting',
+  async (t) => {
+    for (const code of ['SQLITE_FULL', 'SQLITE_READONLY', 'SQLITE_IOERR_WRITE', '53100', '57P01', '25006']) {
+      const { store, written } = fakeStore();
+      const { log } = captureLog();
+      let full = true;
+      const original = store.append.bind(store);
+      store.append = async (events) => {
+        if (full) throw Object.assign(new Error('database or disk is full'), { code });
+        return original(events);
+      };
+      const writer = createAuditWriter(store, { maxQueue: 10, log, retryInitialMs: 5, retryMaxMs: 10 });
+      await writer.record(event(1));
+      await writer.record(event(2));
+      t.ok(writer.failing(), `${code}: failing`);
+      t.same(writer.backlog(), { pending: 2, spilled: 0, refused: 0, rejected: 0, written: 0 }, code);
+      full = false;
+      await until(() => writer.backlog().pending === 0);
+      t.same(written, ['1', '2'], `${code}: held records written in order once writable`);
+      t.notOk(writer.failing());
+      await writer.close();
+    }
+  },
+);
+
+t.test(
+  'policy refuse: a call whose record cannot be committed fails; the store is tried again by the next',
+  async (t) => {
+    const { store, written, state } = fakeStore();
+    const { log } = captureLog();
+    const writer = createAuditWriter(store, { maxQueue: 10, log, policy: 'refuse', retryInitialMs: 60_000 });
+    state.down = true;
+    await t.rejects(writer.record(event(1)), AuditRefusedError);
+    await t.rejects(writer.record(event(2)), AuditRefusedError);
+    t.same(writer.backlog(), { pending: 0, spilled: 0, refused: 2, rejected: 0, written: 0 });
+    t.ok(writer.failing());
+    state.down = false;
+    await writer.record(event(3));
+    t.same(written, ['3'], 'refused records are not written: their calls showed no card');
+    t.notOk(writer.failing());
+    await writer.close();
+  },
+);
+
+t.test(
+  'with a spill file, held records are on disk before the call is answered, and survive a restart',
+  async (t) => {
+    const dir = tempDir('cds-spill-');
+    const { store, written, state } = fakeStore();
+    const { log } = captureLog();
+    const spill = openSpill(dir);
+    const writer = createAuditWriter(store, { maxQueue: 10, log, spill, retryInitialMs: 60_000 });
+    state.down = true;
+    await writer.record(event(1));
+    await writer.record(event(2));
+    t.same(
+      readSpill(dir).map((e) => e.pseudonym),
+      ['1', '2'],
+      'both records are in the spill file once their calls are answered',
+    );
+    t.same(writer.backlog(), { pending: 2, spilled: 2, refused: 0, rejected: 0, written: 0 });
+    await writer.close();
+    await spill.close();
+
+    // The next run finds them and writes them first, then empties the file.
+    state.down = false;
+    const again = openSpill(dir);
+    const next = createAuditWriter(store, { maxQueue: 10, log, spill: again, recovered: readSpill(dir) });
+    await next.record(event(3));
+    t.same(written, ['1', '2', '3']);
+    t.same(readSpill(dir), [], 'the spill file is emptied once its records are written');
+    t.same(next.backlog(), { pending: 0, spilled: 0, refused: 0, rejected: 0, written: 3 });
+    await next.close();
+    await again.close();
+  },
+);
+
+t.test(
+  'a spill file that cannot be written makes the call fail rather than hold it in memory only',
+  async (t) => {
+    const { store, state } = fakeStore();
+    const { log } = captureLog();
+    const broken = {
+      append: async () => {
+        throw Object.assign(new Error('no space'), { code: 'ENOSPC' });
+      },
+      clear: async () => undefined,
+      close: async () => undefined,
+    };
+    const writer = createAuditWriter(store, { maxQueue: 10, log, spill: broken, retryInitialMs: 60_000 });
+    state.down = true;
+    await t.rejects(writer.record(event(1)), AuditRefusedError);
+    await t.rejects(writer.record(event(2)), AuditRefusedError);
+    t.same(writer.backlog(), { pending: 0, spilled: 0, refused: 2, rejected: 0, written: 0 });
+    await writer.close();
+  },
+);
 
 t.test('an event the store refuses while it answers is counted and does not block the others', async (t) => {
   const { store, written, state } = fakeStore();
@@ -126,7 +235,7 @@ t.test('an event the store refuses while it answers is counted and does not bloc
   state.poison = '2';
   await Promise.all([1, 2, 3].map((n) => writer.record(event(n))));
   t.same(written, ['1', '3']);
-  t.same(writer.backlog(), { pending: 0, dropped: 0, rejected: 1, written: 2 });
+  t.same(writer.backlog(), { pending: 0, spilled: 0, refused: 0, rejected: 1, written: 2 });
   t.same(
     lines.map((l) => [l.level, l.message, l.fields]),
     [['error', 'audit store refused an event', { kind: 'objection', error: 'Error' }]],
@@ -149,7 +258,7 @@ t.test('a store that goes down while events are written one by one keeps the res
   await writer.record(event(1));
   await Promise.all([writer.record(event(2)), writer.record(event(3))]);
   t.same(written, ['1']);
-  t.same(writer.backlog(), { pending: 2, dropped: 0, rejected: 0, written: 1 });
+  t.same(writer.backlog(), { pending: 2, spilled: 0, refused: 0, rejected: 0, written: 1 });
   state.down = false;
   await until(() => writer.backlog().pending === 0);
   t.same(written, ['1', '3']);
@@ -165,5 +274,8 @@ t.test('close() writes what is pending, then stops retrying', async (t) => {
   state.down = false;
   await writer.close();
   t.same(written, ['1']);
-  t.notOk(lines.some((l) => l.level === 'error'));
+  t.same(
+    lines.map((l) => l.message),
+    ['audit records cannot be written', 'audit store available again; queued records written'],
+  );
 });

@@ -154,7 +154,7 @@ t.test('the writer keeps what a dying worker did not commit and writes it with t
   await worker.threadOf(store)!.terminate();
   await writer.record(callEvent({ cards: [{ uuid: 'card-1' }] }));
   await writer.flush();
-  t.same(writer.backlog(), { pending: 0, dropped: 0, rejected: 0, written: 2 });
+  t.same(writer.backlog(), { pending: 0, spilled: 0, refused: 0, rejected: 0, written: 2 });
   t.equal((await verifyStore(store)).rows, 2);
 });
 
@@ -241,7 +241,7 @@ t.test('appends from the writer under load keep the order the events were record
     if (i % 37 === 0) await new Promise((resolve) => setImmediate(resolve));
   }
   await Promise.all(recorded);
-  t.same(writer.backlog(), { pending: 0, dropped: 0, rejected: 0, written: 300 });
+  t.same(writer.backlog(), { pending: 0, spilled: 0, refused: 0, rejected: 0, written: 300 });
   const rows = await store.readChain(0, 1000);
   t.same(
     rows.map((r) => (JSON.parse(r.payload) as { cards: { uuid: string }[] }).cards[0]!.uuid),

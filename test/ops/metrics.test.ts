@@ -98,7 +98,8 @@ t.test('calls, a 412 and feedback show up with exact counts', async (t) => {
   // The writer's figures: the two answered calls (feedback is stored directly, in its transaction).
   t.equal(sample(text, 'cds_audit_written_events'), 2);
   t.equal(sample(text, 'cds_audit_pending_events'), 0);
-  t.equal(sample(text, 'cds_audit_dropped_events'), 0);
+  t.equal(sample(text, 'cds_audit_refused_events'), 0);
+  t.equal(sample(text, 'cds_audit_failing'), 0);
   t.equal(sample(text, 'cds_audit_rejected_events'), 0);
 });
 

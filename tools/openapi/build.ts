@@ -56,6 +56,21 @@ function errorResponse(status: number, summary: string) {
   };
 }
 
+/** A 503 for audit records that cannot be written, with its Retry-After (CDS_STORE_RETRY_AFTER_S). */
+function storeUnavailable(summary: string) {
+  const response = errorResponse(503, summary);
+  return {
+    ...response,
+    headers: {
+      ...response.headers,
+      'Retry-After': {
+        description: 'Seconds to wait (CDS_STORE_RETRY_AFTER_S)',
+        schema: { type: 'integer' },
+      },
+    },
+  };
+}
+
 /** The two answers of the edge that every CDS endpoint can give. */
 function edgeResponses() {
   return {
@@ -158,7 +173,7 @@ export function buildOpenApi(): Record<string, unknown> {
     ),
     '404': errorResponse(404, 'Analytics are disabled (no CDS_ANALYTICS_TOKEN)'),
     '500': internal,
-    '503': errorResponse(503, 'The audit store is unavailable'),
+    '503': storeUnavailable('The audit store is unavailable'),
   };
   return {
     openapi: '3.1.0',
@@ -267,6 +282,9 @@ export function buildOpenApi(): Record<string, unknown> {
             '415': errorResponse(415, 'The Content-Type is not application/json or application/fhir+json'),
             '429': edgeResponses()['429'],
             '500': internal,
+            '503': storeUnavailable(
+              "The call's audit record can be neither written nor held (CDS_AUDIT_FAIL_POLICY): no card is shown that cannot be audited",
+            ),
           },
         },
         options: preflight('callServicePreflight', 'POST'),
@@ -314,7 +332,7 @@ export function buildOpenApi(): Record<string, unknown> {
             '422': errorResponse(422, 'A suggestion or an override reason that does not belong to the card'),
             '429': edgeResponses()['429'],
             '500': internal,
-            '503': errorResponse(503, 'The audit store is unavailable: nothing was stored, retry later'),
+            '503': storeUnavailable('The audit store is unavailable: nothing was stored, retry later'),
           },
         },
         options: preflight('feedbackPreflight', 'POST'),

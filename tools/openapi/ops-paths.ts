@@ -50,11 +50,14 @@ export function opsPaths({ errorResponse, preflight }: Helpers): Record<string, 
     '/health/ready': {
       get: {
         operationId: 'healthReady',
-        summary: 'Readiness: services and models loaded, audit store answering',
+        summary: 'Readiness: services and models loaded, audit store answering and taking records',
         security: [],
         responses: {
           '200': json('{ "status": "ready", "services": <count>, "models": <count> }'),
-          '503': errorResponse(503, 'The audit store does not answer'),
+          '503': errorResponse(
+            503,
+            'The audit store does not answer, or audit records cannot be written (disk full, read-only)',
+          ),
         },
       },
       head: head('healthReadyHead'),

@@ -99,14 +99,18 @@ t.test('every error code is in x-error-codes with its status, issue type and mes
 
 t.test('each service-call error response lists the codes of its status', async (t) => {
   const responses = doc.paths['/cds-services/{id}']!.post!.responses;
-  t.same(Object.keys(responses), ['200', '400', '401', '404', '412', '413', '415', '429', '500']);
-  for (const status of ['400', '401', '404', '412', '413', '415', '429']) {
+  t.same(Object.keys(responses), ['200', '400', '401', '404', '412', '413', '415', '429', '500', '503']);
+  for (const status of ['400', '401', '404', '412', '413', '415', '429', '503']) {
     const codes = (Object.keys(ERRORS) as ErrorCode[]).filter((c) => String(ERRORS[c].status) === status);
     t.ok(codes.length > 0, `some code has status ${status}`);
     for (const code of codes) t.match(responses[status]!.description, code, `${status} lists ${code}`);
   }
   t.match(responses['500']!.description, 'CDS_ERR_INTERNAL');
   t.notMatch(responses['500']!.description, 'CDS_ERR_DEFINITION_INVALID', 'a start-up error is no answer');
+  t.ok(
+    (responses['503'] as { headers?: Record<string, unknown> }).headers?.['Retry-After'],
+    'the audit fail-safe 503 says when to retry',
+  );
 });
 
 t.test('components.schemas are the objects the server validates with', async (t) => {
