@@ -17,6 +17,7 @@ import { type ExplanationPublisher, publishExplanations } from './explanation-pa
 import type { Finding } from './finding.js';
 import type { Language } from './language.js';
 import { consideredDraftOrders } from './orders/draft-orders.js';
+import type { EgressPolicy } from './prefetch/egress.js';
 import type { FhirFetch } from './prefetch/fhir-fetch.js';
 import { type ResolvedPrefetch, resolvePrefetch } from './prefetch/resolve.js';
 import { validateHookRequest } from './request/validate.js';
@@ -44,6 +45,8 @@ export interface PipelineLog {
 
 export interface PipelineDeps {
   fhirFetch: FhirFetch;
+  /** Where a client's fallback fetches may go (its trusted issuer entry; the settings without auth). */
+  egress: (client: CdsClient | null) => EgressPolicy;
   now: () => Date;
   uuid: () => string;
   /** Base URL of this service as clients reach it (links to model cards). */
@@ -89,7 +92,10 @@ export async function runHook(call: HookCall, deps: PipelineDeps): Promise<Servi
   const caller = authenticated(call.client);
   const request = timed('validation', () => validateHookRequest(service, call.body));
   const log = deps.log.child({ serviceId: service.definition.id, hookInstance: request.hookInstance });
-  const prefetch = await timed('prefetch', () => resolvePrefetch(service.prefetch, request, deps.fhirFetch));
+  const egress = deps.egress(call.client);
+  const fhirFetch: FhirFetch = (server, query, type, token) =>
+    deps.fhirFetch(server, query, type, token, egress);
+  const prefetch = await timed('prefetch', () => resolvePrefetch(service.prefetch, request, fhirFetch));
   const env = variables(service, request, prefetch);
   const focuses = timed('rules', () =>
     evaluateRules(service.rules, service.focus, env, now, ruleErrorLog(log), service.defines),
