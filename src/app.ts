@@ -203,6 +203,15 @@ export async function buildApp(
       signer: createLinkSigner({ key: config.explanationKey, ttlS: config.explanationTtlS, now }),
       store: createExplanationStore(config.explanationMaxEntries, now),
       publicUrl,
+      now,
+      // A link published by another instance sharing the store; a store that does not answer: 404 page.
+      shared: (uuid, nowS) =>
+        audit
+          .use((store) => store.findExplanation(uuid, nowS))
+          .catch((error: unknown) => {
+            app.log.warn({ code: (error as { code?: unknown }).code }, 'explanation store unavailable');
+            return null;
+          }),
     });
     const { observeCall } = registerOps(app, { config, live, audit });
     registerRoutes(app, {

@@ -114,7 +114,10 @@ export async function runHook(call: HookCall, deps: PipelineDeps): Promise<Servi
   const cards = timed('publish', () => publishExplanations(rendered, deps.explanations, language));
   const inputs = timed('inputs', () => digestInputs(prefetch.data));
   const models = modelRefs(service);
-  const record = { service, request, cards, inputs, caller, at: now, latencyMs: elapsedMs(), models };
+  // The pages go into the audit store with the record, so that any instance serves their links.
+  const pages = cards.flatMap((c) => deps.explanations?.pageOf?.(c.card.uuid ?? '') ?? []);
+  const latencyMs = elapsedMs();
+  const record = { service, request, cards, inputs, caller, at: now, latencyMs, models, pages };
   await timed('audit', () => audit(deps.audit, record, scored.objection));
   const outcome: ServiceOutcome = {
     response: { cards: cards.map((c) => c.card) },

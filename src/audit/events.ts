@@ -9,7 +9,7 @@ import type { ModelOutcome } from '../scoring/score.js';
 import type { CompiledService } from '../services/load.js';
 import type { InputsDigest } from './inputs.js';
 import type { Pseudonymise } from './pseudonym.js';
-import type { AuditedCard, Caller, ModelRef, NewAuditEvent } from './store.js';
+import type { AuditedCard, Caller, ExplanationPageRow, ModelRef, NewAuditEvent } from './store.js';
 
 export interface ServiceCallRecord {
   service: CompiledService;
@@ -24,6 +24,8 @@ export interface ServiceCallRecord {
   latencyMs: number;
   /** Models that scored the call (none for a rules-only service). */
   models?: ModelRef[];
+  /** The explanation pages of its cards, kept with the record for every instance (not hashed). */
+  pages?: ExplanationPageRow[];
 }
 
 export interface ObjectionRecord {
@@ -76,6 +78,7 @@ export function serviceCallEvent(record: ServiceCallRecord, pseudonymise: Pseudo
       cards: record.cards.map(auditedCard),
       latencyMs: Math.round(record.latencyMs * 1000) / 1000,
     },
+    ...(record.pages?.length ? { pages: record.pages } : {}),
   };
 }
 
