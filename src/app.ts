@@ -9,7 +9,8 @@ import { maxHeaderSize } from 'node:http';
 import cors from '@fastify/cors';
 import Fastify, { type FastifyInstance, type FastifyPluginAsync } from 'fastify';
 import type { DestinationStream } from 'pino';
-import { loadTrustedIssuers } from './auth/issuers.js';
+import { loadTrustedIssuers, type TrustedIssuer } from './auth/issuers.js';
+import type { CdsClient } from './auth/verify.js';
 import { createDegradingReplayCache, createMemoryReplayCache, type ReplayCache } from './auth/replay.js';
 import type { Config } from './config.js';
 import { createLinkSigner } from './explanation-pages/link.js';
@@ -25,6 +26,7 @@ import { registerRoutes } from './http/routes.js';
 import { loggerOptions } from './logger.js';
 import type { MetricsDeps } from './ops/metrics.js';
 import { parseJsonBody } from './request/json-body.js';
+import { compileEgress, type Resolver } from './prefetch/egress.js';
 import { createFhirFetch } from './prefetch/fhir-fetch.js';
 import { createFhirPath, type FhirPath } from './rules/fhirpath.js';
 import {
@@ -43,6 +45,8 @@ import { createSqliteWorker, type SqliteWorker } from './audit/worker-store.js';
 export interface AppOverrides {
   /** The network, for the fallback FHIR fetch (tests point it at a loopback server or a fake). */
   fetch?: typeof globalThis.fetch;
+  /** Host name resolution for the egress check of the fallback fetch (tests map names without a DNS). */
+  resolveHost?: Resolver;
   /** The clock (tests freeze it). */
   now?: () => Date;
   uuid?: () => string;
@@ -99,6 +103,22 @@ async function openResources(
 }
 
 /**
+ * Each client's egress policy for the fallback fetch: its trusted issuer entry's, or with authentication
+ * off the settings'. A client without an entry (none exists: the scope refuses it) may fetch nothing.
+ */
+function egressFor(config: Readonly<Config>, issuers: readonly TrustedIssuer[]) {
+  const none = compileEgress('none');
+  const unauthenticated = compileEgress(
+    'auth-disabled',
+    config.fhirServerAllowlist,
+    config.fhirAllowedNetworks,
+  );
+  const byIss = new Map(issuers.map((i) => [i.iss, i.egress ?? none]));
+  return (client: CdsClient | null) =>
+    client === null ? (config.authDisabled ? unauthenticated : none) : (byIss.get(client.iss) ?? none);
+}
+
+/**
  * Builds the application.
  * @throws CdsError CDS_ERR_DEFINITION_INVALID / CDS_ERR_MODEL_INVALID when a service definition, a value
  *   set or a model is invalid; Error when a TLS file or the trusted issuers file cannot be read or the
@@ -120,8 +140,10 @@ export async function buildApp(
   // The app's own FHIRPath engine: its clock slot and caches are shared with no other app.
   const fhirpath = createFhirPath();
   const checked = checkDefinitions(config, fhirpath);
+  // Without an injected transport, the fallback fetch connects to the addresses its egress check accepted.
   const fhirFetch = createFhirFetch({
-    fetch: overrides.fetch ?? globalThis.fetch,
+    fetch: overrides.fetch,
+    resolve: overrides.resolveHost,
     timeoutMs: config.fhirFetchTimeoutMs,
     maxBytes: config.fhirFetchMaxBytes,
     maxPages: config.fhirFetchMaxPages,
@@ -220,6 +242,15 @@ export async function buildApp(
       signer: createLinkSigner({ key: config.explanationKey, ttlS: config.explanationTtlS, now }),
       store: createExplanationStore(config.explanationMaxEntries, now),
       publicUrl,
+      now,
+      // A link published by another instance sharing the store; a store that does not answer: 404 page.
+      shared: (uuid, nowS) =>
+        audit
+          .use((store) => store.findExplanation(uuid, nowS))
+          .catch((error: unknown) => {
+            app.log.warn({ code: (error as { code?: unknown }).code }, 'explanation store unavailable');
+            return null;
+          }),
     });
     const { observeCall } = registerOps(app, {
       config,
@@ -234,6 +265,7 @@ export async function buildApp(
       models: live.models,
       pipeline: {
         fhirFetch,
+        egress: egressFor(config, issuers),
         now,
         uuid: overrides.uuid ?? randomUUID,
         publicUrl,

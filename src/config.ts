@@ -10,6 +10,7 @@ import { readFileSync } from 'node:fs';
 import { Ajv } from 'ajv';
 import type { FromSchema } from 'json-schema-to-ts';
 import { parse as parseYaml } from 'yaml';
+import { compileEgress } from './prefetch/egress.js';
 
 export const CONFIG_SCHEMA = {
   type: 'object',
@@ -55,6 +56,11 @@ export const CONFIG_SCHEMA = {
     // The spec says fhirServer MUST be https with production data; plain http is only accepted for
     // loopback addresses unless this is set (local sandboxes).
     fhirServerAllowHttp: { type: 'boolean', default: false },
+    // Egress control with authentication disabled (with it, each trusted issuer lists its own): the FHIR
+    // base URLs or hosts a request may name as fhirServer, and the networks beyond the public internet
+    // (loopback, private) they may be in. Empty: no fallback fetch.
+    fhirServerAllowlist: { type: 'array', items: { type: 'string', minLength: 1 }, default: [] },
+    fhirAllowedNetworks: { type: 'array', items: { type: 'string', minLength: 1 }, default: [] },
     // Bearer tokens, not cookies, authenticate callers, so a wildcard origin exposes nothing to CSRF;
     // a site may still list the origins of its CDS clients.
     corsOrigins: { type: 'array', items: { type: 'string', minLength: 1 }, default: ['*'] },
@@ -197,6 +203,11 @@ function crossFieldProblem(config: Config): string | null {
   // under several pseudonyms (audit/pseudonym.ts).
   if (config.databaseUrl !== undefined && config.auditPseudonymKey === undefined) {
     return 'auditPseudonymKey (CDS_AUDIT_PSEUDONYM_KEY) must be set when DATABASE_URL is: every instance must pseudonymise patients with the same key';
+  }
+  try {
+    compileEgress('settings', config.fhirServerAllowlist, config.fhirAllowedNetworks);
+  } catch (error) {
+    return `Invalid configuration: fhirServerAllowlist (CDS_FHIR_SERVER_ALLOWLIST) / fhirAllowedNetworks (CDS_FHIR_ALLOWED_NETWORKS): ${(error as Error).message}`;
   }
   if (!config.authDisabled) {
     const missing = [

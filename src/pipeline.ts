@@ -19,6 +19,7 @@ import { type ExplanationPublisher, publishExplanations } from './explanation-pa
 import type { Finding } from './finding.js';
 import type { Language } from './language.js';
 import { consideredDraftOrders } from './orders/draft-orders.js';
+import type { EgressPolicy } from './prefetch/egress.js';
 import type { FhirFetch } from './prefetch/fhir-fetch.js';
 import { type ResolvedPrefetch, resolvePrefetch } from './prefetch/resolve.js';
 import { validateHookRequest } from './request/validate.js';
@@ -46,6 +47,8 @@ export interface PipelineLog {
 
 export interface PipelineDeps {
   fhirFetch: FhirFetch;
+  /** Where a client's fallback fetches may go (its trusted issuer entry; the settings without auth). */
+  egress: (client: CdsClient | null) => EgressPolicy;
   now: () => Date;
   uuid: () => string;
   /** Base URL of this service as clients reach it (links to model cards). */
@@ -98,8 +101,11 @@ export async function runHook(call: HookCall, deps: PipelineDeps): Promise<Servi
   const request = timed('validation', () => validateHookRequest(service, call.body));
   const log = deps.log.child({ serviceId: service.definition.id, hookInstance: request.hookInstance });
   const policy = service.definition.malformedPrefetch ?? 'reject';
+  const egress = deps.egress(call.client);
+  const fhirFetch: FhirFetch = (server, query, type, token) =>
+    deps.fhirFetch(server, query, type, token, egress);
   const prefetch = await timed('prefetch', () =>
-    resolvePrefetch(service.prefetch, request, deps.fhirFetch, policy),
+    resolvePrefetch(service.prefetch, request, fhirFetch, policy),
   );
   const { findings, cards, objection, modelMs, suppressed } =
     prefetch.malformed.length > 0
@@ -107,6 +113,8 @@ export async function runHook(call: HookCall, deps: PipelineDeps): Promise<Servi
       : await evaluate(call, request, prefetch, deps, { now, timed, log });
   const inputs = timed('inputs', () => digestInputs(prefetch.data));
   const models = modelRefs(service);
+  // The pages go into the audit store with the record, so that any instance serves their links.
+  const pages = cards.flatMap((c) => deps.explanations?.pageOf?.(c.card.uuid ?? '') ?? []);
   const record = {
     service,
     request,
@@ -117,6 +125,7 @@ export async function runHook(call: HookCall, deps: PipelineDeps): Promise<Servi
     latencyMs: elapsedMs(),
     models,
     suppressed,
+    pages,
   };
   await timed('audit', () => audit(deps.audit, record, objection));
   const outcome: ServiceOutcome = {

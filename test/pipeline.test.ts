@@ -4,6 +4,7 @@
  * validation refusing a request with the catalogue's codes; explanation pages published after the
  * cards are rendered.
  */
+import { compileEgress } from '../src/prefetch/egress.js';
 import t from 'tap';
 import { serviceCallEvent } from '../src/audit/events.js';
 import type { AuditedCard } from '../src/audit/store.js';
@@ -38,6 +39,7 @@ function setup(extra: Partial<PipelineDeps> = {}) {
     fhirFetch: async () => {
       throw new Error('everything is prefetched');
     },
+    egress: () => compileEgress('none'),
     now: () => NOW,
     uuid: () => `00000000-0000-4000-8000-${String((n += 1)).padStart(12, '0')}`,
     publicUrl: 'https://cds.example.org',

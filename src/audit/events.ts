@@ -10,7 +10,7 @@ import type { CompiledService } from '../services/load.js';
 import type { InputsDigest } from './inputs.js';
 import type { Pseudonymise } from './pseudonym.js';
 import type { SuppressedCard } from '../cards/suppression.js';
-import type { AuditedCard, Caller, ModelRef, NewAuditEvent } from './store.js';
+import type { AuditedCard, Caller, ExplanationPageRow, ModelRef, NewAuditEvent } from './store.js';
 
 export interface ServiceCallRecord {
   service: CompiledService;
@@ -27,6 +27,8 @@ export interface ServiceCallRecord {
   latencyMs: number;
   /** Models that scored the call (none for a rules-only service). */
   models?: ModelRef[];
+  /** The explanation pages of its cards, kept with the record for every instance (not hashed). */
+  pages?: ExplanationPageRow[];
 }
 
 export interface ObjectionRecord {
@@ -101,6 +103,7 @@ export function serviceCallEvent(record: ServiceCallRecord, pseudonymise: Pseudo
           }
         : {}),
     },
+    ...(record.pages?.length ? { pages: record.pages } : {}),
   };
 }
 

@@ -123,6 +123,45 @@ const SUPPRESSION = [
   )`,
 ];
 
+/**
+ * Tenancy (issue 16 §8): the client a card was issued to, so that feedback is taken from that client only
+ * and analytics can be read per issuer and tenant. Cards issued before are filled in from their service
+ * call's payload (its `caller`), the append-only trigger lifted for that one statement.
+ */
+const CARD_CALLER_COLUMNS = [
+  'ALTER TABLE audit_card ADD COLUMN issuer TEXT',
+  'ALTER TABLE audit_card ADD COLUMN tenant TEXT',
+];
+const CARD_CALLER_INDEX = 'CREATE INDEX audit_card_caller ON audit_card (issuer, tenant)';
+const CARD_CALLER_SQLITE = [
+  ...CARD_CALLER_COLUMNS,
+  'DROP TRIGGER audit_card_no_update',
+  `UPDATE audit_card SET
+     issuer = (SELECT json_extract(e.payload, '$.caller.issuer') FROM audit_event e WHERE e.seq = audit_card.event_seq),
+     tenant = (SELECT json_extract(e.payload, '$.caller.tenant') FROM audit_event e WHERE e.seq = audit_card.event_seq)`,
+  `CREATE TRIGGER audit_card_no_update BEFORE UPDATE ON audit_card
+           BEGIN SELECT RAISE(ABORT, 'audit_card is append-only'); END`,
+  CARD_CALLER_INDEX,
+];
+const CARD_CALLER_POSTGRES = [
+  ...CARD_CALLER_COLUMNS,
+  'ALTER TABLE audit_card DISABLE TRIGGER audit_card_append_only',
+  `UPDATE audit_card c SET issuer = e.payload::jsonb #>> '{caller,issuer}', tenant = e.payload::jsonb #>> '{caller,tenant}'
+     FROM audit_event e WHERE e.seq = c.event_seq`,
+  'ALTER TABLE audit_card ENABLE TRIGGER audit_card_append_only',
+  CARD_CALLER_INDEX,
+];
+
+/** Issue 16 §10: any instance sharing the store serves any explanation link. */
+const EXPLANATION_PAGES = [
+  `CREATE TABLE explanation_page (
+    card_uuid TEXT PRIMARY KEY,
+    expires_at BIGINT NOT NULL,
+    content TEXT NOT NULL
+  )`,
+  'CREATE INDEX explanation_page_expiry ON explanation_page (expires_at)',
+];
+
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: 'audit chain, card and feedback index', sqlite: INIT, postgres: INIT },
   {
@@ -166,5 +205,18 @@ export const MIGRATIONS: readonly Migration[] = [
     name: 'audit retention: archived segments of the chain',
     sqlite: ARCHIVE,
     postgres: ARCHIVE,
+  },
+  {
+    version: 6,
+    name: 'the client each card was issued to (tenancy)',
+    sqlite: CARD_CALLER_SQLITE,
+    postgres: CARD_CALLER_POSTGRES,
+  },
+  {
+    version: 7,
+    name: 'explanation pages shared by instances',
+    // Not audit data: each row lives as long as its link (expires_at, unix seconds), then is purged.
+    sqlite: EXPLANATION_PAGES,
+    postgres: EXPLANATION_PAGES,
   },
 ];

@@ -11,6 +11,7 @@ import type {
   AppendResult,
   AuditStore,
   FindingFeedback,
+  ExplanationPageRow,
   IssuedCard,
   NewAuditEvent,
   StoredEvent,
@@ -117,8 +118,8 @@ async function writeIndex(q: Query, event: NewAuditEvent, seq: number): Promise<
       if (!card.uuid) continue;
       await q(
         `INSERT INTO audit_card (card_uuid, event_seq, service_id, service_version, models, pseudonym,
-           issued_at, issued_week, indicator, risk, risk_bin, suggestions, finding, encounter)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+           issued_at, issued_week, indicator, risk, risk_bin, suggestions, finding, encounter, issuer, tenant)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
         [
           card.uuid,
           seq,
@@ -134,6 +135,8 @@ async function writeIndex(q: Query, event: NewAuditEvent, seq: number): Promise<
           JSON.stringify(card.suggestions),
           card.finding ?? null,
           p.encounter ?? null,
+          p.caller.issuer,
+          p.caller.tenant,
         ],
       );
     }
@@ -151,6 +154,17 @@ async function writeIndex(q: Query, event: NewAuditEvent, seq: number): Promise<
     await q(
       'INSERT INTO audit_feedback (event_seq, card_uuid, outcome, outcome_instant, reason_code) VALUES (?, ?, ?, ?, ?)',
       [seq, p.card, p.outcome, normalizeInstant(p.outcomeTimestamp), p.overrideReason?.reason?.code ?? null],
+    );
+  }
+}
+
+/** Stores explanation pages, after deleting those expired (the table stays as large as the links alive). */
+async function writePages(q: Query, at: string, pages: readonly ExplanationPageRow[]): Promise<void> {
+  await q('DELETE FROM explanation_page WHERE expires_at <= ?', [Math.floor(Date.parse(at) / 1000)]);
+  for (const page of pages) {
+    await q(
+      'INSERT INTO explanation_page (card_uuid, expires_at, content) VALUES (?, ?, ?) ON CONFLICT (card_uuid) DO NOTHING',
+      [page.uuid, page.exp, page.content],
     );
   }
 }
@@ -219,6 +233,7 @@ export async function createSqlStore(driver: SqlDriver, options: { migrate: bool
         ],
       );
       await writeIndex(tq, event, seq);
+      if (event.kind === 'service-call' && event.pages?.length) await writePages(tq, event.at, event.pages);
       seqs.push(seq);
     }
     await tq('UPDATE audit_chain_head SET seq = ?, hash = ? WHERE id = 1', [seq, hash]);
@@ -234,7 +249,7 @@ export async function createSqlStore(driver: SqlDriver, options: { migrate: bool
       const found = new Map<string, IssuedCard>();
       if (uuids.length === 0) return found;
       const rows = await q(
-        `SELECT card_uuid, service_id, pseudonym, suggestions, issued_at FROM audit_card
+        `SELECT card_uuid, service_id, pseudonym, suggestions, issued_at, issuer, tenant FROM audit_card
          WHERE service_id = ? AND card_uuid IN (${uuids.map(() => '?').join(', ')})`,
         [serviceId, ...uuids],
       );
@@ -245,6 +260,8 @@ export async function createSqlStore(driver: SqlDriver, options: { migrate: bool
           pseudonym: r.pseudonym === null ? null : String(r.pseudonym),
           suggestions: JSON.parse(String(r.suggestions)) as string[],
           issuedAt: String(r.issued_at),
+          issuer: r.issuer === null ? null : String(r.issuer),
+          tenant: r.tenant === null ? null : String(r.tenant),
         });
       }
       return found;
@@ -259,10 +276,21 @@ export async function createSqlStore(driver: SqlDriver, options: { migrate: bool
       return rows.map(toStoredEvent);
     },
 
-    async analytics() {
+    async analytics(scope = {}) {
       const key = 'c.service_id, c.service_version, c.models';
+      // The scope filters the cards; feedback and risk follow their card.
+      const filters: string[] = [];
+      const params: string[] = [];
+      for (const column of ['issuer', 'tenant'] as const) {
+        const value = scope[column];
+        if (value === undefined) continue;
+        filters.push(`c.${column} = ?`);
+        params.push(value);
+      }
+      const and = filters.map((f) => ` AND ${f}`).join('');
       const issued = await q(
-        `SELECT ${key}, COUNT(*) AS n FROM audit_card c GROUP BY ${key} ORDER BY ${key}`,
+        `SELECT ${key}, COUNT(*) AS n FROM audit_card c WHERE 1 = 1${and} GROUP BY ${key} ORDER BY ${key}`,
+        params,
       );
       const outcomes = await q(
         `SELECT ${key}, f.outcome, f.reason_code, COUNT(*) AS n
@@ -271,14 +299,17 @@ export async function createSqlStore(driver: SqlDriver, options: { migrate: bool
              ROW_NUMBER() OVER (PARTITION BY card_uuid ORDER BY outcome_instant DESC, event_seq DESC) AS rn
            FROM audit_feedback
          ) f ON f.card_uuid = c.card_uuid AND f.rn = 1
+         WHERE 1 = 1${and}
          GROUP BY ${key}, f.outcome, f.reason_code
          ORDER BY ${key}, f.outcome, f.reason_code`,
+        params,
       );
       const risk = await q(
         `SELECT ${key}, c.issued_week, c.risk_bin, COUNT(*) AS n, SUM(c.risk) AS total
-         FROM audit_card c WHERE c.risk IS NOT NULL
+         FROM audit_card c WHERE c.risk IS NOT NULL${and}
          GROUP BY ${key}, c.issued_week, c.risk_bin
          ORDER BY ${key}, c.issued_week, c.risk_bin`,
+        params,
       );
       const suppressed = await q(
         `SELECT ${key}, c.reason, SUM(c.n) AS n FROM audit_suppressed c
@@ -406,6 +437,14 @@ export async function createSqlStore(driver: SqlDriver, options: { migrate: bool
         );
         return inserted.length === 1;
       }),
+
+    async findExplanation(uuid, nowS) {
+      const [row] = await q('SELECT content FROM explanation_page WHERE card_uuid = ? AND expires_at > ?', [
+        uuid,
+        nowS,
+      ]);
+      return row ? String(row.content) : null;
+    },
 
     async ping() {
       await q('SELECT 1 AS ok');

@@ -117,8 +117,20 @@ interface EventBase {
   pseudonym: string | null;
 }
 
+/**
+ * The explanation page of a card, kept with the call's record (same transaction) so that every instance
+ * sharing the store can serve its link; outside the hash chain, and deleted once expired.
+ */
+export interface ExplanationPageRow {
+  uuid: string;
+  /** When the link expires (unix seconds). */
+  exp: number;
+  /** The page's data (`StoredExplanation` as JSON): the explanation, no patient id. */
+  content: string;
+}
+
 export type NewAuditEvent =
-  | (EventBase & { kind: 'service-call'; payload: ServiceCallPayload })
+  | (EventBase & { kind: 'service-call'; payload: ServiceCallPayload; pages?: ExplanationPageRow[] })
   | (EventBase & { kind: 'feedback'; payload: FeedbackPayload })
   | (EventBase & { kind: 'objection'; payload: ObjectionPayload })
   | (EventBase & { kind: 'retention'; payload: RetentionPayload });
@@ -132,6 +144,15 @@ export interface IssuedCard {
   pseudonym: string | null;
   suggestions: string[];
   issuedAt: string;
+  /** The client the card was issued to (null: authentication disabled). */
+  issuer: string | null;
+  tenant: string | null;
+}
+
+/** Analytics of one client only: an issuer, and within it a tenant (absent: every one). */
+export interface AnalyticsScope {
+  issuer?: string;
+  tenant?: string;
 }
 
 export interface AppendResult {
@@ -181,7 +202,8 @@ export interface AuditStore {
   findCards(serviceId: string, uuids: readonly string[]): Promise<Map<string, IssuedCard>>;
   /** Every event recorded under one pseudonym, in chain order. */
   eventsFor(pseudonym: string): Promise<StoredEvent[]>;
-  analytics(): Promise<AnalyticsRows>;
+  /** The grouped counts, of every card or of the cards issued to one issuer (and tenant). */
+  analytics(scope?: AnalyticsScope): Promise<AnalyticsRows>;
   /** Every feedback on the cards of these findings issued to this patient (pseudonym) by this service. */
   findingFeedback(
     pseudonym: string,
@@ -211,6 +233,8 @@ export interface AuditStore {
    * @returns true the first time an (issuer, jti) pair is seen, false for a replay
    */
   rememberJti(issuer: string, jti: string, expiresAt: Date, now: Date): Promise<boolean>;
+  /** The content of a card's explanation page, unless absent or expired at `nowS` (unix seconds). */
+  findExplanation(uuid: string, nowS: number): Promise<string | null>;
   /** Resolves when the store answers. */
   ping(): Promise<void>;
   close(): Promise<void>;

@@ -244,8 +244,9 @@ export function createSqliteWorker(): SqliteWorker {
       kind: 'sqlite',
       append: (events) => call('append', [events]),
       findCards: (serviceId, uuids) => call('findCards', [serviceId, uuids]),
+      findExplanation: (uuid, nowS) => call('findExplanation', [uuid, nowS]),
       eventsFor: (pseudonym) => call('eventsFor', [pseudonym]),
-      analytics: () => call('analytics', []),
+      analytics: (scope) => call('analytics', [scope]),
       findingFeedback: (pseudonym, serviceId, findings) =>
         call('findingFeedback', [pseudonym, serviceId, findings]),
       readChain: (afterSeq, limit) => call('readChain', [afterSeq, limit]),

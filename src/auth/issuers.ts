@@ -9,6 +9,7 @@ import { dirname, resolve } from 'node:path';
 import type { JSONWebKeySet } from 'jose';
 import { parse as parseYaml } from 'yaml';
 import { createAjv } from '../ajv.js';
+import { compileEgress, type EgressPolicy } from '../prefetch/egress.js';
 import { checkPublicJwks } from './jwks.js';
 
 /** One trusted CDS client, as the verifier uses it. URLs are normalised (`new URL(x).href`). */
@@ -21,6 +22,11 @@ export interface TrustedIssuer {
   jkuAllowlist: string[];
   /** When set, the token's `tenant` claim must be one of these. */
   tenants: string[] | null;
+  /**
+   * Where this client's calls may send the service to fetch missing prefetch data (`fhirServers`,
+   * `fhirAllowedNetworks`); none listed: no fallback fetch at all. Absent only in hand-built test values.
+   */
+  egress?: EgressPolicy;
 }
 
 const URL_SCHEMA = { type: 'string', format: 'uri', minLength: 1 } as const;
@@ -37,6 +43,18 @@ export const TRUSTED_ISSUERS_SCHEMA = {
       jwksFile: { type: 'string', minLength: 1, description: 'A JWK Set file, relative to this file' },
       jwksUrl: { ...URL_SCHEMA, description: 'Where the issuer publishes its JWK Set' },
       jkuAllowlist: { type: 'array', items: URL_SCHEMA, description: 'Accepted `jku` header values' },
+      fhirServers: {
+        type: 'array',
+        items: { type: 'string', minLength: 1 },
+        description:
+          'FHIR base URLs (https://fhir.example.org/r4) or hosts (fhir.example.org[:port]) this client may name as fhirServer',
+      },
+      fhirAllowedNetworks: {
+        type: 'array',
+        items: { type: 'string', minLength: 1 },
+        description:
+          'CIDR networks (10.1.0.0/16, 127.0.0.0/8) its FHIR servers may be in beyond the public internet',
+      },
       tenant: {
         anyOf: [
           { type: 'string', minLength: 1 },
@@ -54,6 +72,8 @@ interface RawIssuer {
   jwksFile?: string;
   jwksUrl?: string;
   jkuAllowlist?: string[];
+  fhirServers?: string[];
+  fhirAllowedNetworks?: string[];
   tenant?: string | string[];
 }
 
@@ -102,6 +122,7 @@ function toIssuer(raw: RawIssuer, baseDir: string): TrustedIssuer {
     jwksUrl,
     jkuAllowlist: [...new Set(jwksUrl ? [jwksUrl, ...jku] : jku)],
     tenants: raw.tenant === undefined ? null : [raw.tenant].flat(),
+    egress: compileEgress(raw.iss, raw.fhirServers, raw.fhirAllowedNetworks),
   };
 }
 

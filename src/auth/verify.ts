@@ -156,7 +156,12 @@ function remoteSource(getKey: JWTVerifyGetKey, converted: Converted): KeySource 
   };
 }
 
-/** The key source for this token: the issuer's own keys, or an allowlisted `jku`. */
+/**
+ * The key source for this token. Pinned keys win: an issuer with keys of its own (`jwks`, `jwksFile`)
+ * is verified with them, always; a `jku` it sends must still be one of that issuer's configured URLs,
+ * but is then never fetched and never replaces the local keys (an operator who pinned keys keeps them,
+ * and the issuer works offline). Without local keys, an allowlisted `jku` or the `jwksUrl` is fetched.
+ */
 function keysFor(
   issuer: TrustedIssuer,
   header: ProtectedHeaderParameters,
@@ -164,20 +169,20 @@ function keysFor(
   local: Map<TrustedIssuer, LocalKeySet>,
   converted: Converted,
 ): KeySource {
+  const own = local.get(issuer);
+  let jku: string | undefined;
   if (header.jku !== undefined) {
     // Never fetch a URL a token names unless the configuration lists it (CDS Hooks 2.0 §"Trusting CDS
     // Clients": keep an allowlist of jku URLs).
-    let jku: string | undefined;
     try {
       jku = new URL(String(header.jku)).href;
     } catch {
       jku = undefined;
     }
     if (jku === undefined || !issuer.jkuAllowlist.includes(jku)) return refuse('jku_not_allowed');
-    return remoteSource(remote(jku), converted);
   }
-  const own = local.get(issuer);
   if (own) return (h) => own(h.alg as JwsAlgorithm, h.kid!);
+  if (jku !== undefined) return remoteSource(remote(jku), converted);
   if (issuer.jwksUrl) return remoteSource(remote(issuer.jwksUrl), converted);
   return refuse('jku_required');
 }

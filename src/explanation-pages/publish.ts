@@ -6,18 +6,27 @@
 import { type IssuedCard, withExplanationLink } from '../cards/render.js';
 import type { Explanation } from '../explain/explain.js';
 import type { LinkSigner } from './link.js';
+import type { ExplanationPageRow } from '../audit/store.js';
 import type { ExplanationStore, StoredExplanation } from './store.js';
 import type { Language } from '../language.js';
 
 export interface ExplanationPublisher {
   /** Stores the explanation of a card and returns the absolute URL of its page. */
   publish(cardUuid: string, explanation: Explanation, summary: string, language: Language): string;
+  /** The page of a card published here, as the audit store keeps it for the other instances. */
+  pageOf?(cardUuid: string): ExplanationPageRow | undefined;
 }
 
 export interface Explanations extends ExplanationPublisher {
-  /** The explanation behind a link, or undefined whatever the reason (forged, expired, forgotten). */
-  find(uuid: string, exp: unknown, sig: unknown): StoredExplanation | undefined;
+  /**
+   * The explanation behind a link, or undefined whatever the reason (forged, expired, unknown): from
+   * this instance's memory, else from the shared store (published by any instance).
+   */
+  find(uuid: string, exp: unknown, sig: unknown): Promise<StoredExplanation | undefined>;
 }
+
+/** A page's content kept in the shared store, by card uuid (null: none, or expired at `nowS`). */
+export type SharedPages = (uuid: string, nowS: number) => Promise<string | null>;
 
 /** Where the service serves the explanation page of a card. */
 export function explanationPath(uuid: string): string {
@@ -28,16 +37,31 @@ export function createExplanations(deps: {
   signer: LinkSigner;
   store: ExplanationStore;
   publicUrl: string;
+  /** The audit store's pages (every instance's); none: this instance's memory only. */
+  shared?: SharedPages;
+  now?: () => Date;
 }): Explanations {
   const base = deps.publicUrl.replace(/\/+$/, '');
+  const nowS = () => Math.floor((deps.now?.() ?? new Date()).getTime() / 1000);
   return {
     publish(cardUuid, explanation, summary, language) {
       const { exp, sig } = deps.signer.sign(cardUuid);
       deps.store.put(cardUuid, { explanation, summary, language, exp });
       return `${base}${explanationPath(cardUuid)}?exp=${exp}&sig=${sig}`;
     },
-    find(uuid, exp, sig) {
-      return deps.signer.verify(uuid, exp, sig) ? deps.store.get(uuid) : undefined;
+    pageOf(cardUuid) {
+      const stored = deps.store.get(cardUuid);
+      return stored && { uuid: cardUuid, exp: stored.exp, content: JSON.stringify(stored) };
+    },
+    async find(uuid, exp, sig) {
+      if (!deps.signer.verify(uuid, exp, sig)) return undefined;
+      const local = deps.store.get(uuid);
+      if (local || !deps.shared) return local;
+      const content = await deps.shared(uuid, nowS());
+      if (content === null) return undefined;
+      const stored = JSON.parse(content) as StoredExplanation;
+      deps.store.put(uuid, stored);
+      return stored;
     },
   };
 }

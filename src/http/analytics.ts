@@ -15,6 +15,7 @@ import { renderReportPage } from '../analytics/page.js';
 import { buildReport } from '../analytics/report.js';
 import { CdsError } from '../errors.js';
 import type { AuditTrail } from '../audit/audit-trail.js';
+import type { AnalyticsScope } from '../audit/store.js';
 import { describeError, validatorFor } from '../request/validate.js';
 
 export interface AnalyticsDeps {
@@ -48,9 +49,32 @@ function matches(given: string | undefined, expected: string): boolean {
   return given !== undefined && timingSafeEqual(digest(given), digest(expected));
 }
 
+/**
+ * `?issuer=…&tenant=…`: the figures of one client's cards only (tenancy). A tenant is within an issuer:
+ * tenant alone would mix the tenants of the same name of several EHR vendors.
+ */
+const SCOPE_QUERY = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    issuer: { type: 'string', minLength: 1, maxLength: 2048 },
+    tenant: { type: 'string', minLength: 1, maxLength: 256 },
+  },
+} as const;
+
+function scopeOf(query: unknown): AnalyticsScope {
+  const { issuer, tenant } = (query ?? {}) as AnalyticsScope;
+  if (tenant !== undefined && issuer === undefined)
+    throw new CdsError('CDS_ERR_REQUEST_INVALID', { reason: 'query: tenant is given within an issuer' });
+  return { ...(issuer === undefined ? {} : { issuer }), ...(tenant === undefined ? {} : { tenant }) };
+}
+
 export function registerAnalytics(app: FastifyInstance, deps: AnalyticsDeps): void {
   const { audit, token, now } = deps;
-  const report = async () => buildReport(await audit.use((store) => store.analytics()), now());
+  const report = async (request: FastifyRequest) => {
+    const scope = scopeOf(request.query);
+    return { ...buildReport(await audit.use((store) => store.analytics(scope)), now()), scope };
+  };
 
   void app.register(async (scope) => {
     scope.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
@@ -63,10 +87,11 @@ export function registerAnalytics(app: FastifyInstance, deps: AnalyticsDeps): vo
     });
 
     // No HEAD twins: these are read by people and scripts with GET.
-    scope.get('/analytics', { exposeHeadRoute: false }, report);
+    scope.get('/analytics', { exposeHeadRoute: false, schema: { querystring: SCOPE_QUERY } }, report);
 
-    scope.get('/analytics/page', { exposeHeadRoute: false }, async (_request, reply) => {
-      const page = renderReportPage(await report());
+    const pageOptions = { exposeHeadRoute: false, schema: { querystring: SCOPE_QUERY } };
+    scope.get('/analytics/page', pageOptions, async (request, reply) => {
+      const page = renderReportPage(await report(request));
       return reply.type('text/html; charset=utf-8').header('content-security-policy', PAGE_CSP).send(page);
     });
 

@@ -39,7 +39,7 @@ export function registerExplanationRoutes(app: FastifyInstance, deps: Explanatio
         .type('text/html; charset=utf-8');
       const { uuid } = request.params;
       const { exp, sig, lang } = request.query;
-      const stored = uuid.length <= 64 ? deps.explanations.find(uuid, exp, sig) : undefined;
+      const stored = uuid.length <= 64 ? await deps.explanations.find(uuid, exp, sig) : undefined;
       const model = stored?.explanation.model;
       if (!stored || !model) return reply.code(404).send(NOT_FOUND_PAGE);
       const language: Language = lang === 'en' || lang === 'fr' ? lang : stored.language;

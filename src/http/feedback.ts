@@ -2,7 +2,8 @@
  * POST /cds-services/{id}/feedback (CDS Hooks 2.0 §Feedback): what the clinician did with each card.
  *
  * The whole batch is checked before anything is stored, and stored in one transaction: each item must
- * name a card this service issued (404 otherwise), accepted suggestions must be that card's, and an
+ * name a card this service issued to the same client, issuer and tenant (404 otherwise, the same answer
+ * whether the card does not exist or is another client's), accepted suggestions must be that card's, and an
  * override reason must be one the service offers (422). A retry of an item already stored (same card,
  * outcome and outcome instant) is not stored again. The 200 is sent only after the transaction has
  * committed, so an acknowledged item is on disk; a store that does not answer gives a 503 and stores
@@ -53,6 +54,9 @@ function checkItem(service: CompiledService, item: Feedback, card: IssuedCard, i
   }
 }
 
+const sameClient = (card: IssuedCard, caller: Caller) =>
+  card.issuer === caller.issuer && card.tenant === caller.tenant;
+
 export function feedbackHandler(registry: Registry, audit: Pick<AuditTrail, 'use'>, now: () => Date) {
   return async (request: FastifyRequest<{ Params: { id: string } }>) => {
     const service = registry.get(request.params.id);
@@ -71,7 +75,12 @@ export function feedbackHandler(registry: Registry, audit: Pick<AuditTrail, 'use
     const result = await audit.use(async (store) => {
       const cards = await store.findCards(serviceId, [...new Set(items.map((i) => i.card))]);
       const events = items.map((item, index) => {
-        const card = cards.get(item.card);
+        const found = cards.get(item.card);
+        // Tenancy: a card takes feedback only from the client (issuer and tenant) it was issued to.
+        // Another client's card is answered exactly as a card that does not exist: no oracle.
+        const other = found !== undefined && !sameClient(found, caller);
+        if (other) request.log.warn({ serviceId, index }, 'feedback refused: card issued to another client');
+        const card = other ? undefined : found;
         if (!card) {
           throw new CdsError(
             'CDS_ERR_FEEDBACK_UNKNOWN_CARD',

@@ -8,7 +8,20 @@
  * Failures are returned as values with a short code, never thrown: the resolver applies the key's
  * policy. Reasons name no patient data (the URL holds the patient id), so they are safe to log.
  */
+import { request as httpRequest, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { Readable } from 'node:stream';
 import type { Bundle, FhirResource } from 'fhir/r4.js';
+import {
+  addressRules,
+  checkedAddress,
+  type EgressPolicy,
+  pinnedLookup,
+  type ResolvedAddress,
+  type Resolver,
+  serverAllowed,
+  systemResolver,
+} from './egress.js';
 
 export type FetchFailureCode =
   | 'timeout'
@@ -22,25 +35,39 @@ export type FetchFailureCode =
   | 'wrong-type'
   | 'insecure-server'
   | 'foreign-next-link'
-  | 'too-many-pages';
+  | 'too-many-pages'
+  | 'egress-not-allowed'
+  | 'egress-forbidden-address'
+  | 'egress-unresolvable';
 
 export type FetchResult =
   | { ok: true; value: FhirResource | null; pages: number; bytes: number }
   | { ok: false; code: FetchFailureCode; reason: string };
 
 export interface FhirFetchOptions {
-  fetch: typeof globalThis.fetch;
+  /**
+   * The transport, replacing the service's own (tests fake the network with it). Without it, requests
+   * go through node:http(s) to the address the egress check accepted (no second DNS answer is used).
+   */
+  fetch?: typeof globalThis.fetch | undefined;
+  /** Host name resolution for the egress check; the system resolver by default. */
+  resolve?: Resolver | undefined;
   timeoutMs: number;
   maxBytes: number;
   maxPages: number;
   allowHttp: boolean;
 }
 
+/**
+ * Fetches one prefetch key. `egress` is the caller's policy (`egress.ts`): the service always passes
+ * one; without it (the fetcher's own unit tests) no allowlist or address check is made.
+ */
 export type FhirFetch = (
   fhirServer: string,
   query: string,
   resultType: string,
   accessToken: string | undefined,
+  egress?: EgressPolicy,
 ) => Promise<FetchResult>;
 
 const LOOPBACK = new Set(['127.0.0.1', '[::1]', 'localhost']);
@@ -71,15 +98,79 @@ export function checkFhirServer(fhirServer: string, allowHttp: boolean): URL {
   return url;
 }
 
+/** GETs a URL: `fetch`-shaped, so the fake transports of the tests and the service's own are alike. */
+type Get = (
+  url: string,
+  init: { headers: Record<string, string>; signal: AbortSignal; redirect?: 'error' },
+) => Promise<Response>;
+
+const EGRESS_REASONS = {
+  'not-allowed': ['egress-not-allowed', "fhirServer is not one of this client's allowed FHIR servers"],
+  'forbidden-address': [
+    'egress-forbidden-address',
+    'fhirServer resolves to an address this client may not reach',
+  ],
+  unresolvable: ['egress-unresolvable', 'the host name of fhirServer could not be resolved'],
+} as const;
+
+/** A GET to an address already checked: node:http(s) with a lookup that can only answer it. */
+function pinnedGet(address: ResolvedAddress): Get {
+  return (url, init) =>
+    new Promise<Response>((resolve, reject) => {
+      const target = new URL(url);
+      const send = target.protocol === 'https:' ? httpsRequest : httpRequest;
+      const req = send(target, {
+        method: 'GET',
+        headers: init.headers,
+        signal: init.signal,
+        lookup: pinnedLookup(address) as never,
+        // One request per connection: a kept-alive socket would outlive the check it was made under.
+        agent: false,
+      });
+      req.on('error', reject);
+      req.on('response', (res: IncomingMessage) => {
+        const headers = new Headers();
+        for (const [name, value] of Object.entries(res.headers)) {
+          if (value !== undefined) headers.set(name, Array.isArray(value) ? value.join(', ') : value);
+        }
+        const status = res.statusCode ?? 502;
+        const empty = status === 204 || status === 205 || status === 304 || status < 200;
+        if (empty) res.resume();
+        const body = empty ? null : (Readable.toWeb(res) as ReadableStream<Uint8Array>);
+        resolve(new Response(body, { status: status < 200 ? 502 : status, headers }));
+      });
+      req.end();
+    });
+}
+
 /** Builds the fetcher with its bounds; `fetch` is injected so tests and the benchmark control the network. */
 export function createFhirFetch(options: FhirFetchOptions): FhirFetch {
-  return async (fhirServer, query, resultType, accessToken) => {
+  const rules = addressRules();
+  const resolver = options.resolve ?? systemResolver;
+  /** The transport for one URL: checked against the policy, connected to the checked address. */
+  const transport = async (url: string, egress: EgressPolicy | undefined): Promise<Get> => {
+    if (!egress) return options.fetch ?? globalThis.fetch;
+    const checked = await checkedAddress(new URL(url), egress, rules, resolver);
+    if (!checked.ok) {
+      const [code, reason] = EGRESS_REASONS[checked.refusal];
+      throw new FetchFailure(code, reason);
+    }
+    return options.fetch ?? pinnedGet(checked.address);
+  };
+  return async (fhirServer, query, resultType, accessToken, egress) => {
     const signal = AbortSignal.timeout(options.timeoutMs);
     try {
       const base = checkFhirServer(fhirServer, options.allowHttp);
+      // Refused before any lookup or connection: the token goes only where the configuration says.
+      if (egress && !serverAllowed(egress, base)) {
+        const [code, reason] = EGRESS_REASONS['not-allowed'];
+        throw new FetchFailure(code, reason);
+      }
       const baseText = base.href.replace(/\/$/, '');
       const budget = { bytes: options.maxBytes };
-      const first = await getJson(options.fetch, `${baseText}/${query}`, accessToken, signal, budget);
+      const get = async (url: string) =>
+        getJson(await transport(url, egress), url, accessToken, signal, budget);
+      const first = await get(`${baseText}/${query}`);
       if (first === null) {
         if (resultType === 'Bundle')
           throw new FetchFailure('http-error', 'the FHIR server answered 404 to a search');
@@ -93,7 +184,7 @@ export function createFhirFetch(options: FhirFetchOptions): FhirFetch {
           if (!next.startsWith(`${baseText}/`)) {
             throw new FetchFailure('foreign-next-link', 'a next link points outside fhirServer');
           }
-          const page = await getJson(options.fetch, next, accessToken, signal, budget);
+          const page = await get(next);
           if (page === null || page.resourceType !== 'Bundle')
             throw new FetchFailure('not-fhir', 'a result page is not a Bundle');
           first.entry = [...(first.entry ?? []), ...(page.entry ?? [])];
@@ -130,16 +221,14 @@ function checkResource(resource: FhirResource, resultType: string): void {
     throw new FetchFailure('outcome', 'the FHIR server answered with an OperationOutcome');
   }
   if (resource.resourceType !== resultType) {
-    throw new FetchFailure(
-      'wrong-type',
-      `expected ${article(resultType)}, got ${article(resource.resourceType)}`,
-    );
+    // The type received is the remote answer's: not echoed to the client.
+    throw new FetchFailure('wrong-type', `expected ${article(resultType)}, got another resource type`);
   }
 }
 
 /** GETs one URL; `null` for 404/410 (a read of a resource that does not exist). */
 async function getJson(
-  fetchFn: typeof globalThis.fetch,
+  fetchFn: Get,
   url: string,
   accessToken: string | undefined,
   signal: AbortSignal,
@@ -154,11 +243,12 @@ async function getJson(
   }
   if (response.status === 401 || response.status === 403) {
     await response.body?.cancel();
-    throw new FetchFailure('unauthorized', `the FHIR server refused the access token (${response.status})`);
+    throw new FetchFailure('unauthorized', 'the FHIR server refused the access token');
   }
   if (!response.ok) {
     await response.body?.cancel();
-    throw new FetchFailure('http-error', `the FHIR server answered ${response.status}`);
+    // The status stays out of the reason, which reaches the client: it would map what answers where.
+    throw new FetchFailure('http-error', 'the FHIR server answered with an error status');
   }
   const text = await readCapped(response, budget);
   let parsed: unknown;

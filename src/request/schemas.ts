@@ -351,6 +351,12 @@ const AnalyticsReport = {
   required: ['generatedAt', 'groups'],
   properties: {
     generatedAt: { type: 'string', format: 'date-time' },
+    scope: {
+      type: 'object',
+      additionalProperties: false,
+      description: 'The client the figures are restricted to (?issuer=…&tenant=…); empty: every card',
+      properties: { issuer: { type: 'string' }, tenant: { type: 'string' } },
+    },
     groups: {
       type: 'array',
       items: {

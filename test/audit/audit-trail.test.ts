@@ -40,6 +40,7 @@ function switchable(store: AuditStore) {
     kind: store.kind,
     append: guard(store.append),
     findCards: guard(store.findCards),
+    findExplanation: guard(store.findExplanation),
     eventsFor: guard(store.eventsFor),
     analytics: guard(store.analytics),
     findingFeedback: guard(store.findingFeedback),

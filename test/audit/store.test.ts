@@ -8,7 +8,7 @@ import { chainHash, GENESIS } from '../../src/audit/hash-chain.js';
 import { MIGRATIONS } from '../../src/audit/migrations.js';
 import { openStore } from '../../src/audit/store.js';
 import { verifyStore } from '../../tools/audit-verify.js';
-import { callEvent, feedbackEvent, objectionEvent } from '../helpers/audit-events.js';
+import { CALLER, callEvent, feedbackEvent, objectionEvent } from '../helpers/audit-events.js';
 import { eachStore } from '../helpers/stores.js';
 
 const P1 = '1'.repeat(64);
@@ -105,6 +105,9 @@ await eachStore(t, async (t, kind) => {
       pseudonym: P1,
       suggestions: ['s-1'],
       issuedAt: '2026-11-22T09:30:00.000Z',
+      // The client it was issued to (tenancy: feedback from that client only).
+      issuer: CALLER.issuer,
+      tenant: CALLER.tenant,
     });
     t.same([...(await store.findCards('other-service', ['card-2'])).values()][0]?.pseudonym, null);
     t.equal((await store.findCards('melanoma-lesion-triage', [])).size, 0);

@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { addressAllowed, addressRules, serverAllowed } from '../../src/prefetch/egress.js';
 import t from 'tap';
 import { loadTrustedIssuers, parseTrustedIssuers } from '../../src/auth/issuers.js';
 import { jwksOf, makeKey, writeIssuers } from '../helpers/jwt.js';
@@ -29,34 +30,51 @@ t.test('a YAML file with the public CDS Hooks sandbox, a keys file and a jku all
   jwksFile: ehr.jwks.json
   jkuAllowlist: [https://ehr.example.org/keys, "https://EHR.example.org:443/keys2"]
   tenant: hospital-a
+  fhirServers: [https://fhir.ehr.example.org/r4]
+  fhirAllowedNetworks: [10.20.0.0/16]
 - iss: https://idp.example.org
   jkuAllowlist: [https://idp.example.org/jwks]
   tenant: [north, south]
 `,
   );
-  t.same(loadTrustedIssuers(join(dir, 'issuers.yaml')), [
-    {
-      iss: 'https://sandbox.cds-hooks.org',
-      jwks: null,
-      jwksUrl: 'https://sandbox.cds-hooks.org/.well-known/jwks.json',
-      jkuAllowlist: ['https://sandbox.cds-hooks.org/.well-known/jwks.json'],
-      tenants: null,
-    },
-    {
-      iss: 'https://ehr.example.org',
-      jwks: JWKS,
-      jwksUrl: null,
-      jkuAllowlist: ['https://ehr.example.org/keys', 'https://ehr.example.org/keys2'],
-      tenants: ['hospital-a'],
-    },
-    {
-      iss: 'https://idp.example.org',
-      jwks: null,
-      jwksUrl: null,
-      jkuAllowlist: ['https://idp.example.org/jwks'],
-      tenants: ['north', 'south'],
-    },
-  ]);
+  const loaded = loadTrustedIssuers(join(dir, 'issuers.yaml'));
+  const egress = loaded.map((issuer) => issuer.egress!);
+  t.same(
+    egress.map((e) => serverAllowed(e, new URL('https://fhir.ehr.example.org/r4/'))),
+    [false, true, false],
+    'fhirServers: only the EHR may send the service to its FHIR server',
+  );
+  t.same(
+    egress.map((e) => addressAllowed(addressRules(), e, { address: '10.20.1.1', family: 4 })),
+    [false, true, false],
+    'fhirAllowedNetworks: only for the EHR',
+  );
+  t.same(
+    loaded.map(({ egress: _e, ...issuer }) => issuer),
+    [
+      {
+        iss: 'https://sandbox.cds-hooks.org',
+        jwks: null,
+        jwksUrl: 'https://sandbox.cds-hooks.org/.well-known/jwks.json',
+        jkuAllowlist: ['https://sandbox.cds-hooks.org/.well-known/jwks.json'],
+        tenants: null,
+      },
+      {
+        iss: 'https://ehr.example.org',
+        jwks: JWKS,
+        jwksUrl: null,
+        jkuAllowlist: ['https://ehr.example.org/keys', 'https://ehr.example.org/keys2'],
+        tenants: ['hospital-a'],
+      },
+      {
+        iss: 'https://idp.example.org',
+        jwks: null,
+        jwksUrl: null,
+        jkuAllowlist: ['https://idp.example.org/jwks'],
+        tenants: ['north', 'south'],
+      },
+    ],
+  );
 });
 
 t.test('a JSON file with inline keys', async (t) => {

@@ -2,6 +2,9 @@
  * Remote keys through a loopback JWKS server that counts its requests: caching, refetch on an unknown
  * kid with a cooldown, key rotation, jku allowlisting, and a JWKS endpoint that hangs, fails or is gone.
  */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { JWKS_MAX_BYTES } from '../../src/auth/jwks.js';
 import type { Config } from '../../src/config.js';
@@ -105,14 +108,43 @@ t.test('a JWK Set larger than the cap is refused', async (t) => {
   t.match(test.logs().find((l) => l.reason === 'jwks_unavailable')!.error, /larger than 262144 bytes/);
 });
 
-t.test('a jku from the allowlist is where the keys come from', async (t) => {
+t.test('pinned keys win: a local key file holding the wrong key refuses, whatever the jku', async (t) => {
+  // The issue-16 case: the local file pins a key the token was not signed with; the token names an
+  // allow-listed jku that does serve the signing key. Accepting it would let the URL override the pin.
+  const wrong = await makeKey('ES384', 'k1'); // same kid as k1, another key
+  const allowed = await server(t, jwksOf(k1));
+  const dir = mkdtempSync(join(tmpdir(), 'cds-pinned-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const jwksFile = join(dir, 'ehr.jwks.json');
+  writeFileSync(jwksFile, JSON.stringify(jwksOf(wrong)));
+  const { test, call } = await app(t, { jwksFile, jkuAllowlist: [allowed.url] });
+  t.equal(await call(k1, { header: { jku: allowed.url } }), 401, 'the jku does not replace the pinned key');
+  t.equal(await call(k1), 401, 'nor does its absence');
+  t.equal(allowed.count(), 0, 'the jku was never fetched');
+  t.same(refusals(test), ['signature_invalid', 'signature_invalid']);
+});
+
+t.test('pinned keys win: the right local key and an allow-listed jku pass without a fetch', async (t) => {
   const allowed = await server(t, jwksOf(k2));
   const { test, call } = await app(t, { jwks: jwksOf(k1), jkuAllowlist: [allowed.url] });
-  t.equal(await call(k2, { header: { jku: allowed.url } }), 200, 'k2 is only at the jku');
-  t.equal(await call(k1, { header: { jku: allowed.url } }), 401, 'k1 is not at the jku');
-  t.equal(await call(k1), 200, 'without jku, the issuer keys');
+  t.equal(await call(k1, { header: { jku: allowed.url } }), 200, 'verified with the local key');
+  t.equal(await call(k1), 200, 'without jku, the same keys');
+  t.equal(await call(k2, { header: { jku: allowed.url } }), 401, 'a key only at the jku is not trusted');
+  t.equal(allowed.count(), 0, 'the jku was never fetched');
   t.same(refusals(test), ['key_unknown']);
 });
+
+t.test(
+  'offline: a local copy of a published key set and its jku allow-listed (sandbox client)',
+  async (t) => {
+    // The public CDS Hooks sandbox always sends jku; with a saved copy of its key set as jwksFile and
+    // that URL in jkuAllowlist, its tokens verify with no network at all (the URL is never contacted).
+    const unreachable = 'https://sandbox.cds-hooks.org/.well-known/jwks.json';
+    const { call } = await app(t, { jwks: jwksOf(k1), jkuAllowlist: [unreachable] });
+    t.equal(await call(k1, { header: { jku: unreachable } }), 200);
+    t.equal(await call(k1, { header: { jku: 'https://sandbox.cds-hooks.org/other.json' } }), 401);
+  },
+);
 
 t.test('a jku outside the allowlist is never fetched', async (t) => {
   const evil = await server(t, jwksOf(k1));

@@ -60,9 +60,21 @@ export async function buildTestApp(
   });
   let counter = 0;
   // Authentication is off unless a test configures it (test/auth/ does): the other tests are about
-  // what happens after it. Each app has its own data folder (audit store).
+  // what happens after it. Each app has its own data folder (audit store). The fallback fetch may reach
+  // the loopback FHIR servers the tests start, explicitly, as a local sandbox setup would allow them
+  // (test/http/egress.test.ts checks what is refused).
   const app = await buildApp(
-    loadConfig({}, { logLevel: 'info', authDisabled: true, dataDir: tempDir('cds-test-data-'), ...config }),
+    loadConfig(
+      {},
+      {
+        logLevel: 'info',
+        authDisabled: true,
+        dataDir: tempDir('cds-test-data-'),
+        fhirServerAllowlist: ['127.0.0.1'],
+        fhirAllowedNetworks: ['127.0.0.0/8'],
+        ...config,
+      },
+    ),
     {
       now: () => NOW,
       uuid: () => `00000000-0000-4000-8000-${String(++counter).padStart(12, '0')}`,

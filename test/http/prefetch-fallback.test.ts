@@ -210,7 +210,8 @@ t.test('a FHIR server that rejects the token: 412', async (t) => {
   const built = await testApp(t);
   const res = await post(built, MELANOMA, withServer(server.url));
   expectUnavailable(t, res);
-  t.match(res.json().issue[0].diagnostics, /refused the access token \(401\)/);
+  t.match(res.json().issue[0].diagnostics, /lesions \(the FHIR server refused the access token\)/);
+  t.notMatch(res.json().issue[0].diagnostics, /401/, 'the remote status is not echoed');
   t.equal(server.requests.length, 1);
   t.equal(server.requests[0]!.authorization, `Bearer ${TOKEN}`);
   noLeak(t, built, res);
@@ -257,7 +258,8 @@ t.test('a FHIR server error: 412', async (t) => {
   const built = await testApp(t);
   const res = await post(built, MELANOMA, withServer(server.url));
   expectUnavailable(t, res);
-  t.match(res.json().issue[0].diagnostics, /answered 503/);
+  t.match(res.json().issue[0].diagnostics, /lesions \(the FHIR server answered with an error status\)/);
+  t.notMatch(res.json().issue[0].diagnostics, /503/, 'the remote status is not echoed');
   noLeak(t, built, res);
 });
 
@@ -325,7 +327,10 @@ t.test('omit policy: the card says which data was not available', async (t) => {
     );
     t.equal(res.statusCode, 200);
     const card = res.json().cards[0];
-    t.ok(card.detail.split('\n').includes(DATA_LINE('the FHIR server answered 500')), card.detail);
+    t.ok(
+      card.detail.split('\n').includes(DATA_LINE('the FHIR server answered with an error status')),
+      card.detail,
+    );
     t.same(
       card.extension[EXPLANATION_EXTENSION].unavailable.map((u: { key: string }) => u.key),
       ['patient'],

@@ -17,6 +17,7 @@ import { join } from 'node:path';
 import type { Bundle, Resource } from 'fhir/r4.js';
 import type { HookRequest } from '../../src/cds-hooks.js';
 import { runHook } from '../../src/pipeline.js';
+import { compileEgress } from '../../src/prefetch/egress.js';
 import { type CompiledExpression, createFhirPath, type FhirPath } from '../../src/rules/fhirpath.js';
 import { loadModels } from '../../src/scoring/load.js';
 import { loadServices } from '../../src/services/load.js';
@@ -523,6 +524,7 @@ const deps = () => {
     },
     now: () => NOW,
     uuid: () => `00000000-0000-4000-8000-${String((counter += 1)).padStart(12, '0')}`,
+    egress: () => compileEgress('test'),
     publicUrl: 'https://cds.example.org',
     audit: memoryAudit(),
     log: memoryLog(),

@@ -1,3 +1,4 @@
+import { compileEgress } from '../../src/prefetch/egress.js';
 import t from 'tap';
 import fhirpath from 'fhirpath';
 import type { Bundle, Resource } from 'fhir/r4.js';
@@ -284,6 +285,7 @@ t.test('every patient-view service answers the same with and without narrowing',
     fhirFetch: async () => {
       throw new Error('everything is prefetched');
     },
+    egress: () => compileEgress('none'),
     now: () => NOW,
     // The same uuids in both runs, so that whole outcomes compare.
     uuid: () => `00000000-0000-4000-8000-${String((counter += 1)).padStart(12, '0')}`,

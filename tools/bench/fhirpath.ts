@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import type { Bundle, Resource } from 'fhir/r4.js';
 import type { HookRequest } from '../../src/cds-hooks.js';
 import { runHook } from '../../src/pipeline.js';
+import { compileEgress } from '../../src/prefetch/egress.js';
 import { createFhirPath } from '../../src/rules/fhirpath.js';
 import { loadModels } from '../../src/scoring/load.js';
 import { loadServices } from '../../src/services/load.js';
@@ -86,6 +87,7 @@ const deps = {
   },
   now: () => today,
   uuid: () => '00000000-0000-4000-8000-000000000001',
+  egress: () => compileEgress('test'),
   publicUrl: 'https://cds.example.org',
   audit: { recordServiceCall: async () => {}, recordObjection: async () => {} },
   log: { info: () => {}, warn: () => {}, child: () => deps.log },

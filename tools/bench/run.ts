@@ -33,6 +33,7 @@ import type { HookRequest } from '../../src/cds-hooks.js';
 import { loadConfig } from '../../src/config.js';
 import { loadModels } from '../../src/scoring/load.js';
 import { runHook } from '../../src/pipeline.js';
+import { compileEgress } from '../../src/prefetch/egress.js';
 import { createFhirFetch } from '../../src/prefetch/fhir-fetch.js';
 import { loadServices, type CompiledService } from '../../src/services/load.js';
 import { loadValueSets } from '../../src/services/value-sets.js';
@@ -461,7 +462,16 @@ async function stageBreakdown(bodies: BodyFor[], passes: number, key: BenchKey) 
     const service = services.get(item.path.split('/').at(-1)!)!;
     const outcome = await runHook(
       { service, body, client: verdict.client, language: 'en' },
-      { fhirFetch, now, uuid: randomUUID, publicUrl: PUBLIC_URL, audit, log: logger },
+      {
+        fhirFetch,
+        // Every key is prefetched: no fallback fetch may go anywhere.
+        egress: () => compileEgress('bench'),
+        now,
+        uuid: randomUUID,
+        publicUrl: PUBLIC_URL,
+        audit,
+        log: logger,
+      },
     );
     for (const { stage, ms } of outcome.timings) times[stage] = ms;
     if (i < bodies.length) continue; // first pass: warm-up

@@ -166,6 +166,23 @@ export function buildOpenApi(): Record<string, unknown> {
     KNOWN_HOOKS.map((hook) => [`Context_${hook}`, CONTEXT_SCHEMAS[hook]]),
   );
   const internal = errorResponse(500, 'A bug; logged with the request id, which the body names');
+  // Tenancy: the figures of one client's cards (src/http/analytics.ts).
+  const analyticsScope = [
+    {
+      name: 'issuer',
+      in: 'query',
+      required: false,
+      description: 'Only the cards issued to this client (its JWT `iss`)',
+      schema: { type: 'string', minLength: 1, maxLength: 2048 },
+    },
+    {
+      name: 'tenant',
+      in: 'query',
+      required: false,
+      description: 'Within `issuer` (required with it), only the cards of this tenant',
+      schema: { type: 'string', minLength: 1, maxLength: 256 },
+    },
+  ];
   const analyticsErrors = {
     '401': errorResponse(
       401,
@@ -348,6 +365,7 @@ export function buildOpenApi(): Record<string, unknown> {
             'JWT; answers 404 when none is configured.',
           ].join(' '),
           security: [{ analyticsBearer: [] }, { analyticsBasic: [] }],
+          parameters: analyticsScope,
           responses: {
             '200': {
               description: 'The report',
@@ -365,6 +383,7 @@ export function buildOpenApi(): Record<string, unknown> {
           description:
             'The same report, server-rendered, without script or external asset. A browser can open it with HTTP Basic (any user name, the token as password).',
           security: [{ analyticsBearer: [] }, { analyticsBasic: [] }],
+          parameters: analyticsScope,
           responses: {
             '200': { description: 'The page', content: { 'text/html': { schema: { type: 'string' } } } },
             ...analyticsErrors,
