@@ -47,6 +47,8 @@ export interface RawEnsemble {
   asTensor?: boolean;
   /** Apply a Sigmoid node to the ensemble's output. */
   sigmoid?: boolean;
+  /** Round the output through float16 (Cast, Cast): a lossy export the loader must catch. */
+  castThroughHalf?: boolean;
   inputName?: string;
   outputName?: string;
 }
@@ -152,7 +154,7 @@ export function rawEnsembleToOnnx(e: RawEnsemble): Uint8Array {
       s: utf8(e.aggregate ?? 'SUM'),
     });
   }
-  const treeOut = e.sigmoid ? 'margin' : outputName;
+  const treeOut = e.sigmoid || e.castThroughHalf ? 'margin' : outputName;
   const width = e.op === 'classifier' ? classes.length : 1;
   const nodes: onnxProto.onnx.INodeProto[] = [
     {
@@ -165,6 +167,19 @@ export function rawEnsembleToOnnx(e: RawEnsemble): Uint8Array {
     },
   ];
   if (e.sigmoid) nodes.push({ name: 'sigmoid', opType: 'Sigmoid', input: [treeOut], output: [outputName] });
+  else if (e.castThroughHalf) {
+    const cast = (name: string, input: string, output: string, to: number): onnxProto.onnx.INodeProto => ({
+      name,
+      opType: 'Cast',
+      input: [input],
+      output: [output],
+      attribute: [{ name: 'to', type: AttributeType.INT, i: to }],
+    });
+    nodes.push(
+      cast('to_half', treeOut, 'half', onnx.TensorProto.DataType.FLOAT16),
+      cast('to_float', 'half', outputName, onnx.TensorProto.DataType.FLOAT),
+    );
+  }
   const info = (name: string, elemType: number, dims: (number | 'N')[]): onnxProto.onnx.IValueInfoProto => ({
     name,
     type: {
