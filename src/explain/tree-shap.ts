@@ -198,6 +198,7 @@ export function treeExplainer(
     });
   }
   const maxDepth = Math.max(0, ...leaves.map((l) => l.features.length));
+  const maxPath = Math.max(0, ...leaves.map((l) => l.pathNodes.length));
   if (maxDepth > 30) throw new Error(`a path tests ${maxDepth} distinct features (at most 30 are explained)`);
   const fact = factorials(2 * maxDepth + 2);
   // Tables: for every mask of x, the leaf's contribution per path feature.
@@ -215,12 +216,16 @@ export function treeExplainer(
     }
   });
   const tables = new Float64Array(tableSize);
+  // One flag per table row: most masks of x share nothing (no background row completes them).
+  const nonZero = new Uint8Array(tableSize);
   leaves.forEach((leaf, l) => {
     const at = tableAt[l]!;
     if (at < 0) return;
     const d = leaf.features.length;
     for (let px = 0; px < 1 << d; px += 1) {
-      leafShares(leaf.masks, leaf.counts, d, px, leaf.value / n, fact, tables, at + px * d);
+      const row = at + px * d;
+      leafShares(leaf.masks, leaf.counts, d, px, leaf.value / n, fact, tables, row);
+      for (let j = 0; j < d; j += 1) if (tables[row + j] !== 0) nonZero[row] = 1;
     }
   });
   // Flat per-leaf arrays for the call.
@@ -236,22 +241,43 @@ export function treeExplainer(
     pathSlot.set(leaf.pathSlot, pathStart[l]!);
     featStart[l + 1] = featStart[l]! + leaf.features.length;
   });
+  // Leaves are in depth-first order: each shares a prefix of its path with the one before, whose
+  // masks (a path node's feature has the same slot in every leaf below it) need not be recomputed.
+  const shared = Int32Array.from(leaves, (leaf, l) => {
+    const before = leaves[l - 1];
+    let k = 0;
+    while (
+      before &&
+      k < leaf.pathNodes.length &&
+      k < before.pathNodes.length &&
+      leaf.pathNodes[k] === before.pathNodes[k] &&
+      leaf.pathYes[k] === before.pathYes[k]
+    )
+      k += 1;
+    return k;
+  });
+  const prefixMasks = new Int32Array(maxPath + 1);
   const featList = new Int32Array(featStart[leaves.length]!);
   leaves.forEach((leaf, l) => featList.set(leaf.features, featStart[l]!));
   const leafValue = Float64Array.from(leaves.map((l) => l.value));
   const scratch = new Float64Array(maxDepth);
   // The trees' internal nodes as flat arrays, for the decisions of a call.
-  const nodeFeature = new Int32Array(nodeCount);
   const internal: number[] = [];
   for (let g = 0; g < nodeCount; g += 1) {
-    const tree = model.trees[nodeTree[g]!]!;
-    const i = nodeLocal[g]!;
-    if (tree.mode[i] !== LEAF) {
-      internal.push(g);
-      nodeFeature[g] = tree.feature[i]!;
-    }
+    if (model.trees[nodeTree[g]!]!.mode[nodeLocal[g]!] !== LEAF) internal.push(g);
   }
   const internalNodes = Int32Array.from(internal);
+  const nodeFeature = Int32Array.from(internal, (g) => model.trees[nodeTree[g]!]!.feature[nodeLocal[g]!]!);
+  const nodeMode = Uint8Array.from(internal, (g) => model.trees[nodeTree[g]!]!.mode[nodeLocal[g]!]!);
+  const nodeThreshold = Float64Array.from(
+    internal,
+    (g) => model.trees[nodeTree[g]!]!.threshold[nodeLocal[g]!]!,
+  );
+  const nodeMissingYes = Uint8Array.from(internal, (g) => {
+    const tree = model.trees[nodeTree[g]!]!;
+    const i = nodeLocal[g]!;
+    return tree.missingYes[i] === 1 || tree.mode[i] === 5 ? 1 : 0;
+  });
 
   return {
     baseline,
@@ -260,26 +286,42 @@ export function treeExplainer(
     explain(row: ArrayLike<number>): TreeExplanation {
       if (row.length !== F) throw new Error(`the row has ${row.length} values for ${F} features`);
       const x = Float32Array.from(row as ArrayLike<number>);
+      // Each internal node's branch for x, as takesYes decides it (inlined: this is the hot loop).
       for (let k = 0; k < internalNodes.length; k += 1) {
-        const g = internalNodes[k]!;
-        decisions[g] = takesYes(model.trees[nodeTree[g]!]!, nodeLocal[g]!, x[nodeFeature[g]!]!) ? 1 : 0;
+        const v = x[nodeFeature[k]!]!;
+        const t = nodeThreshold[k]!;
+        const mode = nodeMode[k]!;
+        let yes: boolean;
+        if (v !== v) yes = nodeMissingYes[k] === 1;
+        else if (mode === 0) yes = v <= t;
+        else if (mode === 1) yes = v < t;
+        else if (mode === 2) yes = v >= t;
+        else if (mode === 3) yes = v > t;
+        else if (mode === 4) yes = v === t;
+        else yes = v !== t;
+        decisions[internalNodes[k]!] = yes ? 1 : 0;
       }
       const phi = new Float64Array(F);
       let margin = model.offset;
+      prefixMasks[0] = -1;
       for (let l = 0; l < leafValue.length; l += 1) {
         const from = pathStart[l]!;
-        const to = pathStart[l + 1]!;
+        const length = pathStart[l + 1]! - from;
         const f0 = featStart[l]!;
         const d = featStart[l + 1]! - f0;
-        let mask = (1 << d) - 1;
-        for (let p = from; p < to; p += 1) {
-          if (decisions[pathNode[p]!] !== pathYes[p]) mask &= ~(1 << pathSlot[p]!);
+        for (let p = shared[l]!; p < length; p += 1) {
+          const q = from + p;
+          prefixMasks[p + 1] =
+            decisions[pathNode[q]!] === pathYes[q] ? prefixMasks[p]! : prefixMasks[p]! & ~(1 << pathSlot[q]!);
         }
-        if (mask === (1 << d) - 1) margin += leafValue[l]!;
+        const full = (1 << d) - 1;
+        const mask = prefixMasks[length]! & full;
+        if (mask === full) margin += leafValue[l]!;
         if (d === 0) continue;
         const at = tableAt[l]!;
         if (at >= 0) {
           const rowAt = at + mask * d;
+          if (nonZero[rowAt] === 0) continue;
           for (let j = 0; j < d; j += 1) phi[featList[f0 + j]!]! += tables[rowAt + j]!;
         } else {
           scratch.fill(0, 0, d);
