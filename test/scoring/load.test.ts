@@ -168,6 +168,7 @@ t.test('start-up errors on a copy of a bundled model', async (t) => {
     editManifest(dir, (doc) => {
       doc.deleteIn(['features', 8]);
       doc.deleteIn(['explanation', 'coefficients', 8]);
+      doc.deleteIn(['background']);
     });
     await expectInvalid(
       t,
