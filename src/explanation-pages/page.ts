@@ -33,7 +33,7 @@ const TEXT = {
     population: 'Population',
     chart: 'Contributions of each factor',
     chartNote:
-      'On the log-odds scale, where the effects add up: the reference patient, then each factor, largest first, then this patient. Red raises the estimate, green lowers it.',
+      'On the log-odds scale, where the effects add up: the reference (the average of the model’s reference patients), then each factor, largest first, then this patient. Red raises the estimate, green lowers it.',
     noEstimate: 'No estimate',
     reasons: 'Why there is no estimate',
     data: 'Data used',
@@ -69,7 +69,7 @@ const TEXT = {
     population: 'Population',
     chart: 'Contribution de chaque facteur',
     chartNote:
-      'Sur l’échelle log-odds, où les effets s’additionnent : le patient de référence, puis chaque facteur, du plus fort au plus faible, puis ce patient. Rouge : augmente l’estimation ; vert : la diminue.',
+      'Sur l’échelle log-odds, où les effets s’additionnent : la référence (la moyenne des patients de référence du modèle), puis chaque facteur, du plus fort au plus faible, puis ce patient. Rouge : augmente l’estimation ; vert : la diminue.',
     noEstimate: 'Pas d’estimation',
     reasons: 'Pourquoi pas d’estimation',
     data: 'Données utilisées',

@@ -1,6 +1,7 @@
 /**
  * The waterfall chart of a scored estimate, drawn on the server as inline SVG (no script, no external
- * asset): the baseline (the model at the reference patient), then one bar per feature from the running
+ * asset): the baseline (the mean log-odds over the model's background sample, or the model at its
+ * reference patient), then one bar per feature from the running
  * total by its contribution, then the patient's estimate; on the logit scale, where contributions add
  * up. Bars are coloured by direction and every bar has a text alternative (`<title>`); the page also
  * has the same figures as a table.
@@ -28,6 +29,7 @@ const TOP = 8;
 const TEXT = {
   en: {
     baseline: 'Reference patient',
+    sample: (n: number) => `Average of ${n} reference patients`,
     estimate: 'This patient',
     notRecorded: 'not recorded',
     imputed: 'imputed',
@@ -38,6 +40,7 @@ const TEXT = {
   },
   fr: {
     baseline: 'Patient de référence',
+    sample: (n: number) => `Moyenne de ${n} patients de référence`,
     estimate: 'Ce patient',
     notRecorded: 'non renseigné',
     imputed: 'imputé',
@@ -87,16 +90,18 @@ interface Row {
 
 function rows(outcome: ScoredOutcome, lang: Language): Row[] {
   const t = TEXT[lang];
+  // The contributions are measured from the mean log-odds of the background sample, or one reference row.
+  const baseline = outcome.background.kind === 'sample' ? t.sample(outcome.background.rows) : t.baseline;
   const final = outcome.contributions.reduce((s, c) => s + c.contribution, outcome.baselineLogit);
   const out: Row[] = [
     {
       kind: 'baseline',
-      label: `${t.baseline} (${formatRisk(sigmoid(outcome.baselineLogit))})`,
+      label: `${baseline} (${formatRisk(sigmoid(outcome.baselineLogit))})`,
       from: 0,
       to: outcome.baselineLogit,
       colour: COLOURS.total,
       value: fixed(outcome.baselineLogit),
-      alt: `${t.baseline}: ${fixed(outcome.baselineLogit)}`,
+      alt: `${baseline}: ${fixed(outcome.baselineLogit)}`,
     },
   ];
   let running = outcome.baselineLogit;

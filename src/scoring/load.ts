@@ -24,6 +24,15 @@ import { type CompiledFeature, type CompiledGuard, compileFeatureDefaults } from
 import { MANIFEST_SCHEMA, type ModelManifest } from './manifest.js';
 import { FILL_MARKER, MODEL_CARD_SCHEMA, type RequiredModelCard } from './model-card.js';
 import { isKnownUnit } from './units.js';
+import { parseBackground } from './background.js';
+import { applyLink, readTreeModel, treeMargin } from './trees.js';
+import { treeExplainer } from '../explain/tree-shap.js';
+import {
+  linearExplainer,
+  modelAgnosticExplainer,
+  type ModelExplainer,
+  treeModelExplainer,
+} from '../explain/shapley.js';
 
 /** A model folder read and checked, everything but what needs the ONNX session: no resource held. */
 export interface ModelFiles {
@@ -35,12 +44,19 @@ export interface ModelFiles {
   readonly features: readonly CompiledFeature[];
   readonly guards: readonly CompiledGuard[];
   readonly card: { markdown: string; json: unknown };
+  /**
+   * The rows explanations are measured against: the manifest's background sample, else the one row of
+   * the features' reference values (rounded to float32, as the model sees them).
+   */
+  readonly background: readonly (readonly number[])[];
 }
 
 export interface LoadedModel extends Omit<ModelFiles, 'bytes'> {
   readonly session: ort.InferenceSession;
   /** Element type of the session's input: a float64 export is fed float64 rows, no conversion needed. */
   readonly inputType: 'float32' | 'float64';
+  /** Shapley values of the margin against the background (src/explain/shapley.ts). */
+  readonly explainer: ModelExplainer;
 }
 
 /** Models by id (the version services run), or by `modelKey(id, version)` for every version on disk. */
@@ -271,13 +287,7 @@ function checkManifest(m: ModelManifest): void {
   const ids2 = m.examples.rows.map((e) => e.id);
   const dupExample = ids2.find((id, i) => ids2.indexOf(id) !== i);
   if (dupExample) fail(m.id, `example id "${dupExample}" is used twice`);
-  if (m.explanation.method === 'shapley' && m.features.length > MAX_SHAPLEY_FEATURES) {
-    fail(m.id, `exact Shapley values are limited to ${MAX_SHAPLEY_FEATURES} features`);
-  }
 }
-
-/** 2^14 rows per explained prediction is the most exact enumeration allows within a hook's budget. */
-export const MAX_SHAPLEY_FEATURES = 14;
 
 function checkSession(m: ModelManifest, session: ort.InferenceSession): void {
   const input = session.inputMetadata.find((i) => i.name === m.input.name);
@@ -377,7 +387,29 @@ export function readModel(folder: string, fhirpath: FhirPath, options: ReadOptio
     fail(m.id, `model card: ${(error as Error).message}`);
   }
   for (const problem of modelCardProblems(card, m, sha256)) fail(m.id, `model card: ${problem}`);
-  return { manifest, sha256, bytes, features, guards, card };
+  return { manifest, sha256, bytes, features, guards, card, background: readBackground(folder, m) };
+}
+
+/** The manifest's background sample, else the reference row; float32 as the model sees it. */
+function readBackground(folder: string, m: ModelManifest): number[][] {
+  const toFloat32 = (rows: number[][]) => rows.map((r) => r.map((v) => Math.fround(v)));
+  if (!m.background) return toFloat32([m.features.map((f) => f.reference)]);
+  let text: string;
+  try {
+    text = readFileSync(join(folder, m.background.file), 'utf8');
+  } catch (error) {
+    fail(m.id, `cannot read the background ${m.background.file}: ${(error as Error).message}`);
+  }
+  try {
+    return toFloat32(
+      parseBackground(
+        text,
+        m.features.map((f) => f.id),
+      ),
+    );
+  } catch (error) {
+    fail(m.id, `background ${m.background.file}: ${(error as Error).message}`);
+  }
 }
 
 /**
@@ -446,15 +478,72 @@ export async function openModel(
     checkSession(m, session);
     const type = session.inputMetadata.find((i) => i.name === m.input.name);
     const inputType = type?.isTensor && type.type === 'float64' ? 'float64' : 'float32';
-    model = { ...rest, session, inputType };
+    const explainer = await buildExplainer(files, session, inputType);
+    model = { ...rest, session, inputType, explainer };
     // Only `npm run model -- validate` skips them, to list every example's difference itself.
     if (!options.skipExamples) await checkExamples(model);
     if (m.explanation.method === 'linear') await checkLinear(model);
+    return model;
   } catch (error) {
     await session.release().catch(() => undefined);
     throw error;
   }
-  return model;
+}
+
+/** Largest gap allowed between onnxruntime's output and the trees' link(margin) (float32 rounding). */
+const TREE_TOLERANCE = 1e-5;
+
+/**
+ * The explainer of the manifest's method, its background summarised once. For trees, the ensemble is
+ * read from the ONNX file and must reproduce onnxruntime's output on every background row and the
+ * reference row, so the trees explained are the trees that score.
+ */
+async function buildExplainer(
+  files: ModelFiles,
+  session: ort.InferenceSession,
+  inputType: LoadedModel['inputType'],
+): Promise<ModelExplainer> {
+  const m = files.manifest;
+  const e = m.explanation;
+  const background = files.background;
+  const run = (rows: readonly (readonly number[])[]) => runSession(session, m, rows, inputType);
+  if (e.method === 'linear') {
+    try {
+      return linearExplainer(e, background);
+    } catch (error) {
+      fail(m.id, (error as Error).message);
+    }
+  }
+  if (e.method === 'tree') {
+    let tree: ReturnType<typeof readTreeModel>;
+    try {
+      tree = readTreeModel(files.bytes, m.output, m.features.length);
+    } catch (error) {
+      fail(m.id, `explanation method tree: ${(error as Error).message}`);
+    }
+    if (tree.link !== 'logistic')
+      fail(
+        m.id,
+        `explanation method tree: the output is the trees' sum itself (${tree.layout}), not a probability on the log-odds scale`,
+      );
+    const reference = m.features.map((f) => Math.fround(f.reference));
+    const rows = [reference, ...background];
+    const outputs = await run(rows);
+    rows.forEach((row, r) => {
+      const mine = applyLink(tree, treeMargin(tree, row));
+      if (!(Math.abs(mine - outputs[r]!) <= TREE_TOLERANCE)) {
+        const which = r === 0 ? 'the reference row' : `background row ${r}`;
+        fail(
+          m.id,
+          `explanation method tree: on ${which} onnxruntime gives ${outputs[r]} but the trees read from ${m.file} give ${mine} (${tree.layout})`,
+        );
+      }
+    });
+    return treeModelExplainer(treeExplainer(tree, background));
+  }
+  const margins = Array.from(await run(background), logit);
+  const baseline = margins.reduce((s, v) => s + v, 0) / margins.length;
+  return modelAgnosticExplainer(m.features.length, background, baseline);
 }
 
 /**
@@ -521,18 +610,24 @@ export function logit(p: number): number {
  * @returns P(outcome) per row, in float64
  */
 export async function predict(
-  model: LoadedModel,
+  model: Pick<LoadedModel, 'manifest' | 'session' | 'inputType'>,
   rows: readonly (readonly number[])[],
 ): Promise<Float64Array> {
-  const { manifest: m } = model;
+  return runSession(model.session, model.manifest, rows, model.inputType);
+}
+
+async function runSession(
+  session: ort.InferenceSession,
+  m: ModelManifest,
+  rows: readonly (readonly number[])[],
+  inputType: LoadedModel['inputType'],
+): Promise<Float64Array> {
   const width = m.features.length;
   const data =
-    model.inputType === 'float64'
-      ? new Float64Array(rows.length * width)
-      : new Float32Array(rows.length * width);
+    inputType === 'float64' ? new Float64Array(rows.length * width) : new Float32Array(rows.length * width);
   rows.forEach((row, r) => data.set(row, r * width));
-  const input = new ort.Tensor(model.inputType, data, [rows.length, width]);
-  const results = await model.session.run({ [m.input.name]: input }, [m.output.name]);
+  const input = new ort.Tensor(inputType, data, [rows.length, width]);
+  const results = await session.run({ [m.input.name]: input }, [m.output.name]);
   const output = results[m.output.name]!;
   const values = output.data as Float32Array | Float64Array;
   const columns = output.dims.length === 2 ? output.dims[1]! : 1;

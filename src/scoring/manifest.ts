@@ -46,7 +46,8 @@ const common = {
   },
   reference: {
     type: 'number',
-    description: 'The value contributions are measured against (the training mean for the bundled models).',
+    description:
+      'The value contributions are measured against when the manifest declares no `background` sample.',
   },
   range,
   missing,
@@ -194,9 +195,19 @@ const explanationSpec = {
       type: 'object',
       additionalProperties: false,
       required: ['method'],
-      properties: { method: { const: 'shapley' } },
+      description:
+        'Shapley values of the margin against the background: `tree` by exact TreeSHAP (ai.onnx.ml tree ensembles), `shapley` for any model (exact enumeration or a sampling estimate).',
+      properties: { method: { enum: ['shapley', 'tree'] } },
     },
   ],
+} as const;
+const backgroundSpec = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['file'],
+  description:
+    'The sample explanations are measured against (CSV: a header of the feature ids, one row per subject); without it, the row of the features’ `reference` values.',
+  properties: { file: { type: 'string', pattern: '^[A-Za-z0-9._-]+\\.csv$' } },
 } as const;
 
 const exampleSpec = {
@@ -336,6 +347,7 @@ export const MANIFEST_SCHEMA = {
     },
     explanation: explanationSpec,
     examples: examplesSpec,
+    background: backgroundSpec,
     bands: { type: 'array', minItems: 1, items: bandSpec },
     threshold: {
       type: 'number',

@@ -1,20 +1,17 @@
 /**
  * Scoring and explanation. For each subject: extract the features, refuse with reasons when the
  * patient is outside the model's population or an input is missing/implausible under a `refuse`
- * policy, else run the model and split its output into per-feature contributions on the logit scale:
+ * policy, else run the model and split its margin (the log-odds of its output) into per-feature
+ * contributions: the Shapley values of the margin against the model's background sample (its
+ * reference row when it declares none), one convention for every model (src/explain/shapley.ts):
+ * closed form for `linear`, TreeSHAP for `tree`, enumeration or a sampling estimate for `shapley`.
  *
- * - `linear` (logistic models): contribution_i = coefficient_i × (value_i − reference_i); they sum with
- *   the baseline (the logit at the reference row) to the model's logit. The loader has checked the
- *   coefficients against the ONNX model itself.
- * - `shapley` (any model, e.g. ai.onnx.ml tree ensembles): exact Shapley values of the game
- *   v(S) = logit f(x_S, reference_rest), computed by enumerating all 2^F coalitions in one batched
- *   inference. Efficiency makes them sum exactly to logit f(x) − logit f(reference).
- *
- * Either way: baseline + Σ contributions = logit(model output), which test/models/score.test.ts checks.
+ * Either way: baseline + Σ contributions = logit(model output), which test/scoring/score.test.ts checks.
  */
 import { type Extraction, extractFeatures, type FeatureValue, type Refusal } from './features.js';
 import { type LoadedModel, logit, predict } from './load.js';
 import type { Localized } from '../language.js';
+import { type ExplanationMethod, shapleyFromCoalitions } from '../explain/shapley.js';
 
 export interface ModelIdentity {
   id: string;
@@ -42,9 +39,15 @@ export interface ScoredOutcome {
   horizonMonths: number;
   outcome: Localized;
   population: Localized;
-  method: 'linear' | 'shapley';
-  /** Logit of the model at the reference row. */
+  method: 'linear' | 'shapley' | 'tree';
+  /** Mean logit of the model over the background sample (or at the reference row). */
   baselineLogit: number;
+  /** What the contributions are measured against: the background sample, or the reference row. */
+  background: { kind: 'sample' | 'reference'; rows: number };
+  /** How the Shapley values were computed; `sampling` comes with `samplingError`. */
+  computation: ExplanationMethod;
+  /** 95% half-width of the error of the least certain contribution (sampling estimate only). */
+  samplingError?: number;
   /** Every feature, in manifest order. */
   contributions: Contribution[];
   patientSentence: Localized;
@@ -92,42 +95,6 @@ function direction(c: number): Contribution['direction'] {
   return c > 1e-9 ? 'raises' : c < -1e-9 ? 'lowers' : 'neutral';
 }
 
-/** Shapley weights |S|!(F−|S|−1)!/F! by coalition size. */
-function shapleyWeights(f: number): number[] {
-  const factorial = [1];
-  for (let i = 1; i <= f; i += 1) factorial.push(factorial[i - 1]! * i);
-  return Array.from({ length: f }, (_, s) => (factorial[s]! * factorial[f - s - 1]!) / factorial[f]!);
-}
-
-/** Rows of every coalition: bit i of the row index set → feature i takes the patient's value. */
-function coalitionRows(x: readonly number[], reference: readonly number[]): number[][] {
-  const f = x.length;
-  const rows: number[][] = [];
-  for (let mask = 0; mask < 1 << f; mask += 1) {
-    rows.push(x.map((v, i) => (mask & (1 << i) ? v : reference[i]!)));
-  }
-  return rows;
-}
-
-/** Exact Shapley values from the logits of every coalition (index = coalition mask). */
-export function shapleyFromCoalitions(values: ArrayLike<number>, f: number): number[] {
-  const weights = shapleyWeights(f);
-  const phi = new Array<number>(f).fill(0);
-  const size = (mask: number) => {
-    let n = 0;
-    for (let m = mask; m; m &= m - 1) n += 1;
-    return n;
-  };
-  for (let mask = 0; mask < 1 << f; mask += 1) {
-    const s = size(mask);
-    for (let i = 0; i < f; i += 1) {
-      if (mask & (1 << i)) continue;
-      phi[i]! += weights[s]! * (values[mask | (1 << i)]! - values[mask]!);
-    }
-  }
-  return phi;
-}
-
 function bandOf(model: LoadedModel, p: number) {
   const band = model.manifest.bands.find((b) => b.below === undefined || p < b.below)!;
   return { id: band.id, label: band.label };
@@ -170,7 +137,6 @@ export async function scoreSubjects(
   const scorable = extractions.map((e, index) => ({ e, index })).filter(({ e }) => e.refusals.length === 0);
   // float32 is what the model sees: explanations are computed on the same rounded values.
   const rows = scorable.map(({ e }) => e.values.map((v) => Math.fround(v.value)));
-  const reference = m.features.map((f) => Math.fround(f.reference));
   const probabilities = rows.length > 0 ? await predict(model, rows) : new Float64Array(0);
   const outcomes: ModelOutcome[] = extractions.map((e) => ({
     status: 'not-scored',
@@ -183,18 +149,10 @@ export async function scoreSubjects(
     const { e, index } = scorable[k]!;
     const x = rows[k]!;
     const p = probabilities[k]!;
-    let baselineLogit: number;
-    let phi: number[];
-    if (m.explanation.method === 'linear') {
-      const { intercept, coefficients } = m.explanation;
-      baselineLogit = reference.reduce((s, r, i) => s + coefficients[i]! * r, intercept);
-      phi = x.map((v, i) => coefficients[i]! * (v - reference[i]!));
-    } else {
-      const coalitions = await predict(model, coalitionRows(x, reference));
-      const logits = Array.from(coalitions, logit);
-      baselineLogit = logits[0]!;
-      phi = shapleyFromCoalitions(logits, x.length);
-    }
+    const explained = await model.explainer.explain(x, async (r) =>
+      Float64Array.from(await predict(model, r), logit),
+    );
+    const phi = explained.phi;
     outcomes[index] = {
       status: 'scored',
       model: identity,
@@ -206,7 +164,10 @@ export async function scoreSubjects(
       outcome: m.outcome,
       population: m.population,
       method: m.explanation.method,
-      baselineLogit,
+      baselineLogit: explained.baseline,
+      background: { kind: m.background ? 'sample' : 'reference', rows: model.background.length },
+      computation: model.explainer.method,
+      ...(explained.error !== undefined ? { samplingError: explained.error } : {}),
       contributions: e.values.map((v, i) => ({
         ...v,
         contribution: phi[i]!,
@@ -218,4 +179,4 @@ export async function scoreSubjects(
   return outcomes;
 }
 
-export { percent as formatRisk };
+export { percent as formatRisk, shapleyFromCoalitions };

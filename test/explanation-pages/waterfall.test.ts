@@ -50,4 +50,8 @@ t.test('labels carry value and unit, escaped, and the chart has a text alternati
   const fr = waterfallSvg(SCORED, 'fr').svg;
   t.match(fr, 'IMC &lt;b&gt;: 36 kg/m2');
   t.match(fr, 'Grade KL 3: 0.54 (imputé)');
+  // Measured against a background sample: the baseline says so.
+  const sample = { ...SCORED, background: { kind: 'sample' as const, rows: 100 } };
+  t.match(waterfallSvg(sample, 'en').svg, /<desc id="wf-desc">Average of 100 reference patients: -1; BMI/);
+  t.match(waterfallSvg(sample, 'fr').svg, /Moyenne de 100 patients de référence \(/);
 });

@@ -22,6 +22,8 @@ export const SCORED: ScoredOutcome = {
   population: { en: 'adults', fr: 'adultes' },
   method: 'linear',
   baselineLogit: -1,
+  background: { kind: 'reference', rows: 1 },
+  computation: 'linear',
   contributions: [
     {
       id: 'bmi',

@@ -171,6 +171,7 @@ t.test('start-up errors on a copy of a bundled model', async (t) => {
       doc.deleteIn(['explanation', 'coefficients', 8]);
       const rows = (doc.getIn(['examples', 'rows']) as { items: unknown[] }).items.length;
       for (let i = 0; i < rows; i += 1) doc.deleteIn(['examples', 'rows', i, 'input', 8]);
+      doc.deleteIn(['background']);
     });
     await expectInvalid(
       t,

@@ -1,4 +1,6 @@
 import type { Bundle, Observation, Patient, Resource } from 'fhir/r4.js';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { LESION, SYSTEM } from '../../src/codes.js';
 import { type LoadedModel, loadModels, logit } from '../../src/scoring/load.js';
@@ -80,6 +82,15 @@ function expectedRisk(p: number): string {
 }
 
 /** Every check on one model's outcomes; returns the number scored. */
+/** Column means of models/<id>/<version>/background.csv, read here on their own (rows in file order). */
+function backgroundMeans(m: LoadedModel['manifest']): number[] {
+  const lines = readFileSync(join('models', m.id, m.version, m.background!.file), 'utf8')
+    .trimEnd()
+    .split('\n');
+  const rows = lines.slice(1).map((line) => line.split(',').map((v) => Math.fround(Number(v))));
+  return m.features.map((_, i) => rows.reduce((s, r) => s + r[i]!, 0) / rows.length);
+}
+
 function checkOutcomes(t: Test, model: LoadedModel, outcomes: ModelOutcome[]): number {
   const m = model.manifest;
   let scored = 0;
@@ -102,15 +113,15 @@ function checkOutcomes(t: Test, model: LoadedModel, outcomes: ModelOutcome[]): n
         const { intercept, coefficients } = m.explanation;
         const ids = o.contributions.map((c) => c.id);
         if (ids.join() !== m.features.map((f) => f.id).join()) linearMismatches += 1;
+        // Measured against the mean of the background sample the manifest declares.
+        const means = backgroundMeans(m);
         o.contributions.forEach((c, i) => {
-          const expected = coefficients[i]! * (Math.fround(c.value) - Math.fround(m.features[i]!.reference));
+          const expected = coefficients[i]! * (Math.fround(c.value) - means[i]!);
           if (c.contribution !== expected) linearMismatches += 1;
         });
-        const baseline = m.features.reduce(
-          (s, f, i) => s + coefficients[i]! * Math.fround(f.reference),
-          intercept,
-        );
+        const baseline = means.reduce((s, mean, i) => s + coefficients[i]! * mean, intercept);
         if (o.baselineLogit !== baseline) linearMismatches += 1;
+        if (o.background.kind !== 'sample' || o.background.rows !== 100) linearMismatches += 1;
       }
       // The band: the first whose upper bound is above the risk; the one below it ends at or below the risk.
       const index = m.bands.findIndex((b) => b.below === undefined || o.probability < b.below);
@@ -149,7 +160,7 @@ function checkOutcomes(t: Test, model: LoadedModel, outcomes: ModelOutcome[]): n
     t.equal(
       linearMismatches,
       0,
-      `${m.id}: contribution_i = coefficient_i × (value_i − reference_i), exactly`,
+      `${m.id}: contribution_i = coefficient_i × (value_i − mean of the background sample), exactly`,
     );
   t.equal(bandMismatches, 0, `${m.id}: band and threshold flag follow the manifest`);
   t.equal(sentenceMismatches, 0, `${m.id}: the patient sentence carries the risk in English and French`);

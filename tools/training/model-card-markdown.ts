@@ -204,7 +204,11 @@ function reference(r: ModelCardReference): string {
 }
 
 function closing(card: ModelCardData): string {
+  const explanations = card.explanations
+    ? [`## Explanations\n\n${card.explanations.method}\n\n${card.explanations.background}`]
+    : [];
   return [
+    ...explanations,
     `## Limits\n\n${bullets(card.limits)}`,
     `## Sources\n\n${card.references.map(reference).join('\n')}`,
     '## Reproducibility',

@@ -101,6 +101,8 @@ export interface ModelCardData {
   metrics: { overall: Evaluation; subgroups: ModelCardSubgroup[] };
   threshold: { value: number; rationale: string };
   riskBands: RiskBand[];
+  /** How the contributions on the cards are computed, and the background sample they are measured against. */
+  explanations?: { method: string; background: string };
   references: ModelCardReference[];
   limits: string[];
   /** sha256 (hex) of the model.onnx the card describes. */

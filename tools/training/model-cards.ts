@@ -25,6 +25,8 @@ export interface TrainingResults {
   references: number[];
   overall: Evaluation;
   subgroups: ModelCardSubgroup[];
+  /** Rows of the background sample written beside the model (background.csv). */
+  backgroundRows?: number;
 }
 
 /** The date of the bundled demonstration models (the synthetic cohort's "today"). */
@@ -346,6 +348,15 @@ export function describeModel(manifest: ModelManifest, results: TrainingResults)
     metrics: { overall: results.overall, subgroups: results.subgroups },
     threshold: { value: manifest.threshold, rationale: content.thresholdRationale },
     riskBands,
+    ...(results.backgroundRows !== undefined && manifest.background
+      ? {
+          explanations: {
+            method:
+              'Each factor on a card is a Shapley value of the model’s log-odds against the background sample: for this logistic model, coefficient × (patient value − sample mean), exact; the factors add up, with the mean log-odds of the sample, to the patient’s log-odds.',
+            background: `Background sample: ${results.backgroundRows} SIMULATED patients (${manifest.background.file}), drawn by the same simulator and seed as the training data, from patients used neither for training nor for testing, and passed through the service’s own feature extraction (so binary flags are 0 or 1, never a mean such as 0.19).`,
+          },
+        }
+      : {}),
     references: content.references,
     limits: content.limits,
     onnxSha256: results.sha256,

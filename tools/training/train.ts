@@ -28,6 +28,7 @@ import { bySubgroup, evaluate } from './metrics.js';
 import { logisticToOnnx } from './onnx-writer.js';
 import { invokedDirectly, parseOptions, UsageError } from '../usage.js';
 import { createFhirPath } from '../../src/rules/fhirpath.js';
+import { formatBackground } from '../../src/scoring/background.js';
 
 export interface TrainOptions {
   modelsDir: string;
@@ -44,6 +45,9 @@ export interface TrainedFiles {
   files: Record<string, Uint8Array>;
   summary: string;
 }
+
+/** Rows of the background sample written for a manifest that declares one. */
+export const BACKGROUND_ROWS = 100;
 
 /** Defaults of the bundled models: enough held-out events for stable subgroup figures. */
 export const DEFAULTS = { seed: 20261122, nTrain: 20_000, nTest: 10_000 } as const;
@@ -166,6 +170,15 @@ export async function trainModel(options: TrainOptions): Promise<TrainedFiles> {
   );
   if (train.rows.length === 0 || test.rows.length === 0)
     throw new Error(`${manifest.id}: no subject to train or test on`);
+  // The background sample of the explanations: simulated patients after the test set (used for
+  // neither), through the same feature extraction; float32, as the model sees them.
+  const background = manifest.background
+    ? buildDataset(spec, compiled, options.seed, options.nTrain + options.nTest, 2 * BACKGROUND_ROWS)
+        .rows.slice(0, BACKGROUND_ROWS)
+        .map((r) => r.x.map((v) => Math.fround(v)))
+    : undefined;
+  if (background && background.length < BACKGROUND_ROWS)
+    throw new Error(`${manifest.id}: fewer than ${BACKGROUND_ROWS} background subjects`);
   const fit = fitLogistic(
     train.rows.map((r) => r.x),
     train.rows.map((r) => r.y),
@@ -230,6 +243,7 @@ export async function trainModel(options: TrainOptions): Promise<TrainedFiles> {
     references,
     overall,
     subgroups,
+    ...(background ? { backgroundRows: background.length } : {}),
   });
   const { markdown, json } = renderModelCard(card);
   const encoder = new TextEncoder();
@@ -239,6 +253,16 @@ export async function trainModel(options: TrainOptions): Promise<TrainedFiles> {
       'manifest.yaml': encoder.encode(manifestText),
       [manifest.modelCard.markdown]: encoder.encode(markdown),
       [manifest.modelCard.json]: encoder.encode(json),
+      ...(background && manifest.background
+        ? {
+            [manifest.background.file]: encoder.encode(
+              formatBackground(
+                manifest.features.map((f) => f.id),
+                background,
+              ),
+            ),
+          }
+        : {}),
     },
     summary:
       `${manifest.id} ${manifest.version}: trained on ${train.rows.length}, tested on ${test.rows.length} ` +

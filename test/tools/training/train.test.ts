@@ -15,7 +15,7 @@ import { createFhirPath } from '../../../src/rules/fhirpath.js';
 const engine = createFhirPath();
 
 const ID = 'knee-oa-progression';
-const FILES = ['manifest.yaml', 'model-card.json', 'model-card.md', 'model.onnx'];
+const FILES = ['background.csv', 'manifest.yaml', 'model-card.json', 'model-card.md', 'model.onnx'];
 const sha256 = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');
 const text = (bytes: Uint8Array | undefined): string => new TextDecoder().decode(bytes);
 
@@ -115,6 +115,36 @@ t.test('the model card says what the model is, with its sha256 and subgroup metr
     (json.metrics as { subgroups: { variable: string }[] }).subgroups.map((g) => g.variable),
   );
   t.ok(variables.has('sex') && variables.has('ageBand'), `subgroups by ${[...variables].join(', ')}`);
+  t.match(markdown, /## Explanations\n\nEach factor on a card is a Shapley value/);
+  t.match(markdown, /Background sample: 100 SIMULATED patients \(background\.csv\)/);
+});
+
+t.test('the background sample: 100 simulated subjects, as the model sees them', async (t) => {
+  const lines = text(first.files['background.csv']).trimEnd().split('\n');
+  const manifest = parse(text(first.files['manifest.yaml'])) as ModelManifest;
+  t.equal(lines[0], manifest.features.map((f) => f.id).join(','), 'the header names the features');
+  t.equal(lines.length, 101, 'a header and 100 rows');
+  const rows = lines.slice(1).map((l) => l.split(',').map(Number));
+  const column = (id: string) => rows.map((r) => r[manifest.features.findIndex((f) => f.id === id)]!);
+  t.ok(
+    column('kneeInjury').every((v) => v === 0 || v === 1),
+    'a flag is 0 or 1, never a mean',
+  );
+  t.ok(
+    column('age').every((v) => v >= 45 && v <= 79),
+    'ages inside the population',
+  );
+  t.ok(
+    rows.every((r) => r.every((v) => Number.isFinite(v) && v === Math.fround(v))),
+    'float32 values',
+  );
+  // Drawn after the training and test patients: not one of them.
+  const again = await trainModel({ ...small, nTest: small.nTest + 1 });
+  t.not(
+    text(again.files['background.csv']),
+    text(first.files['background.csv']),
+    'starts after the test set',
+  );
 });
 
 t.test('the manifest is rewritten in place: comments and hand-edited fields stay', async (t) => {
