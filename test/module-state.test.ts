@@ -9,8 +9,12 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 
-/** The worker thread's own store table: one per thread, never shared between owners. */
-const ALLOWED = new Set(['src/audit/sqlite-worker.ts: const stores = new Map<number, AuditStore>();']);
+/** The worker thread's own store table: one per thread, never shared between owners; and a model memo. */
+const ALLOWED = new Set([
+  'src/audit/sqlite-worker.ts: const stores = new Map<number, AuditStore>();',
+  // A memo of the constant R4 model (elements R4 defines only, so bounded by the model): no app's state.
+  'src/prefetch/structure.ts: const elementsCache = new Map<string, Map<string, Element>>();',
+]);
 
 function sources(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {

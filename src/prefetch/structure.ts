@@ -130,8 +130,12 @@ function kindOf(type: string, path: string): Kind {
 
 const lowerFirst = (s: string) => s.charAt(0).toLowerCase() + s.slice(1);
 
-/** The elements of a type or backbone path, by JSON property name (choice types expanded), built once. */
-const elementsCache = new Map<string, Map<string, Element | null>>();
+/**
+ * The elements of a type or backbone path, by JSON property name (choice types expanded), found once. A
+ * memo of the constant R4 model, the same for every app: only elements R4 defines are kept (names a
+ * request makes up are looked up each time), so it never grows beyond the model.
+ */
+const elementsCache = new Map<string, Map<string, Element>>();
 
 function findElement(typePath: string, name: string): Element | null {
   for (let at: string | undefined = typePath; at; at = parentOf(at)) {
@@ -175,11 +179,10 @@ function elementOf(typePath: string, name: string): Element | null {
     elements = new Map();
     elementsCache.set(typePath, elements);
   }
-  let element = elements.get(name);
-  if (element === undefined) {
-    element = findElement(typePath, name);
-    elements.set(name, element);
-  }
+  const known = elements.get(name);
+  if (known) return known;
+  const element = findElement(typePath, name);
+  if (element) elements.set(name, element);
   return element;
 }
 
