@@ -37,7 +37,11 @@ writeFileSync(kneeFile, JSON.stringify(generatePatient(createRng(1, 0), { ...HIG
 
 const port = await freePort();
 const BASE = `http://127.0.0.1:${port}`;
-const test = await buildAuthApp([{ iss: ISSUER, jwks: jwksOf(key) }], { publicUrl: BASE });
+// The FHIR servers of the tests listen on loopback: this client may name them (issue 16 egress control).
+const test = await buildAuthApp(
+  [{ iss: ISSUER, jwks: jwksOf(key), fhirServers: ['127.0.0.1'], fhirAllowedNetworks: ['127.0.0.0/8'] }],
+  { publicUrl: BASE },
+);
 await test.app.listen({ port, host: '127.0.0.1' });
 t.teardown(() => test.app.close());
 
@@ -123,6 +127,10 @@ t.test('feedback accepted on each card is stored (200)', async (t) => {
 });
 
 t.test('feedback overridden with a reason the card offers; an unknown reason is a usage error', async (t) => {
+  // The unknown reason first: once overridden as "not relevant now", the card is held back for 24 h.
+  const bad = cli();
+  t.equal(await bad.run(...KNEE, '--bundle', kneeFile, ...AUTH, '--feedback', 'overridden:nope'), 2);
+  t.match(bad.err(), /^cds-hook: the card does not offer the override reason nope \(offered: .+\)\n$/);
   const c = cli();
   t.equal(
     await c.run(...KNEE, '--bundle', kneeFile, ...AUTH, '--feedback', 'overridden:not-relevant-now'),
@@ -130,9 +138,6 @@ t.test('feedback overridden with a reason the card offers; an unknown reason is 
     c.err(),
   );
   t.match(c.out(), /feedback: 200 \{"stored":1,"duplicates":0\}/);
-  const bad = cli();
-  t.equal(await bad.run(...KNEE, '--bundle', kneeFile, ...AUTH, '--feedback', 'overridden:nope'), 2);
-  t.match(bad.err(), /^cds-hook: the card does not offer the override reason nope \(offered: .+\)\n$/);
 });
 
 t.test('folder mode: 5 patients, a summary table with cards by indicator and latencies', async (t) => {
@@ -318,7 +323,8 @@ t.test('help prints the usage; an unreachable service exits 1', async (t) => {
 t.test(
   'a patient from a FHIR server: prefetch read from it, and fhirServer sent for --no-prefetch',
   async (t) => {
-    const bundle = toServerForm(generatePatient(createRng(1, 0), { ...HIGH, now: NOW }));
+    // Another patient than kneeFile's, whose card an earlier test overrode (held back for 24 h).
+    const bundle = toServerForm(generatePatient(createRng(2, 0), { ...HIGH, now: NOW }));
     const server = await startFhirServer({ resources: resourcesOf(bundle), token: 'fhir-token' });
     t.teardown(() => server.close());
     const patient = patientOf(bundle).id!;
