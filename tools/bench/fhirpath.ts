@@ -8,7 +8,6 @@
  *
  *     npm run bench:fhirpath [-- --passes 20]
  */
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Bundle, Resource } from 'fhir/r4.js';
 import type { HookRequest } from '../../src/cds-hooks.js';
@@ -18,10 +17,8 @@ import { createFhirPath } from '../../src/rules/fhirpath.js';
 import { loadModels } from '../../src/scoring/load.js';
 import { loadServices } from '../../src/services/load.js';
 import { loadValueSets } from '../../src/services/value-sets.js';
-import { patientOf, resourcesOf, toServerForm } from '../synthetic/bundle.js';
-import { generatePatient } from '../synthetic/patients.js';
-import { createRng } from '../synthetic/random.js';
-import { median, prefetchFrom, round } from './helpers.js';
+import { patientOf, resourcesOf } from '../synthetic/bundle.js';
+import { benchRecords, median, prefetchFrom, round } from './helpers.js';
 
 const SERVICE_IDS = ['knee-oa-progression', 'melanoma-lesion-triage'];
 const SYNTHEA = join('..', 'shared', 'synthea');
@@ -29,22 +26,7 @@ const passesArg = process.argv.indexOf('--passes');
 const PASSES = passesArg > 0 ? Number(process.argv[passesArg + 1]) : 20;
 
 const today = new Date();
-const generated = Array.from({ length: 40 }, (_, i) =>
-  toServerForm(
-    generatePatient(
-      createRng(7, i),
-      i % 2 === 0
-        ? { now: today, kneeOa: true, age: 55 + (i % 25) }
-        : { now: today, kneeOa: false, lesions: 1 + (i % 3), skinAssessment: true },
-    ),
-  ),
-);
-const synthea = existsSync(SYNTHEA)
-  ? readdirSync(SYNTHEA)
-      .filter((f) => f.endsWith('.json'))
-      .sort()
-      .map((f) => toServerForm(JSON.parse(readFileSync(join(SYNTHEA, f), 'utf8')) as Bundle))
-  : [];
+const { generated, synthea } = benchRecords(today, SYNTHEA);
 
 const valueSets = loadValueSets('fhir-profiles');
 const engines = {

@@ -3,7 +3,12 @@
  * record by a service's query templates, summary statistics and the CPU-profile summary. No I/O here,
  * so test/bench/helpers.test.ts can check them without running the benchmark.
  */
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Bundle, Resource } from 'fhir/r4.js';
+import { toServerForm } from '../synthetic/bundle.js';
+import { generatePatient } from '../synthetic/patients.js';
+import { createRng } from '../synthetic/random.js';
 
 /** One request as the load generator sends it. */
 export interface PlannedRequest {
@@ -238,4 +243,28 @@ export function summariseProfile(profile: CpuProfile, top = 15) {
     places: ranked(byPlace),
     ownInclusive: ranked(inclusive).map(({ name, selfPercent }) => ({ name, inclusivePercent: selfPercent })),
   };
+}
+
+/**
+ * The records the benchmarks send: 40 generated patients (knee OA and skin lesions in turn, seed 7) as of
+ * `today`, and every Synthea bundle of `syntheaDir` when it exists (none otherwise), in server form.
+ */
+export function benchRecords(today: Date, syntheaDir: string): { generated: Bundle[]; synthea: Bundle[] } {
+  const generated = Array.from({ length: 40 }, (_, i) =>
+    toServerForm(
+      generatePatient(
+        createRng(7, i),
+        i % 2 === 0
+          ? { now: today, kneeOa: true, age: 55 + (i % 25) }
+          : { now: today, kneeOa: false, lesions: 1 + (i % 3), skinAssessment: true },
+      ),
+    ),
+  );
+  const synthea = existsSync(syntheaDir)
+    ? readdirSync(syntheaDir)
+        .filter((f) => f.endsWith('.json'))
+        .sort()
+        .map((f) => toServerForm(JSON.parse(readFileSync(join(syntheaDir, f), 'utf8')) as Bundle))
+    : [];
+  return { generated, synthea };
 }

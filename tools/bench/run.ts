@@ -43,6 +43,7 @@ import { generatePatient } from '../synthetic/patients.js';
 import { createRng } from '../synthetic/random.js';
 import {
   type BodyFor,
+  benchRecords,
   cpuBusyShare,
   median,
   memoryFromStatus,
@@ -142,22 +143,7 @@ function workload(records: readonly Bundle[]): BodyFor[] {
 }
 
 const today = new Date();
-const generatedRecords = Array.from({ length: 40 }, (_, i) =>
-  toServerForm(
-    generatePatient(
-      createRng(7, i),
-      i % 2 === 0
-        ? { now: today, kneeOa: true, age: 55 + (i % 25) }
-        : { now: today, kneeOa: false, lesions: 1 + (i % 3), skinAssessment: true },
-    ),
-  ),
-);
-const syntheaRecords = existsSync(SYNTHEA)
-  ? readdirSync(SYNTHEA)
-      .filter((f) => f.endsWith('.json'))
-      .sort()
-      .map((f) => toServerForm(JSON.parse(readFileSync(join(SYNTHEA, f), 'utf8')) as Bundle))
-  : [];
+const { generated: generatedRecords, synthea: syntheaRecords } = benchRecords(today, SYNTHEA);
 const source = syntheaRecords.length > 0 ? 'synthea' : 'generated';
 const headlineBodies = workload(source === 'synthea' ? syntheaRecords : generatedRecords);
 const generatedBodies = workload(generatedRecords);
