@@ -70,14 +70,21 @@ interface RxNormFile {
   system: string;
   source: string;
   date: string;
-  ingredients: { code: string; display: string; atc: string[]; source: string; products: RxNormProduct[] }[];
+  /** `code` is absent for an ingredient whose source lists its products but not its own RxNorm code. */
+  ingredients: { code?: string; display: string; atc: string[]; source: string; products: RxNormProduct[] }[];
 }
+
+/** Key prefix of an ingredient the bundled file lists without its RxNorm code. */
+const UNCODED = 'name:';
 
 /** The bundled expansions, read once per load. */
 export interface BundledTerminology {
   /** SNOMED CT concept → itself and its descendants. */
   readonly snomed: ReadonlyMap<string, ReadonlySet<string>>;
-  /** RxNorm ingredient → its ATC codes and its products. */
+  /**
+   * RxNorm ingredient → its ATC codes and its products. An ingredient listed without its own code is keyed
+   * `name:<display>` (never an RxNorm code): it is then a member through its products only.
+   */
   readonly rxnorm: ReadonlyMap<string, { atc: readonly string[]; products: readonly RxNormProduct[] }>;
   /** Files read, with their source and date (for the value-set descriptions and the README). */
   readonly provenance: readonly { file: string; source: string; date: string }[];
@@ -118,7 +125,10 @@ export function loadBundledTerminology(profilesDir: string): BundledTerminology 
     }
     provenance.push({ file: 'terminology/rxnorm.json', source: rxFile.source, date: rxFile.date });
     for (const ingredient of rxFile.ingredients) {
-      rxnorm.set(ingredient.code, { atc: ingredient.atc, products: ingredient.products });
+      rxnorm.set(ingredient.code ?? `${UNCODED}${ingredient.display}`, {
+        atc: ingredient.atc,
+        products: ingredient.products,
+      });
     }
   }
   return { snomed, rxnorm, provenance };
@@ -210,7 +220,7 @@ function rxnormFilters(filters: ComposeFilter[], at: string, bundled: BundledTer
   if (!ingredients) throw new TerminologyError(at, 'an RxNorm include needs an ingredient or ATC filter');
   const members = new Set<string>();
   for (const ingredient of ingredients) {
-    if (!routes || routes.has('unspecified')) members.add(ingredient);
+    if ((!routes || routes.has('unspecified')) && !ingredient.startsWith(UNCODED)) members.add(ingredient);
     for (const product of bundled.rxnorm.get(ingredient)!.products) {
       if (!routes || routes.has(product.route)) members.add(product.code);
     }

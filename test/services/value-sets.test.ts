@@ -168,6 +168,11 @@ t.test(
     t.ok(sets.contains('systemic-corticosteroid', SYSTEM.atc, 'H02AB06'), 'prednisolone by ATC');
     t.ok(sets.contains('systemic-corticosteroid', SYSTEM.rxnorm, '312617'), 'prednisone 5 mg tablet');
     t.ok(sets.contains('heart-failure', SYSTEM.snomed, '703272007'), 'HFrEF');
+    t.ok(
+      sets.contains('heart-failure', SYSTEM.snomed, '703275009'),
+      'HFrEF due to cardiomyopathy (VSAC expansion)',
+    );
+    t.ok(sets.contains('heart-failure', SYSTEM.snomed, '441481004'), 'chronic systolic heart failure');
     t.notOk(sets.contains('heart-failure', SYSTEM.snomed, '22298006'));
     t.ok(sets.contains('heart-failure', SYSTEM.icd10cm, 'I50.22'));
     t.ok(sets.contains('gi-bleed-history', SYSTEM.icd10, 'K92.2'));
@@ -177,6 +182,49 @@ t.test(
     t.ok(sets.contains('valproate', SYSTEM.rxnorm, '1099870'), 'divalproex 500 mg');
     t.ok(sets.contains('meningioma-progestogen', SYSTEM.atc, 'G03DB06'), 'chlormadinone');
     t.ok(sets.contains('meningioma-progestogen', SYSTEM.atc, 'G03DB04'), 'nomegestrol');
+  },
+);
+
+t.test(
+  'RxNorm clinical drugs of every class member the bundled expansion names, from its ATC class alone',
+  async (t) => {
+    const sets = loadValueSets('fhir-profiles');
+    // No value-set file lists these ingredients or drugs: they are members because terminology/rxnorm.json
+    // classes their ingredient under M01A, B01A, N06AB/N06AX SNRIs or H02.
+    const members: [string, string, string][] = [
+      ['oral-nsaid', '197686', 'etodolac 400 mg tablet (PDDI-CDS)'],
+      ['oral-nsaid', '198108', 'piroxicam 20 mg capsule'],
+      ['oral-nsaid', '311892', 'nabumetone 500 mg tablet'],
+      ['oral-nsaid', '829613', 'mefenamic acid 500 mg tablet'],
+      ['oral-nsaid', '24605', 'etodolac by RxNorm ingredient'],
+      ['anticoagulant', '1037045', 'dabigatran 150 mg capsule (VSAC)'],
+      ['anticoagulant', '1599555', 'edoxaban 60 mg tablet'],
+      ['anticoagulant', '854238', 'enoxaparin 60 mg syringe'],
+      ['anticoagulant', '1364445', 'apixaban 5 mg tablet'],
+      ['ssri-snri', '1738495', 'paroxetine 20 mg tablet'],
+      ['ssri-snri', '596934', 'duloxetine 60 mg capsule'],
+      ['ssri-snri', '312941', 'sertraline 50 mg tablet'],
+      ['ssri-snri', '790288', 'desvenlafaxine 50 mg tablet'],
+      ['systemic-corticosteroid', '197582', 'dexamethasone 4 mg tablet'],
+      ['systemic-corticosteroid', '259966', 'methylprednisolone 4 mg tablet'],
+      ['systemic-corticosteroid', '1743704', 'methylprednisolone 125 mg injection'],
+      ['systemic-corticosteroid', '198142', 'prednisolone 5 mg tablet'],
+      ['systemic-corticosteroid', '1870954', 'deflazacort 18 mg tablet'],
+    ];
+    for (const [set, code, what] of members) t.ok(sets.contains(set, SYSTEM.rxnorm, code), `${set}: ${what}`);
+    const others: [string, string, string][] = [
+      ['oral-nsaid', '106002', 'piroxicam gel is topical'],
+      ['oral-nsaid', '1243585', 'flurbiprofen eye drops'],
+      ['oral-nsaid', '197603', 'diflunisal is classed N02BA11, not M01A'],
+      ['systemic-corticosteroid', '1100387', 'methylprednisolone gel is topical'],
+      ['systemic-corticosteroid', '309692', 'dexamethasone eye drops'],
+      ['ssri-snri', '856377', 'trazodone 50 mg is not an SSRI/SNRI'],
+      ['anticoagulant', '1738495', 'paroxetine is no anticoagulant'],
+      // An ingredient listed without its own RxNorm code is matched through its products only.
+      ['ssri-snri', 'name:paroxetine', 'the internal key of an uncoded ingredient is no code'],
+    ];
+    for (const [set, code, what] of others)
+      t.notOk(sets.contains(set, SYSTEM.rxnorm, code), `${set}: ${what}`);
   },
 );
 

@@ -21,7 +21,8 @@ export interface Product {
 }
 
 interface Ingredient {
-  code: string;
+  /** Absent when the source listed the products but not the ingredient's own code. */
+  code?: string;
   display: string;
   atc: string[];
   source: string;
@@ -74,6 +75,11 @@ export async function productsOf(rxnav: string, ingredient: string): Promise<Pro
 export async function rebuild(file: ExpansionFile, rxnav: string, date: string): Promise<ExpansionFile> {
   const ingredients: Ingredient[] = [];
   for (const ingredient of file.ingredients) {
+    if (ingredient.code === undefined) {
+      // Nothing to ask RxNav by: kept as listed (add its code to the file to have it rebuilt).
+      ingredients.push(ingredient);
+      continue;
+    }
     ingredients.push({
       ...ingredient,
       source: `NLM RxNav allrelated (${date})`,
