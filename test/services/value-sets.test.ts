@@ -173,6 +173,7 @@ t.test(
       'HFrEF due to cardiomyopathy (VSAC expansion)',
     );
     t.ok(sets.contains('heart-failure', SYSTEM.snomed, '441481004'), 'chronic systolic heart failure');
+    t.ok(sets.contains('mi-stroke', SYSTEM.snomed, '401303003'), 'acute STEMI (VSAC expansion)');
     t.notOk(sets.contains('heart-failure', SYSTEM.snomed, '22298006'));
     t.ok(sets.contains('heart-failure', SYSTEM.icd10cm, 'I50.22'));
     t.ok(sets.contains('gi-bleed-history', SYSTEM.icd10, 'K92.2'));
