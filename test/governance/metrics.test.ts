@@ -9,7 +9,6 @@ import {
   aucDeLong,
   calibrationByDecile,
   confusion,
-  logit,
   midranks,
   type Outcome,
   psi,
@@ -21,13 +20,13 @@ import {
 } from '../../src/governance/metrics.js';
 import { auc as trainingAuc, calibration as trainingCalibration } from '../../tools/training/metrics.js';
 import { cohort, TRUE_INTERCEPT, TRUE_SLOPE } from '../helpers/governance-cohort.js';
+import { bisectionRecalibration, pairScore } from '../helpers/governance-independent.js';
 
 const rows = cohort({ n: 3000, seed: 19 });
 const risks = rows.map((r) => r.risk);
 const outcomes = rows.map((r) => r.outcome as Outcome);
 
-/** ψ(x, y): 1 when the case scores above the control, ½ on a tie. */
-const psiPair = (x: number, y: number) => (x > y ? 1 : x === y ? 0.5 : 0);
+const psiPair = pairScore;
 
 t.test(
   'AUC equals pair counting, and its DeLong variance the placement values counted pair by pair',
@@ -65,37 +64,8 @@ t.test('ties count one half, and a missing class leaves the AUC undefined', asyn
   t.same([perfect.auc, perfect.ci.high], [1, 1], 'the interval is clipped to [0, 1]');
 });
 
-/** Root of a decreasing function on [lo, hi] by bisection. */
-function bisect(f: (x: number) => number, lo: number, hi: number): number {
-  for (let i = 0; i < 200; i++) {
-    const mid = (lo + hi) / 2;
-    if (f(mid) > 0) lo = mid;
-    else hi = mid;
-  }
-  return (lo + hi) / 2;
-}
-
-const sigmoid = (z: number) => 1 / (1 + Math.exp(-z));
-
 t.test('calibration slope and intercept equal a fit by another method on the same rows', async (t) => {
-  const lp = risks.map(logit);
-  // Intercept-in-the-large: the root of Σ (y − σ(a + lp)).
-  const intercept = bisect((a) => lp.reduce((s, x, i) => s + outcomes[i]! - sigmoid(a + x), 0), -5, 5);
-  // Slope: coordinate-wise bisection on both score equations until neither moves.
-  let a = 0;
-  let b = 1;
-  for (let round = 0; round < 500; round++) {
-    const a2 = bisect((u) => lp.reduce((s, x, i) => s + outcomes[i]! - sigmoid(u + b * x), 0), -10, 10);
-    const b2 = bisect(
-      (v) => lp.reduce((s, x, i) => s + x * (outcomes[i]! - sigmoid(a2 + v * x)), 0),
-      -10,
-      10,
-    );
-    const moved = Math.abs(a2 - a) + Math.abs(b2 - b);
-    a = a2;
-    b = b2;
-    if (moved < 1e-11) break;
-  }
+  const { intercept, slope: b } = bisectionRecalibration(risks, outcomes);
   const got = recalibration(risks, outcomes);
   t.ok(Math.abs(got.intercept! - intercept) < 1e-8, `intercept ${got.intercept} = ${intercept}`);
   t.ok(Math.abs(got.slope! - b) < 1e-7, `slope ${got.slope} = ${b}`);
