@@ -179,8 +179,11 @@ function modelSection(m: ModelSection, f: ReturnType<typeof formatters>, t: Text
         `<tr><td>${d.decile}</td><td class="n">${f.count(d.n)}</td><td class="n">${f.cell(d.meanPredicted, f.pct)}</td><td class="n">${f.cell(d.observedRate, f.pct)}</td></tr>`,
     )
     .join('');
+  const figure = (title: string, svg: string) => `<figure><figcaption>${title}</figcaption>${svg}</figure>`;
   const roc =
-    m.roc === null || m.roc === SUPPRESSED ? `<p class="note">${t.rocNone}</p>` : rocChart(m.roc, t.roc);
+    m.roc === null || m.roc === SUPPRESSED
+      ? `<p class="note">${t.rocNone}</p>`
+      : figure(t.roc.title, rocChart(m.roc, t.roc));
   const subgroups = m.subgroups
     .map(
       (s) =>
@@ -199,7 +202,7 @@ ${m.statusText ? `<p class="status">${escapeHtml(m.statusText)}</p>` : ''}
 <tr><th>${t.scored}</th><td class="n">${f.count(m.scored)}</td></tr>
 ${performanceRows(m.overall, f, t)}
 </table>
-<div class="charts">${roc}${calibrationChart(m.deciles, t.calibration)}${histogramChart(m.riskHistogram, t.histogram)}</div>
+<div class="charts">${roc}${figure(t.calibration.title, calibrationChart(m.deciles, t.calibration))}${figure(t.histogram.title, histogramChart(m.riskHistogram, t.histogram))}</div>
 <h4>${t.deciles}</h4>
 <table><tr><th>${t.decile}</th><th>${t.rows}</th><th>${t.predicted}</th><th>${t.observed}</th></tr>${deciles}</table>
 <h4>${t.drift}</h4>
@@ -246,6 +249,7 @@ th,td{border-bottom:1px solid #ddd;padding:.25rem .75rem;text-align:left;vertica
 td.n{text-align:right;font-variant-numeric:tabular-nums}
 .suppressed{color:#777;font-style:italic}
 .charts{display:flex;flex-wrap:wrap;gap:1rem}
+figure{margin:0}figcaption{font-weight:600;text-align:center}
 .status,.demo{background:#fff4d6;border-left:4px solid #e0a800;padding:.4rem .8rem}
 section.model{border-top:2px solid #3a6ea5;margin-top:2rem}
 </style>
