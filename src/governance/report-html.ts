@@ -4,6 +4,7 @@
  * holds, in the same order; suppressed cells read "suppressed" / "masqué".
  */
 import { escapeHtml } from '../analytics/page.js';
+import { UNCODED } from '../analytics/report.js';
 import { OVERRIDE_REASONS, type OverrideReasonCode } from '../codes.js';
 import type { Interval } from './metrics.js';
 import { calibrationChart, histogramChart, rocChart } from './charts.js';
@@ -73,6 +74,7 @@ const TEXT = {
     overridden: 'Overridden',
     reasons: 'Override reasons',
     suppressed: 'suppressed',
+    uncoded: 'No coded reason (comment only)',
     undefined: '—',
   },
   fr: {
@@ -129,6 +131,7 @@ const TEXT = {
     overridden: 'Écartées',
     reasons: 'Motifs d’écart',
     suppressed: 'masqué',
+    uncoded: 'Sans motif codé (commentaire seul)',
     undefined: '—',
   },
 } as const;
@@ -211,7 +214,9 @@ ${drift}
 </section>`;
 }
 
+/** A coded override reason as a person reads it (`uncoded`: a comment without a code, see src/analytics). */
 function reasonLabel(code: string, lang: Lang): string {
+  if (code === UNCODED) return TEXT[lang].uncoded;
   return OVERRIDE_REASONS[code as OverrideReasonCode]?.[lang] ?? code;
 }
 

@@ -229,7 +229,7 @@ t.test(
         cardsShown: 120,
         accepted: 70,
         overridden: 40,
-        overrideReasons: { 'patient-preference': 33, 'already-handled': 7 },
+        overrideReasons: { 'patient-preference': 33, 'already-handled': 7, uncoded: 0 },
         withOutcome: { known: 50, positive: 12 },
       },
       {
@@ -252,7 +252,9 @@ t.test(
     t.same(nsaid!.overrideReasons, [
       { reason: 'patient-preference', count: 33 },
       { reason: 'already-handled', count: SUPPRESSED },
+      { reason: 'uncoded', count: 0 },
     ]);
+    t.match(renderReportHtml(report, 'en'), /No coded reason \(comment only\): 0/);
     t.equal((nsaid!.acceptanceRate as { value: number }).value, 70 / 120);
     t.equal((nsaid!.alertRate as { value: number }).value, 0.12);
     const ppv = nsaid!.ppv as { value: number; ci: { low: number; high: number } };
