@@ -278,6 +278,12 @@ export async function buildApp(
       ...(overrides.cdsRoutes ? { cdsRoutes: overrides.cdsRoutes } : {}),
       analyticsToken: config.analyticsToken,
       explanations,
+      governance: {
+        versions: live.versions,
+        approvedModelsFile: config.approvedModelsFile,
+        reportsDir: config.reportsDir,
+        reportMinCell: config.reportMinCell,
+      },
     });
     return app;
   } catch (error) {

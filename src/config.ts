@@ -118,6 +118,12 @@ export const CONFIG_SCHEMA = {
     storeRetryAfterS: { type: 'integer', minimum: 1, maximum: 3600, default: 5 },
     // Bearer token of the governance team for /analytics; the endpoints answer 404 when unset.
     analyticsToken: { type: 'string', minLength: 32 },
+    // Folder of the local validation reports (JSON written by `npm run evaluate -- --out`), listed on the
+    // governance page behind analyticsToken; unset: the page lists none.
+    reportsDir: { type: 'string', minLength: 1 },
+    // Small-cell suppression of the reports: no figure describes fewer patients than this. 10 is a common
+    // floor of statistical disclosure control for health data; a stored report built with less is not served.
+    reportMinCell: { type: 'integer', minimum: 1, default: 10 },
     // Bearer token for GET /metrics; unset, the metrics are open to whoever reaches the interface.
     metricsToken: { type: 'string', minLength: 32 },
     // Bearer token for POST /admin/reload; unset, the route answers 404 (reload by SIGHUP only).

@@ -6,8 +6,13 @@
  * - `POST /analytics/patient-export` `{ "patientId": … }`: a patient's audit events (right of access),
  *   found through the keyed pseudonym. POST so that the patient id never appears in a URL or access log.
  *
+ * - the governance page, the stored validation reports and every version's model card (governance.ts).
+ *
  * The credential is sent as `Authorization: Bearer <token>`, or as the password of HTTP Basic (any user
- * name), which lets a browser open the page. Without a configured token every route answers 404.
+ * name), which lets a browser open the page. Without a configured token every route answers 404. A 401
+ * sends each challenge in its own `WWW-Authenticate` header (RFC 9110 §11.6.1 allows several challenges
+ * in one, but browsers read only the first of a header: Chromium never prompted for Basic behind Bearer),
+ * Basic first to a browser (`Accept: text/html`), Bearer first to anything else.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
@@ -17,11 +22,25 @@ import { CdsError } from '../errors.js';
 import type { AuditTrail } from '../audit/audit-trail.js';
 import type { AnalyticsScope } from '../audit/store.js';
 import { describeError, validatorFor } from '../request/validate.js';
+import { type GovernanceDeps, registerGovernanceRoutes } from './governance.js';
 
 export interface AnalyticsDeps {
   audit: Pick<AuditTrail, 'use' | 'pseudonymise'>;
   token: string | undefined;
   now: () => Date;
+  /** The governance page's sources; without them, no governance route. */
+  governance?: Omit<GovernanceDeps, 'now' | 'csp'>;
+}
+
+/** The two challenges of a 401 (RFC 7617 §2.1: the charset tells the browser to send UTF-8). */
+const BASIC_CHALLENGE = 'Basic realm="cds-analytics", charset="UTF-8"';
+const BEARER_CHALLENGE = 'Bearer realm="cds-analytics"';
+
+/** Basic first to a browser asking for a page, so that it prompts; Bearer first to API clients. */
+export function challenges(accept: string | undefined): string[] {
+  return /\btext\/html\b/i.test(accept ?? '')
+    ? [BASIC_CHALLENGE, BEARER_CHALLENGE]
+    : [BEARER_CHALLENGE, BASIC_CHALLENGE];
 }
 
 /** No script, no external asset, not framed: the page needs nothing but its own inline style. */
@@ -81,7 +100,7 @@ export function registerAnalytics(app: FastifyInstance, deps: AnalyticsDeps): vo
       reply.header('cache-control', 'no-store');
       if (!token) throw new CdsError('CDS_ERR_ANALYTICS_DISABLED');
       if (!matches(presentedCredential(request.headers.authorization), token)) {
-        reply.header('www-authenticate', 'Bearer realm="cds-analytics", Basic realm="cds-analytics"');
+        reply.header('www-authenticate', challenges(request.headers.accept));
         throw new CdsError('CDS_ERR_ANALYTICS_UNAUTHORIZED');
       }
     });
@@ -94,6 +113,8 @@ export function registerAnalytics(app: FastifyInstance, deps: AnalyticsDeps): vo
       const page = renderReportPage(await report(request));
       return reply.type('text/html; charset=utf-8').header('content-security-policy', PAGE_CSP).send(page);
     });
+
+    if (deps.governance) registerGovernanceRoutes(scope, { ...deps.governance, now, csp: PAGE_CSP });
 
     scope.post('/analytics/patient-export', async (request) => {
       const validate = validatorFor('PatientExportRequest');

@@ -33,6 +33,13 @@ export interface RouteDeps {
   analyticsToken: string | undefined;
   /** The explanation pages of model-based cards (signed links, outside /cds-services). */
   explanations: Explanations;
+  /** Every model version on disk, by `modelKey(id, version)`, and the governance page's settings. */
+  governance?: {
+    versions: ModelRegistry;
+    approvedModelsFile: string | undefined;
+    reportsDir: string | undefined;
+    reportMinCell: number;
+  };
 }
 
 /** Marks the CDS scope and its children (decorators are inherited downwards only). */
@@ -61,7 +68,14 @@ export function registerRoutes(app: FastifyInstance, deps: RouteDeps): void {
     },
     { prefix: CDS_PREFIX },
   );
-  registerAnalytics(app, { audit: deps.audit, token: deps.analyticsToken, now: deps.pipeline.now });
+  registerAnalytics(app, {
+    audit: deps.audit,
+    token: deps.analyticsToken,
+    now: deps.pipeline.now,
+    ...(deps.governance
+      ? { governance: { ...deps.governance, models: deps.models, defaultLanguage: deps.defaultLanguage } }
+      : {}),
+  });
   registerModelRoutes(app, deps.models, deps.defaultLanguage);
   registerExplanationRoutes(app, {
     explanations: deps.explanations,

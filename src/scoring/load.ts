@@ -67,11 +67,20 @@ export function modelKey(id: string, version: string): string {
   return `${id}@${version}`;
 }
 
-/** One entry of the approved-models file: the only model files start-up accepts when the file is set. */
+/**
+ * One entry of the approved-models file: the only model files start-up accepts when the file is set. The
+ * approval record (who approved, when, on which report) is shown on the governance page.
+ */
 export interface ApprovedModel {
   id: string;
   version: string;
   sha256: string;
+  /** Who approved this version (a name or a role; the governance page shows it). */
+  approvedBy?: string;
+  /** When: a date (YYYY-MM-DD) or a date-time. */
+  approvedAt?: string;
+  /** The local validation report the approval rests on: a file name in the reports folder. */
+  report?: string;
 }
 
 export interface ReadOptions {
@@ -91,12 +100,16 @@ const validateApproved = createAjv().compile<ApprovedModel[]>({
       id: { type: 'string', minLength: 1 },
       version: { type: 'string', pattern: '^\\d+\\.\\d+\\.\\d+$' },
       sha256: { type: 'string', pattern: '^[0-9a-f]{64}$' },
+      approvedBy: { type: 'string', minLength: 1, maxLength: 200 },
+      approvedAt: { type: 'string', pattern: '^\\d{4}-\\d{2}-\\d{2}(T[\\d:.]+(Z|[+-]\\d{2}:\\d{2}))?$' },
+      report: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$' },
     },
   },
 });
 
 /**
- * Reads the approved-models file (YAML or JSON: a list of `{ id, version, sha256 }`), kept outside the
+ * Reads the approved-models file (YAML or JSON: a list of `{ id, version, sha256 }`, each with its
+ * optional approval record `approvedBy`, `approvedAt`, `report`), kept outside the
  * models folder so that whoever can change a model file and its manifest cannot also approve it.
  * @throws CdsError CDS_ERR_MODEL_INVALID naming the file
  */

@@ -70,7 +70,11 @@ t.test(
       });
       t.equal(res.statusCode, 401, String(authorization));
       t.equal(res.json().issue[0].details.coding[0].code, 'CDS_ERR_ANALYTICS_UNAUTHORIZED');
-      t.equal(res.headers['www-authenticate'], 'Bearer realm="cds-analytics", Basic realm="cds-analytics"');
+      t.same(
+        res.headers['www-authenticate'],
+        ['Bearer realm="cds-analytics"', 'Basic realm="cds-analytics", charset="UTF-8"'],
+        'one challenge per header, Bearer first to an API client',
+      );
       t.equal(res.headers['cache-control'], 'no-store');
     }
   },

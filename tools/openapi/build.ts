@@ -183,10 +183,17 @@ export function buildOpenApi(): Record<string, unknown> {
       schema: { type: 'string', minLength: 1, maxLength: 256 },
     },
   ];
+  const governanceLang = {
+    name: 'lang',
+    in: 'query',
+    required: false,
+    description: 'Language of the page (else Accept-Language, else the default language)',
+    schema: { type: 'string', enum: ['en', 'fr'] },
+  };
   const analyticsErrors = {
     '401': errorResponse(
       401,
-      'The analytics credential is missing or wrong (WWW-Authenticate names Bearer and Basic)',
+      'The analytics credential is missing or wrong: one WWW-Authenticate header per scheme, Basic first to a browser (Accept: text/html), else Bearer first',
     ),
     '404': errorResponse(404, 'Analytics are disabled (no CDS_ANALYTICS_TOKEN)'),
     '500': internal,
@@ -412,6 +419,83 @@ export function buildOpenApi(): Record<string, unknown> {
           },
         },
         options: preflight('patientExportPreflight', 'POST'),
+      },
+      '/analytics/governance': {
+        get: {
+          operationId: 'governancePage',
+          summary: 'Governance page: model versions, model cards, approval records, validation reports',
+          description:
+            'Every model version on disk with its status, whether it issues cards, a link to its model card and its approval record (approvedBy, approvedAt, report, from CDS_APPROVED_MODELS_FILE), then the local validation reports of CDS_REPORTS_DIR. Self-contained HTML in `lang`, else `Accept-Language`.',
+          security: [{ analyticsBearer: [] }, { analyticsBasic: [] }],
+          parameters: [governanceLang],
+          responses: {
+            '200': { description: 'The page', content: { 'text/html': { schema: { type: 'string' } } } },
+            '400': errorResponse(400, 'An unknown query parameter or value'),
+            ...analyticsErrors,
+          },
+        },
+        options: preflight('governancePagePreflight', 'GET'),
+      },
+      '/analytics/reports/{name}': {
+        parameters: [
+          {
+            name: 'name',
+            in: 'path',
+            required: true,
+            description: 'File name of the report in CDS_REPORTS_DIR (`*.json`)',
+            schema: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,199}\\.json$' },
+          },
+        ],
+        get: {
+          operationId: 'governanceReport',
+          summary: 'A local validation report (issue 19): HTML with SVG charts, or its JSON',
+          description:
+            'Discrimination, calibration, classification at the card threshold, subgroups, drift and rule figures for a period, per model version and mode, with small cells suppressed. HTML in `lang` (else `Accept-Language`), or the JSON with `format=json`. A report built with a minimum cell size below CDS_REPORT_MIN_CELL is not served.',
+          security: [{ analyticsBearer: [] }, { analyticsBasic: [] }],
+          parameters: [
+            governanceLang,
+            {
+              name: 'format',
+              in: 'query',
+              required: false,
+              description: '`json` for the report object, else the HTML page',
+              schema: { type: 'string', enum: ['html', 'json'] },
+            },
+          ],
+          responses: {
+            '200': {
+              description: 'The report',
+              content: { 'text/html': { schema: { type: 'string' } }, 'application/json': {} },
+            },
+            '400': errorResponse(400, 'An unknown query parameter or value'),
+            ...analyticsErrors,
+          },
+        },
+        options: preflight('governanceReportPreflight', 'GET'),
+      },
+      '/analytics/models/{id}/{version}/model-card': {
+        parameters: [
+          modelId,
+          {
+            name: 'version',
+            in: 'path',
+            required: true,
+            description: 'Model version on disk',
+            schema: { type: 'string' },
+          },
+        ],
+        get: {
+          operationId: 'governanceModelCard',
+          summary: 'Model card of any version on disk (HTML page)',
+          security: [{ analyticsBearer: [] }, { analyticsBasic: [] }],
+          parameters: [governanceLang],
+          responses: {
+            '200': { description: 'The page', content: { 'text/html': { schema: { type: 'string' } } } },
+            '400': errorResponse(400, 'An unknown query parameter or value'),
+            ...analyticsErrors,
+          },
+        },
+        options: preflight('governanceModelCardPreflight', 'GET'),
       },
       '/models': {
         get: {
