@@ -57,7 +57,9 @@ export async function inspectOnnx(bytes: Uint8Array): Promise<OnnxShape> {
       throw new InitError(`input "${input.name}" must be a float32 or float64 tensor`);
     }
     if (input.type === 'float64') {
-      notes.push(`input "${input.name}" is float64: accepted as it is (the service feeds it float64 rows)`);
+      notes.push(
+        `input "${input.name}" is float64: the service inserts a Cast at load and feeds it float32 rows (the file stays as it is)`,
+      );
     }
     const width = input.shape.length === 2 && typeof input.shape[1] === 'number' ? input.shape[1] : undefined;
     const tensors = session.outputMetadata.filter(
