@@ -309,11 +309,13 @@ for (const [index, layout] of [XGBOOST, REGRESSOR_SIGMOID].entries()) {
 
     // README step 3: fill the manifest: every marked field, the background, the examples.
     const background = Array.from({ length: 100 }, () => row(rng, 0.05));
+    const missingCell = index === 0 ? 'nan' : '';
     writeFileSync(
       join(folder, 'background.csv'),
       [
         Array.from({ length: F }, (_, i) => `v${i}`).join(','),
-        ...background.map((r) => r.map((v) => (Number.isNaN(v) ? '' : String(v))).join(',')),
+        // A missing value as numpy.savetxt writes it (nan), or as an empty cell.
+        ...background.map((r) => r.map((v) => (Number.isNaN(v) ? missingCell : String(v))).join(',')),
       ].join('\n') + '\n',
     );
     const doc = parseDocument(text);
