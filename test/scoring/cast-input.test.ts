@@ -16,6 +16,7 @@ import { loadModel, logit, predict, SESSION_OPTIONS } from '../../src/scoring/lo
 import type { ModelManifest } from '../../src/scoring/manifest.js';
 import { type ScoredOutcome, scoreSubjects } from '../../src/scoring/score.js';
 import { type RawEnsemble, rawEnsembleToOnnx } from '../../tools/training/tree-onnx.js';
+import { main } from '../../tools/model/main.js';
 import { tempDir } from '../helpers/app.js';
 import { modelCardFor } from '../helpers/model-card.js';
 
@@ -154,6 +155,14 @@ t.test('a float64 tree model loads with a Cast, scores float32 values, explains 
   const margin = Math.fround(-0.5) + Math.fround(-0.8) + Math.fround(0.9);
   t.ok(Math.abs(sum - margin) < 1e-9, `baseline + Σ = the margin of the float32 path (${sum})`);
   t.ok(Math.abs(sum - logit(outcome!.probability)) < 1e-5, 'and the model output');
+  // The model CLI says what the service does with the file.
+  const out: string[] = [];
+  const code = await main(['validate', '--model', folder], {
+    out: (l) => out.push(l),
+    err: (l) => out.push(l),
+  });
+  t.equal(code, 0, out.join('\n'));
+  t.match(out.join('\n'), /input "X" \(float64 in the file, fed float32 through a Cast inserted at load\)/);
 });
 
 t.test('a graph importing only ai.onnx.ml gets the default opset for its Cast', async (t) => {
