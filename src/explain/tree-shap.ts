@@ -216,8 +216,16 @@ export function treeExplainer(
     }
   });
   const tables = new Float64Array(tableSize);
-  // One flag per table row: most masks of x share nothing (no background row completes them).
-  const nonZero = new Uint8Array(tableSize);
+  // One bit per table row, numbered from `rowStart` of its leaf: most masks of x share nothing (no
+  // background row completes them; about 3 in 4 of the rows a call reaches in the benchmark's model).
+  // The bits fit in a core's cache where the tables do not, so a call reads only the rows that count.
+  const rowStart = new Int32Array(leaves.length);
+  let rows = 0;
+  leaves.forEach((leaf, l) => {
+    rowStart[l] = rows;
+    if (tableAt[l]! >= 0) rows += 1 << leaf.features.length;
+  });
+  const nonZero = new Int32Array((rows + 31) >>> 5);
   leaves.forEach((leaf, l) => {
     const at = tableAt[l]!;
     if (at < 0) return;
@@ -225,7 +233,8 @@ export function treeExplainer(
     for (let px = 0; px < 1 << d; px += 1) {
       const row = at + px * d;
       leafShares(leaf.masks, leaf.counts, d, px, leaf.value / n, fact, tables, row);
-      for (let j = 0; j < d; j += 1) if (tables[row + j] !== 0) nonZero[row] = 1;
+      const bit = rowStart[l]! + px;
+      for (let j = 0; j < d; j += 1) if (tables[row + j] !== 0) nonZero[bit >>> 5]! |= 1 << (bit & 31);
     }
   });
   // Flat per-leaf arrays for the call.
@@ -320,8 +329,9 @@ export function treeExplainer(
         if (d === 0) continue;
         const at = tableAt[l]!;
         if (at >= 0) {
+          const bit = rowStart[l]! + mask;
+          if ((nonZero[bit >>> 5]! & (1 << (bit & 31))) === 0) continue;
           const rowAt = at + mask * d;
-          if (nonZero[rowAt] === 0) continue;
           for (let j = 0; j < d; j += 1) phi[featList[f0 + j]!]! += tables[rowAt + j]!;
         } else {
           scratch.fill(0, 0, d);

@@ -6,7 +6,8 @@
  *
  * The file is CSV: a header naming the manifest's feature ids in manifest order, then one row per
  * sampled subject, the values as the model receives them (after unit conversion and coding). An empty
- * cell or `NaN` is a missing value (tree ensembles route it by their missing-value rule).
+ * cell, `NaN` or `nan` (what numpy.savetxt writes) is a missing value (tree ensembles route it by their
+ * missing-value rule).
  */
 
 /** Most rows a background may hold (the explainers summarise it at load; 100 is typical). */
@@ -37,7 +38,7 @@ export function parseBackground(text: string, featureIds: readonly string[]): nu
     if (cells.length !== featureIds.length)
       throw new Error(`line ${number}: ${cells.length} values for ${featureIds.length} features`);
     return cells.map((cell, i) => {
-      if (cell === '' || cell === 'NaN') return Number.NaN;
+      if (cell === '' || cell === 'NaN' || cell === 'nan') return Number.NaN;
       const value = Number(cell);
       if (!Number.isFinite(value))
         throw new Error(`line ${number}: "${cell}" is not a number (feature ${featureIds[i]})`);

@@ -26,6 +26,7 @@ import { FILL_MARKER, MODEL_CARD_SCHEMA, type RequiredModelCard } from './model-
 import { isKnownUnit } from './units.js';
 import { parseBackground } from './background.js';
 import { applyLink, readTreeModel, treeMargin } from './trees.js';
+import { float32Input } from './cast-input.js';
 import { treeExplainer } from '../explain/tree-shap.js';
 import {
   linearExplainer,
@@ -53,8 +54,11 @@ export interface ModelFiles {
 
 export interface LoadedModel extends Omit<ModelFiles, 'bytes'> {
   readonly session: ort.InferenceSession;
-  /** Element type of the session's input: a float64 export is fed float64 rows, no conversion needed. */
-  readonly inputType: 'float32' | 'float64';
+  /**
+   * Element type of the file's input. The session always takes float32 rows: a float64 input gets a
+   * Cast inserted at load (src/scoring/cast-input.ts).
+   */
+  readonly fileInputType: 'float32' | 'float64';
   /** Shapley values of the margin against the background (src/explain/shapley.ts). */
   readonly explainer: ModelExplainer;
 }
@@ -481,18 +485,19 @@ export async function openModel(
   const { bytes, ...rest } = files;
   const m = files.manifest;
   let session: ort.InferenceSession;
+  let fileInputType: LoadedModel['fileInputType'];
   try {
-    session = await ort.InferenceSession.create(bytes, SESSION_OPTIONS);
+    const runnable = float32Input(bytes, m.input.name);
+    fileInputType = runnable.fileInputType;
+    session = await ort.InferenceSession.create(runnable.bytes, SESSION_OPTIONS);
   } catch (error) {
     fail(m.id, `onnxruntime cannot load ${m.file}: ${(error as Error).message.split('\n')[0]}`);
   }
   let model: LoadedModel;
   try {
     checkSession(m, session);
-    const type = session.inputMetadata.find((i) => i.name === m.input.name);
-    const inputType = type?.isTensor && type.type === 'float64' ? 'float64' : 'float32';
-    const explainer = await buildExplainer(files, session, inputType);
-    model = { ...rest, session, inputType, explainer };
+    const explainer = await buildExplainer(files, session);
+    model = { ...rest, session, fileInputType, explainer };
     // Only `npm run model -- validate` skips them, to list every example's difference itself.
     if (!options.skipExamples) await checkExamples(model);
     if (m.explanation.method === 'linear') await checkLinear(model);
@@ -511,15 +516,11 @@ const TREE_TOLERANCE = 1e-5;
  * read from the ONNX file and must reproduce onnxruntime's output on every background row and the
  * reference row, so the trees explained are the trees that score.
  */
-async function buildExplainer(
-  files: ModelFiles,
-  session: ort.InferenceSession,
-  inputType: LoadedModel['inputType'],
-): Promise<ModelExplainer> {
+async function buildExplainer(files: ModelFiles, session: ort.InferenceSession): Promise<ModelExplainer> {
   const m = files.manifest;
   const e = m.explanation;
   const background = files.background;
-  const run = (rows: readonly (readonly number[])[]) => runSession(session, m, rows, inputType);
+  const run = (rows: readonly (readonly number[])[]) => runSession(session, m, rows);
   if (e.method === 'linear') {
     try {
       return linearExplainer(e, background);
@@ -623,23 +624,21 @@ export function logit(p: number): number {
  * @returns P(outcome) per row, in float64
  */
 export async function predict(
-  model: Pick<LoadedModel, 'manifest' | 'session' | 'inputType'>,
+  model: Pick<LoadedModel, 'manifest' | 'session'>,
   rows: readonly (readonly number[])[],
 ): Promise<Float64Array> {
-  return runSession(model.session, model.manifest, rows, model.inputType);
+  return runSession(model.session, model.manifest, rows);
 }
 
 async function runSession(
   session: ort.InferenceSession,
   m: ModelManifest,
   rows: readonly (readonly number[])[],
-  inputType: LoadedModel['inputType'],
 ): Promise<Float64Array> {
   const width = m.features.length;
-  const data =
-    inputType === 'float64' ? new Float64Array(rows.length * width) : new Float32Array(rows.length * width);
+  const data = new Float32Array(rows.length * width);
   rows.forEach((row, r) => data.set(row, r * width));
-  const input = new ort.Tensor(inputType, data, [rows.length, width]);
+  const input = new ort.Tensor('float32', data, [rows.length, width]);
   const results = await session.run({ [m.input.name]: input }, [m.output.name]);
   const output = results[m.output.name]!;
   const values = output.data as Float32Array | Float64Array;

@@ -2,7 +2,7 @@
  * What start-up and reload refuse about a model's files (issue 17): a reference example the ONNX file
  * does not reproduce, a tampered file whose hash was recomputed in its manifest, a hash the approved-models
  * file does not list; and what they accept: several versions side by side (the service YAML picks the
- * one that issues cards), a float64 input.
+ * one that issues cards), a float64 input (given a Cast at load).
  */
 import { createHash } from 'node:crypto';
 import { cpSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -362,7 +362,7 @@ t.test('two services running two versions of one model are refused', async (t) =
   });
 });
 
-t.test('a float64 input is fed float64 rows', async (t) => {
+t.test('a float64 input gets a Cast at load: the session takes float32 rows', async (t) => {
   const dirs = setUpDirs();
   const coefficients = [0.5, -0.25, 1];
   const intercept = -0.2;
@@ -417,8 +417,8 @@ t.test('a float64 input is fed float64 rows', async (t) => {
   writeFileSync(join(folder, 'model-card.md'), card.markdown);
   const loaded = await loadModel(folder, engine);
   t.teardown(() => loaded.session.release());
-  t.equal(loaded.inputType, 'float64');
-  t.match(loaded.session.inputMetadata[0], { type: 'float64' });
+  t.equal(loaded.fileInputType, 'float64');
+  t.match(loaded.session.inputMetadata[0], { name: 'X64', type: 'float32' });
   const p = await predict(loaded, rows);
   rows.forEach((x, i) => t.ok(Math.abs(p[i]! - sigmoid(x)) < 1e-6, `row ${i}: ${p[i]}`));
 });

@@ -10,19 +10,26 @@ import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { formatBackground } from '../../src/scoring/background.js';
 import { createRng } from '../synthetic/random.js';
-import { randomRawTrees, rawEnsembleToOnnx } from '../training/tree-onnx.js';
+import {
+  type RawEnsemble,
+  randomRawTrees,
+  rawEnsembleToOnnx,
+  rawProbability,
+} from '../training/tree-onnx.js';
 
 /** A 100-tree, depth-6, 50-feature ensemble with a 100-row background, as a model folder. */
 export function treeModelFolder(): string {
   const F = 50;
   const rng = createRng(17, 0);
-  const onnx = rawEnsembleToOnnx({
+  const ensemble: RawEnsemble = {
     op: 'classifier',
     trees: randomRawTrees(rng, { trees: 100, depth: 6, featureCount: F, missingTrue: 0.2, earlyLeaf: 0.05 }),
     featureCount: F,
     baseValues: [-1],
     postTransform: 'LOGISTIC',
-  });
+  };
+  const onnx = rawEnsembleToOnnx(ensemble);
+  const sha256 = createHash('sha256').update(onnx).digest('hex');
   const ids = Array.from({ length: F }, (_, i) => `v${i}`);
   const row = () => ids.map(() => Math.round(rng.normal(0, 1.5) * 100) / 100);
   const root = mkdtempSync(join(tmpdir(), 'cds-bench-trees-'));
@@ -36,8 +43,9 @@ export function treeModelFolder(): string {
       Array.from({ length: 100 }, () => row()),
     ),
   );
-  writeFileSync(join(dir, 'card.md'), '# Benchmark tree ensemble\n');
-  writeFileSync(join(dir, 'card.json'), '{"id":"bench-trees"}');
+  writeFileSync(join(dir, 'card.md'), `# Benchmark tree ensemble 1.0.0\n\nONNX sha256: \`${sha256}\`\n`);
+  writeFileSync(join(dir, 'card.json'), JSON.stringify(benchCard(sha256)));
+  const examples = Array.from({ length: 4 }, () => row());
   const manifest = {
     id: 'bench-trees',
     version: '1.0.0',
@@ -45,7 +53,7 @@ export function treeModelFolder(): string {
     status: 'demonstration',
     statusText: { en: 'Benchmark.', fr: 'Banc d’essai.' },
     file: 'model.onnx',
-    sha256: createHash('sha256').update(onnx).digest('hex'),
+    sha256,
     modelCard: { markdown: 'card.md', json: 'card.json' },
     input: { name: 'features' },
     output: { name: 'probability', column: 1 },
@@ -64,6 +72,15 @@ export function treeModelFolder(): string {
       reference: 0,
     })),
     explanation: { method: 'tree' },
+    examples: {
+      source: 'the raw node lists the file was written from (rawProbability)',
+      tolerance: 1e-5,
+      rows: examples.map((input, i) => ({
+        id: `row${i + 1}`,
+        input,
+        probability: rawProbability(ensemble, input),
+      })),
+    },
     background: { file: 'background.csv' },
     bands: [{ id: 'all', label: { en: 'all', fr: 'tous' } }],
     threshold: 0.5,
@@ -71,4 +88,22 @@ export function treeModelFolder(): string {
   };
   writeFileSync(join(dir, 'manifest.yaml'), stringify(manifest));
   return root;
+}
+
+/** A model card with every section the loader requires (src/scoring/model-card.ts). */
+function benchCard(sha256: string): Record<string, unknown> {
+  return {
+    id: 'bench-trees',
+    version: '1.0.0',
+    status: 'Benchmark model: random trees. Not for clinical use.',
+    intendedUse: 'Timing the model stage.',
+    intendedUsers: 'The benchmark.',
+    population: { description: 'Generated rows.' },
+    trainingData: { kind: 'simulated' },
+    outcome: { description: 'none', horizon: '12 months' },
+    metrics: { overall: { auc: 0.5, calibrationSlope: 1 }, subgroups: [{ variable: 'all', n: 100 }] },
+    limits: ['Random trees, not a model of anything.'],
+    dates: { trained: '2026-11-22', card: '2026-11-22' },
+    onnxSha256: sha256,
+  };
 }

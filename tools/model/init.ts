@@ -9,6 +9,7 @@ import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from
 import { basename, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { SESSION_OPTIONS } from '../../src/scoring/load.js';
+import { readTreeModel } from '../../src/scoring/trees.js';
 
 export interface InitOptions {
   onnx: string;
@@ -33,7 +34,35 @@ export class InitError extends Error {
 interface OnnxShape {
   input: { name: string; type: string; width: number | undefined };
   output: { name: string; columns: number | undefined; column: number | undefined };
+  /** The tree ensemble computing the output, in words, when TreeSHAP can read it. */
+  trees?: string;
   notes: string[];
+}
+
+/**
+ * Whether the output is computed by a tree ensemble TreeSHAP explains exactly (the loader checks the
+ * trees against onnxruntime again): then the manifest gets `explanation: { method: tree }`.
+ */
+function treeLayout(bytes: Uint8Array, shape: OnnxShape, width: number, notes: string[]): string | undefined {
+  try {
+    const tree = readTreeModel(bytes, { name: shape.output.name, column: shape.output.column }, width);
+    if (tree.link !== 'logistic') {
+      notes.push(
+        `the output is a tree ensemble's sum on the probability scale (${tree.layout}): explained by enumeration or sampling`,
+      );
+      return undefined;
+    }
+    notes.push(`the output is a tree ensemble (${tree.layout}): explanation method tree (exact TreeSHAP)`);
+    return tree.layout;
+  } catch (error) {
+    const reason = (error as Error).message;
+    // Not a tree ensemble at all: nothing to say; a tree ensemble TreeSHAP cannot read: say why.
+    if (!/is computed by|no node computes/.test(reason))
+      notes.push(
+        `the trees cannot be explained by TreeSHAP (${reason}): explained by enumeration or sampling`,
+      );
+    return undefined;
+  }
 }
 
 /** Reads the one input and the probability output of an ONNX file through onnxruntime's metadata. */
@@ -57,7 +86,9 @@ export async function inspectOnnx(bytes: Uint8Array): Promise<OnnxShape> {
       throw new InitError(`input "${input.name}" must be a float32 or float64 tensor`);
     }
     if (input.type === 'float64') {
-      notes.push(`input "${input.name}" is float64: accepted as it is (the service feeds it float64 rows)`);
+      notes.push(
+        `input "${input.name}" is float64: the service inserts a Cast at load and feeds it float32 rows (the file stays as it is)`,
+      );
     }
     const width = input.shape.length === 2 && typeof input.shape[1] === 'number' ? input.shape[1] : undefined;
     const tensors = session.outputMetadata.filter(
@@ -105,6 +136,20 @@ function featureSkeleton(i: number): string {
     reference: '<<FILL training mean of column ${i}>>'`;
 }
 
+function explanationSkeleton(shape: OnnxShape): string {
+  const method = shape.trees
+    ? `# tree: exact interventional TreeSHAP on the trees read from the file (${shape.trees}).
+explanation: { method: tree }`
+    : `# shapley: Shapley values for any model (exact while 2^F × background rows ≤ 65,536, else a sampling
+# estimate with its error); linear: give intercept and coefficients (checked against the model).
+explanation: { method: shapley }`;
+  return `${method}
+# Contributions are measured against a background sample: write about 100 rows of your training data
+# (a header of the feature ids in manifest order, one row per subject, an empty cell for a missing value)
+# to background.csv and uncomment the next line. Without it, the features' reference values are used.
+# background: { file: background.csv }`;
+}
+
 function manifestSkeleton(o: InitOptions, file: string, sha256: string, shape: OnnxShape, width: number) {
   const zeros = Array.from({ length: width }, () => "'<<FILL>>'").join(', ');
   const column = shape.output.column === undefined ? '' : `, column: ${shape.output.column}`;
@@ -135,9 +180,7 @@ guards:
 # One entry per input column, in column order (${width} columns). kind: ${FEATURE_KINDS}.
 features:
 ${Array.from({ length: width }, (_, i) => featureSkeleton(i)).join('\n')}
-# shapley: exact Shapley values for any model (enumeration, up to 14 features); linear: give intercept
-# and coefficients (the loader checks them against the model).
-explanation: { method: shapley }
+${explanationSkeleton(shape)}
 # The conversion check: rows (one value per feature, in column order) and the probability YOUR framework
 # gave for each (e.g. model.predict_proba(X)[:, 1] in scikit-learn), not onnxruntime's. Start-up refuses
 # the model if the ONNX file differs by more than the tolerance on any of them.
@@ -253,6 +296,7 @@ export async function initModel(o: InitOptions, features?: number): Promise<Init
   const width = shape.input.width ?? features;
   if (width === undefined)
     throw new InitError(`input "${shape.input.name}" has no fixed width: give --features <count>`);
+  shape.trees = treeLayout(bytes, shape, width, shape.notes);
   const folder = join(o.modelsDir, o.id, o.version);
   if (existsSync(join(folder, 'manifest.yaml')) && !o.force)
     throw new InitError(`${folder} already has a manifest (--force overwrites it)`);

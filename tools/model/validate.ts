@@ -88,7 +88,7 @@ export async function validateModel(folder: string, approvedFile?: string): Prom
     );
     model = await openModel(files, { skipExamples: true });
     lines.push(
-      `✓ onnxruntime loads ${files.manifest.file}: input "${files.manifest.input.name}" (${model.inputType}), output "${files.manifest.output.name}"${files.manifest.explanation.method === 'linear' ? ', linear coefficients reproduce the model' : ''}`,
+      `✓ onnxruntime loads ${files.manifest.file}: input "${files.manifest.input.name}" (${model.fileInputType === 'float64' ? 'float64 in the file, fed float32 through a Cast inserted at load' : 'float32'}), output "${files.manifest.output.name}"${files.manifest.explanation.method === 'linear' ? ', linear coefficients reproduce the model' : ''}`,
     );
   } catch (error) {
     problem(lines, error);

@@ -283,3 +283,33 @@ export function randomRawTrees(
     return { id: 50 - t, nodes: renamed };
   });
 }
+
+/**
+ * P(class 1) of a one-column-of-votes ensemble (votes on class 0, base value, LOGISTIC), read straight
+ * from the node lists with float32 comparisons as onnxruntime makes them: the "source framework" of the
+ * benchmark's conversion-check examples, independent of the service's tree reader.
+ */
+export function rawProbability(e: RawEnsemble, x: readonly number[]): number {
+  let margin = e.baseValues?.[0] ?? 0;
+  for (const tree of e.trees) {
+    const byId = new Map(tree.nodes.map((n) => [n.id, n]));
+    let node = tree.nodes[0]!;
+    while (!isRawLeaf(node)) {
+      const v = Math.fround(x[node.feature]!);
+      const t = Math.fround(node.threshold);
+      const yes = Number.isNaN(v)
+        ? node.missingTracksTrue === true || node.mode === 'BRANCH_NEQ'
+        : {
+            BRANCH_LEQ: v <= t,
+            BRANCH_LT: v < t,
+            BRANCH_GTE: v >= t,
+            BRANCH_GT: v > t,
+            BRANCH_EQ: v === t,
+            BRANCH_NEQ: v !== t,
+          }[node.mode];
+      node = byId.get(yes ? node.yes : node.no)!;
+    }
+    margin += node.votes.find((v) => v.id === 0)?.weight ?? 0;
+  }
+  return 1 / (1 + Math.exp(-margin));
+}

@@ -71,7 +71,10 @@ t.test('step 1: init reads the ONNX file and writes the folder, every field to f
   t.match(r.out, /Wrote .*site-risk\/1\.0\.0\/: site-risk\.onnx, manifest\.yaml, model-card\.json/);
   t.match(r.out, /input "float_input" \(float32, 3 columns\), output "probabilities"/);
   t.match(r.out, /output "probabilities" has 2 columns: column 1 is taken as P\(outcome\)/);
+  t.match(r.out, /the output is a tree ensemble \(.*; 3 trees\): explanation method tree \(exact TreeSHAP\)/);
   const manifest = readFileSync(join(folder, 'manifest.yaml'), 'utf8');
+  t.match(manifest, /^explanation: \{ method: tree \}$/m);
+  t.match(manifest, /^# background: \{ file: background\.csv \}$/m);
   t.match(manifest, /^input: \{ name: "float_input" \}$/m);
   t.match(manifest, /^output: \{ name: "probabilities", column: 1 \}$/m);
   t.equal(manifest.match(/- id: '<<FILL id of column/g)?.length, 3, 'one feature per column');
@@ -143,6 +146,12 @@ t.test('step 2: fill the manifest (features, examples from the source framework,
     tolerance: 1e-5,
     rows: rows.map((input, i) => ({ id: `row${i + 1}`, input, probability: source(input) })),
   });
+  // The background sample the contributions are measured against (numpy.savetxt's layout; nan = missing).
+  writeFileSync(
+    join(folder, 'background.csv'),
+    'age,bmi,diabetes\n4.5e+01,2.4e+01,0\n52,27.5,0\n58,nan,0\n61,29,1\n49,31,0\n',
+  );
+  doc.setIn(['background'], { file: 'background.csv' });
   doc.setIn(['threshold'], 0.3);
   doc.setIn(['patientSentence'], {
     en: 'About {risk} within {horizon}.',
