@@ -1,7 +1,7 @@
 /**
  * Scoring and explanation. For each subject: extract the features, refuse with reasons when the
- * patient is outside the model's population or an input is missing/implausible under a `refuse`
- * policy, else run the model and split its margin (the log-odds of its output) into per-feature
+ * patient is outside the model's population, an input is missing/implausible under a `refuse`
+ * policy or fewer inputs are recorded than the manifest's `minimumRecorded` asks, else run the model and split its margin (the log-odds of its output) into per-feature
  * contributions: the Shapley values of the margin against the model's background sample (its
  * reference row when it declares none), one convention for every model (src/explain/shapley.ts):
  * closed form for `linear`, TreeSHAP for `tree`, enumeration or a sampling estimate for `shapley`.
@@ -10,6 +10,7 @@
  */
 import { type Extraction, extractFeatures, type FeatureValue, type Refusal } from './features.js';
 import { type LoadedModel, logit, predict } from './load.js';
+import { minimumRecordedRefusals } from './minimum-recorded.js';
 import type { Localized } from '../language.js';
 import { type ExplanationMethod, shapleyFromCoalitions } from '../explain/shapley.js';
 
@@ -128,7 +129,9 @@ export async function scoreSubjects(
   const identity = identityOf(model);
   const extractions: Extraction[] = subjects.map((s) => {
     try {
-      return extractFeatures(model.features, model.guards, s, env, now);
+      const extraction = extractFeatures(model.features, model.guards, s, env, now);
+      if (extraction.refusals.length > 0) return extraction;
+      return { ...extraction, refusals: minimumRecordedRefusals(m.minimumRecorded ?? [], extraction.values) };
     } catch {
       // Malformed data a FHIRPath comparison cannot handle (e.g. a birthDate given as a dateTime).
       return { values: [], refusals: [UNREADABLE] };
