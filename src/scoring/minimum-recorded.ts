@@ -4,6 +4,7 @@
  * a lesion with one checklist item of seven recorded and six filled with population shares would get an
  * estimate that reads as a statement about that lesion (issue 14: a "<1% (lower risk)" beside a referral).
  */
+import type { Language, Localized } from '../language.js';
 import type { FeatureValue, Refusal } from './features.js';
 import type { MinimumRecordedSpec } from './manifest.js';
 
@@ -11,19 +12,21 @@ import type { MinimumRecordedSpec } from './manifest.js';
  * The refusals of a subject whose recorded inputs fall short of a minimum, one per minimum not met,
  * naming the inputs not recorded. A value counts as recorded when it is observed (an imputed, stale or
  * assumed-absent value does not).
- * @param values the extracted values of every feature (in any order)
+ * @param features the manifest's features (their labels name the inputs not recorded)
+ * @param values the values extracted (a feature refused under its own policy has none: not recorded)
  */
 export function minimumRecordedRefusals(
   minimums: readonly MinimumRecordedSpec[],
+  features: readonly { id: string; label: Localized }[],
   values: readonly FeatureValue[],
 ): Refusal[] {
-  const byId = new Map(values.map((v) => [v.id, v]));
+  const observed = new Set(values.filter((v) => v.status === 'observed').map((v) => v.id));
+  const labels = new Map(features.map((f) => [f.id, f.label]));
   return minimums.flatMap((minimum): Refusal[] => {
-    const listed = minimum.features.map((id) => ({ id, value: byId.get(id) }));
-    const recorded = listed.filter((f) => f.value?.status === 'observed').length;
+    const recorded = minimum.features.filter((id) => observed.has(id)).length;
     if (recorded >= minimum.count) return [];
-    const missing = listed.filter((f) => f.value?.status !== 'observed');
-    const names = (lang: 'en' | 'fr') => missing.map((f) => f.value?.label[lang] ?? f.id).join(', ');
+    const missing = minimum.features.filter((id) => !observed.has(id));
+    const names = (lang: Language) => missing.map((id) => labels.get(id)?.[lang] ?? id).join(', ');
     const total = minimum.features.length;
     const needed =
       minimum.count === total
