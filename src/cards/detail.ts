@@ -14,6 +14,7 @@ const TEXT = {
     threshold: 'threshold',
     reached: 'referral threshold reached',
     notReached: 'below the threshold',
+    incomplete: 'incomplete: the items not recorded could reach the threshold',
     item: 'Item',
     points: 'Points',
     noItemScored: 'No item scored.',
@@ -52,6 +53,7 @@ const TEXT = {
     threshold: 'seuil',
     reached: 'seuil d’orientation atteint',
     notReached: 'sous le seuil',
+    incomplete: 'incomplète : les critères non renseignés pourraient atteindre le seuil',
     item: 'Critère',
     points: 'Points',
     noItemScored: 'Aucun critère ne marque de point.',
@@ -101,7 +103,7 @@ function ruleSection(rule: RuleResult, lang: Language): string {
     return `**${title}: ${t.notEvaluated}** (${rule.reason?.[lang] ?? ''})`;
   }
   if (rule.kind === 'checklist') {
-    const verdict = rule.status === 'fired' ? t.reached : t.notReached;
+    const verdict = rule.status === 'fired' ? t.reached : rule.incomplete ? t.incomplete : t.notReached;
     const lines = [`**${title}: ${rule.score} (${t.threshold} ${rule.threshold}) — ${verdict}**`];
     const scored = (rule.items ?? []).filter((i) => i.status === 'present');
     if (scored.length === 0) lines.push('', t.noItemScored);

@@ -63,6 +63,7 @@ export function modelOutcomeOf(
 export function conditionHolds(when: CardCondition, focus: Pick<ScoredFocus, 'rules' | 'models'>): boolean {
   const status = new Map(focus.rules.map((r) => [r.id, r.status]));
   const fired = (id: string) => status.get(id) === 'fired';
+  const incomplete = (id: string) => focus.rules.some((r) => r.id === id && r.incomplete === true);
   if (when.model !== undefined) {
     const outcome = modelOutcomeOf(when, focus);
     if (!outcome || outcome.status === 'objection') return false;
@@ -74,7 +75,10 @@ export function conditionHolds(when: CardCondition, focus: Pick<ScoredFocus, 'ru
     (when.allFired === undefined || when.allFired.every(fired)) &&
     (when.noneFired === undefined || !when.noneFired.some(fired)) &&
     (when.anyEvaluated === undefined || when.anyEvaluated.some((id) => status.get(id) !== 'not-evaluable')) &&
-    (when.noneEvaluated === undefined || when.noneEvaluated.every((id) => status.get(id) === 'not-evaluable'))
+    (when.noneEvaluated === undefined ||
+      when.noneEvaluated.every((id) => status.get(id) === 'not-evaluable')) &&
+    (when.anyIncomplete === undefined || when.anyIncomplete.some(incomplete)) &&
+    (when.noneIncomplete === undefined || !when.noneIncomplete.some(incomplete))
   );
 }
 
@@ -84,8 +88,15 @@ function placeholderValues(input: RenderInput, focus: Finding, model?: ModelOutc
   const fired = focus.rules
     .filter((r) => r.status === 'fired' && r.role !== 'context')
     .map((r) => r.title[input.language]);
+  const incomplete = focus.rules.filter((r) => r.incomplete === true);
+  const notRecorded = incomplete.flatMap((r) =>
+    (r.items ?? []).filter((i) => i.status === 'not-recorded').map((i) => i.label[input.language]),
+  );
   const values: Values = {
     firedRules: fired.length > 0 ? fired.join(', ') : undefined,
+    incompleteRules:
+      incomplete.length > 0 ? incomplete.map((r) => r.title[input.language]).join(', ') : undefined,
+    notRecordedItems: notRecorded.length > 0 ? [...new Set(notRecorded)].join(', ') : undefined,
     'focus.label': focus.label,
     'focus.date': focus.date?.slice(0, 10),
     'focus.reference': focus.reference,
@@ -269,11 +280,25 @@ function renderCard(spec: CardSpec, focus: Finding, input: RenderInput): IssuedC
   return { card, finding: focus, model, explanation, findingKey, spec };
 }
 
+/**
+ * One voice per focus (issue 15): beside a checklist that reached its threshold, a model estimate below
+ * the model's threshold (its lower band, with a patient sentence) would read as reassurance next to a
+ * referral. Its card is never issued, whatever the service's templates say.
+ */
+export function reassuringBesideReferral(spec: CardSpec, finding: Pick<ScoredFocus, 'rules' | 'models'>) {
+  const model = modelOutcomeOf(spec.when, finding);
+  return (
+    model?.status === 'scored' &&
+    !model.aboveThreshold &&
+    finding.rules.some((r) => r.kind === 'checklist' && r.status === 'fired')
+  );
+}
+
 /** Renders every card whose condition holds, finding by finding, in the order of the service's templates. */
 export function issueCards(input: RenderInput): IssuedCard[] {
   return input.findings.flatMap((finding) =>
     input.service.definition.cards
-      .filter((spec) => conditionHolds(spec.when, finding))
+      .filter((spec) => conditionHolds(spec.when, finding) && !reassuringBesideReferral(spec, finding))
       .map((spec) => renderCard(spec, finding, input)),
   );
 }

@@ -5,7 +5,8 @@
  * A service with a `focus` evaluates its rules once per focus resource (one lesion examination, one
  * draft order); without one, once for the patient. Checklists score exactly: the sum of the points of
  * the items recorded as present. An item with no recorded value is listed as not recorded and scores
- * nothing; a checklist with no item recorded at all cannot be evaluated (it is never reported as 0).
+ * nothing; a checklist with no item recorded at all cannot be evaluated (it is never reported as 0),
+ * and one below its threshold whose items not recorded could reach it is `incomplete`, not below it.
  */
 import type {
   ChecklistItem,
@@ -66,6 +67,11 @@ export interface RuleResult {
   reason?: Localized;
   score?: number;
   threshold?: number;
+  /**
+   * A checklist below its threshold whose items not recorded could still bring it to the threshold:
+   * the result is not "below the threshold" but incomplete (the items are in `items`, `not-recorded`).
+   */
+  incomplete?: true;
   items?: ItemResult[];
   evidence?: { label: Localized; values: string[] }[];
 }
@@ -178,7 +184,12 @@ function scoreChecklist(rule: CompiledChecklist, subject: object, env: Env, now:
   }
   const score = items.reduce((sum, item) => sum + (item.status === 'present' ? item.points : 0), 0);
   const threshold = rule.spec.threshold;
-  return { ...header(rule), status: score >= threshold ? 'fired' : 'not-fired', score, threshold, items };
+  if (score >= threshold) return { ...header(rule), status: 'fired', score, threshold, items };
+  // Below the threshold only if the items not recorded could not reach it (issue 14: one item of
+  // seven recorded was summarised as "below the referral threshold").
+  const open = items.reduce((sum, item) => sum + (item.status === 'not-recorded' ? item.points : 0), 0);
+  const incomplete = score + open >= threshold ? { incomplete: true as const } : {};
+  return { ...header(rule), status: 'not-fired', score, threshold, ...incomplete, items };
 }
 
 function checkCondition(rule: CompiledCondition, subject: object, env: Env, now: Date): RuleResult {

@@ -57,7 +57,8 @@ export interface FeatureValue {
   imputedBecause?: 'missing' | 'stale';
 }
 
-export type RefusalCode = 'out-of-population' | 'missing' | 'stale' | 'implausible' | 'unit';
+/** `incomplete`: fewer inputs recorded than the manifest's `minimumRecorded` asks (scoring/minimum-recorded.ts). */
+export type RefusalCode = 'out-of-population' | 'missing' | 'stale' | 'implausible' | 'unit' | 'incomplete';
 
 export interface Refusal {
   code: RefusalCode;

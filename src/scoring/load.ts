@@ -301,6 +301,16 @@ function checkManifest(m: ModelManifest): void {
       `example "${width.id}" has ${width.input.length} input values for ${m.features.length} features`,
     );
   }
+  for (const minimum of m.minimumRecorded ?? []) {
+    const unknown = minimum.features.find((id) => !ids.includes(id));
+    if (unknown) fail(m.id, `minimumRecorded "${minimum.id}": no feature "${unknown}"`);
+    if (minimum.count > minimum.features.length) {
+      fail(
+        m.id,
+        `minimumRecorded "${minimum.id}": count ${minimum.count} is above its ${minimum.features.length} features`,
+      );
+    }
+  }
   const ids2 = m.examples.rows.map((e) => e.id);
   const dupExample = ids2.find((id, i) => ids2.indexOf(id) !== i);
   if (dupExample) fail(m.id, `example id "${dupExample}" is used twice`);

@@ -210,6 +210,31 @@ const backgroundSpec = {
   properties: { file: { type: 'string', pattern: '^[A-Za-z0-9._-]+\\.csv$' } },
 } as const;
 
+/**
+ * A minimum of recorded inputs (`minimumRecorded`): the model does not score a subject unless at least
+ * `count` of `features` are recorded as observed values (not imputed, not assumed absent, not stale).
+ * E.g. the checklist items of a lesion: filling most of them with population shares would give an
+ * estimate that reads as an answer about the lesion when it is mostly about the population.
+ */
+const minimumRecordedSpec = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['id', 'label', 'features', 'count'],
+  properties: {
+    id: identifier,
+    label: {
+      ...localized,
+      description: 'What the inputs are, as the card names them (e.g. "weighted 7-point checklist items").',
+    },
+    features: { type: 'array', minItems: 1, uniqueItems: true, items: identifier },
+    count: {
+      type: 'integer',
+      minimum: 1,
+      description: 'How many of `features` must be recorded (at most their number; all of them = every one).',
+    },
+  },
+} as const;
+
 const exampleSpec = {
   type: 'object',
   additionalProperties: false,
@@ -329,6 +354,12 @@ export const MANIFEST_SCHEMA = {
         'Prefetch keys the expressions read as `%variables`; `%focus` (the subject) is always available.',
     },
     guards: { type: 'array', items: guardSpec },
+    minimumRecorded: {
+      type: 'array',
+      items: minimumRecordedSpec,
+      description:
+        'Inputs that must be recorded for the model to score; below the count the card says which are missing.',
+    },
     features: {
       type: 'array',
       minItems: 1,
@@ -376,6 +407,7 @@ export type NumberFeature = FromSchema<typeof numberFeature>;
 export type FeatureSpec =
   AgeFeature | QuantityFeature | BmiFeature | TrendFeature | FlagFeature | CodeFeature | NumberFeature;
 export type GuardSpec = FromSchema<typeof guardSpec>;
+export type MinimumRecordedSpec = FromSchema<typeof minimumRecordedSpec>;
 export type BandSpec = FromSchema<typeof bandSpec>;
 export type ExplanationSpec = FromSchema<typeof explanationSpec>;
 export type ExamplesSpec = FromSchema<typeof examplesSpec>;

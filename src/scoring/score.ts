@@ -1,7 +1,8 @@
 /**
  * Scoring and explanation. For each subject: extract the features, refuse with reasons when the
- * patient is outside the model's population or an input is missing/implausible under a `refuse`
- * policy, else run the model and split its margin (the log-odds of its output) into per-feature
+ * patient is outside the model's population, an input is missing/implausible under a `refuse`
+ * policy or fewer inputs are recorded than the manifest's `minimumRecorded` asks (minimum-recorded.ts),
+ * else run the model and split its margin (the log-odds of its output) into per-feature
  * contributions: the Shapley values of the margin against the model's background sample (its
  * reference row when it declares none), one convention for every model (src/explain/shapley.ts):
  * closed form for `linear`, TreeSHAP for `tree`, enumeration or a sampling estimate for `shapley`.
@@ -10,6 +11,7 @@
  */
 import { type Extraction, extractFeatures, type FeatureValue, type Refusal } from './features.js';
 import { type LoadedModel, logit, predict } from './load.js';
+import { minimumRecordedRefusals } from './minimum-recorded.js';
 import type { Localized } from '../language.js';
 import { type ExplanationMethod, shapleyFromCoalitions } from '../explain/shapley.js';
 
@@ -128,7 +130,11 @@ export async function scoreSubjects(
   const identity = identityOf(model);
   const extractions: Extraction[] = subjects.map((s) => {
     try {
-      return extractFeatures(model.features, model.guards, s, env, now);
+      const extraction = extractFeatures(model.features, model.guards, s, env, now);
+      // Outside the population the inputs do not matter (features.ts); otherwise every reason is given.
+      if (extraction.refusals.some((r) => r.code === 'out-of-population')) return extraction;
+      const short = minimumRecordedRefusals(m.minimumRecorded ?? [], m.features, extraction.values);
+      return { ...extraction, refusals: [...extraction.refusals, ...short] };
     } catch {
       // Malformed data a FHIRPath comparison cannot handle (e.g. a birthDate given as a dateTime).
       return { values: [], refusals: [UNREADABLE] };

@@ -52,6 +52,9 @@ const cardCondition = {
     noneFired: ruleList,
     anyEvaluated: ruleList,
     noneEvaluated: ruleList,
+    // A checklist below its threshold with items not recorded that could reach it (rules/evaluate.ts).
+    anyIncomplete: ruleList,
+    noneIncomplete: ruleList,
   },
 } as const;
 /** A card's condition: rule clauses, and for a card about a model, the model and its outcome. */

@@ -324,7 +324,15 @@ function checkActions(file: string, definition: ServiceDefinition): void {
   );
 }
 
-const RULE_CONDITIONS = ['anyFired', 'allFired', 'noneFired', 'anyEvaluated', 'noneEvaluated'] as const;
+const RULE_CONDITIONS = [
+  'anyFired',
+  'allFired',
+  'noneFired',
+  'anyEvaluated',
+  'noneEvaluated',
+  'anyIncomplete',
+  'noneIncomplete',
+] as const;
 
 function checkIds(file: string, definition: ServiceDefinition): void {
   const ruleIds = definition.rules.map((r) => r.id);
@@ -366,6 +374,8 @@ const FIXED_PLACEHOLDERS = [
   'context.userId',
   'context.encounterId',
   'firedRules',
+  'incompleteRules',
+  'notRecordedItems',
 ];
 
 /** Every `{{name}}` in a card template must be one the renderer fills (cards/render.ts). */

@@ -76,7 +76,9 @@ t.test('a service call is recorded before it is answered, with what is needed to
   t.teardown(() => app.close());
   const res = await call(app);
   t.equal(res.statusCode, 200);
-  const [card, modelCard] = res.json().cards;
+  // The referral card alone: no model card beside a checklist that reached its threshold (issue 15).
+  const [card, ...others] = res.json().cards;
+  t.same(others, []);
   const store = await openStore({ dataDir }, { worker: testSqliteWorker });
   t.teardown(() => store.close());
   const [row] = await store.readChain(0, 10);
@@ -113,14 +115,6 @@ t.test('a service call is recorded before it is answered, with what is needed to
       summary: card.summary,
       suggestions: card.suggestions.map((s: { uuid: string }) => s.uuid),
       finding: 'refer@Observation/lesion-1',
-    },
-    // The melanoma-risk model card (not scored: the call sends no patient data): no risk to record.
-    {
-      uuid: modelCard.uuid,
-      indicator: 'info',
-      summary: modelCard.summary,
-      suggestions: [],
-      finding: 'modelNotScored@Observation/lesion-1',
     },
   ]);
   t.ok(payload.latencyMs > 0 && payload.latencyMs < 5000);
@@ -170,7 +164,7 @@ t.test(
     );
     t.same(
       during.map((r) => r.json().cards.length),
-      [2, 2, 2],
+      [1, 1, 1],
     );
     const card = during[0]!.json().cards[0];
     const body = {

@@ -5,6 +5,7 @@ import {
   conditionHolds,
   fillResource,
   fillText,
+  issueCards,
   renderCards,
   SUMMARY_MAX,
 } from '../../src/cards/render.js';
@@ -17,7 +18,9 @@ import { loadModels } from '../../src/scoring/load.js';
 import { loadServices } from '../../src/services/load.js';
 import { loadValueSets } from '../../src/services/value-sets.js';
 import { createRng } from '../../tools/synthetic/random.js';
+import type { CompiledService } from '../../src/services/load.js';
 import { assertConforms, buildTestApp, NOW } from '../helpers/app.js';
+import { SCORED } from '../helpers/scored-outcome.js';
 import { type LesionSpec, lesion, patientView, searchset } from '../helpers/hook-request.js';
 import { createFhirPath } from '../../src/rules/fhirpath.js';
 
@@ -71,6 +74,65 @@ t.test('card conditions: every clause listed must hold', async (t) => {
   t.equal(conditionHolds({ noneEvaluated: ['c'] }, focus), true);
   t.equal(conditionHolds({ noneEvaluated: ['b', 'c'] }, focus), false);
 });
+
+t.test('incomplete clauses: a checklist whose missing items could reach its threshold', async (t) => {
+  const focus = focusWith({ a: 'not-fired', b: 'not-fired', c: 'fired' });
+  const rules = focus.rules.map((r) => (r.id === 'a' ? { ...r, incomplete: true as const } : r));
+  const incomplete = { ...focus, rules };
+  t.equal(conditionHolds({ anyIncomplete: ['a', 'b'] }, incomplete), true);
+  t.equal(conditionHolds({ anyIncomplete: ['b', 'c'] }, incomplete), false);
+  t.equal(conditionHolds({ noneIncomplete: ['b', 'c'] }, incomplete), true);
+  t.equal(conditionHolds({ noneIncomplete: ['a'] }, incomplete), false);
+  t.equal(conditionHolds({ anyEvaluated: ['a'], noneIncomplete: ['a'] }, incomplete), false);
+});
+
+t.test(
+  'one voice per focus: a lower-band estimate is never issued beside a checklist that fired, whatever the template',
+  async (t) => {
+    // A site's template that would show the estimate whatever the checklists say.
+    const service: CompiledService = {
+      ...melanoma,
+      definition: {
+        ...melanoma.definition,
+        cards: [
+          {
+            id: 'estimate',
+            when: { model: 'melanoma-risk', scored: true },
+            indicator: 'info',
+            summary: { en: '{{model.risk}} ({{model.band}})', fr: '{{model.risk}} ({{model.band}})' },
+          },
+        ],
+      },
+    };
+    const model = { ...SCORED.model, id: 'melanoma-risk' };
+    const lower = {
+      ...SCORED,
+      model,
+      probability: 0.004,
+      aboveThreshold: false,
+      band: { id: 'lower', label: { en: 'lower risk', fr: 'risque plus faible' } },
+    };
+    const higher = { ...SCORED, model, probability: 0.2, aboveThreshold: true };
+    const checklist = (status: RuleResult['status']): RuleResult => ({
+      id: 'weighted7pcl',
+      kind: 'checklist',
+      title: { en: 'Weighted 7-point checklist', fr: 'Liste des 7 points pondérée' },
+      source: { label: 'NICE NG12' },
+      status,
+      score: status === 'fired' ? 3 : 0,
+      threshold: 3,
+    });
+    const summaries = (status: RuleResult['status'], outcome: typeof lower) => {
+      const scored = { ...focusWith({}), rules: [checklist(status)], models: [outcome] };
+      const findings = [{ ...scored, explanations: explainFinding(service, scored, []) }];
+      const input = { service, findings, context: {}, language: 'en' as const, now: NOW, publicUrl: '' };
+      return issueCards({ ...input, uuid: () => 'u' }).map((c) => c.card.summary);
+    };
+    t.same(summaries('fired', lower), [], 'no "<1% (lower risk)" beside a referral');
+    t.same(summaries('fired', higher), ['20% (higher risk)'], 'an estimate above the threshold is shown');
+    t.same(summaries('not-fired', lower), ['<1% (lower risk)'], 'below the threshold, the estimate is shown');
+  },
+);
 
 t.test(
   'placeholders: text reads "not recorded" for a missing value; resources drop what is missing',

@@ -160,14 +160,15 @@ t.test(
       {
         serviceId: 'melanoma-lesion-triage',
         serviceVersion: report.groups[0].serviceVersion,
-        // Each lesion call issues a checklist card and the melanoma-risk model card (not scored here).
+        // Each lesion call issues one card: the referral alone (one voice per lesion), and for pat-7
+        // (one item recorded) the incomplete-checklist card, with no model card beside either.
         models: [{ id: 'melanoma-risk', version: '1.0.0' }],
-        cardsIssued: 14,
+        cardsIssued: 7,
         accepted: 2,
         overridden: 3,
-        noFeedback: 9,
-        acceptanceRate: 0.1429,
-        overrideRate: 0.2143,
+        noFeedback: 2,
+        acceptanceRate: 0.2857,
+        overrideRate: 0.4286,
         overrideReasons: { 'input-data-wrong': 2, uncoded: 1 },
         inputDataWrongRate: 0.6667,
         cardsSuppressed: 0,
@@ -240,13 +241,13 @@ t.test('the page is self-contained HTML with the same figures, escaped, under a 
   t.equal(res.headers['content-type'], 'text/html; charset=utf-8');
   t.equal(res.headers['content-security-policy'], PAGE_CSP);
   t.match(res.body, /^<!doctype html>/);
-  // The call issued the checklist card and the (not scored) melanoma-risk model card.
+  // The call issued the referral card alone (one voice per lesion: no model card beside it).
   t.match(
     res.body,
     /<h2>melanoma-lesion-triage <small>version [\d.]+ · melanoma-risk 1\.0\.0<\/small><\/h2>/,
   );
-  t.match(res.body, /<tr><th>Cards issued<\/th><td class="n">2<\/td><\/tr>/);
-  t.match(res.body, /<tr><th>Overridden<\/th><td class="n">1 \(50\.0 %\)<\/td><\/tr>/);
+  t.match(res.body, /<tr><th>Cards issued<\/th><td class="n">1<\/td><\/tr>/);
+  t.match(res.body, /<tr><th>Overridden<\/th><td class="n">1 \(100\.0 %\)<\/td><\/tr>/);
   t.match(res.body, /<tr><td>Input data wrong or out of date<\/td><td class="n">1<\/td><\/tr>/);
   t.notMatch(res.body, /<script|src=|href=|@import|url\(/i, 'no script and nothing fetched');
 });

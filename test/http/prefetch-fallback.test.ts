@@ -167,8 +167,9 @@ t.test('a missing key is fetched from fhirServer: same cards as when it is sent'
       scores: [5, undefined],
     },
     {
+      // One item of seven recorded: incomplete, not "below the threshold" (issue 14).
       summary:
-        'Lesion (back): 7-point checklists below the referral threshold; this does not exclude melanoma',
+        'Lesion (back): 7-point checklist incomplete, not recorded: Change in size, Irregular shape, Irregular colour, Largest diameter 7 mm or mor…',
       indicator: 'info',
       focus: 'Observation/lesion-back',
       scores: [1, undefined],

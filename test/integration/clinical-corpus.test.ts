@@ -1,17 +1,18 @@
 /**
  * The clinical test corpus (test/fixtures/clinical-corpus): every case, written from the source its rule
- * cites, run through the HTTP API on order-sign. A case says whether a card is expected, its indicator,
+ * cites, run through the HTTP API on order-sign (prescribing) or patient-view (melanoma lesions). A case says whether a card is expected, its indicator,
  * the rules that must fire, and texts the card or its suggestions must show.
  */
 import { readFileSync } from 'node:fs';
-import type { MedicationRequest, Resource } from 'fhir/r4.js';
-import t from 'tap';
+import type { MedicationRequest, Patient, Resource } from 'fhir/r4.js';
+import t, { type Test } from 'tap';
 import { parse } from 'yaml';
 import type { Card } from '../../src/cds-hooks.js';
 import { PRESCRIBING, SYSTEM } from '../../src/codes.js';
 import { EXPLANATION_EXTENSION } from '../../src/explain/explain.js';
 import { orderPrefetch, orderSignRequest } from '../../tools/synthetic/orders.js';
 import { buildTestApp, NOW } from '../helpers/app.js';
+import { type LesionSpec, lesion, PATIENT_ID, patientView, searchset } from '../helpers/hook-request.js';
 
 interface Coded {
   system: 'atc' | 'rxnorm' | 'snomed' | 'icd10';
@@ -24,9 +25,16 @@ interface Case {
   source: string;
   service: string;
   patient: { age: number; gender: string };
+  /** Prescribing cases (order-sign). */
   draft: Coded;
   record: Record<string, Record<string, unknown>>[];
+  /** Melanoma cases (patient-view): the checklist items recorded on one lesion. */
+  lesion?: LesionSpec['items'];
   expect: {
+    /** Melanoma cases: every card, in order. */
+    cards?: { indicator: string; topic: string; text?: string }[];
+    /** A pattern no card's summary or detail may match. */
+    notText?: string;
     card?: false;
     indicator?: string;
     fired?: string[];
@@ -139,8 +147,44 @@ t.teardown(() => app.close());
 const rulesOf = (card: Card) =>
   (card.extension![EXPLANATION_EXTENSION] as { rules: { id: string; status: string }[] }).rules;
 
+/** A melanoma case: one lesion, with the whole prefetch the model reads (no skin data, no objection). */
+async function lesionCase(t: Test, c: Case): Promise<void> {
+  const res = await app.inject({
+    method: 'POST',
+    url: `/cds-services/${c.service}`,
+    payload: patientView({
+      lesions: searchset([lesion({ items: c.lesion! })]),
+      patient: {
+        resourceType: 'Patient',
+        id: PATIENT_ID,
+        gender: c.patient.gender as Patient['gender'],
+        birthDate: birthDate(c.patient.age),
+      },
+      conditions: searchset([]),
+      skin: searchset([]),
+      consent: searchset([]),
+    }),
+    headers: { 'accept-language': 'en' },
+  });
+  t.equal(res.statusCode, 200, 'status 200');
+  const cards = res.json().cards as Card[];
+  t.same(
+    cards.map((card) => [card.indicator, card.source.topic?.code]),
+    (c.expect.cards ?? []).map((e) => [e.indicator, e.topic]),
+    'the cards, in order',
+  );
+  (c.expect.cards ?? []).forEach((e, i) => {
+    if (e.text && cards[i])
+      t.match(`${cards[i].summary}\n${cards[i].detail}`, new RegExp(e.text), 'card text');
+  });
+  if (c.expect.notText) {
+    for (const card of cards) t.notMatch(`${card.summary}\n${card.detail}`, new RegExp(c.expect.notText));
+  }
+}
+
 for (const c of CASES) {
   t.test(`${c.id}: ${c.why} (${c.source})`, async (t) => {
+    if (c.lesion) return lesionCase(t, c);
     const resources = recordOf(c);
     const draft: MedicationRequest = {
       resourceType: 'MedicationRequest',

@@ -95,6 +95,54 @@ t.test(
   },
 );
 
+t.test(
+  'a checklist below its threshold is incomplete exactly when its items not recorded could reach it (all 2,187 cases)',
+  async (t) => {
+    const names = Object.keys(WEIGHTED) as (keyof typeof WEIGHTED)[];
+    let mismatches = 0;
+    let incomplete = 0;
+    for (let code = 0; code < 3 ** names.length; code += 1) {
+      // Each item present, absent or not recorded (left out of the examination).
+      const items: Partial<Record<keyof typeof WEIGHTED, boolean>> = {};
+      names.forEach((n, i) => {
+        const state = Math.floor(code / 3 ** i) % 3;
+        if (state < 2) items[n] = state === 0;
+      });
+      const recorded = names.filter((n) => items[n] !== undefined);
+      const score = recorded.reduce((sum, n) => sum + (items[n] ? WEIGHTED[n] : 0), 0);
+      const open = names.reduce((sum, n) => sum + (items[n] === undefined ? WEIGHTED[n] : 0), 0);
+      const rule = evaluate(lesion({ items }))[0]!.rules[0]!;
+      const expected =
+        recorded.length === 0
+          ? { status: 'not-evaluable', incomplete: undefined }
+          : score >= 3
+            ? { status: 'fired', incomplete: undefined }
+            : { status: 'not-fired', incomplete: score + open >= 3 ? true : undefined };
+      if (rule.status !== expected.status || rule.incomplete !== expected.incomplete) mismatches += 1;
+      if (rule.incomplete) incomplete += 1;
+    }
+    t.equal(mismatches, 0);
+    t.ok(incomplete > 100, `${incomplete} incomplete cases`);
+    // Issue 14: one item of seven recorded is incomplete, not "below the threshold".
+    const one = evaluate(lesion({ items: { irregularShape: true } }))[0]!.rules[0]!;
+    t.same([one.status, one.score, one.incomplete], ['not-fired', 2, true]);
+    // Oozing alone missing, nothing present: 0 + 1 < 3, below the threshold whatever it is.
+    const six = evaluate(
+      lesion({
+        items: {
+          changeSize: false,
+          irregularShape: false,
+          irregularColour: false,
+          diameter7mm: false,
+          inflammation: false,
+          sensation: false,
+        },
+      }),
+    )[0]!.rules[0]!;
+    t.same([six.status, six.score, six.incomplete], ['not-fired', 0, undefined]);
+  },
+);
+
 t.test('a checklist with no item recorded is not evaluable, never a score of 0', async (t) => {
   const [focus] = evaluate(lesion({ items: {} }));
   t.equal(focus!.rules[0]!.status, 'not-evaluable');

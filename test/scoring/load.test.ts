@@ -124,6 +124,26 @@ t.test('start-up errors on a copy of a bundled model', async (t) => {
     );
   });
 
+  t.test('a minimumRecorded naming a feature the manifest does not have', async (t) => {
+    const { dir } = copyOf('melanoma-risk');
+    editManifest(dir, (doc) => doc.setIn(['minimumRecorded', 0, 'features', 6], 'sensations'));
+    await expectInvalid(
+      t,
+      loadModel(dir, engine),
+      'model melanoma-risk: minimumRecorded "checklistItems": no feature "sensations"',
+    );
+  });
+
+  t.test('a minimumRecorded count above its number of features', async (t) => {
+    const { dir } = copyOf('melanoma-risk');
+    editManifest(dir, (doc) => doc.setIn(['minimumRecorded', 0, 'count'], 8));
+    await expectInvalid(
+      t,
+      loadModel(dir, engine),
+      'model melanoma-risk: minimumRecorded "checklistItems": count 8 is above its 7 features',
+    );
+  });
+
   t.test('an input name the ONNX model lacks', async (t) => {
     const { dir } = copyOf('knee-oa-progression');
     editManifest(dir, (doc) => doc.setIn(['input', 'name'], 'x'));

@@ -215,8 +215,24 @@ t.test('melanoma risk: additivity and exact linear contributions on 200 lesion p
   t.equal(cases.length, COUNT, 'one lesion examination per patient');
   const outcomes = await scoreAll(model, cases);
   const scored = checkOutcomes(t, model, outcomes);
-  t.ok(scored > 0.8 * cases.length, `${scored}/${cases.length} scored (> 80%)`);
+  // The cohort leaves each checklist item unrecorded 5% of the time; the manifest's minimumRecorded
+  // asks for all seven, so about 30% of lesions are not scored, all of them for that reason or the guards.
+  t.ok(scored > 0.65 * cases.length, `${scored}/${cases.length} scored (> 65%)`);
+  const items = model.manifest.minimumRecorded![0]!.features;
+  const notScored = outcomes.filter((o): o is NotScoredOutcome => o.status === 'not-scored');
+  const incomplete = notScored.filter((o) => o.reasons.some((r) => r.code === 'incomplete'));
+  t.ok(incomplete.length > 0, `${incomplete.length} not scored for a checklist item not recorded`);
+  t.ok(
+    incomplete.every((o) => items.some((id) => o.values.find((v) => v.id === id)?.status !== 'observed')),
+    'each of them has a checklist item not recorded',
+  );
   const scoredOutcomes = outcomes.filter((o): o is ScoredOutcome => o.status === 'scored');
+  t.ok(
+    scoredOutcomes.every((o) =>
+      items.every((id) => o.contributions.find((c) => c.id === id)?.status === 'observed'),
+    ),
+    'no lesion is scored with a checklist item imputed',
+  );
   t.ok(
     scoredOutcomes.some((o) => o.aboveThreshold) && scoredOutcomes.some((o) => !o.aboveThreshold),
     'risks fall on both sides of the threshold',

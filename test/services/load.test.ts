@@ -127,18 +127,18 @@ const modelCases: [string, string, string][] = [
   [
     'a card about a model the service does not run',
     MELANOMA.replace(
-      'when: { model: melanoma-risk, scored: true }',
-      'when: { model: knee-oa-progression, scored: true }',
+      'model: melanoma-risk,\n        scored: true,',
+      'model: knee-oa-progression,\n        scored: true,',
     ),
-    'broken.yaml#/cards/3/when/model: the service does not run model "knee-oa-progression"',
+    'broken.yaml#/cards/4/when/model: the service does not run model "knee-oa-progression"',
   ],
   [
     'a card naming a band the model does not have',
     MELANOMA.replace(
-      'when: { model: melanoma-risk, scored: true }',
-      'when: { model: melanoma-risk, scored: true, bands: [severe] }',
+      'model: melanoma-risk,\n        scored: true,',
+      'model: melanoma-risk,\n        scored: true,\n        bands: [severe],',
     ),
-    'broken.yaml#/cards/3/when/bands: model "melanoma-risk" has no band "severe"',
+    'broken.yaml#/cards/4/when/bands: model "melanoma-risk" has no band "severe"',
   ],
   [
     'a model placeholder on a card that is not about a model',
