@@ -40,7 +40,13 @@ export function serviceCallHandler(
     if (!service)
       throw new CdsError('CDS_ERR_SERVICE_NOT_FOUND', { serviceId: request.params.id.slice(0, 64) });
     const language = pickLanguage(request.headers['accept-language'], defaultLanguage);
-    const call = { service, body: request.body, client: request.cdsClient, language };
+    const call = {
+      service,
+      body: request.body,
+      rawBody: request.rawBody ?? undefined,
+      client: request.cdsClient,
+      language,
+    };
     const outcome = await runHook(call, { ...deps, log: request.log });
     reply.header('content-language', language);
     return outcome.response;
