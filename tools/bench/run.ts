@@ -9,7 +9,8 @@
  * --side-by-side-only (only this service, bare Fastify and the CQL service of CDS_BENCH_CQL_URL at one and
  * C connections, on today's bodies and on 40–60 KB records, printed; no file is written), --before DIR
  * (with --side-by-side-only: also the server of another checkout, built, e.g. the main branch, in the
- * same rounds, so that a change is measured before and after under the same load).
+ * same rounds, so that a change is measured before and after under the same load), --profile-only
+ * (CPU profiles under load on both sets of bodies, printed; with --before DIR, that server's too).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -722,10 +723,9 @@ async function sideBySideRun(bare: Child, before?: string) {
 
 // ---------- CPU profile ----------
 
-async function profile(bodies: BodyFor[], key: BenchKey) {
-  const dir = join(tmp, 'profile');
-  mkdirSync(dir);
-  const child = await spawnService(['--cpu-prof', `--cpu-prof-dir=${dir}`]);
+async function profile(bodies: BodyFor[], key: BenchKey, checkout?: string) {
+  const dir = mkdtempSync(join(tmp, 'profile-'));
+  const child = await spawnService(['--cpu-prof', `--cpu-prof-dir=${dir}`], {}, checkout);
   await untilFirstAnswer(child, key);
   await load(child, await planFor(bodies, 1500, key), { amount: 1500 });
   await stop(child);
@@ -749,6 +749,26 @@ if (process.argv.includes('--workers-only')) {
   try {
     log('one process against two workers');
     process.stdout.write(`${JSON.stringify(await workersScaling(headlineBodies, keys.RS384), null, 2)}\n`);
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+  process.exit(0);
+}
+if (process.argv.includes('--profile-only')) {
+  // Only CPU profiles under load (today's bodies, then the 40–60 KB ones; with --before DIR, that
+  // checkout's server too), printed as JSON; the results files are left as they are.
+  try {
+    const at = process.argv.indexOf('--before');
+    const before = at > 0 ? process.argv[at + 1] : undefined;
+    const out: Record<string, unknown> = {};
+    for (const [name, bodies] of [
+      ['today', headlineBodies],
+      ['large', largeBodies],
+    ] as const) {
+      out[name] = await profile(bodies, keys.RS384);
+      if (before) out[`${name} (before)`] = await profile(bodies, keys.RS384, before);
+    }
+    process.stdout.write(`${JSON.stringify(out, null, 1)}\n`);
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }
