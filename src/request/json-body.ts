@@ -5,15 +5,7 @@
  * pollution). The text is scanned first, so that the walk over the parsed value runs only when one of
  * those names, or a `\u` escape that could spell one, appears in it.
  */
-import type {} from 'fastify';
 import { CdsError } from '../errors.js';
-
-declare module 'fastify' {
-  interface FastifyRequest {
-    /** The JSON body's bytes as received (null without a JSON body): the audit hashes them. */
-    rawBody: Buffer | null;
-  }
-}
 
 const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor']);
 const SUSPECT = /__proto__|constructor|\\u/;
