@@ -183,12 +183,15 @@ export async function buildApp(
     // (`request/json-body.ts`: any __proto__ or constructor key is refused), and nothing else is
     // accepted (Fastify's built-in text/plain parser would let a string through).
     app.removeContentTypeParser(['application/json', 'text/plain']);
+    // The bytes are kept on the request: the audit hashes them as received (`audit/inputs.ts`).
+    app.decorateRequest('rawBody', null);
     app.addContentTypeParser(
       ['application/json', 'application/fhir+json'],
-      { parseAs: 'string' },
-      (_request, body, done) => {
+      { parseAs: 'buffer' },
+      (request, body, done) => {
         try {
-          done(null, parseJsonBody(body as string));
+          request.rawBody = body as Buffer;
+          done(null, parseJsonBody((body as Buffer).toString('utf8')));
         } catch (error) {
           done(error as Error, undefined);
         }

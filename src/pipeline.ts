@@ -7,7 +7,7 @@
  */
 import type { AuditTrail } from './audit/audit-trail.js';
 import { encounterOf, type ServiceCallRecord } from './audit/events.js';
-import { digestInputs, type InputsDigest } from './audit/inputs.js';
+import { digestInputs, type InputsDigest, type RawInputs } from './audit/inputs.js';
 import type { Caller, ModelRef } from './audit/store.js';
 import type { CdsClient } from './auth/verify.js';
 import { notEvaluableCard } from './cards/not-evaluable.js';
@@ -33,6 +33,11 @@ export interface HookCall {
   readonly service: CompiledService;
   /** The request body as received: the pipeline validates it. */
   readonly body: unknown;
+  /**
+   * The bytes of that body, as received (the HTTP shell has them): the audit then hashes them, and the
+   * bytes of fetched answers, instead of the canonical JSON of the data (`audit/inputs.ts`).
+   */
+  readonly rawBody?: Uint8Array | string;
   /** The CDS client the HTTP authentication scope verified; null when authentication is disabled. */
   readonly client: CdsClient | null;
   readonly language: Language;
@@ -111,7 +116,7 @@ export async function runHook(call: HookCall, deps: PipelineDeps): Promise<Servi
     prefetch.malformed.length > 0
       ? notEvaluable(call, prefetch, deps)
       : await evaluate(call, request, prefetch, deps, { now, timed, log });
-  const inputs = timed('inputs', () => digestInputs(prefetch.data));
+  const inputs = timed('inputs', () => digestInputs(prefetch.data, rawInputsOf(call, prefetch)));
   const models = modelRefs(service);
   // The pages go into the audit store with the record, so that any instance serves their links.
   const pages = cards.flatMap((c) => deps.explanations?.pageOf?.(c.card.uuid ?? '') ?? []);
@@ -251,6 +256,20 @@ async function alertFatigue(
   }
   const encounter = pseudonymise ? encounterOf(request, pseudonymise) : null;
   return suppressCards({ cards: rendered, settings, overrides, encounter, now });
+}
+
+/**
+ * The bytes the audit hashes (`sha256-raw`): the body, then each fetched key's pages. Undefined (the
+ * canonical method) when the caller handed no bytes, or a fetcher gave none for a key.
+ */
+function rawInputsOf(call: HookCall, prefetch: ResolvedPrefetch): RawInputs | undefined {
+  if (call.rawBody === undefined) return undefined;
+  const fetched: RawInputs['fetched'][number][] = [];
+  for (const { key, pages } of prefetch.fetchedRaw) {
+    if (pages === null) return undefined;
+    fetched.push({ key, pages });
+  }
+  return { body: call.rawBody, fetched };
 }
 
 /** The authenticate stage: who called, from the client the HTTP scope verified (CDS Hooks 2.0 §"Trusting CDS Clients"). */

@@ -4,6 +4,7 @@
  * validation refusing a request with the catalogue's codes; explanation pages published after the
  * cards are rendered.
  */
+import { createHash } from 'node:crypto';
 import { compileEgress } from '../src/prefetch/egress.js';
 import t from 'tap';
 import { serviceCallEvent } from '../src/audit/events.js';
@@ -187,4 +188,31 @@ t.test('explanation pages: published after rendering, linked before the model ca
   const plain = await runHook(kneeCall(kneeOaCall(HIGH_RISK)), without);
   const card = plain.cards.find((c) => c.model !== undefined)!.card;
   t.equal(card.links!.length, issued.card.links!.length - 1, 'no publisher: no page, no link');
+});
+
+t.test('the inputs hash: the bytes when the caller has them, else the canonical form', async (t) => {
+  const body = kneeOaCall(HIGH_RISK);
+  const text = JSON.stringify(body);
+  const raw = await runHook({ ...kneeCall(body), rawBody: text }, setup().deps);
+  t.equal(raw.inputs.method, 'sha256-raw');
+  t.equal(raw.inputs.sha256, createHash('sha256').update(text).digest('hex'));
+  t.equal(raw.inputs.fetched, undefined, 'nothing fetched');
+  const parsed = await runHook(kneeCall(body), setup().deps);
+  t.equal(parsed.inputs.method, 'sha256-canonical', 'a batch tool hands a parsed body');
+  t.same(parsed.inputs.references, raw.inputs.references, 'the same references either way');
+
+  // A key fetched by a fetcher that keeps no bytes (a fake): the canonical form, not a partial hash.
+  const { deps } = setup({
+    fhirFetch: async () => ({ ok: true, value: null, pages: 1, bytes: 0 }),
+    egress: () => compileEgress('any'),
+  });
+  const { consent: _, ...prefetch } = body.prefetch as Record<string, unknown>;
+  const fetching = await runHook(
+    {
+      ...kneeCall({ ...body, prefetch, fhirServer: 'https://fhir.example.org/r4' }),
+      rawBody: text,
+    },
+    deps,
+  );
+  t.equal(fetching.inputs.method, 'sha256-canonical');
 });

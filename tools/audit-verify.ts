@@ -3,12 +3,28 @@
  * server: CDS_DATA_DIR, or DATABASE_URL) from the first row to the chain head and reports the first
  * edited or deleted row. Exit code 0 when the chain is intact, 1 when it is not, 2 when the store cannot
  * be read. It changes nothing (no migration either).
+ *
+ * `npm run audit:verify -- --input <hookInstance> <file>...` re-checks one call's input against the hash
+ * its record holds (`src/audit/inputs.ts`). For a record whose `inputs.method` is `sha256-raw`: the files
+ * are the request body as the client sent it, then the body of each page fetched from `fhirServer`, in
+ * the order of `inputs.fetched` (pages in order); they are hashed as they are, one after the other. For
+ * `sha256-canonical` (or no method: records written before the raw method): one file, the JSON object of
+ * the prefetch data as the service resolved it (key → resource, or null), hashed in canonical form.
+ * Exit code 0 when the hash matches, 1 when it does not, 2 when the call or a file cannot be read.
  */
-import { existsSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
 import { loadSettings } from '../src/config.js';
 import { invokedDirectly } from './usage.js';
 import { type AuditStore, openStore, sqliteFile } from '../src/audit/store.js';
-import { type ChainReport, type ChainRow, verifyChain } from '../src/audit/hash-chain.js';
+import {
+  canonicalJson,
+  type ChainReport,
+  type ChainRow,
+  sha256Hex,
+  verifyChain,
+} from '../src/audit/hash-chain.js';
+import type { ServiceCallPayload } from '../src/audit/store.js';
 
 const PAGE = 1000;
 
@@ -52,6 +68,67 @@ export async function verifyStore(store: AuditStore): Promise<ChainReport> {
       };
 }
 
+/** The inputs of the service call with this hookInstance (the last one, if it was recorded twice). */
+async function inputsOf(store: AuditStore, hookInstance: string) {
+  let found: ServiceCallPayload['inputs'] | undefined;
+  for await (const page of pages(store, (await store.chainBase()).seq)) {
+    for (const row of page) {
+      if (row.kind !== 'service-call') continue;
+      const payload = JSON.parse(row.payload) as ServiceCallPayload;
+      if (payload.hookInstance === hookInstance) found = payload.inputs;
+    }
+  }
+  return found;
+}
+
+/** `--input <hookInstance> <file>...`: the files' hash, by the record's method, against the record's. */
+async function checkInput(
+  store: AuditStore,
+  args: readonly string[],
+  out: Output,
+  err: Output,
+): Promise<number> {
+  const [hookInstance, ...files] = args;
+  if (!hookInstance || files.length === 0) {
+    err.write('audit:verify: usage: --input <hookInstance> <request body> [<fetched page>...]\n');
+    return 2;
+  }
+  const inputs = await inputsOf(store, hookInstance);
+  if (!inputs) {
+    err.write(`audit:verify: no service call with hookInstance ${hookInstance}\n`);
+    return 2;
+  }
+  const method = inputs.method ?? 'sha256-canonical';
+  let sha256: string;
+  try {
+    if (method === 'sha256-raw') {
+      const hash = createHash('sha256');
+      for (const file of files) hash.update(readFileSync(file));
+      sha256 = hash.digest('hex');
+    } else {
+      if (files.length !== 1) {
+        err.write(
+          'audit:verify: a sha256-canonical record is checked against one file (the prefetch data)\n',
+        );
+        return 2;
+      }
+      sha256 = sha256Hex(canonicalJson(JSON.parse(readFileSync(files[0]!, 'utf8'))));
+    }
+  } catch (error) {
+    err.write(`audit:verify: cannot read the input: ${(error as Error).message}\n`);
+    return 2;
+  }
+  const fetched = inputs.fetched?.length ? ` (fetched keys in order: ${inputs.fetched.join(', ')})` : '';
+  if (sha256 === inputs.sha256) {
+    out.write(`input matches the record of ${hookInstance} (${method})${fetched}\n`);
+    return 0;
+  }
+  out.write(
+    `input DIFFERS from the record of ${hookInstance} (${method}${fetched}): recorded ${inputs.sha256}, computed ${sha256}\n`,
+  );
+  return 1;
+}
+
 interface Output {
   write(text: string): unknown;
 }
@@ -64,6 +141,7 @@ export async function runVerify(
   env: Record<string, string | undefined>,
   out: Output = process.stdout,
   err: Output = process.stderr,
+  args: readonly string[] = [],
 ): Promise<number> {
   let store: AuditStore;
   try {
@@ -78,6 +156,7 @@ export async function runVerify(
     return 2;
   }
   try {
+    if (args[0] === '--input') return await checkInput(store, args.slice(1), out, err);
     const report = await verifyStore(store);
     if (report.ok) {
       out.write(`audit chain intact: ${report.rows} rows, head ${report.last.seq} ${report.last.hash}\n`);
@@ -98,5 +177,5 @@ export async function runVerify(
 
 // Run only as a script, not when imported.
 if (invokedDirectly(import.meta.url)) {
-  process.exitCode = await runVerify(process.env);
+  process.exitCode = await runVerify(process.env, process.stdout, process.stderr, process.argv.slice(2));
 }

@@ -69,8 +69,17 @@ export interface ServiceCallPayload {
   /** The rule set: the definition's id, version and the SHA-256 of its YAML source. */
   service: { id: string; version: string; sha256: string };
   models: ModelRef[];
-  /** SHA-256 of the canonical JSON of the prefetch data used, and the `Type/id` of each resource in it. */
-  inputs: { sha256: string; references: string[] };
+  /**
+   * SHA-256 of the inputs, how it was computed (`audit/inputs.ts`: the bytes as received, or the
+   * canonical JSON of the prefetch data, which records without `method` used), the fetched keys whose
+   * bytes it covers, and the `Type/id` of each resource in the data.
+   */
+  inputs: {
+    sha256: string;
+    method?: 'sha256-raw' | 'sha256-canonical';
+    fetched?: string[];
+    references: string[];
+  };
   cards: AuditedCard[];
   latencyMs: number;
   /** Keyed hash of the call's encounter (`Encounter/<id>`), when it named one and cards were issued. */

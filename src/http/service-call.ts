@@ -9,6 +9,16 @@ import type { Language } from '../language.js';
 import { type PipelineDeps, runHook } from '../pipeline.js';
 import type { Registry } from '../services/registry.js';
 
+declare module 'fastify' {
+  interface FastifyRequest {
+    /**
+     * The JSON body's bytes as received, kept by the body parser (`app.ts`); null without a JSON body.
+     * The audit hashes them (`audit/inputs.ts`).
+     */
+    rawBody: Buffer | null;
+  }
+}
+
 /** The first of `fr` / `en` in an Accept-Language header, by preference order; else the default. */
 export function pickLanguage(header: string | undefined, fallback: Language): Language {
   if (!header) return fallback;
@@ -40,7 +50,13 @@ export function serviceCallHandler(
     if (!service)
       throw new CdsError('CDS_ERR_SERVICE_NOT_FOUND', { serviceId: request.params.id.slice(0, 64) });
     const language = pickLanguage(request.headers['accept-language'], defaultLanguage);
-    const call = { service, body: request.body, client: request.cdsClient, language };
+    const call = {
+      service,
+      body: request.body,
+      rawBody: request.rawBody ?? undefined,
+      client: request.cdsClient,
+      language,
+    };
     const outcome = await runHook(call, { ...deps, log: request.log });
     reply.header('content-language', language);
     return outcome.response;

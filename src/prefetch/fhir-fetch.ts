@@ -41,7 +41,14 @@ export type FetchFailureCode =
   | 'egress-unresolvable';
 
 export type FetchResult =
-  | { ok: true; value: FhirResource | null; pages: number; bytes: number }
+  | {
+      ok: true;
+      value: FhirResource | null;
+      pages: number;
+      bytes: number;
+      /** The body of each page read, as received (the audit hashes them: `audit/inputs.ts`). */
+      raw?: Uint8Array[];
+    }
   | { ok: false; code: FetchFailureCode; reason: string };
 
 export interface FhirFetchOptions {
@@ -168,13 +175,14 @@ export function createFhirFetch(options: FhirFetchOptions): FhirFetch {
       }
       const baseText = base.href.replace(/\/$/, '');
       const budget = { bytes: options.maxBytes };
+      const raw: Uint8Array[] = [];
       const get = async (url: string) =>
-        getJson(await transport(url, egress), url, accessToken, signal, budget);
+        getJson(await transport(url, egress), url, accessToken, signal, budget, raw);
       const first = await get(`${baseText}/${query}`);
       if (first === null) {
         if (resultType === 'Bundle')
           throw new FetchFailure('http-error', 'the FHIR server answered 404 to a search');
-        return { ok: true, value: null, pages: 1, bytes: options.maxBytes - budget.bytes };
+        return { ok: true, value: null, pages: 1, bytes: options.maxBytes - budget.bytes, raw };
       }
       checkResource(first, resultType);
       let pages = 1;
@@ -197,7 +205,7 @@ export function createFhirFetch(options: FhirFetchOptions): FhirFetch {
         // The merged Bundle holds every page; drop paging links that no longer describe it.
         first.link = (first.link ?? []).filter((l) => l.relation === 'self');
       }
-      return { ok: true, value: first, pages, bytes: options.maxBytes - budget.bytes };
+      return { ok: true, value: first, pages, bytes: options.maxBytes - budget.bytes, raw };
     } catch (error) {
       if (error instanceof FetchFailure) return { ok: false, code: error.code, reason: error.message };
       if (signal.aborted)
@@ -226,13 +234,17 @@ function checkResource(resource: FhirResource, resultType: string): void {
   }
 }
 
-/** GETs one URL; `null` for 404/410 (a read of a resource that does not exist). */
+/**
+ * GETs one URL; `null` for 404/410 (a read of a resource that does not exist). The body read is
+ * appended to `raw`, as received.
+ */
 async function getJson(
   fetchFn: Get,
   url: string,
   accessToken: string | undefined,
   signal: AbortSignal,
   budget: { bytes: number },
+  raw: Uint8Array[],
 ): Promise<FhirResource | null> {
   const headers: Record<string, string> = { accept: 'application/fhir+json, application/json' };
   if (accessToken) headers.authorization = `Bearer ${accessToken}`;
@@ -250,10 +262,11 @@ async function getJson(
     // The status stays out of the reason, which reaches the client: it would map what answers where.
     throw new FetchFailure('http-error', 'the FHIR server answered with an error status');
   }
-  const text = await readCapped(response, budget);
+  const bytes = await readCapped(response, budget);
+  raw.push(bytes);
   let parsed: unknown;
   try {
-    parsed = JSON.parse(text);
+    parsed = JSON.parse(bytes.toString('utf8'));
   } catch {
     throw new FetchFailure('not-json', 'the FHIR server answer is not JSON');
   }
@@ -267,14 +280,14 @@ async function getJson(
   return parsed as FhirResource;
 }
 
-async function readCapped(response: Response, budget: { bytes: number }): Promise<string> {
+async function readCapped(response: Response, budget: { bytes: number }): Promise<Buffer> {
   const tooLarge = () => new FetchFailure('too-large', 'the FHIR server answer exceeds the size limit');
   const declared = Number(response.headers.get('content-length'));
   if (Number.isFinite(declared) && declared > budget.bytes) {
     await response.body?.cancel();
     throw tooLarge();
   }
-  if (!response.body) return '';
+  if (!response.body) return Buffer.alloc(0);
   const chunks: Uint8Array[] = [];
   const reader = response.body.getReader();
   for (;;) {
@@ -287,5 +300,5 @@ async function readCapped(response: Response, budget: { bytes: number }): Promis
     }
     chunks.push(value);
   }
-  return Buffer.concat(chunks).toString('utf8');
+  return Buffer.concat(chunks);
 }

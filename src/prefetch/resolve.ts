@@ -54,13 +54,18 @@ export interface ResolvedPrefetch {
   malformed: MalformedData[];
   /** Where each available key came from. */
   sources: Record<string, PrefetchSource>;
+  /**
+   * The bodies of each fetched key's pages as received, in key order (for the audit's hash of the
+   * inputs); a key whose fetcher did not give them (a fake of the tests) is listed with `pages: null`.
+   */
+  fetchedRaw: { key: string; pages: readonly Uint8Array[] | null }[];
 }
 
 export type FailureCode =
   FetchFailureCode | 'client-outcome' | 'no-fhir-server' | 'unresolved-token' | 'malformed';
 
 type KeyResult =
-  | { ok: true; value: FhirResource | null; source: PrefetchSource }
+  | { ok: true; value: FhirResource | null; source: PrefetchSource; raw?: readonly Uint8Array[] }
   | { ok: false; code: Exclude<FailureCode, 'malformed'>; reason: string }
   | { ok: false; code: 'malformed'; path: string; problem: string; source: PrefetchSource };
 
@@ -82,7 +87,13 @@ export async function resolvePrefetch(
   policy: MalformedPolicy = 'reject',
 ): Promise<ResolvedPrefetch> {
   const results = await Promise.all(keys.map((key) => resolveKey(key, request, fhirFetch)));
-  const resolved: ResolvedPrefetch = { data: {}, unavailable: [], malformed: [], sources: {} };
+  const resolved: ResolvedPrefetch = {
+    data: {},
+    unavailable: [],
+    malformed: [],
+    sources: {},
+    fetchedRaw: [],
+  };
   const failed: CompiledPrefetch[] = [];
   const reasons: string[] = [];
   results.forEach((result, i) => {
@@ -90,6 +101,7 @@ export async function resolvePrefetch(
     if (result.ok) {
       resolved.data[key] = result.value;
       resolved.sources[key] = result.source;
+      if (result.source === 'fetched') resolved.fetchedRaw.push({ key, pages: result.raw ?? null });
       return;
     }
     resolved.data[key] = null;
@@ -153,13 +165,14 @@ async function resolveKey(
     key.template.resultType,
     request.fhirAuthorization?.access_token,
   );
-  return fetched.ok ? checked(fetched.value, 'fetched') : fetched;
+  return fetched.ok ? checked(fetched.value, 'fetched', fetched.raw) : fetched;
 }
 
 /** The value if it is well-formed FHIR R4, else where and why it is not. */
-function checked(value: FhirResource | null, source: PrefetchSource): KeyResult {
+function checked(value: FhirResource | null, source: PrefetchSource, raw?: readonly Uint8Array[]): KeyResult {
   const problem = value === null ? null : checkResourceStructure(value);
-  return problem ? { ok: false, code: 'malformed', ...problem, source } : { ok: true, value, source };
+  if (problem) return { ok: false, code: 'malformed', ...problem, source };
+  return raw ? { ok: true, value, source, raw } : { ok: true, value, source };
 }
 
 function malformedError(key: string, path: string, problem: string, source: PrefetchSource): CdsError {

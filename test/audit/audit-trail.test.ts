@@ -11,7 +11,7 @@ import { loadModels } from '../../src/scoring/load.js';
 import { loadServices } from '../../src/services/load.js';
 import { loadValueSets } from '../../src/services/value-sets.js';
 import { openAuditTrail } from '../../src/audit/audit-trail.js';
-import { canonicalJson, sha256Hex } from '../../src/audit/hash-chain.js';
+import { createHash } from 'node:crypto';
 import { pseudonymiser } from '../../src/audit/pseudonym.js';
 import { type AuditStore, openStore } from '../../src/audit/store.js';
 import { verifyStore } from '../../tools/audit-verify.js';
@@ -56,11 +56,21 @@ function switchable(store: AuditStore) {
   return { store: wrapped, state };
 }
 
-const call = (app: FastifyInstance, patientId = PATIENT_ID) => {
+/** The body sent, as bytes: what the audit hashes (`sha256-raw`). */
+const bodyOf = (patientId: string) => {
   const request = patientView({ lesions: searchset([exam()]) });
   request.context.patientId = patientId;
-  return app.inject({ method: 'POST', url: URL, payload: request });
+  // Spaced out as no serialiser would: the hash is of the bytes as received, not of a re-serialised form.
+  return JSON.stringify(request, null, 3);
 };
+
+const call = (app: FastifyInstance, patientId = PATIENT_ID) =>
+  app.inject({
+    method: 'POST',
+    url: URL,
+    headers: { 'content-type': 'application/json' },
+    payload: bodyOf(patientId),
+  });
 
 async function until(condition: () => boolean | Promise<boolean>, timeoutMs = 3000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -96,16 +106,9 @@ t.test('a service call is recorded before it is answered, with what is needed to
   );
   t.match(payload.models[0].sha256, /^[0-9a-f]{64}$/);
   t.same(payload.inputs, {
-    // The model's inputs were not sent (no fhirServer): those keys are recorded as unavailable (null).
-    sha256: sha256Hex(
-      canonicalJson({
-        lesions: searchset([exam()]),
-        patient: null,
-        conditions: null,
-        skin: null,
-        consent: null,
-      }),
-    ),
+    // Nothing was fetched (no fhirServer): the hash is the sha256sum of the request body as sent.
+    sha256: createHash('sha256').update(bodyOf(PATIENT_ID)).digest('hex'),
+    method: 'sha256-raw',
     references: ['Observation/lesion-1'],
   });
   t.same(payload.cards, [

@@ -3,6 +3,8 @@
  * server), and every way that can fail gives the key's policy: 412 for `fail`, a card that says what is
  * missing for `omit`. The token and the patient id never reach the logs.
  */
+import { createHash } from 'node:crypto';
+import { get } from 'node:http';
 import type { Observation, Patient, Resource } from 'fhir/r4.js';
 import type { LightMyRequestResponse } from 'fastify';
 import t, { type Test } from 'tap';
@@ -10,7 +12,8 @@ import type { FhirAuthorization, HookRequest } from '../../src/cds-hooks.js';
 import type { Config } from '../../src/config.js';
 import { LESION, SYSTEM } from '../../src/codes.js';
 import { EXPLANATION_EXTENSION } from '../../src/explain/explain.js';
-import { assertConforms, buildTestApp, type TestApp } from '../helpers/app.js';
+import { openStore } from '../../src/audit/store.js';
+import { assertConforms, buildTestApp, tempDir, type TestApp, testSqliteWorker } from '../helpers/app.js';
 import { type FhirServerOptions, type StartedFhirServer, startFhirServer } from '../helpers/fhir-server.js';
 import { lesion, PATIENT_ID, patientView, searchset, triageCards } from '../helpers/hook-request.js';
 
@@ -371,3 +374,57 @@ t.test('omit policy: the card says which data was not available', async (t) => {
     noLeak(t, built, res);
   });
 });
+
+t.test(
+  'the audit hashes the bytes as received: the request body, then each fetched page in order',
+  async (t) => {
+    const server = await fhirServer(t);
+    const dataDir = tempDir();
+    const built = await testApp(t, { dataDir });
+    const body = JSON.stringify(withServer(server.url), null, 1);
+    const res = await built.app.inject({
+      method: 'POST',
+      url: MELANOMA,
+      headers: { 'content-type': 'application/json' },
+      payload: body,
+    });
+    t.equal(res.statusCode, 200);
+    t.equal(server.requests.length, 1, 'one page');
+    // A site re-checking the record: the body it sent, then the pages as the server answers them
+    // (one connection per request, as the service's own fetches: none is left open).
+    const pages: Buffer[] = [];
+    for (const request of [...server.requests]) {
+      const origin = new URL(server.url).origin;
+      pages.push(await getBytes(`${origin}${request.path}`, { authorization: `Bearer ${TOKEN}` }));
+    }
+    const expected = createHash('sha256');
+    for (const part of [Buffer.from(body), ...pages]) expected.update(part);
+
+    const store = await openStore({ dataDir }, { worker: testSqliteWorker });
+    t.teardown(() => store.close());
+    const [row] = await store.readChain(0, 10);
+    const { inputs } = JSON.parse(row!.payload);
+    t.same(inputs, {
+      sha256: expected.digest('hex'),
+      method: 'sha256-raw',
+      fetched: ['lesions'],
+      references: ['Observation/lesion-back', 'Observation/lesion-forearm', 'Observation/lesion-old'],
+    });
+    t.not(
+      inputs.sha256,
+      createHash('sha256').update(body).digest('hex'),
+      'the fetched pages are part of the hash',
+    );
+  },
+);
+
+function getBytes(url: string, headers: Record<string, string>): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    get(url, { headers, agent: false }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (chunk: Buffer) => chunks.push(chunk));
+      res.on('end', () => resolve(Buffer.concat(chunks)));
+      res.on('error', reject);
+    }).on('error', reject);
+  });
+}

@@ -116,7 +116,7 @@ t.test('a read answered 404 is known absent: ok with a null value', async (t) =>
   const server = await startFhirServer({ resources: [PATIENT] });
   t.teardown(() => server.close());
   const result = await createFhirFetch(options())(server.url, 'Patient/nobody', 'Patient', undefined);
-  t.same(result, { ok: true, value: null, pages: 1, bytes: 0 });
+  t.same(result, { ok: true, value: null, pages: 1, bytes: 0, raw: [] });
 });
 
 t.test('a read answered 410 is known absent too', async (t) => {
@@ -127,7 +127,7 @@ t.test('a read answered 410 is known absent too', async (t) => {
     'Patient',
     TOKEN,
   );
-  t.same(result, { ok: true, value: null, pages: 1, bytes: 0 });
+  t.same(result, { ok: true, value: null, pages: 1, bytes: 0, raw: [] });
 });
 
 t.test('a search answered 404 is a failure', async (t) => {
@@ -331,6 +331,17 @@ t.test('paging merges every page and drops the next link', async (t) => {
   for (const request of server.requests) t.equal(request.authorization, `Bearer ${TOKEN}`);
   t.match(server.requests[1]!.path, /_offset=2/);
   t.match(server.requests[2]!.path, /_offset=4/);
+  // Each page's body as received, in order (the audit hashes them), not the merged Bundle.
+  const pages = (result.raw ?? []).map((bytes) => JSON.parse(Buffer.from(bytes).toString()) as Bundle);
+  t.same(
+    pages.map((page) => page.entry?.map((e) => e.resource?.id)),
+    [['obs-1', 'obs-2'], ['obs-3', 'obs-4'], ['obs-5']],
+  );
+  t.equal(
+    (result.raw ?? []).reduce((sum, bytes) => sum + bytes.byteLength, 0),
+    result.bytes,
+    'every byte read is kept',
+  );
 });
 
 t.test('a search with more pages than maxPages fails rather than being cut short', async (t) => {

@@ -357,5 +357,34 @@ t.test('a service without prefetch keys resolves to nothing', async (t) => {
     unavailable: [],
     malformed: [],
     sources: {},
+    fetchedRaw: [],
   });
 });
+
+t.test(
+  'the bytes of each fetched key are kept in the order of the keys, for the hash of the inputs',
+  async (t) => {
+    const bytesOf = (text: string) => [Buffer.from(text)];
+    const fake = fakeFetch((call) => ({
+      ...okFor(call),
+      raw: bytesOf(call.resultType === 'Bundle' ? 'lesions-bytes' : 'patient-bytes'),
+    }));
+    // The lesions' answer comes first: the order kept is the keys', not the answers'.
+    const resolved = await resolvePrefetch([PATIENT_KEY, LESIONS_KEY], withServer(), async (...args) => {
+      const result = await fake.fhirFetch(...args);
+      if (args[2] === 'Patient') await new Promise((resolve) => setTimeout(resolve, 5));
+      return result;
+    });
+    t.same(
+      resolved.fetchedRaw.map((f) => [f.key, f.pages?.map((p) => Buffer.from(p).toString())]),
+      [
+        ['patient', ['patient-bytes']],
+        ['lesions', ['lesions-bytes']],
+      ],
+    );
+    const sent = await resolvePrefetch([PATIENT_KEY], withServer({ patient: PATIENT }), fake.fhirFetch);
+    t.same(sent.fetchedRaw, [], 'a key sent in the request is in the body, not here');
+    const noBytes = await resolvePrefetch([PATIENT_KEY], withServer(), fakeFetch().fhirFetch);
+    t.same(noBytes.fetchedRaw, [{ key: 'patient', pages: null }], 'a fetcher without the bytes');
+  },
+);

@@ -11,7 +11,10 @@ import { runVerify } from '../../tools/audit-verify.js';
 import { callEvent, feedbackEvent } from '../helpers/audit-events.js';
 import { tempDir } from '../helpers/app.js';
 import { PG_URL, postgresProblem } from '../helpers/stores.js';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { canonicalJson } from '../../src/audit/hash-chain.js';
 import pg from 'pg';
 
 const LOADER = './node_modules/@tapjs/typescript/dist/esm/import.mjs';
@@ -24,13 +27,14 @@ if (problem !== null && process.env.CI === 'true') {
 const skip = problem === null ? {} : { skip: `PostgreSQL is not reachable at ${PG_URL} (${problem})` };
 
 /** The command in this process (fast); one test below runs it as a script. */
-async function verify(env: Record<string, string>) {
+async function verify(env: Record<string, string>, args: string[] = []) {
   const out: string[] = [];
   const err: string[] = [];
   const status = await runVerify(
     env,
     { write: (s: string) => out.push(s) },
     { write: (s: string) => err.push(s) },
+    args,
   );
   return { status, stdout: out.join(''), stderr: err.join('') };
 }
@@ -118,4 +122,59 @@ t.test('npm run audit:verify runs the command as a script, with the exit code', 
   t.match(run.stdout, /^audit chain intact: 3 rows/);
   const pkg = JSON.parse(readFileSync('package.json', 'utf8'));
   t.equal(pkg.scripts['audit:verify'], `node --import=${LOADER} tools/audit-verify.ts`);
+});
+
+t.test('--input re-checks a call input against its record, by the method the record names', async (t) => {
+  const dataDir = tempDir();
+  const body = '{"hook":"patient-view", "hookInstance":"raw-1"}';
+  const page = '{"resourceType":"Bundle","type":"searchset"}';
+  const data = { patient: null, lesions: { resourceType: 'Bundle', type: 'searchset' } };
+  const raw = callEvent({ cards: [] });
+  const canonical = callEvent({ cards: [] });
+  const payloadOf = (e: typeof raw) => e.payload as unknown as Record<string, unknown>;
+  payloadOf(raw).hookInstance = 'raw-1';
+  payloadOf(raw).inputs = {
+    sha256: createHash('sha256').update(body).update(page).digest('hex'),
+    method: 'sha256-raw',
+    fetched: ['lesions'],
+    references: [],
+  };
+  // A record written before the raw method: no `method`, the canonical JSON of the data.
+  payloadOf(canonical).hookInstance = 'old-1';
+  payloadOf(canonical).inputs = {
+    sha256: createHash('sha256').update(canonicalJson(data)).digest('hex'),
+    references: [],
+  };
+  const store = await openStore({ dataDir });
+  await store.append([raw, canonical]);
+  await store.close();
+  const files = tempDir();
+  const file = (name: string, text: string) => {
+    writeFileSync(join(files, name), text);
+    return join(files, name);
+  };
+  const env = { CDS_DATA_DIR: dataDir };
+  const bodyFile = file('body.json', body);
+  const pageFile = file('page-1.json', page);
+
+  let run = await verify(env, ['--input', 'raw-1', bodyFile, pageFile]);
+  t.equal(run.status, 0, run.stderr);
+  t.equal(run.stdout, 'input matches the record of raw-1 (sha256-raw) (fetched keys in order: lesions)\n');
+  run = await verify(env, ['--input', 'raw-1', pageFile, bodyFile]);
+  t.equal(run.status, 1, 'the parts in another order');
+  t.match(run.stdout, /^input DIFFERS from the record of raw-1 \(sha256-raw/);
+  run = await verify(env, ['--input', 'raw-1', file('spaced.json', `${body} `), pageFile]);
+  t.equal(run.status, 1, 'one byte more in the body');
+
+  // Key order and spacing do not matter to the canonical method.
+  const reordered = file('data.json', JSON.stringify({ lesions: data.lesions, patient: null }, null, 2));
+  run = await verify(env, ['--input', 'old-1', reordered]);
+  t.equal(run.status, 0, run.stderr);
+  t.equal(run.stdout, 'input matches the record of old-1 (sha256-canonical)\n');
+
+  run = await verify(env, ['--input', 'nobody', bodyFile]);
+  t.equal(run.status, 2);
+  t.equal(run.stderr, 'audit:verify: no service call with hookInstance nobody\n');
+  run = await verify(env, ['--input', 'raw-1']);
+  t.equal(run.status, 2, 'no file');
 });

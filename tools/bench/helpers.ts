@@ -127,6 +127,47 @@ export function prefetchFrom(query: string, resources: readonly Resource[]): Res
   };
 }
 
+/**
+ * A longer history for one patient: copies of their dated Observations `years` years earlier (ids
+ * suffixed `-y<years>`), as the visits of the years before the record begins would have left them. The
+ * benchmark's 40–60 KB bodies are a record with a few such years added until the body is that size.
+ */
+export function olderVisits(resources: readonly Resource[], years: number): Resource[] {
+  const shift = (date: string) =>
+    `${String(Number(date.slice(0, 4)) - years).padStart(4, '0')}${date.slice(4)}`;
+  return resources.flatMap((resource) => {
+    const o = resource as Resource & { effectiveDateTime?: string; issued?: string };
+    if (resource.resourceType !== 'Observation' || !o.effectiveDateTime) return [];
+    return [
+      {
+        ...o,
+        id: `${o.id}-y${years}`,
+        effectiveDateTime: shift(o.effectiveDateTime),
+        ...(o.issued ? { issued: shift(o.issued) } : {}),
+      },
+    ];
+  });
+}
+
+/**
+ * The body built by `build` from `resources` with as many earlier years added (`olderVisits`) as bring
+ * it to at least `min` bytes; null when even the first body is over `max`, or `max` is overshot.
+ */
+export function bodyOfSize(
+  resources: readonly Resource[],
+  build: (resources: readonly Resource[]) => string,
+  min: number,
+  max: number,
+): string | null {
+  let all = [...resources];
+  let body = build(all);
+  for (let years = 1; body.length < min && years <= 60; years += 1) {
+    all = [...all, ...olderVisits(resources, years)];
+    body = build(all);
+  }
+  return body.length >= min && body.length <= max ? body : null;
+}
+
 /** Value at quantile q (0–1) of `values`, nearest rank. */
 export function quantile(values: readonly number[], q: number): number {
   if (values.length === 0) return Number.NaN;

@@ -5,7 +5,12 @@
  * cold start, the cost of one JWT verification and a CPU profile of the service under load. Writes
  * tools/bench/results/bench-results.json and the generated section of BENCHMARKS.md.
  * Options: --rounds N (default 3), --seconds S per measured run (default 6), --connections C (16),
- * --workers-only (only one process against a cluster of two, printed as JSON; no file is written).
+ * --workers-only (only one process against a cluster of two, printed as JSON; no file is written),
+ * --side-by-side-only (only this service, bare Fastify and the CQL service of CDS_BENCH_CQL_URL at one and
+ * C connections, on today's bodies and on 40–60 KB records, printed; no file is written), --before DIR
+ * (with --side-by-side-only: also the server of another checkout, built, e.g. the main branch, in the
+ * same rounds, so that a change is measured before and after under the same load), --profile-only
+ * (CPU profiles under load on both sets of bodies, printed; with --before DIR, that server's too).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -44,6 +49,7 @@ import { createRng } from '../synthetic/random.js';
 import {
   type BodyFor,
   benchRecords,
+  bodyOfSize,
   cpuBusyShare,
   median,
   memoryFromStatus,
@@ -57,6 +63,7 @@ import {
   summariseProfile,
 } from './helpers.js';
 import { renderBenchmarks, STAGES } from './report.js';
+import { cqlTarget, reachable, sideBySide, sideBySideTable, type Target } from './side-by-side.js';
 import { createFhirPath } from '../../src/rules/fhirpath.js';
 
 /** The FHIRPath engine of this file's loads. */
@@ -148,6 +155,23 @@ const source = syntheaRecords.length > 0 ? 'synthea' : 'generated';
 const headlineBodies = workload(source === 'synthea' ? syntheaRecords : generatedRecords);
 const generatedBodies = workload(generatedRecords);
 
+/**
+ * Realistic larger bodies: knee-OA calls of 40–60 KB, each one patient's record (Synthea when present,
+ * then the generated ones) with earlier years of visits added until its body is that size.
+ */
+const LARGE = { min: 40_000, max: 60_000 };
+function largeWorkload(): BodyFor[] {
+  const knee = services.get('knee-oa-progression')!;
+  return [...syntheaRecords, ...generatedRecords].flatMap((bundle) => {
+    const id = patientOf(bundle).id!;
+    const body = bodyOfSize(resourcesOf(bundle), (rs) => bodyFor(knee, rs, id).body, LARGE.min, LARGE.max);
+    return body ? [{ path: servicePath(knee.definition.id), body }] : [];
+  });
+}
+const largeBodies = largeWorkload();
+const meanKb = (bodies: readonly BodyFor[]) =>
+  round(bodies.reduce((sum, b) => sum + Buffer.byteLength(b.body), 0) / bodies.length / 1024, 1);
+
 // ---------- child processes ----------
 
 async function freePort(): Promise<number> {
@@ -177,11 +201,14 @@ function keepOutput(child: ChildProcess): () => string {
 async function spawnService(
   nodeArgs: string[] = [],
   extraEnv: Record<string, string> = {},
+  /** Another checkout, built (`--before <dir>`): its server, started in its folder. */
+  checkout?: string,
 ): Promise<Child & { spawnedAt: number }> {
   const port = await freePort();
   const dataDir = mkdtempSync(join(tmp, 'data-'));
   const spawnedAt = performance.now();
-  const child = spawn(process.execPath, [...nodeArgs, MAIN], {
+  const child = spawn(process.execPath, [...nodeArgs, checkout ? join(checkout, MAIN) : MAIN], {
+    ...(checkout ? { cwd: checkout } : {}),
     env: {
       PATH: process.env.PATH,
       CDS_HOST: '127.0.0.1',
@@ -447,7 +474,8 @@ async function stageBreakdown(bodies: BodyFor[], passes: number, key: BenchKey) 
     if (!verdict.ok) throw new Error(`in-process verification refused a token: ${verdict.reason}`);
     const service = services.get(item.path.split('/').at(-1)!)!;
     const outcome = await runHook(
-      { service, body, client: verdict.client, language: 'en' },
+      // The bytes as received, as over HTTP: the audit hashes them (`sha256-raw`).
+      { service, body, rawBody: item.body, client: verdict.client, language: 'en' },
       {
         fhirFetch,
         // Every key is prefetched: no fallback fetch may go anywhere.
@@ -637,12 +665,67 @@ async function workersScaling(bodies: BodyFor[], key: BenchKey) {
   }
 }
 
+// ---------- side by side: this service, bare Fastify, a CQL-based service ----------
+
+/**
+ * This service (RS384 tokens), the bare server and, when CDS_BENCH_CQL_URL names one that answers, a
+ * CQL-based CDS Hooks service, at one connection and at CONNECTIONS, on today's bodies and the 40–60 KB
+ * ones (`side-by-side.ts`).
+ */
+async function sideBySideRun(bare: Child, before?: string) {
+  const service = await spawnService();
+  const previous = before ? await spawnService([], {}, before) : null;
+  const key = keys.RS384;
+  try {
+    await untilFirstAnswer(service, key);
+    if (previous) await untilFirstAnswer(previous, key);
+    const targets: Target[] = [
+      { name: 'this service', origin: `http://127.0.0.1:${service.port}`, tokens: 'fresh' },
+      ...(previous
+        ? [{ name: 'before', origin: `http://127.0.0.1:${previous.port}`, tokens: 'fresh' as const }]
+        : []),
+      { name: 'bare Fastify', origin: `http://127.0.0.1:${bare.port}`, tokens: 'reuse' },
+    ];
+    const cql = cqlTarget(process.env);
+    let skipped = cql.ok ? null : cql.reason;
+    if (cql.ok) {
+      const problem = await reachable(cql.target, (await planRequests(headlineBodies, 1, mint(key)))[0]!);
+      if (problem) skipped = `CDS_BENCH_CQL_URL is set but ${problem}`;
+      else targets.push(cql.target);
+    }
+    if (skipped) log(`CQL-based service skipped: ${skipped}`);
+    const workloads = [
+      { name: `today's (${source})`, bodies: headlineBodies },
+      { name: '40–60 KB records', bodies: largeBodies },
+    ];
+    const rows = await sideBySide({
+      targets,
+      baseline: 'bare Fastify',
+      workloads: workloads.map((w) => ({
+        name: w.name,
+        plan: (n: number) => planRequests(w.bodies, n, mint(key)),
+      })),
+      connections: [1, CONNECTIONS],
+      rounds: ROUNDS,
+      seconds: Math.max(2, SECONDS / 2),
+      log,
+    });
+    return {
+      rows,
+      skipped,
+      bodies: workloads.map((w) => ({ name: w.name, count: w.bodies.length, meanKb: meanKb(w.bodies) })),
+    };
+  } finally {
+    await stop(service);
+    if (previous) await stop(previous);
+  }
+}
+
 // ---------- CPU profile ----------
 
-async function profile(bodies: BodyFor[], key: BenchKey) {
-  const dir = join(tmp, 'profile');
-  mkdirSync(dir);
-  const child = await spawnService(['--cpu-prof', `--cpu-prof-dir=${dir}`]);
+async function profile(bodies: BodyFor[], key: BenchKey, checkout?: string) {
+  const dir = mkdtempSync(join(tmp, 'profile-'));
+  const child = await spawnService(['--cpu-prof', `--cpu-prof-dir=${dir}`], {}, checkout);
   await untilFirstAnswer(child, key);
   await load(child, await planFor(bodies, 1500, key), { amount: 1500 });
   await stop(child);
@@ -671,6 +754,45 @@ if (process.argv.includes('--workers-only')) {
   }
   process.exit(0);
 }
+if (process.argv.includes('--profile-only')) {
+  // Only CPU profiles under load (today's bodies, then the 40–60 KB ones; with --before DIR, that
+  // checkout's server too), printed as JSON; the results files are left as they are.
+  try {
+    const at = process.argv.indexOf('--before');
+    const before = at > 0 ? process.argv[at + 1] : undefined;
+    const out: Record<string, unknown> = {};
+    for (const [name, bodies] of [
+      ['today', headlineBodies],
+      ['large', largeBodies],
+    ] as const) {
+      out[name] = await profile(bodies, keys.RS384);
+      if (before) out[`${name} (before)`] = await profile(bodies, keys.RS384, before);
+    }
+    process.stdout.write(`${JSON.stringify(out, null, 1)}\n`);
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+  process.exit(0);
+}
+if (process.argv.includes('--side-by-side-only')) {
+  // Only the side-by-side table, printed; the results files are left as they are.
+  try {
+    const { meanResponseBytes } = await stageBreakdown(headlineBodies.slice(0, 20), 1, keys.RS384);
+    const bare = await spawnBare(meanResponseBytes);
+    try {
+      const at = process.argv.indexOf('--before');
+      const result = await sideBySideRun(bare, at > 0 ? process.argv[at + 1] : undefined);
+      process.stdout.write(
+        `${JSON.stringify(result.bodies)}\n${sideBySideTable(result.rows, result.skipped).join('\n')}\n`,
+      );
+    } finally {
+      await stop(bare);
+    }
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+  process.exit(0);
+}
 try {
   log('in-process stage breakdown');
   const stagesRs = await stageBreakdown(headlineBodies, 4, keys.RS384);
@@ -688,6 +810,8 @@ try {
     const rs384 = await compare(headlineBodies, keys.RS384, bare);
     const es384 = await compare(headlineBodies, keys.ES384, bare);
     const generated = source === 'synthea' ? await compare(generatedBodies, keys.RS384, bare) : null;
+    log('side by side: this service, bare Fastify, a CQL-based service');
+    const sideBySideResult = await sideBySideRun(bare);
     log('scaling curve');
     const service = await spawnService();
     let scaling;
@@ -752,6 +876,7 @@ try {
       scaling: { overHttp: scaling, inProcess: scalingStages },
       memory,
       workers,
+      sideBySide: sideBySideResult,
       cpuProfile,
     };
   } finally {

@@ -13,6 +13,8 @@ import {
   scalingSummary,
   summariseProfile,
   cpuBusyShare,
+  bodyOfSize,
+  olderVisits,
 } from '../../../tools/bench/helpers.js';
 
 const bodies = [
@@ -224,4 +226,29 @@ t.test('cpuBusyShare is the busy share of the CPU time between two /proc/stat re
   // 300 ticks elapsed: 60 of work, 200 idle, 40 waiting for I/O.
   t.equal(cpuBusyShare(stat(100, 1000, 10), stat(160, 1200, 50)), 0.2);
   t.equal(cpuBusyShare(stat(1, 1, 1), stat(1, 1, 1)), 0, 'no time elapsed');
+});
+
+t.test('older visits: dated Observations copied years earlier; bodies grown to a size range', async (t) => {
+  const obs = (id: string, date: string): Observation => ({
+    resourceType: 'Observation',
+    id,
+    status: 'final',
+    code: { text: 'BMI' },
+    effectiveDateTime: date,
+    issued: `${date}T12:00:00Z`,
+  });
+  const patient: Patient = { resourceType: 'Patient', id: 'p1' };
+  const resources: Resource[] = [
+    patient,
+    obs('bmi-1', '2026-03-04'),
+    { ...obs('x', ''), effectiveDateTime: undefined },
+  ];
+  t.same(olderVisits(resources, 2), [{ ...obs('bmi-1-y2', '2024-03-04'), issued: '2024-03-04T12:00:00Z' }]);
+  const build = (rs: readonly Resource[]) => JSON.stringify(rs);
+  const one = build(resources).length;
+  const grown = bodyOfSize(resources, build, one * 3, one * 5)!;
+  t.ok(grown.length >= one * 3 && grown.length <= one * 5, 'within the range');
+  t.match(grown, /"bmi-1-y1".*"bmi-1-y2"/, 'the years added in order');
+  t.equal(bodyOfSize(resources, build, 1, one - 1), null, 'already over the maximum');
+  t.equal(bodyOfSize([patient], build, 10_000, 20_000), null, 'nothing to add: never reaches the minimum');
 });

@@ -92,3 +92,26 @@ t.test('a second run replaces only the generated section, keeping the text aroun
   t.notMatch(text, /old figures/);
   t.equal(text.split(START).length, 2, 'one generated section');
 });
+
+t.test('the side-by-side table names its bodies, each server and a skipped CQL service', async (t) => {
+  const row = { bodies: '40–60 KB records', connections: 16, p50: 30, p99: 80 };
+  const text = renderBenchmarks(
+    {
+      ...results,
+      sideBySide: {
+        rows: [
+          { ...row, server: 'this service', reqPerSec: 120, ratioToBare: 0.2 },
+          { ...row, server: 'bare Fastify', reqPerSec: 600, ratioToBare: 1 },
+        ],
+        skipped: 'CDS_BENCH_CQL_URL is not set',
+        bodies: [{ name: '40–60 KB records', count: 76, meanKb: 45 }],
+      },
+    },
+    '',
+  );
+  t.match(text, /### Side by side: this service, bare Fastify and a CQL-based service/);
+  t.match(text, /Bodies: 40–60 KB records, 76 bodies of 45 KB on average\./);
+  t.match(text, /\| 40–60 KB records \| 16 \| this service \| 120 \| 30 \| 80 \| 0.2 \|/);
+  t.match(text, /CQL-based service: skipped \(CDS_BENCH_CQL_URL is not set\)\./);
+  t.notMatch(renderBenchmarks(results, ''), /Side by side/, 'older results: no such section');
+});
