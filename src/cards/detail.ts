@@ -19,6 +19,7 @@ const TEXT = {
     noItemScored: 'No item scored.',
     notRecorded: 'Not recorded',
     notEvaluated: 'not evaluated',
+    staleData: 'not evaluated, data too old',
     fired: 'applies',
     doesNotApply: 'does not apply',
     source: 'Source',
@@ -57,6 +58,7 @@ const TEXT = {
     noItemScored: 'Aucun critère ne marque de point.',
     notRecorded: 'Non renseigné',
     notEvaluated: 'non évalué',
+    staleData: 'non évalué, donnée trop ancienne',
     fired: 's’applique',
     doesNotApply: 'ne s’applique pas',
     source: 'Source',
@@ -98,7 +100,10 @@ function ruleSection(rule: RuleResult, lang: Language): string {
   const t = TEXT[lang];
   const title = rule.title[lang];
   if (rule.status === 'not-evaluable') {
-    return `**${title}: ${t.notEvaluated}** (${rule.reason?.[lang] ?? ''})`;
+    return `**${title}: ${t.notEvaluated}** (${escapeMarkdown(rule.reason?.[lang] ?? '')})`;
+  }
+  if (rule.status === 'stale') {
+    return `**${title}: ${t.staleData}** (${escapeMarkdown(rule.reason?.[lang] ?? '')})`;
   }
   if (rule.kind === 'checklist') {
     const verdict = rule.status === 'fired' ? t.reached : t.notReached;
