@@ -46,6 +46,9 @@ const TEXT = {
     assumedAbsent: 'Not recorded, taken as absent',
     otherFactors: 'smaller factors are listed in the full explanation',
     why: 'Why no estimate',
+    beyond: 'Beyond the calibrated range of the model card',
+    calibrated: 'calibrated',
+    lessReliable: 'the estimate is less reliable there',
     forPatient: 'For the patient',
     colon: ':',
   },
@@ -86,6 +89,9 @@ const TEXT = {
     assumedAbsent: 'Non renseigné, considéré comme absent',
     otherFactors: 'les facteurs plus faibles figurent dans l’explication complète',
     why: 'Pourquoi pas d’estimation',
+    beyond: 'Hors de l’intervalle calibré de la fiche du modèle',
+    calibrated: 'calibré',
+    lessReliable: 'l’estimation y est moins fiable',
     forPatient: 'Pour le patient',
     colon: ' :',
   },
@@ -162,6 +168,20 @@ function modelSection(model: ModelOutcome, lang: Language): string {
     '',
     `${t.population}${t.colon} ${model.population[lang]}`,
   ];
+  const beyond = model.beyondCalibratedRange;
+  if (beyond) {
+    const items = [
+      ...(beyond.risk
+        ? [
+            `${t.risk} ${formatRisk(beyond.risk.value)} (${t.calibrated} ${formatRisk(beyond.risk.min)}–${formatRisk(beyond.risk.max)})`,
+          ]
+        : []),
+      ...beyond.inputs.map(
+        (i) => `${i.label[lang]} ${number(i.value)}${unitText(i.unit)} (${t.calibrated} ${i.min}–${i.max})`,
+      ),
+    ];
+    lines.push('', `**${t.beyond}**${t.colon} ${items.join('; ')}: ${t.lessReliable}.`);
+  }
   const ranked = model.contributions
     .filter((c) => c.status !== 'assumed-absent' || c.direction !== 'neutral')
     .sort((a, b) => Math.abs(b.contribution) - Math.abs(a.contribution));
