@@ -345,6 +345,11 @@ t.test(
     t.same(rest, []);
     t.equal(critical!.indicator, 'critical');
     t.same(firedOf(critical!), ['anticoagulant'], 'the stale eGFR is not a fired factor');
+    t.same(
+      (critical!.suggestions ?? []).map((s) => s.label),
+      ['Replace with diclofenac 1% gel on the painful joint, up to 4 times a day'],
+      'no full-dose paracetamol on an unknown renal function',
+    );
     t.match(critical!.detail!, /\*\*eGFR < 30: not evaluated, data too old\*\* \(eGFR 25/);
 
     // Within the window the same value is current and critical.
