@@ -25,6 +25,7 @@ import { registerOps } from './http/ops.js';
 import { registerRoutes } from './http/routes.js';
 import { loggerOptions } from './logger.js';
 import type { MetricsDeps } from './ops/metrics.js';
+import { createRemoteTerminology } from './terminology/remote.js';
 import { parseJsonBody } from './request/json-body.js';
 import { compileEgress, type Resolver } from './prefetch/egress.js';
 import { createFhirFetch } from './prefetch/fhir-fetch.js';
@@ -33,6 +34,7 @@ import {
   type CheckedDefinitions,
   checkDefinitions,
   createLiveSet,
+  type DefinitionDirs,
   type LiveSet,
   openDefinitions,
 } from './ops/live-set.js';
@@ -78,6 +80,7 @@ export interface AppOverrides {
  * are closed before the error is thrown.
  */
 async function openResources(
+  dirs: DefinitionDirs,
   config: Readonly<Config>,
   checked: CheckedDefinitions,
   fhirpath: FhirPath,
@@ -94,7 +97,7 @@ async function openResources(
       ...(overrides.auditRetryMs === undefined ? {} : { retryInitialMs: overrides.auditRetryMs }),
     });
     // Swappable as a whole by a reload (src/ops/): routes always see the current set.
-    return { live: createLiveSet(definitions, config, fhirpath), audit, ownWorker };
+    return { live: createLiveSet(definitions, dirs, fhirpath), audit, ownWorker };
   } catch (error) {
     await ownWorker?.close();
     await releaseModels(definitions.models);
@@ -139,7 +142,18 @@ export async function buildApp(
       : loadTrustedIssuers(config.trustedIssuersFile);
   // The app's own FHIRPath engine: its clock slot and caches are shared with no other app.
   const fhirpath = createFhirPath();
-  const checked = checkDefinitions(config, fhirpath);
+  // The optional terminology server; its warnings go to the app's log once there is one.
+  const terminology =
+    config.terminologyUrl === undefined
+      ? undefined
+      : createRemoteTerminology({
+          baseUrl: config.terminologyUrl,
+          timeoutMs: config.terminologyTimeoutMs,
+          ttlMs: config.terminologyCacheTtlS * 1000,
+          warn: (entry, message) => logOf().warn(entry, message),
+        });
+  const dirs = terminology ? { ...config, terminology } : config;
+  const checked = checkDefinitions(dirs, fhirpath);
   // Without an injected transport, the fallback fetch connects to the addresses its egress check accepted.
   const fhirFetch = createFhirFetch({
     fetch: overrides.fetch,
@@ -173,7 +187,9 @@ export async function buildApp(
     keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
   }) as unknown as FastifyInstance;
   logOf = () => app.log;
-  const { live, audit, ownWorker } = await openResources(config, checked, fhirpath, app.log, overrides);
+  // Start-up waits for the expansions at most the terminology timeout; it never fails for them.
+  await terminology?.refresh();
+  const { live, audit, ownWorker } = await openResources(dirs, config, checked, fhirpath, app.log, overrides);
   // Fastify runs onClose hooks last-registered first: the models' sessions, the audit trail, its worker.
   if (ownWorker) app.addHook('onClose', () => ownWorker.close());
   app.addHook('onClose', () => audit.close());
@@ -261,6 +277,7 @@ export async function buildApp(
       audit,
       ...(overrides.clusterMetrics ? { clusterMetrics: overrides.clusterMetrics } : {}),
       replayDegraded: () => degradingReplay?.degradedClaims ?? 0,
+      ...(terminology ? { terminology: () => terminology.stats() } : {}),
     });
     registerRoutes(app, {
       registry: live.registry,

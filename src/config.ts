@@ -39,6 +39,15 @@ export const CONFIG_SCHEMA = {
       description: 'YAML/JSON list of approved models ({ id, version, sha256 })',
     },
     profilesDir: { type: 'string', default: 'fhir-profiles' },
+    // Optional FHIR terminology server (src/terminology/remote.ts): value sets are expanded there
+    // ($expand), cached for the TTL; the bundled expansions answer whenever it has not (offline default).
+    terminologyUrl: {
+      type: 'string',
+      pattern: '^https?://[^?#\\s]+$',
+      description: 'Base URL of a FHIR terminology server expanding the value sets (optional)',
+    },
+    terminologyTimeoutMs: { type: 'integer', minimum: 1, default: 2000 },
+    terminologyCacheTtlS: { type: 'integer', minimum: 1, default: 3600 },
     dataDir: { type: 'string', default: 'data', description: 'Embedded store folder' },
     // Prefetch bundles of a few thousand resources weigh a few MB. A body costs about 14 MB of heap per
     // MiB while its call runs (npm run bench:memory: 8 MiB → 146 MB, 16 MiB → 244 MB at the peak), so

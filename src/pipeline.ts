@@ -181,7 +181,7 @@ async function evaluate(
   const { service, language } = call;
   const env = variables(service, request, prefetch);
   const focuses = timed('rules', () =>
-    evaluateRules(service.rules, service.focus, env, now, ruleErrorLog(log), service.defines),
+    evaluateRules(service.rules, service.focus, env, now, ruleErrorLog(log), service.defines, service.data),
   );
   const scored = await timed('models', () =>
     scoreFocuses(service, focuses, prefetch, env, now, patientOf(request)),

@@ -20,6 +20,7 @@ const TEXT = {
     noItemScored: 'No item scored.',
     notRecorded: 'Not recorded',
     notEvaluated: 'not evaluated',
+    staleData: 'not evaluated, data too old',
     fired: 'applies',
     doesNotApply: 'does not apply',
     source: 'Source',
@@ -46,6 +47,9 @@ const TEXT = {
     assumedAbsent: 'Not recorded, taken as absent',
     otherFactors: 'smaller factors are listed in the full explanation',
     why: 'Why no estimate',
+    beyond: 'Beyond the calibrated range of the model card',
+    calibrated: 'calibrated',
+    lessReliable: 'the estimate is less reliable there',
     forPatient: 'For the patient',
     colon: ':',
   },
@@ -59,6 +63,7 @@ const TEXT = {
     noItemScored: 'Aucun critère ne marque de point.',
     notRecorded: 'Non renseigné',
     notEvaluated: 'non évalué',
+    staleData: 'non évalué, donnée trop ancienne',
     fired: 's’applique',
     doesNotApply: 'ne s’applique pas',
     source: 'Source',
@@ -86,6 +91,9 @@ const TEXT = {
     assumedAbsent: 'Non renseigné, considéré comme absent',
     otherFactors: 'les facteurs plus faibles figurent dans l’explication complète',
     why: 'Pourquoi pas d’estimation',
+    beyond: 'Hors de l’intervalle calibré de la fiche du modèle',
+    calibrated: 'calibré',
+    lessReliable: 'l’estimation y est moins fiable',
     forPatient: 'Pour le patient',
     colon: ' :',
   },
@@ -100,7 +108,10 @@ function ruleSection(rule: RuleResult, lang: Language): string {
   const t = TEXT[lang];
   const title = rule.title[lang];
   if (rule.status === 'not-evaluable') {
-    return `**${title}: ${t.notEvaluated}** (${rule.reason?.[lang] ?? ''})`;
+    return `**${title}: ${t.notEvaluated}** (${escapeMarkdown(rule.reason?.[lang] ?? '')})`;
+  }
+  if (rule.status === 'stale') {
+    return `**${title}: ${t.staleData}** (${escapeMarkdown(rule.reason?.[lang] ?? '')})`;
   }
   if (rule.kind === 'checklist') {
     const verdict = rule.status === 'fired' ? t.reached : rule.incomplete ? t.incomplete : t.notReached;
@@ -159,6 +170,20 @@ function modelSection(model: ModelOutcome, lang: Language): string {
     '',
     `${t.population}${t.colon} ${model.population[lang]}`,
   ];
+  const beyond = model.beyondCalibratedRange;
+  if (beyond) {
+    const items = [
+      ...(beyond.risk
+        ? [
+            `${t.risk} ${formatRisk(beyond.risk.value)} (${t.calibrated} ${formatRisk(beyond.risk.min)}–${formatRisk(beyond.risk.max)})`,
+          ]
+        : []),
+      ...beyond.inputs.map(
+        (i) => `${i.label[lang]} ${number(i.value)}${unitText(i.unit)} (${t.calibrated} ${i.min}–${i.max})`,
+      ),
+    ];
+    lines.push('', `**${t.beyond}**${t.colon} ${items.join('; ')}: ${t.lessReliable}.`);
+  }
   const ranked = model.contributions
     .filter((c) => c.status !== 'assumed-absent' || c.direction !== 'neutral')
     .sort((a, b) => Math.abs(b.contribution) - Math.abs(a.contribution));

@@ -13,6 +13,7 @@ import { formatRisk, type ModelOutcome } from '../scoring/score.js';
 import type { CardCondition, CardSpec } from '../services/definition-schema.js';
 import type { CompiledService } from '../services/load.js';
 import { renderDetail } from './detail.js';
+import { datumLine, type DatumResult } from '../rules/evaluate.js';
 import type { Language } from '../language.js';
 
 export interface RenderInput {
@@ -60,8 +61,15 @@ export function modelOutcomeOf(
  * Does a card's condition hold on one focus's rule and model results? All listed clauses must hold.
  * A card about a model never shows when the patient objected: the model did not run.
  */
-export function conditionHolds(when: CardCondition, focus: Pick<ScoredFocus, 'rules' | 'models'>): boolean {
+export function conditionHolds(
+  when: CardCondition,
+  focus: Pick<ScoredFocus, 'rules' | 'models'> & { data?: readonly DatumResult[] },
+): boolean {
   const status = new Map(focus.rules.map((r) => [r.id, r.status]));
+  // Stale or unreadable: recorded, but not usable as current (not recorded is not "unusable").
+  const data = new Map((focus.data ?? []).map((d) => [d.id, d.state]));
+  const unusable = (id: string) => data.get(id) === 'stale' || data.get(id) === 'unreadable';
+  const evaluated = (id: string) => status.get(id) === 'fired' || status.get(id) === 'not-fired';
   const fired = (id: string) => status.get(id) === 'fired';
   const incomplete = (id: string) => focus.rules.some((r) => r.id === id && r.incomplete === true);
   if (when.model !== undefined) {
@@ -74,9 +82,10 @@ export function conditionHolds(when: CardCondition, focus: Pick<ScoredFocus, 'ru
     (when.anyFired === undefined || when.anyFired.some(fired)) &&
     (when.allFired === undefined || when.allFired.every(fired)) &&
     (when.noneFired === undefined || !when.noneFired.some(fired)) &&
-    (when.anyEvaluated === undefined || when.anyEvaluated.some((id) => status.get(id) !== 'not-evaluable')) &&
-    (when.noneEvaluated === undefined ||
-      when.noneEvaluated.every((id) => status.get(id) === 'not-evaluable')) &&
+    (when.anyEvaluated === undefined || when.anyEvaluated.some(evaluated)) &&
+    (when.noneEvaluated === undefined || !when.noneEvaluated.some(evaluated)) &&
+    (when.anyDataUnusable === undefined || when.anyDataUnusable.some(unusable)) &&
+    (when.noneDataUnusable === undefined || !when.noneDataUnusable.some(unusable)) &&
     (when.anyIncomplete === undefined || when.anyIncomplete.some(incomplete)) &&
     (when.noneIncomplete === undefined || !when.noneIncomplete.some(incomplete))
   );
@@ -103,6 +112,8 @@ function placeholderValues(input: RenderInput, focus: Finding, model?: ModelOutc
     today: input.now.toISOString().slice(0, 10),
     now: input.now.toISOString(),
   };
+  // `{{data.<id>}}`: the datum with its value and date, or why it cannot be used (too old, unreadable).
+  for (const d of focus.data ?? []) values[`data.${d.id}`] = datumLine(d, false)[input.language];
   for (const field of ['patientId', 'userId', 'encounterId']) {
     const v = input.context[field];
     values[`context.${field}`] = typeof v === 'string' ? v : undefined;

@@ -144,6 +144,8 @@ export interface OpsOptions {
   replayDegraded?: () => number;
   /** In a cluster worker: see `MetricsDeps.cluster`. */
   clusterMetrics?: MetricsDeps['cluster'];
+  /** The terminology server's counts, when one is configured. */
+  terminology?: MetricsDeps['terminology'];
 }
 
 /**
@@ -159,6 +161,7 @@ export function registerOps(app: FastifyInstance, options: OpsOptions): { observ
     failing: () => audit.failing(),
     replayDegraded: options.replayDegraded ?? (() => 0),
     ...(options.clusterMetrics ? { cluster: options.clusterMetrics } : {}),
+    ...(options.terminology ? { terminology: options.terminology } : {}),
   });
   registerMetricsHooks(app, metrics);
 

@@ -26,6 +26,7 @@ import {
 import { type CompiledService, loadServices } from '../services/load.js';
 import { createRegistry, type Registry } from '../services/registry.js';
 import { loadValueSets } from '../services/value-sets.js';
+import type { RemoteTerminology } from '../terminology/remote.js';
 
 /** Longer than Fastify's requestTimeout (30 s, app.ts): a replaced session is no longer in use. */
 export const SESSION_GRACE_MS = 60_000;
@@ -39,7 +40,10 @@ export interface DefinitionSet {
 }
 
 export type DefinitionDirs = Pick<Config, 'servicesDir' | 'modelsDir' | 'profilesDir'> &
-  Partial<Pick<Config, 'approvedModelsFile'>>;
+  Partial<Pick<Config, 'approvedModelsFile'>> & {
+    /** The terminology server, when one is configured: value sets answer from its expansions. */
+    terminology?: RemoteTerminology;
+  };
 
 /** Everything under the configured folders, read and checked; nothing opened yet. */
 export interface CheckedDefinitions {
@@ -91,7 +95,9 @@ function servingKeys(checked: CheckedDefinitions): Map<string, string> {
 export function checkDefinitions(dirs: DefinitionDirs, fhirpath: FhirPath): CheckedDefinitions {
   const approved = dirs.approvedModelsFile ? readApprovedModels(dirs.approvedModelsFile) : undefined;
   const models = readModels(dirs.modelsDir, fhirpath, approved ? { approved } : {});
-  const services = loadServices(dirs.servicesDir, fhirpath, loadValueSets(dirs.profilesDir), models);
+  const bundled = loadValueSets(dirs.profilesDir);
+  const valueSets = dirs.terminology ? dirs.terminology.wrap(bundled) : bundled;
+  const services = loadServices(dirs.servicesDir, fhirpath, valueSets, models);
   const checked = { services, models };
   servingKeys(checked);
   return checked;
@@ -122,7 +128,10 @@ export async function openDefinitions(checked: CheckedDefinitions): Promise<Defi
  * @throws CdsError CDS_ERR_MODEL_INVALID / CDS_ERR_DEFINITION_INVALID naming the file and the reason
  */
 export async function loadDefinitions(dirs: DefinitionDirs, fhirpath: FhirPath): Promise<DefinitionSet> {
-  return openDefinitions(checkDefinitions(dirs, fhirpath));
+  const checked = checkDefinitions(dirs, fhirpath);
+  // A reload fetches the expansions again (bounded by the timeout; the bundled ones answer meanwhile).
+  await dirs.terminology?.refresh();
+  return openDefinitions(checked);
 }
 
 /** A read-only map that answers from whatever `source()` returns now. */

@@ -13,6 +13,7 @@
  * Labels only carry ids of loaded services and models, route templates, stage names and catalogue codes:
  * nothing a caller can make up (an unknown service id is counted as "unknown"), and no patient data.
  */
+import type { TerminologyStats } from '../terminology/remote.js';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { ServiceOutcome } from '../pipeline.js';
 import type { CompiledService } from '../services/load.js';
@@ -62,6 +63,8 @@ export interface MetricsDeps {
    * collects the metrics of every worker, which `render` then answers instead of this process's own.
    */
   cluster?: (registry: Registry) => () => Promise<string>;
+  /** The terminology server's counts since start, when one is configured (`terminology/remote.ts`). */
+  terminology?: () => TerminologyStats;
 }
 
 /** Creates the metrics of one app. */
@@ -143,6 +146,24 @@ export function createMetrics(deps: MetricsDeps): Metrics {
         this.set(deps.backlog()[name]);
       },
     });
+  if (deps.terminology) {
+    const stats = deps.terminology;
+    const terminologyGauge = (name: keyof TerminologyStats, help: string) =>
+      new Gauge({
+        name: `cds_terminology_${name}`,
+        help,
+        registers,
+        collect() {
+          this.set(stats()[name]);
+        },
+      });
+    terminologyGauge('expansions', 'Value-set expansions received from the terminology server since start');
+    terminologyGauge('failures', 'Terminology server requests that failed or timed out since start');
+    terminologyGauge(
+      'fallbacks',
+      'Value-set lookups answered by the bundled expansion, the server having none fresh, since start',
+    );
+  }
   backlogGauge('pending', 'Audit events held to be written (store unavailable, disk full or read-only)');
   backlogGauge('spilled', 'Of the held audit events, those in the spill file');
   backlogGauge(

@@ -12,6 +12,7 @@ import type {
   ChecklistItem,
   ChecklistRule,
   ConditionRule,
+  DatumSpec,
   SourceSpec,
 } from '../services/definition-schema.js';
 import type { CompiledExpression } from './fhirpath.js';
@@ -39,6 +40,38 @@ export interface CompiledDefine {
   expression: CompiledExpression;
 }
 
+/** A `data` entry: the records of one datum, how to date, read and show them, and its window. */
+export interface CompiledDatum {
+  name: string;
+  spec: DatumSpec;
+  records: CompiledExpression;
+  /** The same expression keeping fhirpath.js's typed nodes: the `%name` variable is one of them. */
+  typedRecords: CompiledExpression;
+  date: CompiledExpression | undefined;
+  readable: { test: CompiledExpression; reason: Localized }[];
+  show: CompiledExpression | undefined;
+}
+
+/**
+ * The state of one datum on one focus: `current` (recorded, readable, within its window), `stale`
+ * (readable but older than its window: shown with its value and date, never used as current),
+ * `unreadable` (recorded, but of the wrong type, unit or without a date: never read as absent) and
+ * `not-recorded`.
+ */
+export interface DatumResult {
+  id: string;
+  label: Localized;
+  state: 'current' | 'stale' | 'unreadable' | 'not-recorded';
+  /** The value as shown (or, unreadable, as recorded). */
+  value?: string;
+  /** The date of the latest record (YYYY-MM-DD or a dateTime). */
+  date?: string;
+  /** Why the datum cannot be used (stale, unreadable, not recorded). */
+  reason?: Localized;
+  /** The freshness window, e.g. `12 months`, and its source. */
+  window?: { days?: number; months?: number; source: SourceSpec };
+}
+
 export interface CompiledFocus {
   expression: CompiledExpression;
   label: CompiledExpression;
@@ -57,7 +90,14 @@ export interface RuleResult {
   kind: 'checklist' | 'condition';
   title: Localized;
   source: SourceSpec;
-  status: 'fired' | 'not-fired' | 'not-evaluable';
+  /**
+   * The four states of a criterion: `fired` (met), `not-fired` (not met), `not-evaluable` (a datum it
+   * reads is not recorded or unreadable, see `reason`), `stale` (a datum it reads is older than its
+   * window: the rule was not evaluated as if it were current).
+   */
+  status: 'fired' | 'not-fired' | 'not-evaluable' | 'stale';
+  /** The states of the `data` entries the rule reads. */
+  data?: DatumResult[];
   /**
    * `context`: a fact that adapts the card (a suggestion's dose, a note) without being a risk factor of
    * its own; left out of `{{firedRules}}`.
@@ -86,6 +126,8 @@ export interface FocusResult {
   label: string | undefined;
   date: string | undefined;
   rules: RuleResult[];
+  /** The state of each `data` entry of the service on this focus (none when it declares no data). */
+  data?: DatumResult[];
 }
 
 export interface RuleErrorReport {
@@ -118,10 +160,13 @@ export function evaluateRules(
   now: Date,
   onError: (report: RuleErrorReport) => void,
   defines: readonly CompiledDefine[] = [],
+  data: readonly CompiledDatum[] = [],
 ): FocusResult[] {
   const subjects = focus ? focus.expression.evaluate({}, env, now).filter(isObject) : [{}];
   return subjects.map((subject) => {
-    const local = withDefines(defines, subject, env, now, onError);
+    const { results: dataResults, env: withData } = evaluateData(data, subject, env, now, onError);
+    const local = withDefines(defines, subject, withData, now, onError);
+    const byId = new Map(dataResults.map((d) => [d.id, d]));
     return {
       subject,
       reference: referenceOf(subject),
@@ -129,17 +174,196 @@ export function evaluateRules(
       label: focus ? firstText(focus.label.evaluate(subject, local, now)) : undefined,
       date: focus?.date ? firstText(focus.date.evaluate(subject, local, now)) : undefined,
       rules: rules.map((rule) => {
+        const read = rule.kind === 'condition' ? (rule.spec.data ?? []).map((id) => byId.get(id)!) : [];
+        const withRead = read.length > 0 ? { data: read } : {};
+        const unusable = notUsable(read);
+        if (unusable) {
+          return { ...header(rule), status: unusable.status, reason: unusable.reason, ...withRead };
+        }
         try {
-          return rule.kind === 'checklist'
-            ? scoreChecklist(rule, subject, local, now)
-            : checkCondition(rule, subject, local, now);
+          const result =
+            rule.kind === 'checklist'
+              ? scoreChecklist(rule, subject, local, now)
+              : checkCondition(rule, subject, local, now);
+          return { ...result, ...withRead };
         } catch (error) {
           onError({ ruleId: rule.spec.id, error });
-          return { ...header(rule), status: 'not-evaluable', reason: EVALUATION_ERROR };
+          return { ...header(rule), status: 'not-evaluable', reason: EVALUATION_ERROR, ...withRead };
         }
       }),
+      ...(data.length > 0 ? { data: dataResults } : {}),
     };
   });
+}
+
+/**
+ * A rule reading data that cannot be used is not evaluated: unreadable or not recorded makes it not
+ * evaluable, older than its window makes it stale (unreadable first: it is the one to fix).
+ */
+function notUsable(
+  read: readonly DatumResult[],
+): { status: 'not-evaluable' | 'stale'; reason: Localized } | undefined {
+  const worst =
+    read.find((d) => d.state === 'unreadable') ??
+    read.find((d) => d.state === 'not-recorded') ??
+    read.find((d) => d.state === 'stale');
+  if (!worst) return undefined;
+  return { status: worst.state === 'stale' ? 'stale' : 'not-evaluable', reason: datumLine(worst) };
+}
+
+const DATUM_TEXT = {
+  en: {
+    notRecorded: 'not recorded',
+    unreadable: 'unreadable',
+    olderThan: 'older than',
+    days: 'days',
+    months: 'months',
+    noDate: 'the record has no date',
+  },
+  fr: {
+    notRecorded: 'non renseigné',
+    unreadable: 'illisible',
+    olderThan: 'date de plus de',
+    days: 'jours',
+    months: 'mois',
+    noDate: 'la donnée n’est pas datée',
+  },
+} as const;
+
+/** `12 months` / `12 mois`. */
+export function windowText(window: NonNullable<DatumResult['window']>, lang: 'en' | 'fr'): string {
+  const t = DATUM_TEXT[lang];
+  return window.months !== undefined ? `${window.months} ${t.months}` : `${window.days} ${t.days}`;
+}
+
+/**
+ * One line saying why a datum cannot be used: "eGFR 25 mL/min/1.73 m² (2012-03-01), older than
+ * 12 months", "eGFR unreadable (2026-11-01): value not a number with a unit (valueString: "25")", "eGFR not
+ * recorded".
+ * @param withRecorded add the value as recorded to an unreadable datum's line (left out of summaries)
+ */
+export function datumLine(d: DatumResult, withRecorded = true): Localized {
+  const line = (lang: 'en' | 'fr'): string => {
+    const t = DATUM_TEXT[lang];
+    const label = d.label[lang];
+    const date = d.date ? ` (${d.date.slice(0, 10)})` : '';
+    switch (d.state) {
+      case 'stale':
+        return `${label} ${d.value ?? ''}${date}, ${t.olderThan} ${windowText(d.window!, lang)}`.replace(
+          /\s+,/,
+          ',',
+        );
+      case 'unreadable':
+        return `${label} ${t.unreadable}${date}: ${d.reason?.[lang] ?? ''}${withRecorded && d.value ? ` (${d.value})` : ''}`;
+      case 'not-recorded':
+        return `${label} ${t.notRecorded}`;
+      case 'current':
+        return `${label} ${d.value ?? ''}${date}`;
+    }
+  };
+  return { en: line('en'), fr: line('fr').replace(/: /, ' : ') };
+}
+
+const MONTH_MS = (365.25 / 12) * 86_400_000;
+const DAY_MS = 86_400_000;
+
+function isStale(date: string, window: NonNullable<DatumSpec['window']>, now: Date): boolean {
+  const limit = window.months !== undefined ? window.months * MONTH_MS : (window.days ?? 0) * DAY_MS;
+  return now.getTime() - Date.parse(date) > limit;
+}
+
+/** What a record holds, for a reason: `valueString: "25"`, `valueQuantity: 25 mg/dL`. */
+function recordedValue(record: object): string | undefined {
+  for (const [key, value] of Object.entries(record)) {
+    if (!/^value[A-Z]/.test(key)) continue;
+    if (isObject(value) && 'value' in value) {
+      const q = value as { value?: unknown; unit?: unknown; code?: unknown };
+      return `${key}: ${String(q.value)} ${String(q.unit ?? q.code ?? '')}`.trim();
+    }
+    return `${key}: ${JSON.stringify(value)}`;
+  }
+  return undefined;
+}
+
+function evaluateData(
+  data: readonly CompiledDatum[],
+  subject: object,
+  env: Env,
+  now: Date,
+  onError: (report: RuleErrorReport) => void,
+): { results: DatumResult[]; env: Env } {
+  const results: DatumResult[] = [];
+  const values: Record<string, unknown[]> = {};
+  for (const datum of data) {
+    let result: DatumResult;
+    let current: unknown[] = [];
+    try {
+      ({ result, current } = evaluateDatum(datum, subject, env, now));
+    } catch (error) {
+      onError({ ruleId: `%${datum.name}`, error });
+      result = { id: datum.name, label: datum.spec.label, state: 'unreadable', reason: EVALUATION_ERROR };
+    }
+    results.push(result);
+    values[datum.name] = current;
+  }
+  return { results, env: data.length > 0 ? { ...env, ...values } : env };
+}
+
+function evaluateDatum(
+  datum: CompiledDatum,
+  subject: object,
+  env: Env,
+  now: Date,
+): { result: DatumResult; current: unknown[] } {
+  const base = {
+    id: datum.name,
+    label: datum.spec.label,
+    ...(datum.spec.window ? { window: datum.spec.window } : {}),
+  };
+  // Indexes are those of `typedRecords` (records are resources: objects, none filtered out).
+  const dated = datum.records
+    .evaluate(subject, env, now)
+    .map((record, index) => ({ record, index }))
+    .filter((r): r is { record: object; index: number } => isObject(r.record))
+    .map(({ record, index }) => ({
+      record,
+      index,
+      date: datum.date ? firstText(datum.date.evaluate(record, env, now)) : undefined,
+    }));
+  if (dated.length === 0) return { result: { ...base, state: 'not-recorded' }, current: [] };
+  // Latest first; undated records last, in record order.
+  const time = (d: string | undefined) => (d === undefined ? Number.NEGATIVE_INFINITY : Date.parse(d));
+  dated.sort((a, b) => time(b.date) - time(a.date) || a.index - b.index);
+  const { record, date, index } = dated[0]!;
+  const withDate = date ? { date } : {};
+  for (const check of datum.readable) {
+    if (check.test.evaluate(record, env, now)[0] !== true) {
+      const raw = recordedValue(record);
+      return {
+        result: {
+          ...base,
+          state: 'unreadable',
+          reason: check.reason,
+          ...withDate,
+          ...(raw ? { value: raw } : {}),
+        },
+        current: [],
+      };
+    }
+  }
+  const shown = datum.show ? firstText(datum.show.evaluate(record, env, now)) : undefined;
+  const withValue = shown ? { value: shown } : {};
+  if (datum.spec.window) {
+    if (date === undefined) {
+      const reason = { en: DATUM_TEXT.en.noDate, fr: DATUM_TEXT.fr.noDate };
+      return { result: { ...base, state: 'unreadable', reason, ...withValue }, current: [] };
+    }
+    if (isStale(date, datum.spec.window, now)) {
+      return { result: { ...base, state: 'stale', ...withDate, ...withValue }, current: [] };
+    }
+  }
+  const typed = datum.typedRecords.evaluate(subject, env, now)[index];
+  return { result: { ...base, state: 'current', ...withDate, ...withValue }, current: [typed] };
 }
 
 function withDefines(

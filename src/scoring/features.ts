@@ -42,6 +42,15 @@ export interface CompiledGuard {
 
 export type FeatureStatus = 'observed' | 'imputed' | 'assumed-absent';
 
+/**
+ * The four states of a model input, as for a rule's criterion: `met` (recorded and current: its value
+ * and date are given), `not-met` (a condition flag not recorded, taken as absent), `not-evaluable` (not
+ * recorded: the stated value was imputed) and `stale` (older than the input's window: not used as
+ * current, the stated value was imputed; the old value and its date are given). An unreadable input
+ * (wrong type, unit not convertible) is never read as absent: the model does not score and says why.
+ */
+export type InputState = 'met' | 'not-met' | 'not-evaluable' | 'stale';
+
 export interface FeatureValue {
   id: string;
   label: Localized;
@@ -49,6 +58,7 @@ export interface FeatureValue {
   /** The number given to the model. */
   value: number;
   status: FeatureStatus;
+  state: InputState;
   /** The value as recorded, with its unit, when it differs from `value` (unit conversion, codes). */
   recorded?: string;
   /** Date of the data the value comes from (YYYY-MM-DD or a dateTime). */
@@ -58,7 +68,8 @@ export interface FeatureValue {
 }
 
 /** `incomplete`: fewer inputs recorded than the manifest's `minimumRecorded` asks (scoring/minimum-recorded.ts). */
-export type RefusalCode = 'out-of-population' | 'missing' | 'stale' | 'implausible' | 'unit' | 'incomplete';
+export type RefusalCode =
+  'out-of-population' | 'missing' | 'stale' | 'implausible' | 'unit' | 'unreadable' | 'incomplete';
 
 export interface Refusal {
   code: RefusalCode;
@@ -88,7 +99,16 @@ type Found =
   | { kind: 'none'; stale?: Reading }
   | { kind: 'unit'; unit: string }
   | { kind: 'unmapped'; code: string }
+  /** The latest candidate holds a value of the wrong type (e.g. a valueString where a number is read). */
+  | { kind: 'unreadable'; recorded: string }
   | { kind: 'absent' };
+
+/** What a candidate holds when it is not what the feature reads: `valueString: "7"`; none without a value. */
+function recordedValue(item: unknown): string | undefined {
+  if (!isRecord(item)) return undefined;
+  const key = Object.keys(item).find((k) => /^value[A-Z]/.test(k));
+  return key === undefined ? undefined : `${key}: ${JSON.stringify(item[key])}`;
+}
 
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null;
@@ -166,8 +186,11 @@ function latestQuantity(
   for (const { item, date } of candidates(feature, source, subject, env, now)) {
     const read = readQuantity(valueExpression.evaluate(item, env, now)[0], unit);
     if (!('value' in read)) {
-      if (read.unit === '?') continue;
-      return { kind: 'unit', unit: read.unit };
+      if (read.unit !== '?') return { kind: 'unit', unit: read.unit };
+      // A value of another type is unreadable, never absent; a candidate with no value is skipped.
+      const recorded = recordedValue(item);
+      if (recorded !== undefined) return { kind: 'unreadable', recorded };
+      continue;
     }
     const reading = { value: read.value, recorded: read.recorded, date };
     if (isStale(date, staleAfterDays, now)) {
@@ -268,8 +291,10 @@ function find(feature: CompiledFeature, subject: unknown, env: Env, now: Date): 
         if (date === undefined || now.getTime() - Date.parse(date) > spec.windowDays * DAY_MS) continue;
         const read = readQuantity(valueExpression.evaluate(item, env, now)[0], spec.valueUnit);
         if (!('value' in read)) {
-          if (read.unit === '?') continue;
-          return { kind: 'unit', unit: read.unit };
+          if (read.unit !== '?') return { kind: 'unit', unit: read.unit };
+          const recorded = recordedValue(item);
+          if (recorded !== undefined) return { kind: 'unreadable', recorded };
+          continue;
         }
         points.push({ t: Date.parse(date) / (YEAR_DAYS * DAY_MS), v: read.value, date });
       }
@@ -308,14 +333,22 @@ function find(feature: CompiledFeature, subject: unknown, env: Env, now: Date): 
         let reading: Reading;
         if (spec.kind === 'code') {
           const code = codeOf(raw);
-          if (code === undefined) continue;
+          if (code === undefined) {
+            const recorded = raw === undefined ? recordedValue(item) : JSON.stringify(raw);
+            if (recorded !== undefined) return { kind: 'unreadable', recorded };
+            continue;
+          }
           const mapped = spec.map[code];
           if (mapped === undefined) return { kind: 'unmapped', code };
           reading = { value: mapped, recorded: code, date };
         } else {
           if (typeof raw === 'boolean') reading = { value: raw ? 1 : 0, recorded: String(raw), date };
           else if (typeof raw === 'number') reading = { value: raw, recorded: String(raw), date };
-          else continue;
+          else {
+            const recorded = raw === undefined ? recordedValue(item) : JSON.stringify(raw);
+            if (recorded !== undefined) return { kind: 'unreadable', recorded };
+            continue;
+          }
         }
         if (isStale(date, spec.staleAfterDays, now)) {
           stale ??= reading;
@@ -358,6 +391,10 @@ const TEXT = {
     fr: 'saisi avec un code inconnu du modèle',
   },
   implausible: { en: 'outside the plausible range', fr: 'hors de l’intervalle plausible' },
+  unreadable: {
+    en: 'recorded, but not as a value the model can read',
+    fr: 'renseigné, mais pas sous une forme lisible par le modèle',
+  },
 } as const;
 
 function refusal(code: Refusal['code'], spec: FeatureSpec, why: Localized, detail = ''): Refusal {
@@ -403,7 +440,11 @@ export function extractFeatures(
     const base = { id: spec.id, label: spec.label, unit: spec.unit };
     const found = find(feature, subject, env, now);
     if (found.kind === 'absent') {
-      values.push({ ...base, value: 0, status: 'assumed-absent' });
+      values.push({ ...base, value: 0, status: 'assumed-absent', state: 'not-met' });
+      continue;
+    }
+    if (found.kind === 'unreadable') {
+      refusals.push(refusal('unreadable', spec, TEXT.unreadable, ` (${found.recorded})`));
       continue;
     }
     if (found.kind === 'unit') {
@@ -432,6 +473,7 @@ export function extractFeatures(
         ...base,
         value: modelValue,
         status: 'observed',
+        state: 'met',
         ...(recorded !== `${format(modelValue)} ${spec.unit}` ? { recorded } : {}),
         ...(date ? { date } : {}),
       });
@@ -448,6 +490,7 @@ export function extractFeatures(
       ...base,
       value: policy.value,
       status: 'imputed',
+      state: because === 'stale' ? 'stale' : 'not-evaluable',
       imputedBecause: because,
       ...(found.stale ? { recorded: found.stale.recorded, date: found.stale.date } : {}),
     } as FeatureValue);

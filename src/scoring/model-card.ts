@@ -12,6 +12,13 @@ const text = { type: 'string', minLength: 1 } as const;
 const texts = { type: 'array', minItems: 1, items: text } as const;
 const isoDate = { type: 'string', pattern: '^\\d{4}-\\d{2}-\\d{2}$' } as const;
 
+const range = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['min', 'max'],
+  properties: { min: { type: 'number' }, max: { type: 'number' } },
+} as const;
+
 /** Calibration is stated as a slope, an intercept or a table of observed against predicted risks. */
 const calibrated = {
   properties: {
@@ -82,8 +89,24 @@ export const MODEL_CARD_SCHEMA = {
       properties: { trained: isoDate, card: isoDate, validated: isoDate },
     },
     onnxSha256: { type: 'string', pattern: '^[0-9a-f]{64}$' },
+    calibratedRange: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['risk', 'source'],
+      description:
+        'Where the model is calibrated: the risks, and the inputs (by feature id, in the feature unit), ' +
+        'over which calibration was checked. An estimate or an input outside is flagged on the card.',
+      properties: {
+        risk: range,
+        inputs: { type: 'object', additionalProperties: range },
+        source: { ...text, description: 'How the range was derived (e.g. from the calibration table).' },
+      },
+    },
   },
 } as const;
+
+/** The calibrated range a model card may state (`calibratedRange`). */
+export type CalibratedRange = FromSchema<typeof MODEL_CARD_SCHEMA.properties.calibratedRange>;
 
 export type RequiredModelCard = FromSchema<typeof MODEL_CARD_SCHEMA>;
 

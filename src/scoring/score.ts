@@ -13,6 +13,7 @@ import { type Extraction, extractFeatures, type FeatureValue, type Refusal } fro
 import { type LoadedModel, logit, predict } from './load.js';
 import { minimumRecordedRefusals } from './minimum-recorded.js';
 import type { Localized } from '../language.js';
+import type { CalibratedRange } from './model-card.js';
 import { type ExplanationMethod, shapleyFromCoalitions } from '../explain/shapley.js';
 
 export interface ModelIdentity {
@@ -53,6 +54,41 @@ export interface ScoredOutcome {
   /** Every feature, in manifest order. */
   contributions: Contribution[];
   patientSentence: Localized;
+  /**
+   * Set when the estimate or an input lies outside the calibrated range stated by the model card
+   * (`calibratedRange`): the estimate is less reliable there, and the card says so.
+   */
+  beyondCalibratedRange?: BeyondCalibratedRange;
+}
+
+export interface BeyondCalibratedRange {
+  /** The risk, when outside the calibrated risks. */
+  risk?: { value: number; min: number; max: number };
+  /** The inputs outside their calibrated range, in manifest order. */
+  inputs: { id: string; label: Localized; value: number; unit: string; min: number; max: number }[];
+  source: string;
+}
+
+/** Compares an estimate and its observed inputs with the model card's calibrated range. */
+export function beyondCalibratedRange(
+  card: unknown,
+  probability: number,
+  values: readonly FeatureValue[],
+): BeyondCalibratedRange | undefined {
+  const range = (card as { calibratedRange?: CalibratedRange } | null)?.calibratedRange;
+  if (!range) return undefined;
+  const outside = (v: number, r: { min: number; max: number }) => v < r.min || v > r.max;
+  const risk = outside(probability, range.risk)
+    ? { value: probability, min: range.risk.min, max: range.risk.max }
+    : undefined;
+  const inputs = values.flatMap((v) => {
+    const r = range.inputs?.[v.id];
+    // Only values read from the record: an imputed value is the card's own stated value.
+    if (!r || v.status !== 'observed' || !outside(v.value, r)) return [];
+    return [{ id: v.id, label: v.label, value: v.value, unit: v.unit, min: r.min, max: r.max }];
+  });
+  if (!risk && inputs.length === 0) return undefined;
+  return { ...(risk ? { risk } : {}), inputs, source: range.source };
 }
 
 export interface NotScoredOutcome {
@@ -181,6 +217,8 @@ export async function scoreSubjects(
       })),
       patientSentence: sentence(model, p),
     };
+    const beyond = beyondCalibratedRange(model.card.json, p, e.values);
+    if (beyond) (outcomes[index] as ScoredOutcome).beyondCalibratedRange = beyond;
   }
   return outcomes;
 }

@@ -55,6 +55,16 @@ const cardCondition = {
     // A checklist below its threshold with items not recorded that could reach it (rules/evaluate.ts).
     anyIncomplete: ruleList,
     noneIncomplete: ruleList,
+    anyDataUnusable: {
+      ...ruleList,
+      description:
+        'Ids of `data` entries: holds when one of them is recorded but cannot be used (older than its ' +
+        'window, or unreadable). A card saying a datum is unknown shows on it.',
+    },
+    noneDataUnusable: {
+      ...ruleList,
+      description: 'Ids of `data` entries: none of them is stale or unreadable.',
+    },
   },
 } as const;
 /** A card's condition: rule clauses, and for a card about a model, the model and its outcome. */
@@ -155,6 +165,13 @@ const conditionRule = {
         'the card (which suggestion, which note), shown in the explanation but not in the summary.',
     },
     when: { ...fhirPath, description: 'FHIRPath on the focus; the rule fires when it evaluates to `true`.' },
+    data: {
+      ...ruleList,
+      description:
+        'Ids of `data` entries the rule reads. When one is not recorded or unreadable the rule is not ' +
+        'evaluable (with the reason); when one is older than its window the rule is stale (shown with the ' +
+        'value and date, never evaluated as if current).',
+    },
     source,
     evidence: {
       type: 'array',
@@ -167,6 +184,56 @@ const conditionRule = {
       },
     },
   },
+} as const;
+/**
+ * One datum a service reads, with its freshness window: the records it may come from, how to date and
+ * read each, and how long a value stays current. Its four states (current, stale, unreadable, not
+ * recorded) are reported on the card and in `extension`; present but unreadable data is never absent.
+ */
+const datumSpec = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['label', 'records', 'readable'],
+  properties: {
+    label: localized,
+    records: {
+      ...fhirPath,
+      description:
+        'FHIRPath on the focus: every record of this datum, readable or not (e.g. every final eGFR ' +
+        'Observation, whatever its value type or unit). The latest one (by `date`) is the datum.',
+    },
+    date: { ...fhirPath, description: 'FHIRPath on a record: its date (required with `window`).' },
+    readable: {
+      type: 'array',
+      minItems: 1,
+      description:
+        'Checks on the latest record, in order: the first whose `test` is not `true` makes the datum ' +
+        'unreadable, with its reason and the value as recorded.',
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['test', 'reason'],
+        properties: { test: fhirPath, reason: localized },
+      },
+    },
+    show: { ...fhirPath, description: 'FHIRPath on a record: the value as shown (with its unit).' },
+    window: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['source'],
+      description: 'How long a value stays current; older, it is stale. Exactly one of days and months.',
+      properties: {
+        days: { type: 'integer', minimum: 1 },
+        months: { type: 'integer', minimum: 1 },
+        source,
+      },
+      oneOf: [
+        { type: 'object', required: ['days'], properties: { days: { type: 'integer' } } },
+        { type: 'object', required: ['months'], properties: { months: { type: 'integer' } } },
+      ],
+    },
+  },
+  dependentRequired: { window: ['date'] },
 } as const;
 const actionSpec = {
   type: 'object',
@@ -309,6 +376,15 @@ export const DEFINITION_SCHEMA = {
       propertyNames: { pattern: '^[a-z][A-Za-z0-9]*$' },
       additionalProperties: fhirPath,
     },
+    data: {
+      type: 'object',
+      description:
+        'The data the rules read, each with its freshness window and source. Each entry `<name>` is the ' +
+        'variable `%<name>` (the latest record, only when current and readable) of the `define` entries ' +
+        'and the rules; evaluated on each focus before the `define` entries.',
+      propertyNames: { pattern: '^[a-z][A-Za-z0-9]*$' },
+      additionalProperties: datumSpec,
+    },
     rules: { type: 'array', items: { oneOf: [checklistRule, conditionRule] } },
     cards: { type: 'array', minItems: 1, items: cardSpec },
     overrideReasons: {
@@ -387,5 +463,6 @@ export type RuleSpec = ChecklistRule | ConditionRule;
 /** A card's condition on rule results (and, for `CardSpec.when`, on a model's outcome). */
 export type CardCondition = FromSchema<typeof cardWhen>;
 export type ActionSpec = FromSchema<typeof actionSpec>;
+export type DatumSpec = FromSchema<typeof datumSpec>;
 export type SuggestionSpec = FromSchema<typeof suggestionSpec>;
 export type CardSpec = FromSchema<typeof cardSpec>;

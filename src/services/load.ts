@@ -15,7 +15,7 @@ import { parseDocument } from 'yaml';
 import { createAjv } from '../ajv.js';
 import { CdsError } from '../errors.js';
 import { type ParsedTemplate, parseTemplate } from '../prefetch/template.js';
-import type { CompiledDefine, CompiledFocus, CompiledRule } from '../rules/evaluate.js';
+import type { CompiledDatum, CompiledDefine, CompiledFocus, CompiledRule } from '../rules/evaluate.js';
 import type { CompiledExpression, FhirPath } from '../rules/fhirpath.js';
 import type { LoadedModel } from '../scoring/load.js';
 import type { ModelManifest } from '../scoring/manifest.js';
@@ -51,6 +51,8 @@ export interface CompiledService<M extends ModelLike = LoadedModel> {
   readonly prefetch: readonly CompiledPrefetch[];
   readonly focus: CompiledFocus | undefined;
   readonly defines: readonly CompiledDefine[];
+  /** The `data` entries, with their freshness windows (evaluated before the defines). */
+  readonly data: readonly CompiledDatum[];
   readonly rules: readonly CompiledRule[];
   /** The models the service runs, in definition order. */
   readonly models: readonly M[];
@@ -176,6 +178,26 @@ function compileService<M extends ModelLike>(
     return compiled;
   };
   const focusExpression = definition.focus && compile(definition.focus.expression, '/focus/expression');
+  const data = Object.entries(definition.data ?? {}).map(([name, spec]): CompiledDatum => {
+    const at = `/data/${name}`;
+    if (variables.includes(name)) {
+      fail(file, at, `"${name}" is already a prefetch key, a platform variable or defined`);
+    }
+    const compiled: CompiledDatum = {
+      name,
+      spec,
+      records: compile(spec.records, `${at}/records`),
+      typedRecords: compile(spec.records, `${at}/records`, true),
+      date: spec.date === undefined ? undefined : compile(spec.date, `${at}/date`),
+      readable: spec.readable.map((check, i) => ({
+        test: compile(check.test, `${at}/readable/${i}/test`),
+        reason: check.reason,
+      })),
+      show: spec.show === undefined ? undefined : compile(spec.show, `${at}/show`),
+    };
+    variables.push(name);
+    return compiled;
+  });
   const defines = Object.entries(definition.define ?? {}).map(([name, source]): CompiledDefine => {
     if (variables.includes(name)) {
       fail(file, `/define/${name}`, `"${name}" is already a prefetch key, a platform variable or defined`);
@@ -227,6 +249,7 @@ function compileService<M extends ModelLike>(
     prefetch,
     focus,
     defines,
+    data,
     rules,
     valueSets,
     models,
@@ -333,6 +356,7 @@ const RULE_CONDITIONS = [
   'anyIncomplete',
   'noneIncomplete',
 ] as const;
+const DATA_CONDITIONS = ['anyDataUnusable', 'noneDataUnusable'] as const;
 
 function checkIds(file: string, definition: ServiceDefinition): void {
   const ruleIds = definition.rules.map((r) => r.id);
@@ -341,8 +365,9 @@ function checkIds(file: string, definition: ServiceDefinition): void {
   if (dupRule) fail(file, '/rules', `rule id "${dupRule}" is used twice`);
   const dupCard = duplicate(definition.cards.map((c) => c.id));
   if (dupCard) fail(file, '/cards', `card id "${dupCard}" is used twice`);
+  const dataIds = Object.keys(definition.data ?? {});
   const checkCondition = (
-    when: Partial<Record<(typeof RULE_CONDITIONS)[number], string[]>>,
+    when: Partial<Record<(typeof RULE_CONDITIONS)[number] | (typeof DATA_CONDITIONS)[number], string[]>>,
     pointer: string,
   ) => {
     for (const condition of RULE_CONDITIONS) {
@@ -351,7 +376,15 @@ function checkIds(file: string, definition: ServiceDefinition): void {
       const unknown = ids.find((id) => !ruleIds.includes(id));
       if (unknown) fail(file, `${pointer}/${condition}`, `no rule with id "${unknown}"`);
     }
+    for (const condition of DATA_CONDITIONS) {
+      const unknown = when[condition]?.find((id) => !dataIds.includes(id));
+      if (unknown) fail(file, `${pointer}/${condition}`, `no data entry with id "${unknown}"`);
+    }
   };
+  definition.rules.forEach((rule, i) => {
+    const unknown = rule.kind === 'condition' ? rule.data?.find((id) => !dataIds.includes(id)) : undefined;
+    if (unknown) fail(file, `/rules/${i}/data`, `no data entry with id "${unknown}"`);
+  });
   definition.cards.forEach((card, i) => {
     checkCondition(card.when, `/cards/${i}/when`);
     card.suggestions?.forEach(
@@ -383,6 +416,7 @@ function checkPlaceholders(file: string, definition: ServiceDefinition): void {
   const allowed = new Set([
     ...FIXED_PLACEHOLDERS,
     ...definition.rules.flatMap((r) => [`rules.${r.id}.score`, `rules.${r.id}.threshold`]),
+    ...Object.keys(definition.data ?? {}).map((id) => `data.${id}`),
   ]);
   const visit = (value: unknown, pointer: string): void => {
     if (typeof value === 'string') {

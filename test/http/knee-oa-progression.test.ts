@@ -75,6 +75,37 @@ t.test('a knee-OA patient with many risk factors gets a warning card that explai
   t.notMatch(JSON.stringify(card), /surgery|arthroplasty|chirurgi/i, 'never surgery');
 });
 
+t.test('an estimate and a BMI beyond the calibrated range of the model card are flagged', async (t) => {
+  const { app } = await buildTestApp();
+  t.teardown(() => app.close());
+  const res = await app.inject({ method: 'POST', url: URL, payload: call({ ...HIGH, bmi: 50 }).payload });
+  t.equal(res.statusCode, 200);
+  const card = res.json().cards[0];
+  const model = card.extension[EXPLANATION_EXTENSION].model;
+  t.ok(model.probability > 0.41, `a risk above the calibrated 41 % (${model.probability})`);
+  t.match(model.beyondCalibratedRange, {
+    risk: { value: model.probability, min: 0.035, max: 0.41 },
+    inputs: [{ id: 'bmi', value: 50, unit: 'kg/m2', min: 15, max: 44 }],
+    source: /calibration table/,
+  });
+  t.match(
+    card.detail,
+    /\*\*Beyond the calibrated range of the model card\*\*: estimated risk \d+% \(calibrated 4%–41%\); Body mass index 50 kg\/m2 \(calibrated 15–44\): the estimate is less reliable there\./,
+  );
+
+  // Inside the range: no flag.
+  const inside = await app.inject({
+    method: 'POST',
+    url: URL,
+    payload: call({ ...HIGH, bmi: 30, painScore: 2, diabetes: false, handOa: false, kneeInjury: false })
+      .payload,
+  });
+  const insideModel = inside.json().cards[0].extension[EXPLANATION_EXTENSION].model;
+  t.ok(insideModel.probability >= 0.035 && insideModel.probability <= 0.41, `${insideModel.probability}`);
+  t.equal(insideModel.beyondCalibratedRange, undefined);
+  t.notMatch(inside.json().cards[0].detail, /calibrated range/);
+});
+
 t.test('a missing Kellgren-Lawrence grade is imputed and the card says so', async (t) => {
   const { app } = await buildTestApp();
   t.teardown(() => app.close());

@@ -42,6 +42,10 @@ interface Case {
     suggestion?: string;
     noTopical?: boolean;
     topicalCode?: string;
+    /** The state of rules on the card (`fired`, `not-fired`, `not-evaluable`, `stale`). */
+    states?: Record<string, string>;
+    /** The state of data on the card (`current`, `stale`, `unreadable`, `not-recorded`). */
+    data?: Record<string, string>;
   };
 }
 
@@ -80,9 +84,12 @@ function recordOf(c: Case): Resource[] {
       valueQuantity: { value, unit, system: 'http://unitsofmeasure.org', code: unit },
     });
     if (kind === 'egfr') {
-      resources.push(
-        observation(id, '33914-3', String(v.date), quantity(Number(v.value), 'mL/min/{1.73_m2}')),
-      );
+      // `text`: the value recorded as a string (unreadable); `unit`: another unit than mL/min/1.73 m².
+      const value =
+        v.text !== undefined
+          ? { valueString: String(v.text) }
+          : quantity(Number(v.value), String(v.unit ?? 'mL/min/{1.73_m2}'));
+      resources.push(observation(id, '33914-3', String(v.date), value));
     } else if (kind === 'weight') {
       resources.push(observation(id, '29463-7', String(v.date), quantity(Number(v.value), 'kg')));
     } else if (kind === 'gestationalAge') {
@@ -145,7 +152,11 @@ const { app } = await buildTestApp();
 t.teardown(() => app.close());
 
 const rulesOf = (card: Card) =>
-  (card.extension![EXPLANATION_EXTENSION] as { rules: { id: string; status: string }[] }).rules;
+  (
+    card.extension![EXPLANATION_EXTENSION] as {
+      rules: { id: string; status: string; data?: { id: string; state: string }[] }[];
+    }
+  ).rules;
 
 /** A melanoma case: one lesion, with the whole prefetch the model reads (no skin data, no objection). */
 async function lesionCase(t: Test, c: Case): Promise<void> {
@@ -214,6 +225,13 @@ for (const c of CASES) {
       .map((r) => r.id);
     for (const id of c.expect.fired ?? [])
       t.ok(fired.includes(id), `${id} fired (fired: ${fired.join(', ')})`);
+    for (const [id, status] of Object.entries(c.expect.states ?? {})) {
+      t.equal(rulesOf(card).find((r) => r.id === id)?.status, status, `${id} is ${status}`);
+    }
+    for (const [id, state] of Object.entries(c.expect.data ?? {})) {
+      const data = rulesOf(card).flatMap((r) => r.data ?? []);
+      t.equal(data.find((d) => d.id === id)?.state, state, `${id} is ${state}`);
+    }
     const text = `${card.summary}\n${card.detail}`;
     if (c.expect.text) t.match(text, new RegExp(c.expect.text), 'card text');
     const labels = (card.suggestions ?? []).map((s) => s.label);

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { display, evaluateRules, type FocusResult } from '../../src/rules/evaluate.js';
+import { datumLine, display, evaluateRules, type FocusResult } from '../../src/rules/evaluate.js';
 import { loadModels } from '../../src/scoring/load.js';
 import { loadServices } from '../../src/services/load.js';
 import { loadValueSets } from '../../src/services/value-sets.js';
@@ -342,4 +342,78 @@ t.test('a define that throws is reported and reads as empty', async (t) => {
   t.same(reports, ['%bad']);
   t.equal(result!.rules[0]!.status, 'fired');
   t.equal(result!.resource, undefined);
+});
+
+t.test('data states: current, stale, unreadable (no date, wrong type) and not recorded', async (t) => {
+  const nsaid = loadServices(
+    'cds-services',
+    engine,
+    loadValueSets('fhir-profiles'),
+    await loadModels('models', engine),
+  ).find((s) => s.definition.id === 'nsaid-safety-order-sign')!;
+  const egfr = (extra: Record<string, unknown>) => ({
+    resourceType: 'Observation',
+    id: 'e1',
+    status: 'final',
+    code: { coding: [{ system: 'http://loinc.org', code: '33914-3' }] },
+    ...extra,
+  });
+  const quantity = { valueQuantity: { value: 45, unit: 'mL/min/{1.73_m2}', code: 'mL/min/{1.73_m2}' } };
+  const stateOf = (observations: object[]) => {
+    const [focus] = evaluateRules(
+      [],
+      undefined,
+      {
+        egfr: searchset(observations as never[]),
+        patient: { resourceType: 'Patient', id: 'p' },
+        weight: searchset([]),
+        medications: searchset([]),
+        conditions: searchset([]),
+        pregnancy: searchset([]),
+        hookContext: {},
+        draftOrders: [],
+        valueSets: loadValueSets('fhir-profiles'),
+      },
+      NOW,
+      (e) => {
+        throw e.error;
+      },
+      nsaid.defines,
+      nsaid.data,
+    );
+    return focus!.data!.find((d) => d.id === 'latestEgfr')!;
+  };
+  t.match(stateOf([egfr({ effectiveDateTime: '2026-10-01', ...quantity })]), {
+    state: 'current',
+    value: '45 mL/min/1.73 m²',
+    date: '2026-10-01',
+  });
+  const stale = stateOf([egfr({ effectiveDateTime: '2025-11-01', ...quantity })]);
+  t.equal(stale.state, 'stale', 'older than 12 months on 2026-11-22');
+  t.same(datumLine(stale), {
+    en: 'eGFR 45 mL/min/1.73 m² (2025-11-01), older than 12 months',
+    fr: 'DFGe 45 mL/min/1.73 m² (2025-11-01), date de plus de 12 mois',
+  });
+  const undated = stateOf([egfr(quantity)]);
+  t.match(undated, { state: 'unreadable', reason: { en: 'the record has no date' } });
+  const text = stateOf([egfr({ effectiveDateTime: '2026-10-01', valueString: '45' })]);
+  t.match(text, { state: 'unreadable', value: 'valueString: "45"' });
+  t.equal(
+    datumLine(text).fr,
+    'DFGe illisible (2026-10-01) : valeur qui n’est pas un nombre avec une unité (valueString: "45")',
+  );
+  t.same(stateOf([]), {
+    id: 'latestEgfr',
+    label: { en: 'eGFR', fr: 'DFGe' },
+    state: 'not-recorded',
+    window: nsaid.data[0]!.spec.window,
+  });
+  // The latest record decides: an unreadable latest is not replaced by an older readable one.
+  t.equal(
+    stateOf([
+      egfr({ effectiveDateTime: '2026-09-01', ...quantity }),
+      egfr({ id: 'e2', effectiveDateTime: '2026-10-01', valueString: '45' }),
+    ]).state,
+    'unreadable',
+  );
 });

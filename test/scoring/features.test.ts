@@ -101,9 +101,20 @@ function value(extraction: Extraction, id: string): FeatureValue {
   return found;
 }
 
-/** The value without its label (the label is the manifest's, checked once). */
-function strip(v: FeatureValue): Omit<FeatureValue, 'label'> {
-  const { label: _label, ...rest } = v;
+/** The state an input must have given its status (the four states, checked on every value stripped). */
+function expectedState(v: FeatureValue): FeatureValue['state'] {
+  if (v.status === 'observed') return 'met';
+  if (v.status === 'assumed-absent') return 'not-met';
+  return v.imputedBecause === 'stale' ? 'stale' : 'not-evaluable';
+}
+
+/**
+ * The value without its label (the label is the manifest's, checked once) and its state (checked
+ * here against its status: met, not met, not evaluable or stale).
+ */
+function strip(v: FeatureValue): Omit<FeatureValue, 'label' | 'state'> {
+  const { label: _label, state, ...rest } = v;
+  if (state !== expectedState(v)) throw new Error(`${v.id}: state ${state}, expected ${expectedState(v)}`);
   return rest;
 }
 
@@ -960,4 +971,66 @@ t.test('diameter 7 mm: from the item, else from the measured diameter', async (t
     1,
     'item true, 5 mm',
   );
+});
+
+t.test(
+  'an input recorded but unreadable is never read as absent: no score, with the value as recorded',
+  async (t) => {
+    // Pain as text: with an impute policy, reading it as absent would impute 4.2 silently.
+    const text = extractKnee({
+      observations: [
+        kl(2),
+        bmi(30, '2026-06-01T08:00:00Z'),
+        observation(SYSTEM.loinc, '72514-3', '2026-10-01T08:00:00Z', { valueString: '7' }),
+      ],
+    });
+    t.same(text.refusals, [
+      {
+        code: 'unreadable',
+        featureId: 'pain',
+        text: {
+          en: 'Pain score (0-10): recorded, but not as a value the model can read (valueString: "7")',
+          fr: 'Score de douleur (0-10) : renseigné, mais pas sous une forme lisible par le modèle (valueString: "7")',
+        },
+      },
+    ]);
+    // The latest BMI as text: refused as unreadable, not "not recorded" and not the older BMI.
+    const bmiText = extractKnee({
+      observations: [
+        kl(2),
+        bmi(30, '2026-01-01T08:00:00Z'),
+        observation(SYSTEM.loinc, '39156-5', '2026-06-01T08:00:00Z', { valueString: 'obese' }),
+      ],
+    });
+    t.same(
+      bmiText.refusals.map((r) => [r.code, r.featureId]),
+      [
+        ['unreadable', 'bmi'],
+        ['unreadable', 'bmiTrend'],
+      ],
+    );
+    // A candidate with no value at all (data absent) is skipped: the older value is read.
+    const absent = extractKnee({
+      observations: [
+        kl(2),
+        bmi(30, '2026-01-01T08:00:00Z'),
+        observation(SYSTEM.loinc, '39156-5', '2026-06-01T08:00:00Z', {
+          dataAbsentReason: { coding: [{ code: 'not-performed' }] },
+        }),
+      ],
+    });
+    t.same(absent.refusals, []);
+    t.equal(value(absent, 'bmi').value, 30);
+  },
+);
+
+t.test('each input carries one of the four states', async (t) => {
+  const e = extractKnee({
+    observations: [kl(2), bmi(30, '2026-06-01T08:00:00Z'), pain(7, '2025-06-01T08:00:00Z')],
+  });
+  const states = Object.fromEntries(e.values.map((v) => [v.id, v.state]));
+  t.equal(states.bmi, 'met');
+  t.equal(states.pain, 'stale');
+  t.equal(states.bmiTrend, 'not-evaluable');
+  t.equal(states.kneeInjury, 'not-met');
 });

@@ -10,6 +10,7 @@ const value = (id: string, status: FeatureValue['status']): FeatureValue => ({
   unit: '1',
   value: 1,
   status,
+  state: status === 'observed' ? 'met' : status === 'assumed-absent' ? 'not-met' : 'not-evaluable',
   ...(status === 'imputed' ? { imputedBecause: 'missing' as const } : {}),
 });
 const minimum = (count: number) => ({

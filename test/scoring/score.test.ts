@@ -5,6 +5,7 @@ import t, { type Test } from 'tap';
 import { LESION, SYSTEM } from '../../src/codes.js';
 import { type LoadedModel, loadModels, logit } from '../../src/scoring/load.js';
 import {
+  beyondCalibratedRange,
   type ModelOutcome,
   type NotScoredOutcome,
   type ScoredOutcome,
@@ -278,4 +279,41 @@ t.test('a birthDate given as a dateTime gives a not-scored outcome, not an excep
     );
     t.notOk('contributions' in o, `${id}: no contribution`);
   }
+});
+
+t.test('an estimate or an input beyond the calibrated range of the model card is flagged', async (t) => {
+  const card = {
+    calibratedRange: {
+      risk: { min: 0.035, max: 0.41 },
+      inputs: { bmi: { min: 15, max: 44 } },
+      source: 'calibration table',
+    },
+  };
+  const label = { en: 'Body mass index', fr: 'Indice de masse corporelle' };
+  const bmi = (value: number, status: 'observed' | 'imputed' = 'observed') =>
+    ({
+      id: 'bmi',
+      label,
+      unit: 'kg/m2',
+      value,
+      status,
+      state: status === 'observed' ? 'met' : 'stale',
+    }) as const;
+  t.equal(beyondCalibratedRange(card, 0.2, [bmi(30)]), undefined, 'inside: no flag');
+  t.equal(beyondCalibratedRange({}, 0.9, [bmi(60)]), undefined, 'a card stating no range: no flag');
+  t.same(beyondCalibratedRange(card, 0.55, [bmi(48)]), {
+    risk: { value: 0.55, min: 0.035, max: 0.41 },
+    inputs: [{ id: 'bmi', label, value: 48, unit: 'kg/m2', min: 15, max: 44 }],
+    source: 'calibration table',
+  });
+  t.same(beyondCalibratedRange(card, 0.02, [bmi(30)]), {
+    risk: { value: 0.02, min: 0.035, max: 0.41 },
+    inputs: [],
+    source: 'calibration table',
+  });
+  t.equal(
+    beyondCalibratedRange(card, 0.2, [bmi(48, 'imputed')]),
+    undefined,
+    'an imputed value is not the record’s',
+  );
 });

@@ -15,6 +15,7 @@ const MODELS = await loadModels('models', engine);
 const VALUE_SETS = loadValueSets('fhir-profiles');
 
 const MELANOMA = readFileSync('cds-services/melanoma-lesion-triage.yaml', 'utf8');
+const NSAID = readFileSync('cds-services/nsaid-safety.yaml', 'utf8');
 
 /** Writes the given files into a fresh folder and returns the error loading it throws (or none). */
 function loadError(t: Test, files: Record<string, string>): CdsError | undefined {
@@ -147,7 +148,37 @@ const modelCases: [string, string, string][] = [
   ],
 ];
 
-for (const [what, text, message] of [...cases, ...modelCases]) {
+/** The `data` entries: every id named exists, and a window needs a date to be compared with. */
+const dataCases: [string, string, string][] = [
+  [
+    'a rule reading an unknown data entry',
+    NSAID.replace(
+      "data: [latestEgfr]\n    when: '%egfrValue < 30'",
+      "data: [lastEgfr]\n    when: '%egfrValue < 30'",
+    ),
+    'broken.yaml#/rules/1/data: no data entry with id "lastEgfr"',
+  ],
+  [
+    'a card condition on an unknown data entry',
+    NSAID.replace('anyDataUnusable: [latestEgfr]', 'anyDataUnusable: [egfr]'),
+    'broken.yaml#/cards/2/when/anyDataUnusable: no data entry with id "egfr"',
+  ],
+  [
+    'a placeholder of an unknown data entry',
+    NSAID.replace('{{data.latestEgfr}}', '{{data.egfr}}'),
+    'broken.yaml#/cards/2/summary/en: unknown placeholder {{data.egfr}}',
+  ],
+  [
+    'a window without a date',
+    NSAID.replace(
+      "    date: 'effective.ofType(dateTime)'\n    readable:\n      - test: 'value.ofType(Quantity).value.exists()'",
+      "    readable:\n      - test: 'value.ofType(Quantity).value.exists()'",
+    ),
+    'broken.yaml#/data/latestEgfr: must have property date when property window is present',
+  ],
+];
+
+for (const [what, text, message] of [...cases, ...modelCases, ...dataCases]) {
   t.test(`start-up stops on ${what}, naming the file, the place and the reason`, async (t) => {
     const error = loadError(t, { 'broken.yaml': text });
     t.equal(error?.code, 'CDS_ERR_DEFINITION_INVALID');

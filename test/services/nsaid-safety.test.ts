@@ -253,9 +253,152 @@ t.test(
       );
     const [mlMin] = await sign({ ...recovered, resources: unit('mL/min') }, drafts(recovered, ['ibuprofen']));
     t.same(firedOf(mlMin!), ['egfrBelow30']);
-    t.same(await sign({ ...recovered, resources: unit('mg/dL') }, drafts(recovered, ['ibuprofen'])), []);
+    // A unit that cannot be converted is unreadable, never read as absent: the eGFR rules are not
+    // evaluable, and the card says renal function is unknown.
+    const [mgDl, ...more] = await sign(
+      { ...recovered, resources: unit('mg/dL') },
+      drafts(recovered, ['ibuprofen']),
+    );
+    t.same(more, []);
+    t.equal(mgDl!.indicator, 'warning');
+    t.equal(
+      mgDl!.summary,
+      'Ibuprofen 400 mg tablet: renal function unknown, check it first: eGFR unreadable (2026-10-27): unit not convertible to mL/min/1.73 m²',
+    );
+    t.same(
+      rulesOf(mgDl!)
+        .filter((r) => r.id.startsWith('egfr'))
+        .map((r) => [r.id, r.status]),
+      [
+        ['egfrBelow30', 'not-evaluable'],
+        ['egfr30to59', 'not-evaluable'],
+      ],
+    );
   },
 );
+
+/** The latest eGFR of a patient, replaced by one with the given date and value. */
+function withEgfr(p: Patient, date: string, value: Record<string, unknown>): Patient {
+  const resources = p.resources.map((r) => {
+    if (r.resourceType !== 'Observation' || !JSON.stringify(r).includes('33914-3')) return r;
+    const { valueQuantity: _, ...rest } = r as Resource & { valueQuantity?: unknown };
+    return { ...rest, effectiveDateTime: date, ...value } as Resource;
+  });
+  return { ...p, resources };
+}
+
+interface ExplainedDatum {
+  id: string;
+  state: string;
+  value?: string;
+  date?: string;
+  reason?: { en: string };
+  window?: { months?: number; source: { label: string } };
+}
+const dataOf = (card: Card) =>
+  (card.extension![EXPLANATION_EXTENSION] as { rules: (ExplainedRule & { data?: ExplainedDatum[] })[] })
+    .rules;
+
+t.test(
+  'an eGFR older than its 12-month window is stale: shown with its date, not used as current',
+  async (t) => {
+    // Why-case (issue 14): "an eGFR of 25 from 2012 triggers a critical card with no date warning".
+    const p = withEgfr(patient({ age: 60 }), '2012-03-01T09:00:00Z', {
+      valueQuantity: { value: 25, unit: 'mL/min/{1.73_m2}', system: SYSTEM.ucum, code: 'mL/min/{1.73_m2}' },
+    });
+    const cards = await sign(p, drafts(p, ['ibuprofen']));
+    t.equal(cards.length, 1);
+    const card = cards[0]!;
+    t.equal(card.indicator, 'warning', 'not critical: the eGFR of 2012 is not today’s');
+    t.equal(
+      card.summary,
+      'Ibuprofen 400 mg tablet: renal function unknown, check it first: eGFR 25 mL/min/1.73 m² (2012-03-01), older than 12 months',
+    );
+    t.match(card.source.label, /NICE NG226/);
+    t.match(
+      card.detail!,
+      '**eGFR < 30: not evaluated, data too old** (eGFR 25 mL/min/1\\.73 m² \\(2012\\-03\\-01\\), older than 12 months)',
+    );
+    t.notMatch(card.detail!, /eGFR < 30: does not apply/);
+    const egfr = dataOf(card).find((r) => r.id === 'egfrBelow30')!;
+    t.equal(egfr.status, 'stale');
+    t.match(egfr.data, [
+      {
+        id: 'latestEgfr',
+        state: 'stale',
+        value: '25 mL/min/1.73 m²',
+        date: '2012-03-01T09:00:00Z',
+        window: { months: 12, source: { label: /NICE NG203/ } },
+      },
+    ]);
+    t.same(card.suggestions ?? [], [], 'no dose is suggested on an unknown renal function');
+
+    // With a critical factor, the critical card shows, its detail listing the eGFR as too old.
+    const anticoagulated = withEgfr(
+      patient({ age: 60, medications: { warfarin: 'active', clopidogrel: null } }),
+      '2012-03-01T09:00:00Z',
+      {
+        valueQuantity: { value: 25, unit: 'mL/min/{1.73_m2}', system: SYSTEM.ucum, code: 'mL/min/{1.73_m2}' },
+      },
+    );
+    const [critical, ...rest] = await sign(anticoagulated, drafts(anticoagulated, ['ibuprofen']));
+    t.same(rest, []);
+    t.equal(critical!.indicator, 'critical');
+    t.same(firedOf(critical!), ['anticoagulant'], 'the stale eGFR is not a fired factor');
+    t.same(
+      (critical!.suggestions ?? []).map((s) => s.label),
+      ['Replace with diclofenac 1% gel on the painful joint, up to 4 times a day'],
+      'no full-dose paracetamol on an unknown renal function',
+    );
+    t.match(critical!.detail!, /\*\*eGFR < 30: not evaluated, data too old\*\* \(eGFR 25/);
+
+    // Within the window the same value is current and critical.
+    const recent = withEgfr(patient({ age: 60 }), '2026-06-01T09:00:00Z', {
+      valueQuantity: { value: 25, unit: 'mL/min/{1.73_m2}', system: SYSTEM.ucum, code: 'mL/min/{1.73_m2}' },
+    });
+    const [current] = await sign(recent, drafts(recent, ['ibuprofen']));
+    t.equal(current!.indicator, 'critical');
+    t.same(firedOf(current!), ['egfrBelow30']);
+  },
+);
+
+t.test('an eGFR recorded as text is unreadable, never read as absent', async (t) => {
+  const p = withEgfr(patient({ age: 60 }), '2026-11-01T09:00:00Z', { valueString: '25' });
+  const cards = await sign(p, drafts(p, ['ibuprofen']));
+  t.equal(cards.length, 1);
+  t.equal(cards[0]!.indicator, 'warning');
+  t.match(
+    cards[0]!.summary,
+    /renal function unknown, check it first: eGFR unreadable \(2026-11-01\): value not a number/,
+  );
+  const egfr = dataOf(cards[0]!).find((r) => r.id === 'egfrBelow30')!;
+  t.equal(egfr.status, 'not-evaluable');
+  t.match(egfr.data, [
+    {
+      id: 'latestEgfr',
+      state: 'unreadable',
+      value: 'valueString: "25"',
+      reason: { en: 'value not a number with a unit' },
+    },
+  ]);
+  t.match(
+    cards[0]!.detail!,
+    '**eGFR < 30: not evaluated** (eGFR unreadable \\(2026\\-11\\-01\\): value not a number with a unit \\(valueString: "25"\\))',
+  );
+});
+
+t.test('no eGFR recorded: the eGFR rules are not evaluable (not recorded), no card of its own', async (t) => {
+  const base = patient({ age: 80 });
+  const p = {
+    ...base,
+    resources: base.resources.filter((r) => !JSON.stringify(r).includes('33914-3')),
+  };
+  const [card, ...rest] = await sign(p, drafts(p, ['ibuprofen']));
+  t.same(rest, []);
+  t.equal(card!.indicator, 'warning');
+  t.same(firedOf(card!), ['age75']);
+  t.match(card!.detail!, '**eGFR < 30: not evaluated** (eGFR not recorded)');
+});
 
 t.test('an anticoagulant ordered in the same session counts, and is named as such', async (t) => {
   const p = patient();
