@@ -38,6 +38,11 @@ export function colon(lang: Language): string {
   return lang === 'fr' ? `${NBSP}:` : ':';
 }
 
+/** `;` as written in `lang`, ready to join a list: French puts a no-break space before it. */
+export function semicolon(lang: Language): string {
+  return lang === 'fr' ? `${NBSP}; ` : '; ';
+}
+
 /**
  * French typography on a text written with ordinary spaces: the space before `:` `;` `?` `!` and
  * inside « » becomes a no-break space, and a number takes one before `%`. Only spaces already there are changed (a colon in a URL, a

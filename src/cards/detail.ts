@@ -7,7 +7,7 @@
 import type { Explanation } from '../explain/explain.js';
 import { formatRisk, type ModelOutcome } from '../scoring/score.js';
 import type { RuleResult } from '../rules/evaluate.js';
-import { colon, decimal, inLanguage, type Language } from '../language.js';
+import { colon, decimal, inLanguage, type Language, semicolon } from '../language.js';
 
 const TEXT = {
   en: {
@@ -49,6 +49,7 @@ const TEXT = {
         : `${n} smaller factors are listed in the full explanation`,
     yes: 'yes',
     no: 'no',
+    recordedValue: 'recorded',
     why: 'Why no estimate',
     forPatient: 'For the patient',
   },
@@ -92,6 +93,7 @@ const TEXT = {
         : `${n} facteurs plus faibles figurent dans l’explication complète`,
     yes: 'oui',
     no: 'non',
+    recordedValue: 'renseigné',
     why: 'Pourquoi pas d’estimation',
     forPatient: 'Pour le patient',
   },
@@ -127,7 +129,7 @@ function ruleSection(rule: RuleResult, lang: Language): string {
   const evidence = (rule.evidence ?? [])
     .filter((e) => e.values.length > 0)
     .map((e) => `${e.label[lang]}${c} ${e.values.map(escapeMarkdown).join(', ')}`)
-    .join('; ');
+    .join(semicolon(lang));
   if (rule.status !== 'fired') return `**${title}${c} ${t.doesNotApply}**`;
   const { url } = rule.source;
   const label = inLanguage(rule.source.label, lang);
@@ -153,11 +155,12 @@ export function riskText(probability: number, lang: Language): string {
   return lang === 'fr' ? decimal(text, lang).replace(/ ?%/, '\u00a0%') : text;
 }
 
-/** A value as recorded, in `lang` (booleans read yes/no). */
-function recordedText(recorded: string, lang: Language): string {
+/** A value as recorded, in `lang` (booleans read yes/no, a presence "recorded"). */
+export function recordedText(recorded: string, lang: Language): string {
   if (recorded === 'true') return TEXT[lang].yes;
   if (recorded === 'false') return TEXT[lang].no;
-  return decimal(recorded, lang);
+  if (recorded === 'recorded') return TEXT[lang].recordedValue;
+  return decimal(lang === 'fr' ? recorded.replace(/\b(\d+) values\)/, '$1 valeurs)') : recorded, lang);
 }
 
 function modelSection(model: ModelOutcome, lang: Language): string {
@@ -170,7 +173,7 @@ function modelSection(model: ModelOutcome, lang: Language): string {
     return [
       `**${head}${c} ${t.noEstimate}**`,
       `_${m.statusText[lang]}_`,
-      `${t.why}${c} ${model.reasons.map((r) => escapeMarkdown(r.text[lang])).join('; ')}.`,
+      `${t.why}${c} ${model.reasons.map((r) => escapeMarkdown(r.text[lang])).join(semicolon(lang))}.`,
       `${t.population}${c} ${model.population[lang]}`,
     ].join('\n\n');
   }
@@ -204,7 +207,7 @@ function modelSection(model: ModelOutcome, lang: Language): string {
       (f) =>
         `${f.label[lang]} = ${number(f.value, lang)}${unitText(f.unit)} (${f.imputedBecause === 'stale' ? t.becauseStale : t.becauseMissing})`,
     );
-    lines.push('', `${t.imputed}${c} ${items.join('; ')}.`);
+    lines.push('', `${t.imputed}${c} ${items.join(semicolon(lang))}.`);
   }
   const absent = model.contributions.filter((c) => c.status === 'assumed-absent');
   if (absent.length > 0)
@@ -234,7 +237,7 @@ export function renderDetail(explanation: Explanation, intro: string | undefined
       const label = inLanguage(s.label, lang);
       return (s.url ? `[${label}](${s.url})` : label) + (s.version ? ` (${s.version})` : '');
     })
-    .join('; ');
+    .join(semicolon(lang));
   footer.push(`${t.ruleSet} \`${id}\` ${version}. ${t.sources}${c} ${sources}.`);
   footer.push(t.advisory);
   parts.push(`---\n${footer.join(' ')}`);

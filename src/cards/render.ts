@@ -13,7 +13,15 @@ import type { ModelOutcome } from '../scoring/score.js';
 import type { CardCondition, CardSpec } from '../services/definition-schema.js';
 import type { CompiledService } from '../services/load.js';
 import { renderDetail, riskText } from './detail.js';
-import { type AnyLanguage, colon, inLanguage, type Language, type Localized, typeset } from '../language.js';
+import {
+  type AnyLanguage,
+  colon,
+  inLanguage,
+  type Language,
+  type Localized,
+  semicolon,
+  typeset,
+} from '../language.js';
 
 export interface RenderInput {
   service: CompiledService;
@@ -117,7 +125,7 @@ function placeholderValues(input: RenderInput, focus: Finding, model?: ModelOutc
       if (model.horizonMonths > 0)
         values['model.horizon'] = `${model.horizonMonths} ${lang === 'fr' ? 'mois' : 'months'}`;
     } else if (model.status === 'not-scored') {
-      values['model.reason'] = model.reasons.map((r) => r.text[lang]).join('; ');
+      values['model.reason'] = model.reasons.map((r) => r.text[lang]).join(semicolon(lang));
     }
   }
   for (const rule of focus.rules) {
@@ -322,7 +330,7 @@ function renderCard(spec: CardSpec, focus: Finding, input: RenderInput): IssuedC
   }));
   if (model) {
     links.push({
-      label: lang === 'fr' ? `Fiche du modèle ${model.model.id}` : `Model card of ${model.model.id}`,
+      label: `${lang === 'fr' ? 'Fiche du modèle' : 'Model card'}${colon(lang)} ${model.model.title[lang]}`,
       url: modelCardUrl(input.publicUrl, model.model.id),
       type: 'absolute',
     });

@@ -11,7 +11,7 @@ import type { ModelOutcome, ScoredOutcome } from '../scoring/score.js';
 import type { StoredExplanation } from './store.js';
 import { chartOrder, COLOURS, signed, unitText, waterfallSvg } from './waterfall.js';
 import { colon, decimal, type Language, typeset } from '../language.js';
-import { riskText } from '../cards/detail.js';
+import { recordedText, riskText } from '../cards/detail.js';
 
 export interface PageInput {
   stored: StoredExplanation;
@@ -126,7 +126,7 @@ function dataTable(
       v.contribution === undefined
         ? ''
         : `<td class="n ${e(v.direction ?? '')}">${decimal(signed(v.contribution), lang)}</td>`;
-    return `<tr><td>${e(v.label[lang])}</td><td class="n">${e(value)}</td><td>${e(v.recorded ?? '')}</td><td>${e(v.date?.slice(0, 10) ?? '—')}</td><td>${e(statusText(v, lang))}</td>${effect}</tr>`;
+    return `<tr><td>${e(v.label[lang])}</td><td class="n">${e(value)}</td><td>${e(v.recorded === undefined ? '' : recordedText(v.recorded, lang))}</td><td>${e(v.date?.slice(0, 10) ?? '—')}</td><td>${e(statusText(v, lang))}</td>${effect}</tr>`;
   });
   return `<table><thead><tr><th>${t.factor}</th><th>${t.value}</th><th>${t.recorded}</th><th>${t.date}</th><th>${t.status}</th>${withEffect ? `<th>${t.effect}</th>` : ''}</tr></thead><tbody>${rows.join('')}</tbody></table>`;
 }
