@@ -12,7 +12,8 @@ import { type MalformedData, malformedExpression, type UnavailableData } from '.
 import type { FocusResult } from '../rules/evaluate.js';
 import type { CompiledService } from '../services/load.js';
 import { renderDetail } from './detail.js';
-import { type IssuedCard, SUMMARY_MAX } from './render.js';
+import { type IssuedCard, SUMMARY_MAX, textIn } from './render.js';
+import { typeset } from '../language.js';
 
 /** The template id this card is filed under (its finding key, the alert fatigue controls). */
 const MALFORMED_SPEC_ID = 'malformed-prefetch';
@@ -88,14 +89,14 @@ export function notEvaluableCard(input: {
   return {
     card: {
       uuid: input.uuid(),
-      summary: truncate(TEXT[lang].summary(service.definition.title), SUMMARY_MAX),
-      detail: renderDetail(explanation, text, lang),
+      summary: truncate(typeset(TEXT[lang].summary(service.definition.title), lang), SUMMARY_MAX),
+      detail: typeset(renderDetail(explanation, text, lang), lang),
       indicator: 'warning',
-      source: { label: guideline.label, ...(guideline.url ? { url: guideline.url } : {}) },
+      source: { label: textIn(guideline.label, lang), ...(guideline.url ? { url: guideline.url } : {}) },
       overrideReasons: codes.map((code) => ({
         system: SYSTEM.overrideReason,
         code,
-        display: OVERRIDE_REASONS[code][lang],
+        display: textIn(OVERRIDE_REASONS[code], lang),
       })),
       extension: { [EXPLANATION_EXTENSION]: explanation },
     },

@@ -9,12 +9,20 @@ import type { Action, Card, Coding, Suggestion } from '../cds-hooks.js';
 import { OVERRIDE_REASONS, type OverrideReasonCode, SYSTEM } from '../codes.js';
 import { EXPLANATION_EXTENSION, type Explanation } from '../explain/explain.js';
 import type { Finding, ScoredFocus } from '../finding.js';
-import { formatRisk, type ModelOutcome } from '../scoring/score.js';
+import type { ModelOutcome } from '../scoring/score.js';
 import type { CardCondition, CardSpec } from '../services/definition-schema.js';
 import type { CompiledService } from '../services/load.js';
-import { renderDetail } from './detail.js';
+import { renderDetail, riskText } from './detail.js';
 import { datumLine, type DatumResult } from '../rules/evaluate.js';
-import type { Language } from '../language.js';
+import {
+  type AnyLanguage,
+  colon,
+  inLanguage,
+  type Language,
+  type Localized,
+  semicolon,
+  typeset,
+} from '../language.js';
 
 export interface RenderInput {
   service: CompiledService;
@@ -93,6 +101,18 @@ export function conditionHolds(
 
 type Values = Record<string, string | undefined>;
 
+/**
+ * The focus label in the card's language: a label the service's `focus.labelTranslations` knows
+ * (e.g. a body site as the record writes it) reads in the card's language, any other as recorded.
+ */
+function translatedLabel(label: string | undefined, input: RenderInput): string | undefined {
+  const entries = input.service.definition.focus?.labelTranslations;
+  if (label === undefined || !entries) return label;
+  const key = label.trim().toLowerCase();
+  const entry = entries.find((e) => e.en.toLowerCase() === key || e.fr.toLowerCase() === key);
+  return entry ? entry[input.language] : label;
+}
+
 function placeholderValues(input: RenderInput, focus: Finding, model?: ModelOutcome): Values {
   const fired = focus.rules
     .filter((r) => r.status === 'fired' && r.role !== 'context')
@@ -106,7 +126,7 @@ function placeholderValues(input: RenderInput, focus: Finding, model?: ModelOutc
     incompleteRules:
       incomplete.length > 0 ? incomplete.map((r) => r.title[input.language]).join(', ') : undefined,
     notRecordedItems: notRecorded.length > 0 ? [...new Set(notRecorded)].join(', ') : undefined,
-    'focus.label': focus.label,
+    'focus.label': translatedLabel(focus.label, input),
     'focus.date': focus.date?.slice(0, 10),
     'focus.reference': focus.reference,
     today: input.now.toISOString().slice(0, 10),
@@ -122,12 +142,12 @@ function placeholderValues(input: RenderInput, focus: Finding, model?: ModelOutc
     const lang = input.language;
     values['model.title'] = model.model.title[lang];
     if (model.status === 'scored') {
-      values['model.risk'] = formatRisk(model.probability);
+      values['model.risk'] = riskText(model.probability, lang);
       values['model.band'] = model.band.label[lang];
       if (model.horizonMonths > 0)
         values['model.horizon'] = `${model.horizonMonths} ${lang === 'fr' ? 'mois' : 'months'}`;
     } else if (model.status === 'not-scored') {
-      values['model.reason'] = model.reasons.map((r) => r.text[lang]).join('; ');
+      values['model.reason'] = model.reasons.map((r) => r.text[lang]).join(semicolon(lang));
     }
   }
   for (const rule of focus.rules) {
@@ -154,23 +174,46 @@ function truncate(text: string, max: number): string {
  * value is dropped with its property, and objects or arrays left empty are dropped too, so the
  * resource never carries an empty element (FHIR JSON forbids them).
  */
-export function fillResource(template: unknown, values: Values): unknown {
+export function fillResource(template: unknown, values: Values, lang: Language): unknown {
+  if (isLocalized(template)) return fillResource(typeset(template[lang], lang), values, lang);
   if (typeof template === 'string') {
     const only = /^\{\{\s*([\w.]+)\s*\}\}$/.exec(template);
     if (only) return values[only[1]!];
     return template.replace(PLACEHOLDER, (_, name: string) => values[name] ?? '');
   }
   if (Array.isArray(template)) {
-    const items = template.map((t) => fillResource(t, values)).filter((t) => t !== undefined);
+    const items = template.map((t) => fillResource(t, values, lang)).filter((t) => t !== undefined);
     return items.length > 0 ? items : undefined;
   }
   if (template && typeof template === 'object') {
     const entries = Object.entries(template)
-      .map(([k, v]) => [k, fillResource(v, values)] as const)
+      .map(([k, v]) => [k, fillResource(v, values, lang)] as const)
       .filter(([, v]) => v !== undefined);
     return entries.length > 0 ? Object.fromEntries(entries) : undefined;
   }
   return template;
+}
+
+/**
+ * A text of a resource template given in each language: an object with exactly the keys `en` and `fr`
+ * (no FHIR element has these names, so it cannot be mistaken for one).
+ */
+function isLocalized(value: unknown): value is Localized {
+  if (!value || typeof value !== 'object' || Array.isArray(value)) return false;
+  const keys = Object.keys(value).sort();
+  const v = value as Record<string, unknown>;
+  return (
+    keys.length === 2 &&
+    keys[0] === 'en' &&
+    keys[1] === 'fr' &&
+    typeof v.en === 'string' &&
+    typeof v.fr === 'string'
+  );
+}
+
+/** A definition's text in `lang`, with the typography of `lang`. */
+export function textIn(text: AnyLanguage, lang: Language): string {
+  return typeset(inLanguage(text, lang), lang);
 }
 
 function overrideReasons(service: CompiledService, lang: Language): Coding[] {
@@ -178,7 +221,7 @@ function overrideReasons(service: CompiledService, lang: Language): Coding[] {
   return codes.map((code) => ({
     system: SYSTEM.overrideReason,
     code,
-    display: OVERRIDE_REASONS[code][lang],
+    display: textIn(OVERRIDE_REASONS[code], lang),
   }));
 }
 
@@ -191,6 +234,7 @@ export function changedFocus(
   changes: Record<string, unknown>,
   values: Values,
   type: 'create' | 'update',
+  lang: Language,
 ): Record<string, unknown> {
   const resource = structuredClone(focus) as Record<string, unknown>;
   if (type === 'create') {
@@ -198,7 +242,7 @@ export function changedFocus(
     delete resource.meta;
     delete resource.identifier;
   }
-  const filled = (fillResource(changes, values) ?? {}) as Record<string, unknown>;
+  const filled = (fillResource(changes, values, lang) ?? {}) as Record<string, unknown>;
   for (const [key, value] of Object.entries(filled)) {
     if (value === null) delete resource[key];
     else resource[key] = value;
@@ -215,17 +259,27 @@ function suggestions(
   const offered = spec.suggestions?.filter((s) => s.when === undefined || conditionHolds(s.when, focus));
   if (!offered || offered.length === 0) return undefined;
   return offered.map((s) => {
-    const suggestion: Suggestion = { label: s.label[input.language], uuid: input.uuid() };
+    const suggestion: Suggestion = { label: textIn(s.label, input.language), uuid: input.uuid() };
     if (s.isRecommended !== undefined) suggestion.isRecommended = s.isRecommended;
     if (s.actions) {
       suggestion.actions = s.actions.map((a) => {
         const action: Action = {
           type: a.type,
-          description: fillText(a.description[input.language], values, input.language),
+          description: typeset(
+            fillText(a.description[input.language], values, input.language),
+            input.language,
+          ),
         };
-        if (a.resource) action.resource = fillResource(a.resource, values) as Action['resource'];
+        if (a.resource)
+          action.resource = fillResource(a.resource, values, input.language) as Action['resource'];
         if (a.focusChanges && focus.resource && a.type !== 'delete') {
-          const changed: unknown = changedFocus(focus.resource, a.focusChanges, values, a.type);
+          const changed: unknown = changedFocus(
+            focus.resource,
+            a.focusChanges,
+            values,
+            a.type,
+            input.language,
+          );
           action.resource = changed as Action['resource'];
         }
         if (a.resourceId) action.resourceId = fillText(a.resourceId, values, input.language);
@@ -240,11 +294,15 @@ function suggestions(
 function sourceOf(input: RenderInput, model: ModelOutcome | undefined): { label: string; url?: string } {
   if (!model) {
     const guideline = input.service.definition.guideline[0]!;
-    return { label: guideline.label, ...(guideline.url ? { url: guideline.url } : {}) };
+    return {
+      label: textIn(guideline.label, input.language),
+      ...(guideline.url ? { url: guideline.url } : {}),
+    };
   }
   const m = model.model;
+  const lang = input.language;
   return {
-    label: truncate(`${m.title[input.language]} ${m.version}: ${m.statusText[input.language]}`, 200),
+    label: truncate(typeset(`${m.title[lang]} ${m.version}${colon(lang)} ${m.statusText[lang]}`, lang), 200),
     url: modelCardUrl(input.publicUrl, m.id),
   };
 }
@@ -261,13 +319,22 @@ function renderCard(spec: CardSpec, focus: Finding, input: RenderInput): IssuedC
   const explanation = model ? focus.explanations.models.get(model.model.id)! : focus.explanations.rules;
   const card: Card = {
     uuid: input.uuid(),
-    summary: truncate(fillText(spec.summary[lang], values, lang), SUMMARY_MAX),
-    detail: renderDetail(explanation, spec.detail && fillText(spec.detail[lang], values, lang), lang),
+    summary: truncate(typeset(fillText(spec.summary[lang], values, lang), lang), SUMMARY_MAX),
+    detail: typeset(
+      renderDetail(explanation, spec.detail && fillText(spec.detail[lang], values, lang), lang),
+      lang,
+    ),
     indicator: spec.indicator,
     source: {
       ...sourceOf(input, model),
       ...(spec.topic
-        ? { topic: { system: SYSTEM.cardTopic, code: spec.topic.code, display: spec.topic.display } }
+        ? {
+            topic: {
+              system: SYSTEM.cardTopic,
+              code: spec.topic.code,
+              display: textIn(spec.topic.display, lang),
+            },
+          }
         : {}),
     },
     overrideReasons: overrideReasons(input.service, lang),
@@ -278,10 +345,14 @@ function renderCard(spec: CardSpec, focus: Finding, input: RenderInput): IssuedC
     card.suggestions = suggested;
     card.selectionBehavior = spec.selectionBehavior ?? 'at-most-one';
   }
-  const links = (spec.links ?? []).map((l) => ({ label: l.label[lang], url: l.url, type: l.type }));
+  const links = (spec.links ?? []).map((l) => ({
+    label: typeset(l.label[lang], lang),
+    url: l.url,
+    type: l.type,
+  }));
   if (model) {
     links.push({
-      label: lang === 'fr' ? `Fiche du modèle ${model.model.id}` : `Model card of ${model.model.id}`,
+      label: `${lang === 'fr' ? 'Fiche du modèle' : 'Model card'}${colon(lang)} ${model.model.title[lang]}`,
       url: modelCardUrl(input.publicUrl, model.model.id),
       type: 'absolute',
     });

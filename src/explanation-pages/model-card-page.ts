@@ -7,12 +7,12 @@
  * `>` quotes, pipe tables, `**bold**`, `_italic_`, `` `code` `` and `[text](https://…)` links; every
  * other character is escaped, so a card cannot inject markup.
  *
- * Language: the page chrome (title, demonstration notice, headings added here) follows the reader's
- * language; the detailed card exists in English only, so on a French page it is marked `lang="en"`
- * under a French notice saying so.
+ * Language: the page follows the reader's language. The card itself is shown in that language when the
+ * model has a card in it (`modelCard.markdownFr`); otherwise, on a French page, the English card is
+ * marked `lang="en"` under a French notice saying so.
  */
 import { escapeHtml } from '../analytics/page.js';
-import type { Language } from '../language.js';
+import { type Language, typeset } from '../language.js';
 
 const e = escapeHtml;
 
@@ -101,7 +101,7 @@ const TEXT = {
     formats: 'Also as',
   },
   fr: {
-    title: (name: string) => `Fiche du modèle : ${name}`,
+    title: (name: string) => `Fiche du modèle\u00a0: ${name}`,
     notice:
       'La fiche détaillée de ce modèle n’existe qu’en anglais ; elle est reproduite ci-dessous telle quelle.',
     formats: 'Aussi en',
@@ -115,22 +115,22 @@ blockquote{margin:1em 0;padding:.5em 1em;background:#fff4e5;border-left:4px soli
 
 /** The whole page: the card in `lang`'s chrome, with links to the markdown and JSON forms. */
 export function renderModelCardPage(
-  model: { id: string; title: string; markdown: string },
+  model: { id: string; title: string; markdown: string; language: Language },
   lang: Language,
 ): string {
   const text = TEXT[lang];
   const base = `/models/${encodeURIComponent(model.id)}/model-card`;
-  const notice = text.notice ? `<p class="notice">${e(text.notice)}</p>` : '';
+  const notice = model.language !== lang ? `<p class="notice">${e(text.notice)}</p>` : '';
   return `<!doctype html>
 <html lang="${lang}">
 <head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>${e(text.title(model.title))}</title><style>${STYLE}</style></head>
 <body>
 ${notice}
-<article lang="en">
-${markdownToHtml(model.markdown)}
+<article lang="${model.language}">
+${markdownToHtml(typeset(model.markdown, model.language))}
 </article>
-<p>${e(text.formats)} <a href="${base}?format=markdown">markdown</a> · <a href="${base}.json">JSON</a></p>
+<p>${e(text.formats)} <a href="${base}?format=markdown&amp;lang=${lang}">markdown</a> · <a href="${base}.json">JSON</a></p>
 </body>
 </html>
 `;

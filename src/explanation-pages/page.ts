@@ -2,15 +2,16 @@
  * The explanation page of a model-based card, one self-contained HTML document: the estimate with its
  * band and horizon, the waterfall chart, the data used (dates, what was imputed, stale or taken as
  * absent, what could not be obtained), a summary of the model card, and the sentences for the patient
- * in French and English; for a card without an estimate, the reasons instead of the chart. Inline
+ * in the page's language; for a card without an estimate, the reasons instead of the chart. Inline
  * style only, no script, no external asset; every value is escaped.
  */
 import { escapeHtml } from '../analytics/page.js';
 import type { FeatureValue } from '../scoring/features.js';
-import { formatRisk, type ModelOutcome, type ScoredOutcome } from '../scoring/score.js';
+import type { ModelOutcome, ScoredOutcome } from '../scoring/score.js';
 import type { StoredExplanation } from './store.js';
 import { chartOrder, COLOURS, signed, unitText, waterfallSvg } from './waterfall.js';
-import type { Language } from '../language.js';
+import { colon, decimal, type Language, typeset } from '../language.js';
+import { recordedText, riskText } from '../cards/detail.js';
 
 export interface PageInput {
   stored: StoredExplanation;
@@ -57,7 +58,6 @@ const TEXT = {
     advisory: 'Advisory only: the decision is yours.',
     expires: 'This link expires on',
     card: 'Card',
-    colon: ':',
   },
   fr: {
     title: 'Explication de l’estimation',
@@ -69,7 +69,7 @@ const TEXT = {
     population: 'Population',
     chart: 'Contribution de chaque facteur',
     chartNote:
-      'Sur l’échelle log-odds, où les effets s’additionnent : la référence (la moyenne des patients de référence du modèle), puis chaque facteur, du plus fort au plus faible, puis ce patient. Rouge : augmente l’estimation ; vert : la diminue.',
+      'Sur l’échelle des logits, où les effets s’additionnent : la référence (la moyenne des patients de référence du modèle), puis chaque facteur, du plus fort au plus faible, puis ce patient. Rouge : augmente l’estimation ; vert : la diminue.',
     noEstimate: 'Pas d’estimation',
     reasons: 'Pourquoi pas d’estimation',
     data: 'Données utilisées',
@@ -78,7 +78,7 @@ const TEXT = {
     recorded: 'Tel que renseigné',
     date: 'Date',
     status: 'Statut',
-    effect: 'Effet (log-odds)',
+    effect: 'Effet (logit)',
     observed: 'renseigné',
     imputedMissing: 'non renseigné : imputé',
     imputedStale: 'trop ancien : imputé',
@@ -93,7 +93,6 @@ const TEXT = {
     advisory: 'Aide à la décision seulement : la décision vous appartient.',
     expires: 'Ce lien expire le',
     card: 'Carte',
-    colon: ' :',
   },
 } as const;
 
@@ -122,38 +121,39 @@ function dataTable(
   const t = TEXT[lang];
   const withEffect = values.some((v) => v.contribution !== undefined);
   const rows = values.map((v) => {
-    const value = v.status === 'assumed-absent' ? '—' : `${fixed(v.value)}${unitText(v.unit)}`;
+    const value = v.status === 'assumed-absent' ? '—' : `${decimal(fixed(v.value), lang)}${unitText(v.unit)}`;
     const effect =
       v.contribution === undefined
         ? ''
-        : `<td class="n ${e(v.direction ?? '')}">${signed(v.contribution)}</td>`;
-    return `<tr><td>${e(v.label[lang])}</td><td class="n">${e(value)}</td><td>${e(v.recorded ?? '')}</td><td>${e(v.date?.slice(0, 10) ?? '—')}</td><td>${e(statusText(v, lang))}</td>${effect}</tr>`;
+        : `<td class="n ${e(v.direction ?? '')}">${decimal(signed(v.contribution), lang)}</td>`;
+    return `<tr><td>${e(v.label[lang])}</td><td class="n">${e(value)}</td><td>${e(v.recorded === undefined ? '' : recordedText(v.recorded, lang))}</td><td>${e(v.date?.slice(0, 10) ?? '—')}</td><td>${e(statusText(v, lang))}</td>${effect}</tr>`;
   });
   return `<table><thead><tr><th>${t.factor}</th><th>${t.value}</th><th>${t.recorded}</th><th>${t.date}</th><th>${t.status}</th>${withEffect ? `<th>${t.effect}</th>` : ''}</tr></thead><tbody>${rows.join('')}</tbody></table>`;
 }
 
 function scoredSection(m: ScoredOutcome, lang: Language): string {
   const t = TEXT[lang];
+  const c = colon(lang);
   const horizon = m.horizonMonths > 0 ? ` ${t.within} ${m.horizonMonths} ${t.months}` : '';
   const { svg } = waterfallSvg(m, lang);
-  return `<p class="risk"><strong>${t.risk}${t.colon} ${e(formatRisk(m.probability))}</strong> — ${e(m.outcome[lang])}${e(horizon)}. ${t.band}${t.colon} <strong>${e(m.band.label[lang])}</strong>.</p>
-<p>${t.population}${t.colon} ${e(m.population[lang])}</p>
+  return `<p class="risk"><strong>${t.risk}${c} ${e(riskText(m.probability, lang))}</strong> — ${e(m.outcome[lang])}${e(horizon)}. ${t.band}${c} <strong>${e(m.band.label[lang])}</strong>.</p>
+<p>${t.population}${c} ${e(m.population[lang])}</p>
 <h2>${t.chart}</h2>
 <p><small>${t.chartNote}</small></p>
 <figure>${svg}</figure>
 <h2>${t.data}</h2>
 ${dataTable(chartOrder(m.contributions), lang)}
 <h2>${t.patient}</h2>
-<p lang="fr"><strong>FR</strong> : ${e(m.patientSentence.fr)}</p>
-<p lang="en"><strong>EN</strong>: ${e(m.patientSentence.en)}</p>`;
+<p class="patient">${e(typeset(m.patientSentence[lang], lang))}</p>`;
 }
 
 function notScoredSection(m: ModelOutcome & { status: 'not-scored' }, lang: Language): string {
   const t = TEXT[lang];
+  const c = colon(lang);
   const reasons = m.reasons.map((r) => `<li>${e(r.text[lang])}</li>`).join('');
   return `<p class="risk"><strong>${t.noEstimate}</strong></p>
 <h2>${t.reasons}</h2><ul class="reasons">${reasons}</ul>
-<p>${t.population}${t.colon} ${e(m.population[lang])}</p>
+<p>${t.population}${c} ${e(m.population[lang])}</p>
 ${m.values.length > 0 ? `<h2>${t.data}</h2>${dataTable(m.values, lang)}` : ''}`;
 }
 
@@ -161,6 +161,7 @@ ${m.values.length > 0 ? `<h2>${t.data}</h2>${dataTable(m.values, lang)}` : ''}`;
 export function renderExplanationPage(input: PageInput): string {
   const { stored, language: lang } = input;
   const t = TEXT[lang];
+  const c = colon(lang);
   const model = stored.explanation.model!;
   const m = model.model;
   const body =
@@ -173,15 +174,17 @@ export function renderExplanationPage(input: PageInput): string {
     (u) => `<li>${e(u.description[lang])} <small>(${e(u.reason)})</small></li>`,
   );
   const expires = new Date(stored.exp * 1000).toISOString().replace('T', ' ').slice(0, 16);
-  return `<!doctype html>
+  // French typography over the whole page: its own texts and the definitions' (colon, semicolon).
+  return typeset(
+    `<!doctype html>
 <html lang="${lang}"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
 <meta name="referrer" content="no-referrer"><meta name="robots" content="noindex">
-<title>${t.title}${t.colon} ${e(m.title[lang])}</title><style>${STYLE}</style></head>
+<title>${t.title}${c} ${e(m.title[lang])}</title><style>${STYLE}</style></head>
 <body>
 <p><a href="${e(input.otherLanguageUrl)}" hreflang="${lang === 'en' ? 'fr' : 'en'}">${t.other}</a></p>
-<h1>${t.title}${t.colon} ${e(m.title[lang])}</h1>
+<h1>${t.title}${c} ${e(m.title[lang])}</h1>
 <p class="status">${e(m.statusText[lang])}</p>
-<p>${t.card}${t.colon} ${e(stored.summary)}</p>
+<p>${t.card}${c} ${e(stored.summary)}</p>
 ${body}
 ${unavailable.length > 0 ? `<h2>${t.unavailable}</h2><ul>${unavailable.join('')}</ul>` : ''}
 <h2>${t.model}</h2>
@@ -195,5 +198,7 @@ ${input.intendedUse ? `<tr><th>${t.intendedUse}</th><td>${e(input.intendedUse)}<
 <p><a href="${e(input.modelCardUrl)}">${t.modelCard}</a></p>
 <p><small>${t.advisory} ${t.expires} ${e(expires)} UTC.</small></p>
 </body></html>
-`;
+`,
+    lang,
+  );
 }

@@ -8,8 +8,8 @@
  */
 import { escapeHtml } from '../analytics/page.js';
 import type { Contribution, ScoredOutcome } from '../scoring/score.js';
-import { formatRisk } from '../scoring/score.js';
-import type { Language } from '../language.js';
+import { riskText } from '../cards/detail.js';
+import { colon, decimal, type Language } from '../language.js';
 
 export const COLOURS = {
   raises: '#b3261e',
@@ -47,7 +47,7 @@ const TEXT = {
     raises: 'augmente',
     lowers: 'diminue',
     neutral: 'sans effet',
-    title: 'Comment chaque facteur a déplacé l’estimation (échelle log-odds)',
+    title: 'Comment chaque facteur a déplacé l’estimation (échelle des logits)',
   },
 } as const;
 
@@ -68,9 +68,10 @@ export function unitText(unit: string): string {
 /** "Body mass index: 36 kg/m2", "Kellgren-Lawrence grade 3: not recorded (imputed)". */
 export function factorLabel(c: Contribution, lang: Language): string {
   const t = TEXT[lang];
-  if (c.status === 'assumed-absent') return `${c.label[lang]}: ${t.notRecorded}`;
-  const value = `${fixed(c.value)}${unitText(c.unit)}`;
-  return `${c.label[lang]}: ${value}${c.status === 'imputed' ? ` (${t.imputed})` : ''}`;
+  const col = colon(lang);
+  if (c.status === 'assumed-absent') return `${c.label[lang]}${col} ${t.notRecorded}`;
+  const value = `${decimal(fixed(c.value), lang)}${unitText(c.unit)}`;
+  return `${c.label[lang]}${col} ${value}${c.status === 'imputed' ? ` (${t.imputed})` : ''}`;
 }
 
 /** The contributions in the order of the chart: largest effect first. */
@@ -90,18 +91,20 @@ interface Row {
 
 function rows(outcome: ScoredOutcome, lang: Language): Row[] {
   const t = TEXT[lang];
+  const col = colon(lang);
+  const risk = (p: number) => riskText(p, lang);
   // The contributions are measured from the mean log-odds of the background sample, or one reference row.
   const baseline = outcome.background.kind === 'sample' ? t.sample(outcome.background.rows) : t.baseline;
   const final = outcome.contributions.reduce((s, c) => s + c.contribution, outcome.baselineLogit);
   const out: Row[] = [
     {
       kind: 'baseline',
-      label: `${baseline} (${formatRisk(sigmoid(outcome.baselineLogit))})`,
+      label: `${baseline} (${risk(sigmoid(outcome.baselineLogit))})`,
       from: 0,
       to: outcome.baselineLogit,
       colour: COLOURS.total,
       value: fixed(outcome.baselineLogit),
-      alt: `${baseline}: ${fixed(outcome.baselineLogit)}`,
+      alt: `${baseline}${col} ${fixed(outcome.baselineLogit)}`,
     },
   ];
   let running = outcome.baselineLogit;
@@ -114,20 +117,22 @@ function rows(outcome: ScoredOutcome, lang: Language): Row[] {
       to: running + c.contribution,
       colour: COLOURS[c.direction],
       value: signed(c.contribution),
-      alt: `${label}: ${t[c.direction]} ${signed(c.contribution)}`,
+      alt: `${label}${col} ${t[c.direction]} ${signed(c.contribution)}`,
     });
     running += c.contribution;
   }
   out.push({
     kind: 'estimate',
-    label: `${t.estimate} (${formatRisk(outcome.probability)})`,
+    label: `${t.estimate} (${risk(outcome.probability)})`,
     from: 0,
     to: final,
     colour: COLOURS.total,
     value: fixed(final),
-    alt: `${t.estimate}: ${fixed(final)} (${formatRisk(outcome.probability)})`,
+    alt: `${t.estimate}${col} ${fixed(final)} (${risk(outcome.probability)})`,
   });
-  return out;
+  return lang === 'fr'
+    ? out.map((r) => ({ ...r, value: decimal(r.value, lang), alt: decimal(r.alt, lang) }))
+    : out;
 }
 
 /** The chart as an `<svg>` element; `scale` is the pixels per logit unit (tests check proportionality). */
@@ -156,7 +161,7 @@ export function waterfallSvg(outcome: ScoredOutcome, lang: Language): { svg: str
   const svg = [
     `<svg xmlns="http://www.w3.org/2000/svg" class="waterfall" role="img" aria-labelledby="wf-title wf-desc" width="${WIDTH}" height="${height}" viewBox="0 0 ${WIDTH} ${height}">`,
     `<title id="wf-title">${escapeHtml(TEXT[lang].title)}</title>`,
-    `<desc id="wf-desc">${escapeHtml(all.map((r) => r.alt).join('; '))}</desc>`,
+    `<desc id="wf-desc">${escapeHtml(all.map((r) => r.alt).join(lang === 'fr' ? '\u00a0; ' : '; '))}</desc>`,
     `<line x1="${px(zero)}" y1="0" x2="${px(zero)}" y2="${height}" stroke="#999" stroke-dasharray="3 3"/>`,
     ...body,
     '</svg>',

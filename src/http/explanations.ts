@@ -23,8 +23,17 @@ export const NOT_FOUND_PAGE = `<!doctype html>
 <body><h1>Not found / Introuvable</h1><p>This link is not valid or has expired. / Ce lien n’est pas valide ou a expiré.</p></body></html>
 `;
 
-function intendedUse(models: ModelRegistry, id: string): string | undefined {
-  const json = models.get(id)?.card.json as { intendedUse?: unknown } | undefined;
+/**
+ * The model's intended use in `lang`: from the JSON card in English; in French, the first paragraph
+ * under "## Usage prévu" of the French card (none without a French card: no English on a French page).
+ */
+function intendedUse(models: ModelRegistry, id: string, lang: Language): string | undefined {
+  const card = models.get(id)?.card;
+  if (lang === 'fr') {
+    const section = card?.markdownFr && /^## Usage prévu\s*\n+([^\n#][^\n]*)/m.exec(card.markdownFr);
+    return section ? section[1]!.trim() : undefined;
+  }
+  const json = card?.json as { intendedUse?: unknown } | undefined;
   return typeof json?.intendedUse === 'string' ? json.intendedUse : undefined;
 }
 
@@ -47,7 +56,7 @@ export function registerExplanationRoutes(app: FastifyInstance, deps: Explanatio
       return renderExplanationPage({
         stored,
         language,
-        intendedUse: intendedUse(deps.models, model.model.id),
+        intendedUse: intendedUse(deps.models, model.model.id, language),
         modelCardUrl: modelCardUrl(deps.publicUrl, model.model.id),
         otherLanguageUrl: `?exp=${String(exp)}&sig=${String(sig)}&lang=${other}`,
       });

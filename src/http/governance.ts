@@ -132,13 +132,19 @@ export function registerGovernanceRoutes(scope: FastifyInstance, deps: Governanc
       if (!model) throw notFound(request.url);
       const lang = languageOf(request, deps.defaultLanguage);
       const { manifest } = model;
+      const translated = lang === 'fr' && model.card.markdownFr !== undefined;
       return reply
         .type('text/html; charset=utf-8')
         .header('content-language', lang)
         .header('content-security-policy', deps.csp)
         .send(
           renderModelCardPage(
-            { id: manifest.id, title: manifest.title[lang], markdown: model.card.markdown },
+            {
+              id: manifest.id,
+              title: manifest.title[lang],
+              markdown: translated ? model.card.markdownFr! : model.card.markdown,
+              language: translated ? 'fr' : 'en',
+            },
             lang,
           ),
         );

@@ -72,15 +72,23 @@ export function registerModelRoutes(
       const format = negotiateFormat(request.headers.accept, request.query.format);
       reply.header('vary', 'Accept, Accept-Language');
       if (format === 'json') return reply.type('application/json; charset=utf-8').send(model.card.json);
-      if (format === 'markdown') return reply.type('text/markdown; charset=utf-8').send(model.card.markdown);
       const { lang: asked } = request.query;
       const lang: Language =
         asked === 'fr' || asked === 'en'
           ? asked
           : pickLanguage(request.headers['accept-language'], defaultLanguage);
+      // The card in the reader's language when it exists (a French card is optional).
+      const translated = lang === 'fr' && model.card.markdownFr !== undefined;
+      const markdown = translated ? model.card.markdownFr! : model.card.markdown;
+      if (format === 'markdown') {
+        return reply
+          .type('text/markdown; charset=utf-8')
+          .header('content-language', translated ? 'fr' : 'en')
+          .send(markdown);
+      }
       const { manifest } = model;
       const page = renderModelCardPage(
-        { id: manifest.id, title: manifest.title[lang], markdown: model.card.markdown },
+        { id: manifest.id, title: manifest.title[lang], markdown, language: translated ? 'fr' : 'en' },
         lang,
       );
       return reply

@@ -44,7 +44,8 @@ export interface ModelFiles {
   readonly bytes: Buffer;
   readonly features: readonly CompiledFeature[];
   readonly guards: readonly CompiledGuard[];
-  readonly card: { markdown: string; json: unknown };
+  /** The model card: markdown (and its French version when the manifest names one) and JSON. */
+  readonly card: { markdown: string; json: unknown; markdownFr?: string };
   /**
    * The rows explanations are measured against: the manifest's background sample, else the one row of
    * the features' reference values (rounded to float32, as the model sees them).
@@ -409,6 +410,9 @@ export function readModel(folder: string, fhirpath: FhirPath, options: ReadOptio
     card = {
       markdown: readFileSync(join(folder, m.modelCard.markdown), 'utf8'),
       json: JSON.parse(readFileSync(join(folder, m.modelCard.json), 'utf8')) as unknown,
+      ...(m.modelCard.markdownFr
+        ? { markdownFr: readFileSync(join(folder, m.modelCard.markdownFr), 'utf8') }
+        : {}),
     };
   } catch (error) {
     fail(m.id, `model card: ${(error as Error).message}`);
@@ -444,7 +448,7 @@ function readBackground(folder: string, m: ModelManifest): number[][] {
  * than the manifest's and the file's, a markdown not stating them, a field left to fill.
  */
 export function modelCardProblems(
-  card: { markdown: string; json: unknown },
+  card: { markdown: string; json: unknown; markdownFr?: string },
   m: Pick<ModelManifest, 'id' | 'version' | 'modelCard'>,
   sha256: string,
 ): string[] {
@@ -479,7 +483,15 @@ export function modelCardProblems(
     problems.push(`${m.modelCard.markdown} does not state the sha256 ${sha256}`);
   if (!card.markdown.includes(m.version))
     problems.push(`${m.modelCard.markdown} does not state the version ${m.version}`);
-  const marker = unfilled(card.markdown) ?? unfilled(JSON.stringify(card.json));
+  if (card.markdownFr !== undefined) {
+    // The French card describes the same file: a stale translation is refused like a stale card.
+    if (!card.markdownFr.includes(sha256))
+      problems.push(`${m.modelCard.markdownFr} does not state the sha256 ${sha256}`);
+    if (!card.markdownFr.includes(m.version))
+      problems.push(`${m.modelCard.markdownFr} does not state the version ${m.version}`);
+  }
+  const marker =
+    unfilled(card.markdown) ?? unfilled(card.markdownFr ?? '') ?? unfilled(JSON.stringify(card.json));
   if (marker !== undefined) problems.push(`a field is still to fill: ${marker}`);
   return problems;
 }

@@ -326,6 +326,12 @@ export const MANIFEST_SCHEMA = {
       properties: {
         markdown: { type: 'string', pattern: '^[A-Za-z0-9._-]+\\.md$' },
         json: { type: 'string', pattern: '^[A-Za-z0-9._-]+\\.json$' },
+        markdownFr: {
+          type: 'string',
+          pattern: '^[A-Za-z0-9._-]+\\.md$',
+          description:
+            'The card in French (served to French readers); without it they get the English card under a notice.',
+        },
       },
     },
     input: {

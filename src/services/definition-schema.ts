@@ -29,6 +29,12 @@ const summary = {
   },
 } as const;
 
+/**
+ * A text given once for every language (a title quoted as published) or in each language. A card's
+ * source label and the labels of rule sources are read by clinicians: give them in both languages.
+ */
+export const anyLanguage = { anyOf: [{ type: 'string', minLength: 1 }, localized] } as const;
+
 export const identifier = { type: 'string', pattern: '^[a-z][A-Za-z0-9]*$' } as const;
 export const fhirPath = { type: 'string', minLength: 1 } as const;
 const source = {
@@ -36,7 +42,7 @@ const source = {
   additionalProperties: false,
   required: ['label'],
   properties: {
-    label: { type: 'string', minLength: 1 },
+    label: anyLanguage,
     url: { type: 'string', format: 'uri' },
     version: { type: 'string' },
   },
@@ -292,7 +298,7 @@ const cardSpec = {
       type: 'object',
       additionalProperties: false,
       required: ['code', 'display'],
-      properties: { code: { type: 'string' }, display: { type: 'string' } },
+      properties: { code: { type: 'string' }, display: anyLanguage },
     },
     selectionBehavior: { enum: ['at-most-one', 'any'] },
     suggestions: { type: 'array', minItems: 1, items: suggestionSpec },
@@ -357,7 +363,20 @@ export const DEFINITION_SCHEMA = {
       type: 'object',
       additionalProperties: false,
       required: ['expression', 'label'],
-      properties: { expression: fhirPath, label: fhirPath, date: fhirPath },
+      properties: {
+        expression: fhirPath,
+        label: fhirPath,
+        date: fhirPath,
+        labelTranslations: {
+          type: 'array',
+          minItems: 1,
+          items: localized,
+          description:
+            'Translations of focus labels as records write them (e.g. body sites): a label equal to one ' +
+            'side of an entry (ignoring case) reads as its other side on a card in the other language. ' +
+            'A label found in no entry is shown as recorded.',
+        },
+      },
     },
     models: { type: 'array', minItems: 1, items: modelReference },
     patientObjection: {

@@ -151,6 +151,7 @@ t.test(
         note: [{ text: 'seen {{today}}' }],
       },
       { 'context.patientId': 'p1', today: '2026-11-22' },
+      'en',
     );
     t.same(resource, {
       resourceType: 'ServiceRequest',
@@ -216,9 +217,13 @@ t.test('French cards: summary, detail, suggestions and override reasons in Frenc
   const [card] = res.json().cards;
   t.equal(
     card.summary,
-    'Lésion (left forearm) : une liste des 7 points atteint le seuil ; envisager un avis dermatologique urgent',
+    // The body site in French (the service's labelTranslations), no-break spaces before : and ;.
+    'Lésion (avant-bras gauche)\u00a0: une liste des 7 points atteint le seuil\u00a0; envisager un avis dermatologique urgent',
   );
-  t.match(card.detail, /\*\*Liste des 7 points pondérée: 3 \(seuil 3\) — seuil d’orientation atteint\*\*/);
+  t.match(
+    card.detail,
+    /\*\*Liste des 7 points pondérée\u00a0: 3 \(seuil 3\) — seuil d’orientation atteint\*\*/,
+  );
   t.match(card.detail, /\| Forme irrégulière \| 2 \|/);
   t.equal(card.suggestions[0].label, 'Adresser en dermatologie en urgence (suspicion de mélanome)');
   t.equal(card.overrideReasons[0].display, 'Préférence du patient / décision partagée');
@@ -302,7 +307,7 @@ t.test(
       note: '{{focus.label}}',
     };
     const values = { 'context.patientId': 'p', today: '2026-11-22', 'focus.label': undefined };
-    const updated = changedFocus(draft, changes, values, 'update');
+    const updated = changedFocus(draft, changes, values, 'update', 'en');
     t.same(updated, {
       resourceType: 'MedicationRequest',
       id: 'd1',
@@ -313,7 +318,7 @@ t.test(
       medicationCodeableConcept: { text: 'Gel for p' },
       authoredOn: '2026-11-22',
     });
-    const created = changedFocus(draft, changes, values, 'create');
+    const created = changedFocus(draft, changes, values, 'create', 'en');
     t.same(Object.keys(created), [
       'resourceType',
       'status',

@@ -24,7 +24,7 @@ const page = (model: ScoredOutcome | NotScoredOutcome, language: 'en' | 'fr' = '
   });
 
 t.test(
-  'the page: risk, chart, data with dates and statuses, model card, both patient sentences',
+  'the page: risk, chart, data with dates and statuses, model card, the patient sentence of its language',
   async (t) => {
     const html = page(SCORED);
     t.notMatch(html, /<script|<b>|<i>|<x>|<use>|<summary>|<model>/, 'every value escaped');
@@ -48,19 +48,23 @@ t.test(
     t.match(html, `<code>${'a'.repeat(64)}</code>`);
     t.match(html, 'Demo &lt;use&gt;');
     t.match(html, '<a href="https://cds.example.org/models/demo/model-card">Full model card</a>');
-    t.match(html, '<p lang="fr"><strong>FR</strong> : Environ 44 % &lt;i&gt;</p>');
-    t.match(html, '<p lang="en"><strong>EN</strong>: About 44% &lt;i&gt;</p>');
+    // One language per page: the patient sentence of the page's language only.
+    t.match(html, '<p class="patient">About 44% &lt;i&gt;</p>');
+    t.notMatch(html, 'Environ');
     t.match(html, 'This link expires on 2026-11-23 09:30 UTC.');
     const fr = page(SCORED, 'fr');
     t.match(fr, '<html lang="fr">');
     t.match(
       fr,
-      '<strong>Risque estimé : 56%</strong> — progression à 24 mois. Niveau : <strong>risque plus élevé</strong>',
+      '<strong>Risque estimé\u00a0: 56\u00a0%</strong> — progression à 24 mois. Niveau\u00a0: <strong>risque plus élevé</strong>',
     );
+    // French typography (no-break space before the colon and %) and decimal comma.
     t.match(
       fr,
-      '<td>Grade KL 3</td><td class="n">0.54</td><td></td><td>—</td><td>non renseigné : imputé</td>',
+      '<td>Grade KL 3</td><td class="n">0,54</td><td></td><td>—</td><td>non renseigné\u00a0: imputé</td>',
     );
+    t.match(fr, '<p class="patient">Environ 44\u00a0% &lt;i&gt;</p>');
+    t.notMatch(fr, 'About 44');
   },
 );
 

@@ -48,8 +48,11 @@ t.test('labels carry value and unit, escaped, and the chart has a text alternati
   t.match(svg, /<desc id="wf-desc">Reference patient: -1; BMI/);
   t.match(svg, /This patient: 0.25 \(56%\)/);
   const fr = waterfallSvg(SCORED, 'fr').svg;
-  t.match(fr, 'IMC &lt;b&gt;: 36 kg/m2');
-  t.match(fr, 'Grade KL 3: 0.54 (imputé)');
+  // French typography (no-break space before : ; and %) and decimal comma.
+  t.match(fr, 'IMC &lt;b&gt;\u00a0: 36 kg/m2');
+  t.match(fr, 'Grade KL 3\u00a0: 0,54 (imputé)');
+  t.match(fr, 'Ce patient\u00a0: 0,25 (56\u00a0%)');
+  t.match(fr, '+1,5\u00a0; Grade KL 3');
   // Measured against a background sample: the baseline says so.
   const sample = { ...SCORED, background: { kind: 'sample' as const, rows: 100 } };
   t.match(waterfallSvg(sample, 'en').svg, /<desc id="wf-desc">Average of 100 reference patients: -1; BMI/);

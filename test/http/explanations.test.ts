@@ -46,7 +46,7 @@ t.test('a model card links to its signed explanation page, which shows the figur
   t.equal(model.status, 'scored');
   t.same(
     card.links.map((l: Link) => l.label),
-    ['Explanation (chart, data, model card)', 'Model card of knee-oa-progression'],
+    ['Explanation (chart, data, model card)', 'Model card: Knee OA progression (demonstration model)'],
   );
   const path = explanationLink(card);
   const url = new URL(path, PUBLIC);
@@ -73,14 +73,17 @@ t.test('a model card links to its signed explanation page, which shows the figur
   t.match(html, `<a href="${PUBLIC}/models/knee-oa-progression/model-card">Full model card</a>`);
   t.match(html, `<code>${model.model.sha256}</code>`);
   t.match(html, 'To show, on simulated data, how a CDS Hooks service', 'intended use from the model card');
-  t.match(html, `<p lang="fr"><strong>FR</strong> : ${model.patientSentence.fr}`);
-  t.match(html, `<p lang="en"><strong>EN</strong>: ${model.patientSentence.en}`);
+  // One language per page: the patient sentence of the page's language only.
+  t.match(html, `<p class="patient">${model.patientSentence.en}`);
+  t.notMatch(html, model.patientSentence.fr);
   t.match(html, 'This link expires on 2026-11-23 09:30 UTC.');
 
   const fr = await app.inject({ method: 'GET', url: `${path}&lang=fr` });
   t.equal(fr.statusCode, 200);
   t.match(fr.body, '<html lang="fr">');
-  t.match(fr.body, `<strong>Risque estimé : ${risk}%</strong>`);
+  t.match(fr.body, `<strong>Risque estimé\u00a0: ${risk}\u00a0%</strong>`);
+  t.match(fr.body, 'Montrer, sur des données simulées', 'intended use from the French model card');
+  t.notMatch(fr.body, 'To show, on simulated data');
   t.notMatch(logText(), url.searchParams.get('sig')!, 'the signature is not logged');
 });
 

@@ -31,7 +31,7 @@ t.test('a knee-OA patient with many risk factors gets a warning card that explai
   );
   t.equal(card.source.url, 'https://cds.example.org/models/knee-oa-progression/model-card');
   t.same(card.links.at(-1), {
-    label: 'Model card of knee-oa-progression',
+    label: 'Model card: Knee OA progression (demonstration model)',
     url: 'https://cds.example.org/models/knee-oa-progression/model-card',
     type: 'absolute',
   });
@@ -59,11 +59,8 @@ t.test('a knee-OA patient with many risk factors gets a warning card that explai
     card.detail,
     /_Demonstration model trained on simulated data\. Not validated; not for clinical use\._/,
   );
-  t.match(card.detail, /For the patient \(EN\): A demonstration computer model estimates that about \d+% /);
-  t.match(
-    card.detail,
-    /Pour le patient \(FR\) : Un modèle informatique de démonstration estime qu’environ \d+% /,
-  );
+  t.match(card.detail, /For the patient: A demonstration computer model estimates that about \d+% /);
+  t.notMatch(card.detail, /Pour le patient|Un modèle informatique/, 'one language per card');
   t.same(
     card.suggestions.map((s: { label: string }) => s.label),
     [
@@ -122,9 +119,9 @@ t.test('a missing Kellgren-Lawrence grade is imputed and the card says so', asyn
   t.same([kl.status, kl.imputedBecause, kl.value], ['imputed', 'missing', 0.54]);
   t.match(
     card.detail,
-    /Imputé \(une valeur déclarée a été utilisée\) : Grade Kellgren-Lawrence 3 = 0\.54 \(non renseigné\)/,
+    /Imputé \(une valeur déclarée a été utilisée\)\u00a0: Grade Kellgren-Lawrence 3 = 0,54 \(non renseigné\)/,
   );
-  t.match(card.summary, /^Gonarthrose : risque estimé \d+% de progression rapide à 24 mois/);
+  t.match(card.summary, /^Gonarthrose\u00a0: risque estimé \d+\u00a0% de progression rapide à 24 mois/);
 });
 
 t.test('outside the population (age 82): no score, and an info card that says why', async (t) => {

@@ -241,7 +241,7 @@ t.test('policy not-evaluable: one card says the service could not evaluate, and 
       t.match(card.detail, 'malformed data at prefetch.lesions.entry[0]: must be an object, not a number');
       t.match(card.detail, 'This card does not mean that nothing was found.');
     } else {
-      t.match(card.summary, /^Non évalué, données mal formées : /);
+      t.match(card.summary, /^Non évalué, données mal formées\u00a0: /);
       t.match(card.detail, 'données mal formées en prefetch.lesions.entry[0]');
     }
     const explanation = card.extension[EXPLANATION_EXTENSION];

@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { chromium } from 'playwright-core';
 import t from 'tap';
-import { markdownToHtml } from '../../src/explanation-pages/model-card-page.js';
+import { markdownToHtml, renderModelCardPage } from '../../src/explanation-pages/model-card-page.js';
 import { negotiateFormat } from '../../src/http/models.js';
 import { buildTestApp } from '../helpers/app.js';
 
@@ -55,14 +55,24 @@ t.test('a browser gets an HTML page, in English or in French', async (t) => {
   t.match(fr.body, /<html lang="fr">/);
   t.match(
     fr.body,
-    /<title>Fiche du modèle : Progression de la gonarthrose \(modèle de démonstration\)<\/title>/,
+    /<title>Fiche du modèle\u00a0: Progression de la gonarthrose \(modèle de démonstration\)<\/title>/,
   );
-  t.match(fr.body, /<p class="notice">La fiche détaillée de ce modèle n’existe qu’en anglais/);
-  t.match(fr.body, /<article lang="en">/, 'the English text is marked as such');
+  // The model has a French card (modelCard.markdownFr): the whole page is French, no notice.
+  t.notMatch(fr.body, /class="notice"/);
+  t.match(fr.body, /<article lang="fr">/);
+  t.match(fr.body, /<h2>Usage prévu<\/h2>/);
+  t.notMatch(fr.body, /Intended use/);
   t.match(
     fr.body,
-    /Aussi en <a href="\/models\/knee-oa-progression\/model-card\?format=markdown">markdown<\/a>/,
+    /Aussi en <a href="\/models\/knee-oa-progression\/model-card\?format=markdown&amp;lang=fr">markdown<\/a>/,
   );
+  const frMarkdown = await app.inject({ method: 'GET', url: `${URL}?format=markdown&lang=fr` });
+  t.equal(frMarkdown.headers['content-language'], 'fr');
+  t.match(frMarkdown.body, /^# Progression de la gonarthrose \(modèle de démonstration\) — fiche du modèle/);
+  // A model without a French card: the English card under a French notice, marked as English.
+  const fallback = renderModelCardPage({ id: 'x', title: 'Modèle x', markdown: '# X', language: 'en' }, 'fr');
+  t.match(fallback, /<p class="notice">La fiche détaillée de ce modèle n’existe qu’en anglais/);
+  t.match(fallback, /<article lang="en">/, 'the English text is marked as such');
 
   const forced = await app.inject({ method: 'GET', url: `${URL}?format=html&lang=fr` });
   t.equal(forced.headers['content-type'], 'text/html; charset=utf-8');
@@ -139,7 +149,7 @@ if (!existsSync(CHROMIUM)) {
     const response = await page.goto(`http://127.0.0.1:${port}${URL}`);
     t.equal(response?.headers()['content-type'], 'text/html; charset=utf-8');
     t.equal(await page.getAttribute('html', 'lang'), 'fr');
-    t.match(await page.title(), /^Fiche du modèle : Progression de la gonarthrose/);
+    t.match(await page.title(), /^Fiche du modèle\u00a0: Progression de la gonarthrose/);
     t.ok((await page.locator('table').count()) >= 3, 'the tables are tables');
     t.same(errors, []);
   });

@@ -289,7 +289,7 @@ t.test('versions side by side: the service YAML picks the version that issues ca
   const v1 = join(dirs.modelsDir, 'knee-oa-progression', '1.0.0');
   const v2 = join(dirs.modelsDir, 'knee-oa-progression', '1.1.0');
   cpSync(v1, v2, { recursive: true });
-  for (const name of ['manifest.yaml', 'model-card.md', 'model-card.json']) {
+  for (const name of ['manifest.yaml', 'model-card.md', 'model-card.fr.md', 'model-card.json']) {
     const path = join(v2, name);
     writeFileSync(
       path,
@@ -338,7 +338,7 @@ t.test('two services running two versions of one model are refused', async (t) =
   const dirs = setUpDirs();
   const v2 = join(dirs.modelsDir, 'knee-oa-progression', '1.1.0');
   cpSync(join(dirs.modelsDir, 'knee-oa-progression', '1.0.0'), v2, { recursive: true });
-  for (const name of ['manifest.yaml', 'model-card.md', 'model-card.json']) {
+  for (const name of ['manifest.yaml', 'model-card.md', 'model-card.fr.md', 'model-card.json']) {
     const path = join(v2, name);
     writeFileSync(
       path,

@@ -138,7 +138,7 @@ t.test('French card', async (t) => {
   const [card] = await sign([], 'fr');
   t.equal(
     card!.summary,
-    'Cyproterone acetate 50 mg tablet : aucune IRM cérébrale au dossier ; elle est requise en début de traitement',
+    'Cyproterone acetate 50 mg tablet\u00a0: aucune IRM cérébrale au dossier\u00a0; elle est requise en début de traitement',
   );
   t.match(card!.detail!, /attestation annuelle/);
 });

@@ -595,15 +595,15 @@ t.test('French: summary, rule titles, suggestions and override reasons in French
   const [card] = await sign(p, drafts(p, ['ibuprofen']), 'fr');
   t.equal(
     card!.summary,
-    'Ibuprofen 400 mg tablet : éviter un AINS oral (contre-indication ou association à haut risque) : anticoagulant, âge ≥ 75 ans',
+    'Ibuprofen 400 mg tablet\u00a0: éviter un AINS oral (contre-indication ou association à haut risque)\u00a0: anticoagulant, âge ≥ 75 ans',
   );
-  t.match(card!.detail!, /\*\*âge ≥ 75 ans: s’applique\*\* — Âge \(date de naissance\): 80/);
-  t.match(card!.detail!, /Prescription en cours \(depuis\): Warfarin Sodium 5 MG Oral Tablet/);
-  t.match(card!.detail!, /antivitamine K : le paracétamol pris régulièrement peut augmenter l’INR/);
+  t.match(card!.detail!, /\*\*âge ≥ 75 ans\u00a0: s’applique\*\* — Âge \(date de naissance\)\u00a0: 80/);
+  t.match(card!.detail!, /Prescription en cours \(depuis\)\u00a0: Warfarin Sodium 5 MG Oral Tablet/);
+  t.match(card!.detail!, /antivitamine K\u00a0: le paracétamol pris régulièrement peut augmenter l’INR/);
   t.same(
     card!.suggestions!.map((s) => s.label),
     [
-      'Remplacer par du diclofénac gel 1 % sur l’articulation douloureuse, jusqu’à 4 fois par jour',
+      'Remplacer par du diclofénac gel 1\u00a0% sur l’articulation douloureuse, jusqu’à 4 fois par jour',
       'Remplacer par du paracétamol 1 g jusqu’à 4 fois par jour (4 g/24 h au plus)',
     ],
   );

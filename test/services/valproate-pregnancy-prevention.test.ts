@@ -152,7 +152,7 @@ t.test('French card', async (t) => {
   const [card] = await sign(patient({ age: 30, gender: 'female' }), [], 'fr');
   t.equal(
     card!.summary,
-    'Valproic acid 250 mg capsule : valproate chez une patiente de 12–55 ans sans programme de prévention des grossesses',
+    'Valproic acid 250 mg capsule\u00a0: valproate chez une patiente de 12–55 ans sans programme de prévention des grossesses',
   );
   t.match(card!.detail!, /accord de soins/);
 });

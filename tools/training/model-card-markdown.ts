@@ -45,11 +45,10 @@ function table(header: readonly string[], rows: readonly (readonly string[])[]):
 const bullets = (items: readonly string[]): string => items.map((item) => `- ${item}`).join('\n');
 const cites = (ids: readonly string[]): string => ids.map((id) => `[${id}]`).join(', ');
 
-function header(card: ModelCardData, statusFr: string): string {
+function header(card: ModelCardData): string {
   return [
     `# ${card.title.en} — model card`,
-    `_${card.title.fr}_`,
-    `> **${card.status}**\n>\n> **${statusFr}**`,
+    `> **${card.status}**`,
     table(
       ['', ''],
       [
@@ -182,16 +181,12 @@ function metrics(card: ModelCardData): string {
 function thresholdAndBands(card: ModelCardData): string {
   const rows = card.riskBands.map((band, i) => {
     const last = i === card.riskBands.length - 1 && band.upper === 1;
-    return [
-      band.label.en,
-      band.label.fr,
-      `${percent(band.lower)} to ${last ? '≤' : '<'} ${percent(band.upper)}`,
-    ];
+    return [band.label.en, `${percent(band.lower)} to ${last ? '≤' : '<'} ${percent(band.upper)}`];
   });
   return [
     '## Threshold and risk bands',
     `**Threshold:** ${percent(card.threshold.value)}. ${card.threshold.rationale}`,
-    table(['Band', 'Libellé', 'Predicted risk'], rows),
+    table(['Band', 'Predicted risk'], rows),
   ].join('\n\n');
 }
 
@@ -222,10 +217,10 @@ function closing(card: ModelCardData): string {
 }
 
 /**
- * The whole card as markdown, ending with a newline. `statusFr` is the French form of the card's status
- * (passed in, so this module depends on model-card.ts for types only).
+ * The whole card as markdown in English, ending with a newline. One language per card: a French card
+ * is a separate file (`modelCard.markdownFr` in the manifest), not French lines inside this one.
  */
-export function renderMarkdown(card: ModelCardData, statusFr: string): string {
+export function renderMarkdown(card: ModelCardData): string {
   const sections = [purpose, features, trainingData, metrics, thresholdAndBands, closing];
-  return `${[header(card, statusFr), ...sections.map((section) => section(card))].join('\n\n')}\n`;
+  return `${[header(card), ...sections.map((section) => section(card))].join('\n\n')}\n`;
 }

@@ -219,5 +219,5 @@ function printJson(value: unknown, indent: string, prefix: number, comma: boolea
 export function renderModelCard(card: ModelCardData): { markdown: string; json: string } {
   check(card);
   const json = `${printJson(canonical(card, ''), '', 0, false)}\n`;
-  return { markdown: renderMarkdown(card, DEMONSTRATION_STATUS_FR), json };
+  return { markdown: renderMarkdown(card), json };
 }
