@@ -11,7 +11,7 @@
  *   3-month horizon) otherwise.
  * Simulated data for demonstration models: the outcomes are as calibrated as the model is, by design.
  */
-import type { Bundle, DiagnosticReport, Observation, Resource } from 'fhir/r4.js';
+import type { Bundle, Condition, DiagnosticReport, Observation, Resource } from 'fhir/r4.js';
 import { SYSTEM } from '../../src/codes.js';
 import type { LoadedModel } from '../../src/scoring/load.js';
 import { scoreSubjects } from '../../src/scoring/score.js';
@@ -83,7 +83,7 @@ function histology(patientId: string, outcome: 0 | 1, now: Date, index: number):
 /** A knee osteoarthritis Condition (SNOMED CT 239873007, ICD-10 M17.x), as the service's focus finds it. */
 function hasKneeOa(resource: Resource): boolean {
   if (resource.resourceType !== 'Condition') return false;
-  return (resource.code?.coding ?? []).some(
+  return ((resource as Condition).code?.coding ?? []).some(
     (c) => (c.system === SYSTEM.snomed && c.code === '239873007') || (c.code ?? '').startsWith('M17'),
   );
 }
