@@ -18,6 +18,7 @@
 import { join } from 'node:path';
 import type { Coding } from '../cds-hooks.js';
 import type { Config } from '../config.js';
+import type { LinkedPrediction } from '../governance/types.js';
 import type { ChainRow } from './hash-chain.js';
 import { openPostgresDriver } from './postgres.js';
 import { createSqlStore } from './sql-store.js';
@@ -69,7 +70,7 @@ export interface AuditedSuppression {
 export interface AuditedPrediction {
   model: { id: string; version: string };
   /** live: cards may be about it; silent: evaluated and recorded, no card shown. */
-  mode: 'live' | 'silent';
+  mode: LinkedPrediction['mode'];
   /** The focus the estimate is about (`Observation/123`); absent for the patient as a whole. */
   focus?: string;
   risk: number;

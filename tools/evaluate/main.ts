@@ -24,7 +24,7 @@ import {
   linked,
   type OutcomeEvidence,
   outcomeOf,
-} from '../../src/governance/linkage.js';
+} from './linkage.js';
 // INTEGRATION POINT (issue 19): the governance engineer's report replaces the placeholder of this branch.
 import { buildGovernanceReport, renderReportHtml } from '../../src/governance/report.js';
 import type { LinkedPrediction, RuleStats } from '../../src/governance/types.js';

@@ -11,10 +11,10 @@
  * the ISO week only.
  */
 import type { Resource } from 'fhir/r4.js';
-import type { StoredPrediction } from '../audit/store.js';
-import type { CompiledExpression, FhirPath } from '../rules/fhirpath.js';
-import type { OutcomeDefinition } from '../scoring/manifest.js';
-import type { LinkedPrediction } from './types.js';
+import type { StoredPrediction } from '../../src/audit/store.js';
+import type { CompiledExpression, FhirPath } from '../../src/rules/fhirpath.js';
+import type { OutcomeDefinition } from '../../src/scoring/manifest.js';
+import type { LinkedPrediction } from '../../src/governance/types.js';
 
 /** One dated fact about a patient: a resource that shows the outcome, or follow-up without it. */
 export interface OutcomeEvidence {

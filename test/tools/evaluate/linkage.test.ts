@@ -4,9 +4,9 @@
  */
 import t from 'tap';
 import type { Encounter, Observation } from 'fhir/r4.js';
-import { addMonths, compileOutcome, evidenceOf, linked, outcomeOf } from '../../src/governance/linkage.js';
-import { createFhirPath } from '../../src/rules/fhirpath.js';
-import type { StoredPrediction } from '../../src/audit/store.js';
+import { addMonths, compileOutcome, evidenceOf, linked, outcomeOf } from '../../../tools/evaluate/linkage.js';
+import { createFhirPath } from '../../../src/rules/fhirpath.js';
+import type { StoredPrediction } from '../../../src/audit/store.js';
 
 const AT = new Date('2026-01-31T10:00:00.000Z');
 const ms = (iso: string) => Date.parse(iso);
