@@ -12,12 +12,12 @@
  * Simulated data for demonstration models: the outcomes are as calibrated as the model is, by design.
  */
 import type { Bundle, Condition, DiagnosticReport, Observation, Resource } from 'fhir/r4.js';
-import { SYSTEM } from '../../src/codes.js';
+import { LOCAL_OBSERVATION, SYSTEM } from '../../src/codes.js';
 import type { LoadedModel } from '../../src/scoring/load.js';
 import { scoreSubjects } from '../../src/scoring/score.js';
 import { DATASETS } from '../training/datasets.js';
 import { resourcesOf, toServerForm } from './bundle.js';
-import type { PatientTruth } from './patients.js';
+import { LOCAL_OBSERVATION_DISPLAY, type PatientTruth } from './patients.js';
 import { createRng } from './random.js';
 
 /** The seeded stream of the follow-up draws (apart from the patients' own streams). */
@@ -48,8 +48,8 @@ function kneeRecord(patientId: string, outcome: 0 | 1, u: number, now: Date, ind
       coding: [
         {
           system: SYSTEM.localObservation,
-          code: 'medial-jsn-loss',
-          display: 'Medial joint space narrowing since baseline',
+          code: LOCAL_OBSERVATION.medialJsnLoss,
+          display: LOCAL_OBSERVATION_DISPLAY[LOCAL_OBSERVATION.medialJsnLoss]!,
         },
       ],
     },

@@ -247,7 +247,7 @@ t.test('the script runs as a command and exits 2 on bad input', async (t) => {
 t.test('--follow-up writes follow-up records drawn from the model, and the truth', async (t) => {
   const out = t.testdir({});
   const cli = io();
-  const args = ['--seed', '7', '--count', '12', '--out', out, '--now', '2026-11-22T09:30:00Z'];
+  const args = ['--seed', '7', '--count', '30', '--out', out, '--now', '2026-11-22T09:30:00Z'];
   t.equal(await run([...args, '--follow-up', 'models/knee-oa-progression/1.0.0'], cli), 0, cli.err.join(''));
   const truth = JSON.parse(readFileSync(join(out, 'follow-up-truth.json'), 'utf8')) as {
     patientId: string;
@@ -258,7 +258,11 @@ t.test('--follow-up writes follow-up records drawn from the model, and the truth
     .trim()
     .split('\n')
     .map((l) => JSON.parse(l));
-  t.ok(truth.length > 0);
+  // Seed 7: four of the 30 patients have knee OA recorded and are scored, one with the outcome.
+  t.same(
+    truth.map((f) => f.outcome),
+    [0, 0, 1, 0],
+  );
   t.equal(records.length, truth.length, 'one record per patient scored');
   truth.forEach((f, i) => {
     const r = records[i];
@@ -276,18 +280,7 @@ t.test('--follow-up writes follow-up records drawn from the model, and the truth
   const again = t.testdir({});
   t.equal(
     await run(
-      [
-        '--seed',
-        '7',
-        '--count',
-        '12',
-        '--out',
-        again,
-        '--now',
-        '2026-11-22T09:30:00Z',
-        '--follow-up',
-        'models/knee-oa-progression/1.0.0',
-      ],
+      [...args.map((a) => (a === out ? again : a)), '--follow-up', 'models/knee-oa-progression/1.0.0'],
       io(),
     ),
     0,
