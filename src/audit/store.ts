@@ -57,7 +57,7 @@ export interface AuditedCard {
 /** A card the alert fatigue controls kept from a call (`cards/suppression.ts`). */
 export interface AuditedSuppression {
   finding: string;
-  /** `override:<reason code>`, `no-estimate-hidden`, `not-evaluable-hidden` or `card-cap`. */
+  /** `override:<reason code>`, `no-estimate-hidden`, `not-evaluable-hidden`, `card-cap` or `silent`. */
   reason: string;
   overriddenCard?: string;
   until?: string;
