@@ -71,6 +71,8 @@ export const LOCAL_OBSERVATION = {
   fitzpatrick: 'fitzpatrick-skin-type',
   naevusCountTotal: 'naevus-count-total',
   naevusCountAtypical: 'naevus-count-atypical',
+  /** Follow-up radiograph (issue 19 outcome linkage): medial joint space lost since baseline, mm. */
+  medialJsnLoss: 'medial-jsn-loss',
 } as const;
 
 /**

@@ -7,8 +7,9 @@
  */
 import type { AuditTrail } from './audit/audit-trail.js';
 import { encounterOf, type ServiceCallRecord } from './audit/events.js';
+import { predictionsOf } from './audit/predictions.js';
 import { digestInputs, type InputsDigest, type RawInputs } from './audit/inputs.js';
-import type { Caller, ModelRef } from './audit/store.js';
+import type { AuditedPrediction, Caller, ModelRef } from './audit/store.js';
 import type { CdsClient } from './auth/verify.js';
 import { notEvaluableCard } from './cards/not-evaluable.js';
 import { type IssuedCard, issueCards } from './cards/render.js';
@@ -112,7 +113,7 @@ export async function runHook(call: HookCall, deps: PipelineDeps): Promise<Servi
   const prefetch = await timed('prefetch', () =>
     resolvePrefetch(service.prefetch, request, fhirFetch, policy),
   );
-  const { findings, cards, objection, modelMs, suppressed } =
+  const { findings, cards, objection, modelMs, suppressed, predictions } =
     prefetch.malformed.length > 0
       ? notEvaluable(call, prefetch, deps)
       : await evaluate(call, request, prefetch, deps, { now, timed, log });
@@ -131,6 +132,7 @@ export async function runHook(call: HookCall, deps: PipelineDeps): Promise<Servi
     models,
     suppressed,
     pages,
+    predictions,
   };
   await timed('audit', () => audit(deps.audit, record, objection));
   const outcome: ServiceOutcome = {
@@ -166,8 +168,10 @@ interface Evaluated {
   cards: IssuedCard[];
   objection: { consentId: string } | null;
   modelMs: Record<string, number>;
-  /** Cards the alert fatigue controls held back (`cards/suppression.ts`). */
+  /** Cards the alert fatigue controls held back (`cards/suppression.ts`), and the silent cards. */
   suppressed: SuppressedCard[];
+  /** Every model estimate, live and silent, for the audit (issue 19). */
+  predictions: AuditedPrediction[];
 }
 
 /** The stages from the rules to the published cards, on well-formed data. */
@@ -183,27 +187,54 @@ async function evaluate(
   const focuses = timed('rules', () =>
     evaluateRules(service.rules, service.focus, env, now, ruleErrorLog(log), service.defines, service.data),
   );
-  const scored = await timed('models', () =>
-    scoreFocuses(service, focuses, prefetch, env, now, patientOf(request)),
-  );
+  const { scored, silent } = await timed('models', async () => ({
+    scored: await scoreFocuses(service, focuses, prefetch, env, now, patientOf(request)),
+    // Silent models: the same focuses and data, recorded only (never in a finding, so never on a card).
+    silent:
+      service.silentModels.length === 0
+        ? undefined
+        : await scoreFocuses(
+            { ...service, models: service.silentModels },
+            focuses,
+            prefetch,
+            env,
+            now,
+            patientOf(request),
+          ),
+  }));
+  const predictions = [
+    ...predictionsOf(service.models, scored.focuses, 'live'),
+    ...(silent ? predictionsOf(service.silentModels, silent.focuses, 'silent') : []),
+  ];
   const findings: Finding[] = timed('explanation', () =>
     scored.focuses.map((f) => ({ ...f, explanations: explainFinding(service, f, prefetch.unavailable) })),
   );
   const { uuid, publicUrl } = deps;
   const context = request.context;
   // Rendering, then the alert fatigue controls (cards/suppression.ts): one stage, what is shown.
-  const { shown, suppressed } = await timed('cards', () =>
-    alertFatigue(
-      service,
-      issueCards({ service, findings, context, language, now, uuid, publicUrl }),
-      request,
-      now,
-      deps,
-      log,
-    ),
-  );
+  // Cards in `mode: silent` are evaluated and recorded as suppressed (`silent`), never shown.
+  const { shown, suppressed } = await timed('cards', async () => {
+    const rendered = issueCards({ service, findings, context, language, now, uuid, publicUrl });
+    const silentCards = rendered.filter((c) => c.spec.mode === 'silent');
+    const live = silentCards.length === 0 ? rendered : rendered.filter((c) => c.spec.mode !== 'silent');
+    const controlled = await alertFatigue(service, live, request, now, deps, log);
+    return {
+      shown: controlled.shown,
+      suppressed: [
+        ...silentCards.map((c): SuppressedCard => ({ findingKey: c.findingKey, reason: 'silent' })),
+        ...controlled.suppressed,
+      ],
+    };
+  });
   const cards = timed('publish', () => publishExplanations(shown, deps.explanations, language));
-  return { findings, cards, objection: scored.objection, modelMs: scored.modelMs, suppressed };
+  return {
+    findings,
+    cards,
+    objection: scored.objection,
+    modelMs: scored.modelMs,
+    suppressed,
+    predictions,
+  };
 }
 
 /**
@@ -218,7 +249,14 @@ function notEvaluable(call: HookCall, prefetch: ResolvedPrefetch, deps: Pipeline
     language: call.language,
     uuid: deps.uuid,
   });
-  return { findings: [card.finding], cards: [card], objection: null, modelMs: {}, suppressed: [] };
+  return {
+    findings: [card.finding],
+    cards: [card],
+    objection: null,
+    modelMs: {},
+    suppressed: [],
+    predictions: [],
+  };
 }
 
 /**

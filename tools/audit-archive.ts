@@ -3,7 +3,8 @@
  * the audit chain older than `CDS_AUDIT_RETENTION_DAYS` (or N) days are
  * 1. verified, then exported to `<file>` (JSON lines: a header with the row the segment links to, the
  *    rows, and a trailer with the segment's head, so that the archive verifies on its own), synced;
- * 2. removed from the store with their card and feedback index rows, in one transaction that records the
+ * 2. removed from the store with their index rows (cards, feedback, suppressed cards, model
+ *    estimates), in one transaction that records the
  *    archive (`audit_archive`) and appends a `retention` event to the chain naming the segment and the
  *    archive's SHA-256: the removal is itself audited, and `npm run audit:verify` then starts after it.
  * Nothing is removed unless the export was written and synced first. `--verify <file>` checks an archive.

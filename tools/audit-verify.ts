@@ -1,7 +1,8 @@
 /**
  * `npm run audit:verify`: walks the audit hash chain of the configured store (the same settings as the
  * server: CDS_DATA_DIR, or DATABASE_URL) from the first row to the chain head and reports the first
- * edited or deleted row. Exit code 0 when the chain is intact, 1 when it is not, 2 when the store cannot
+ * edited or deleted row, then checks that the model estimates indexed in `audit_prediction` are those
+ * the chained events hold. Exit code 0 when the chain is intact, 1 when it is not, 2 when the store cannot
  * be read. It changes nothing (no migration either).
  *
  * `npm run audit:verify -- --input <hookInstance> <file>...` re-checks one call's input against the hash
@@ -16,15 +17,21 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { loadSettings } from '../src/config.js';
 import { invokedDirectly } from './usage.js';
-import { type AuditStore, openStore, sqliteFile } from '../src/audit/store.js';
+import {
+  type AuditedPrediction,
+  type AuditStore,
+  openStore,
+  type ServiceCallPayload,
+  sqliteFile,
+} from '../src/audit/store.js';
 import {
   canonicalJson,
+  type ChainProblem,
   type ChainReport,
   type ChainRow,
   sha256Hex,
   verifyChain,
 } from '../src/audit/hash-chain.js';
-import type { ServiceCallPayload } from '../src/audit/store.js';
 
 const PAGE = 1000;
 
@@ -44,7 +51,10 @@ async function* pages(store: AuditStore, after: number): AsyncGenerator<readonly
 export async function verifyStore(store: AuditStore): Promise<ChainReport> {
   const base = await store.chainBase();
   const report = await verifyChain(pages(store, base.seq), await store.chainHead(), base);
-  if (!report.ok || base.seq === 0) return report;
+  if (!report.ok) return report;
+  const predictions = await verifyPredictions(store, base.seq);
+  if (predictions) return { ok: false, rows: report.rows, last: report.last, problem: predictions };
+  if (base.seq === 0) return report;
   let recorded = false;
   for await (const page of pages(store, base.seq)) {
     recorded ||= page.some((row) => {
@@ -127,6 +137,60 @@ async function checkInput(
     `input DIFFERS from the record of ${hookInstance} (${method}${fetched}): recorded ${inputs.sha256}, computed ${sha256}\n`,
   );
   return 1;
+}
+
+/** What a prediction row and its event's payload must agree on. */
+const predictionKey = (p: AuditedPrediction) =>
+  canonicalJson({
+    model: p.model,
+    mode: p.mode,
+    focus: p.focus ?? null,
+    risk: p.risk,
+    band: p.band,
+    positive: p.positive,
+    topFactors: p.topFactors,
+    inputs: p.inputs,
+    subgroups: p.subgroups,
+  });
+
+/**
+ * The model estimates (`audit_prediction`, issue 19) are index rows outside the chain: each must be what
+ * its service-call event (hashed) holds, so that an edited estimate cannot skew a validation report.
+ * @returns the first event whose rows differ, or undefined when all agree
+ */
+async function verifyPredictions(store: AuditStore, after: number): Promise<ChainProblem | undefined> {
+  const stored = new Map<number, string[]>();
+  const all = { from: '0000-01-01T00:00:00.000Z', to: '9999-12-31T23:59:59.999Z' };
+  for (let from = { seq: 0, ordinal: -1 }; ;) {
+    const page = await store.predictions(all, from, PAGE);
+    for (const p of page) stored.set(p.eventSeq, [...(stored.get(p.eventSeq) ?? []), predictionKey(p)]);
+    if (page.length < PAGE) break;
+    from = { seq: page.at(-1)!.eventSeq, ordinal: page.at(-1)!.ordinal };
+  }
+  for await (const page of pages(store, after)) {
+    for (const row of page) {
+      if (row.kind !== 'service-call') continue;
+      const { predictions = [] } = JSON.parse(row.payload) as ServiceCallPayload;
+      const expected = predictions.map(predictionKey);
+      const found = stored.get(row.seq) ?? [];
+      stored.delete(row.seq);
+      if (canonicalJson(found) !== canonicalJson(expected)) {
+        return {
+          seq: row.seq,
+          problem: 'edited',
+          detail: `the model estimates of row ${row.seq} (audit_prediction) differ from what the row holds`,
+        };
+      }
+    }
+  }
+  const orphan = [...stored.keys()].sort((a, b) => a - b)[0];
+  return orphan === undefined
+    ? undefined
+    : {
+        seq: orphan,
+        problem: 'edited',
+        detail: `audit_prediction holds estimates of row ${orphan}, which holds none`,
+      };
 }
 
 interface Output {

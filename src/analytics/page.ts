@@ -40,6 +40,7 @@ function suppressionLabel(code: string): string {
     'no-estimate-hidden': 'No-estimate card turned off',
     'not-evaluable-hidden': 'Not-evaluable card turned off',
     'card-cap': 'Beyond the cap on cards per call',
+    silent: 'Card rule in silent mode (recorded, never shown)',
   };
   return labels[code] ?? code;
 }

@@ -41,7 +41,7 @@ export interface AnalyticsGroup {
   inputDataWrongRate: number | null;
   /** Cards the alert fatigue controls did not show. */
   cardsSuppressed: number;
-  /** Suppressed cards per reason: `override:<reason code>`, `no-estimate-hidden`, `not-evaluable-hidden`, `card-cap`. */
+  /** Suppressed cards per reason: `override:<reason code>`, `no-estimate-hidden`, `not-evaluable-hidden`, `card-cap`, `silent`. */
   suppressedReasons: Record<string, number>;
   risk: RiskWeek[];
 }

@@ -10,7 +10,14 @@ import type { CompiledService } from '../services/load.js';
 import type { InputsDigest } from './inputs.js';
 import type { Pseudonymise } from './pseudonym.js';
 import type { SuppressedCard } from '../cards/suppression.js';
-import type { AuditedCard, Caller, ExplanationPageRow, ModelRef, NewAuditEvent } from './store.js';
+import type {
+  AuditedCard,
+  AuditedPrediction,
+  Caller,
+  ExplanationPageRow,
+  ModelRef,
+  NewAuditEvent,
+} from './store.js';
 
 export interface ServiceCallRecord {
   service: CompiledService;
@@ -29,6 +36,8 @@ export interface ServiceCallRecord {
   models?: ModelRef[];
   /** The explanation pages of its cards, kept with the record for every instance (not hashed). */
   pages?: ExplanationPageRow[];
+  /** Every model estimate, live and silent (`predictions.ts`). */
+  predictions?: readonly AuditedPrediction[];
 }
 
 export interface ObjectionRecord {
@@ -102,6 +111,7 @@ export function serviceCallEvent(record: ServiceCallRecord, pseudonymise: Pseudo
             })),
           }
         : {}),
+      ...(record.predictions?.length ? { predictions: [...record.predictions] } : {}),
     },
     ...(record.pages?.length ? { pages: record.pages } : {}),
   };

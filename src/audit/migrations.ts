@@ -162,6 +162,39 @@ const EXPLANATION_PAGES = [
   'CREATE INDEX explanation_page_expiry ON explanation_page (expires_at)',
 ];
 
+/**
+ * Issue 19: every model estimate of a call, live and silent, for local validation (`npm run evaluate`
+ * links them to outcomes recorded later). Written with the call's event, whose payload holds the same
+ * estimates (`predictions`): the hash chain covers them. The patient is the event's pseudonym; the week
+ * (YYYY-Www) is what leaves the linkage, the instant stays here to measure the outcome's horizon.
+ */
+const PREDICTIONS = [
+  `CREATE TABLE audit_prediction (
+    event_seq BIGINT NOT NULL,
+    ordinal INTEGER NOT NULL,
+    service_id TEXT NOT NULL,
+    service_version TEXT NOT NULL,
+    model_id TEXT NOT NULL,
+    model_version TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    pseudonym TEXT,
+    focus TEXT,
+    predicted_at TEXT NOT NULL,
+    predicted_week TEXT NOT NULL,
+    risk DOUBLE PRECISION NOT NULL,
+    band TEXT,
+    positive INTEGER NOT NULL,
+    top_factors TEXT NOT NULL,
+    inputs TEXT NOT NULL,
+    subgroups TEXT NOT NULL,
+    PRIMARY KEY (event_seq, ordinal)
+  )`,
+  'CREATE INDEX audit_prediction_at ON audit_prediction (predicted_at)',
+];
+
+/** Index tables removed with their events by retention (each has `event_seq` and append-only triggers). */
+export const RETAINED_INDEX_TABLES = [...APPEND_ONLY_TABLES, 'audit_suppressed', 'audit_prediction'] as const;
+
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: 'audit chain, card and feedback index', sqlite: INIT, postgres: INIT },
   {
@@ -218,5 +251,11 @@ export const MIGRATIONS: readonly Migration[] = [
     // Not audit data: each row lives as long as its link (expires_at, unix seconds), then is purged.
     sqlite: EXPLANATION_PAGES,
     postgres: EXPLANATION_PAGES,
+  },
+  {
+    version: 8,
+    name: 'model estimates, live and silent (local validation)',
+    sqlite: [...PREDICTIONS, ...appendOnlyTriggers.sqlite('audit_prediction')],
+    postgres: [...PREDICTIONS, ...appendOnlyTriggers.postgres('audit_prediction')],
   },
 ];

@@ -5,7 +5,7 @@
  * (SQLite's `BEGIN IMMEDIATE` already serializes writers), and migrations take an advisory lock.
  */
 import { canonicalJson, type ChainRow, chainHash, GENESIS } from './hash-chain.js';
-import { APPEND_ONLY_TABLES, appendOnlyTriggers, MIGRATIONS } from './migrations.js';
+import { appendOnlyTriggers, MIGRATIONS, RETAINED_INDEX_TABLES } from './migrations.js';
 import type {
   AnalyticsRows,
   AppendResult,
@@ -15,6 +15,7 @@ import type {
   IssuedCard,
   NewAuditEvent,
   StoredEvent,
+  StoredPrediction,
 } from './store.js';
 
 export type Row = Record<string, unknown>;
@@ -35,6 +36,17 @@ export function weekOf(at: string): string {
   const day = (date.getUTCDay() + 6) % 7;
   date.setUTCDate(date.getUTCDate() - day);
   return date.toISOString().slice(0, 10);
+}
+
+/** ISO 8601 week of an instant (UTC), as YYYY-Www: the week-numbering year may differ from the date's. */
+export function isoWeekOf(at: string): string {
+  const date = new Date(at);
+  const day = (date.getUTCDay() + 6) % 7;
+  // The Thursday of the same week decides the year.
+  const thursday = Date.UTC(date.getUTCFullYear(), date.getUTCMonth(), date.getUTCDate() - day + 3);
+  const year = new Date(thursday).getUTCFullYear();
+  const week = Math.floor((thursday - Date.UTC(year, 0, 1)) / (7 * 86_400_000)) + 1;
+  return `${year}-W${String(week).padStart(2, '0')}`;
 }
 
 /** The tenth of [0, 1] a risk falls in, 0–9 (1 itself in the last). */
@@ -106,6 +118,26 @@ function toStoredEvent(r: Row): StoredEvent {
   } as StoredEvent;
 }
 
+function toPrediction(r: Row): StoredPrediction {
+  return {
+    eventSeq: num(r.event_seq),
+    serviceId: String(r.service_id),
+    serviceVersion: String(r.service_version),
+    pseudonym: r.pseudonym === null ? null : String(r.pseudonym),
+    at: String(r.predicted_at),
+    week: String(r.predicted_week),
+    model: { id: String(r.model_id), version: String(r.model_version) },
+    mode: String(r.mode) === 'silent' ? 'silent' : 'live',
+    ...(r.focus === null ? {} : { focus: String(r.focus) }),
+    risk: num(r.risk),
+    band: String(r.band),
+    positive: num(r.positive) === 1,
+    topFactors: JSON.parse(String(r.top_factors)) as StoredPrediction['topFactors'],
+    inputs: JSON.parse(String(r.inputs)) as Record<string, number>,
+    subgroups: JSON.parse(String(r.subgroups)) as Record<string, string>,
+  };
+}
+
 const modelsKey = (models: readonly { id: string; version: string }[]) =>
   models.map((m) => `${m.id}@${m.version}`).join(',');
 
@@ -137,6 +169,32 @@ async function writeIndex(q: Query, event: NewAuditEvent, seq: number): Promise<
           p.encounter ?? null,
           p.caller.issuer,
           p.caller.tenant,
+        ],
+      );
+    }
+    for (const [ordinal, pr] of (p.predictions ?? []).entries()) {
+      await q(
+        `INSERT INTO audit_prediction (event_seq, ordinal, service_id, service_version, model_id, model_version,
+           mode, pseudonym, focus, predicted_at, predicted_week, risk, band, positive, top_factors, inputs, subgroups)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        [
+          seq,
+          ordinal,
+          event.serviceId,
+          p.service.version,
+          pr.model.id,
+          pr.model.version,
+          pr.mode,
+          event.pseudonym,
+          pr.focus ?? null,
+          event.at,
+          isoWeekOf(event.at),
+          pr.risk,
+          pr.band,
+          pr.positive ? 1 : 0,
+          JSON.stringify(pr.topFactors),
+          JSON.stringify(pr.inputs),
+          JSON.stringify(pr.subgroups),
         ],
       );
     }
@@ -407,14 +465,17 @@ export async function createSqlStore(driver: SqlDriver, options: { migrate: bool
           throw new Error(`row ${through.seq} is not the row archived: archive again`);
         }
         const dialect = driver.dialect;
-        for (const table of APPEND_ONLY_TABLES) {
+        for (const table of RETAINED_INDEX_TABLES) {
           const drop = dialect === 'sqlite' ? appendOnlyTriggers.dropSqlite : appendOnlyTriggers.dropPostgres;
           for (const statement of drop(table)) await tq(statement);
         }
-        await tq('DELETE FROM audit_feedback WHERE event_seq <= ?', [through.seq]);
-        await tq('DELETE FROM audit_card WHERE event_seq <= ?', [through.seq]);
+        // The index rows go with their events: suppressed cards and model estimates too.
+        for (const table of RETAINED_INDEX_TABLES) {
+          if (table === 'audit_event') continue;
+          await tq(`DELETE FROM ${table} WHERE event_seq <= ?`, [through.seq]);
+        }
         await tq('DELETE FROM audit_event WHERE seq <= ?', [through.seq]);
-        for (const table of APPEND_ONLY_TABLES) {
+        for (const table of RETAINED_INDEX_TABLES) {
           for (const statement of appendOnlyTriggers[dialect](table)) await tq(statement);
         }
         const { seqs } = await appendIn(tq, [event]);
@@ -437,6 +498,19 @@ export async function createSqlStore(driver: SqlDriver, options: { migrate: bool
         );
         return inserted.length === 1;
       }),
+
+    async predictions(range, after, limit) {
+      const rows = await q(
+        `SELECT * FROM audit_prediction
+         WHERE predicted_at >= ? AND predicted_at < ? AND (event_seq > ? OR (event_seq = ? AND ordinal > ?))
+         ORDER BY event_seq, ordinal LIMIT ?`,
+        [range.from, range.to, after.seq, after.seq, after.ordinal, limit],
+      );
+      return rows.map((r) => ({
+        ...toPrediction(r),
+        ordinal: num(r.ordinal),
+      }));
+    },
 
     async findExplanation(uuid, nowS) {
       const [row] = await q('SELECT content FROM explanation_page WHERE card_uuid = ? AND expires_at > ?', [

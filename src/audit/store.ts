@@ -18,6 +18,7 @@
 import { join } from 'node:path';
 import type { Coding } from '../cds-hooks.js';
 import type { Config } from '../config.js';
+import type { LinkedPrediction } from '../governance/types.js';
 import type { ChainRow } from './hash-chain.js';
 import { openPostgresDriver } from './postgres.js';
 import { createSqlStore } from './sql-store.js';
@@ -56,10 +57,43 @@ export interface AuditedCard {
 /** A card the alert fatigue controls kept from a call (`cards/suppression.ts`). */
 export interface AuditedSuppression {
   finding: string;
-  /** `override:<reason code>`, `no-estimate-hidden`, `not-evaluable-hidden` or `card-cap`. */
+  /** `override:<reason code>`, `no-estimate-hidden`, `not-evaluable-hidden`, `card-cap` or `silent`. */
   reason: string;
   overriddenCard?: string;
   until?: string;
+}
+
+/**
+ * One model estimate of a call (issue 19), live or silent: what `npm run evaluate` links to outcomes.
+ * Feature values and subgroups, never the record itself (no birth date, no patient id).
+ */
+export interface AuditedPrediction {
+  model: { id: string; version: string };
+  /** live: cards may be about it; silent: evaluated and recorded, no card shown. */
+  mode: LinkedPrediction['mode'];
+  /** The focus the estimate is about (`Observation/123`); absent for the patient as a whole. */
+  focus?: string;
+  risk: number;
+  band: string;
+  /** Risk at or above the model card's threshold (the card's warning). */
+  positive: boolean;
+  topFactors: { id: string; value: number; contribution: number }[];
+  /** The values given to the model, by feature id. */
+  inputs: Record<string, number>;
+  /** The model card's subgroups the patient belongs to (manifest `subgroups`). */
+  subgroups: Record<string, string>;
+}
+
+/** A stored estimate, as `npm run evaluate` reads it (`audit_prediction`). */
+export interface StoredPrediction extends AuditedPrediction {
+  eventSeq: number;
+  serviceId: string;
+  serviceVersion: string;
+  pseudonym: string | null;
+  /** When it was made (ISO 8601): for the outcome's horizon only, never reported. */
+  at: string;
+  /** ISO week (YYYY-Www). */
+  week: string;
 }
 
 export interface ServiceCallPayload {
@@ -86,6 +120,8 @@ export interface ServiceCallPayload {
   encounter?: string;
   /** Cards not shown, and why (present only when some were suppressed). */
   suppressed?: AuditedSuppression[];
+  /** Every model estimate, live and silent (present only when a model scored). */
+  predictions?: AuditedPrediction[];
 }
 
 export interface FeedbackPayload {
@@ -242,6 +278,15 @@ export interface AuditStore {
    * @returns true the first time an (issuer, jti) pair is seen, false for a replay
    */
   rememberJti(issuer: string, jti: string, expiresAt: Date, now: Date): Promise<boolean>;
+  /**
+   * The model estimates made in `[from, to)` (ISO 8601 instants), in chain order, at most `limit` after
+   * the estimate `after` (event seq and ordinal; start with `{ seq: 0, ordinal: -1 }`).
+   */
+  predictions(
+    range: { from: string; to: string },
+    after: { seq: number; ordinal: number },
+    limit: number,
+  ): Promise<(StoredPrediction & { ordinal: number })[]>;
   /** The content of a card's explanation page, unless absent or expired at `nowS` (unix seconds). */
   findExplanation(uuid: string, nowS: number): Promise<string | null>;
   /** Resolves when the store answers. */

@@ -247,6 +247,7 @@ export function createSqliteWorker(): SqliteWorker {
       findExplanation: (uuid, nowS) => call('findExplanation', [uuid, nowS]),
       eventsFor: (pseudonym) => call('eventsFor', [pseudonym]),
       analytics: (scope) => call('analytics', [scope]),
+      predictions: (range, after, limit) => call('predictions', [range, after, limit]),
       findingFeedback: (pseudonym, serviceId, findings) =>
         call('findingFeedback', [pseudonym, serviceId, findings]),
       readChain: (afterSeq, limit) => call('readChain', [afterSeq, limit]),

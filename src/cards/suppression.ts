@@ -73,7 +73,12 @@ export interface PastOverride {
 
 /** Why a card was not shown. */
 export type SuppressionReason =
-  `override:${string}` | 'no-estimate-hidden' | 'not-evaluable-hidden' | 'card-cap';
+  | `override:${string}`
+  | 'no-estimate-hidden'
+  | 'not-evaluable-hidden'
+  | 'card-cap'
+  /** A card in `mode: silent`: evaluated and recorded, never shown (issue 19). */
+  | 'silent';
 
 export interface SuppressedCard {
   findingKey: string;

@@ -118,6 +118,7 @@ export async function openDefinitions(checked: CheckedDefinitions): Promise<Defi
   const services = checked.services.map((service) => ({
     ...service,
     models: service.models.map((m) => loaded(modelKey(m.manifest.id, m.manifest.version))),
+    silentModels: service.silentModels.map((m) => loaded(modelKey(m.manifest.id, m.manifest.version))),
   }));
   const models = new Map([...servingKeys(checked)].map(([id, key]) => [id, loaded(key)]));
   return { registry: createRegistry(services), models, versions };

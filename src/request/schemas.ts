@@ -403,7 +403,8 @@ const AnalyticsReport = {
             type: 'object',
             description:
               'Cards not shown by the alert fatigue controls, per reason: `override:<reason code>` (a ' +
-              'suppression window after an override), `no-estimate-hidden`, `not-evaluable-hidden`, `card-cap`.',
+              'suppression window after an override), `no-estimate-hidden`, `not-evaluable-hidden`, `card-cap`, ' +
+              'and `silent` (a card rule in silent mode: evaluated and recorded, never shown).',
             additionalProperties: count,
           },
           risk: {

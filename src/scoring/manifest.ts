@@ -280,6 +280,49 @@ const examplesSpec = {
   },
 } as const;
 
+/**
+ * A subgroup of the model card, read from a feature's value (issue 19: the audit keeps which subgroups
+ * a patient belongs to, never the data itself). `cuts` bands a number (`<55`, `55-64`, `65+`), `labels`
+ * names a value (`'1': female`); an imputed value is `not recorded`, a value without a label `other`.
+ */
+const subgroupSpec = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['id', 'feature'],
+  properties: {
+    id: { type: 'string', pattern: '^[a-z][A-Za-z0-9]*$' },
+    feature: { type: 'string', minLength: 1 },
+    cuts: { type: 'array', minItems: 1, items: { type: 'number' } },
+    labels: { type: 'object', additionalProperties: { type: 'string', minLength: 1 } },
+  },
+  // Exactly one of cuts and labels.
+  oneOf: [
+    { type: 'object', required: ['cuts'], properties: { cuts: { type: 'array' } } },
+    { type: 'object', required: ['labels'], properties: { labels: { type: 'object' } } },
+  ],
+} as const;
+
+/**
+ * How `npm run evaluate` finds the outcome in data recorded after an estimate (issue 19): a resource of
+ * `resourceType` of the same patient on which `expression` is true, dated (by `date`) after the estimate
+ * and within `horizonMonths` of it.
+ */
+const outcomeDefinitionSpec = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['resourceType', 'expression', 'date', 'horizonMonths'],
+  properties: {
+    resourceType: { type: 'string', pattern: '^[A-Z][A-Za-z]+$' },
+    expression: {
+      type: 'string',
+      minLength: 1,
+      description: 'FHIRPath over one later resource: true when it shows the outcome.',
+    },
+    date: { type: 'string', minLength: 1, description: 'FHIRPath giving the date of the resource.' },
+    horizonMonths: { type: 'integer', minimum: 1, maximum: 240 },
+  },
+} as const;
+
 export const MANIFEST_SCHEMA = {
   $schema: 'https://json-schema.org/draft/2020-12/schema',
   title: 'ONNX model manifest',
@@ -397,6 +440,8 @@ export const MANIFEST_SCHEMA = {
       ...localized,
       description: 'Plain-language sentence for the patient; `{risk}` and `{horizon}` are filled.',
     },
+    subgroups: { type: 'array', items: subgroupSpec },
+    outcomeDefinition: outcomeDefinitionSpec,
   },
 } as const;
 
@@ -414,6 +459,8 @@ export type FeatureSpec =
   AgeFeature | QuantityFeature | BmiFeature | TrendFeature | FlagFeature | CodeFeature | NumberFeature;
 export type GuardSpec = FromSchema<typeof guardSpec>;
 export type MinimumRecordedSpec = FromSchema<typeof minimumRecordedSpec>;
+export type SubgroupSpec = FromSchema<typeof subgroupSpec>;
+export type OutcomeDefinition = FromSchema<typeof outcomeDefinitionSpec>;
 export type BandSpec = FromSchema<typeof bandSpec>;
 export type ExplanationSpec = FromSchema<typeof explanationSpec>;
 export type ExamplesSpec = FromSchema<typeof examplesSpec>;

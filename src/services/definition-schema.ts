@@ -113,6 +113,10 @@ const prefetchSpec = {
     description: localized,
   },
 } as const;
+/** `mode` of a model entry or a card: `silent` is evaluated and recorded, never shown (issue 19). */
+function silentMode(description: string) {
+  return { enum: ['live', 'silent'], description } as const;
+}
 const modelReference = {
   type: 'object',
   additionalProperties: false,
@@ -121,6 +125,11 @@ const modelReference = {
   properties: {
     id: { type: 'string', pattern: '^[a-z0-9][a-z0-9-]{0,63}$' },
     version: { type: 'string', pattern: '^\\d+\\.\\d+\\.\\d+$' },
+    mode: silentMode(
+      'The model is run on every call and its estimate recorded in the audit trail (audit_prediction), ' +
+        'but no card is about it: a candidate version beside the live one, for local validation. ' +
+        'Default live. Cards (`when.model`) name live models only.',
+    ),
   },
 } as const;
 const checklistItem = {
@@ -301,6 +310,10 @@ const cardSpec = {
       properties: { code: { type: 'string' }, display: anyLanguage },
     },
     selectionBehavior: { enum: ['at-most-one', 'any'] },
+    mode: silentMode(
+      'The card is evaluated on every call and recorded in the audit trail as not shown (suppressed, ' +
+        'reason `silent`), but never returned to the EHR: a new rule tried out before go-live. Default live.',
+    ),
     suggestions: { type: 'array', minItems: 1, items: suggestionSpec },
     links: {
       type: 'array',

@@ -54,8 +54,13 @@ export interface CompiledService<M extends ModelLike = LoadedModel> {
   /** The `data` entries, with their freshness windows (evaluated before the defines). */
   readonly data: readonly CompiledDatum[];
   readonly rules: readonly CompiledRule[];
-  /** The models the service runs, in definition order. */
+  /** The live models the service runs (cards are about them), in definition order. */
   readonly models: readonly M[];
+  /**
+   * The models run in `mode: silent`, in definition order: scored on every call and recorded in the
+   * audit trail (audit_prediction), never the subject of a card (issue 19, local validation).
+   */
+  readonly silentModels: readonly M[];
   /** The value sets the expressions read as `%valueSets.<name>`. */
   readonly valueSets: ValueSets;
 }
@@ -241,7 +246,7 @@ function compileService<M extends ModelLike>(
   checkIds(file, definition);
   checkPlaceholders(file, definition);
   checkActions(file, definition);
-  const models = resolveModels(file, definition, registry);
+  const { models, silentModels } = resolveModels(file, definition, registry);
   return {
     definition,
     file,
@@ -253,6 +258,7 @@ function compileService<M extends ModelLike>(
     rules,
     valueSets,
     models,
+    silentModels,
   };
 }
 
@@ -264,7 +270,7 @@ function resolveModels<M extends ModelLike>(
   file: string,
   definition: ServiceDefinition,
   registry: ReadonlyMap<string, M>,
-): M[] {
+): { models: M[]; silentModels: M[] } {
   const keys = Object.keys(definition.prefetch);
   const refs = definition.models ?? [];
   if (definition.patientObjection !== undefined && !keys.includes(definition.patientObjection)) {
@@ -296,15 +302,34 @@ function resolveModels<M extends ModelLike>(
     }
     return model;
   });
+  const live = models.filter((_, i) => refs[i]!.mode !== 'silent');
+  const silent = models.filter((_, i) => refs[i]!.mode === 'silent');
+  refs.forEach((ref, i) => {
+    const same = refs.findIndex((r) => r.id === ref.id && (r.mode === 'silent') === (ref.mode === 'silent'));
+    // Cards name a live model by id: two live versions would make that ambiguous.
+    if (same !== i && ref.mode !== 'silent')
+      fail(
+        file,
+        `/models/${i}`,
+        `model "${ref.id}" is already live in this service: run the other version silent`,
+      );
+    if (refs.findIndex((r) => r.id === ref.id && r.version === ref.version) !== i)
+      fail(file, `/models/${i}`, `model "${ref.id}" ${ref.version} is listed twice`);
+  });
   definition.cards.forEach((card, i) => {
     const id = card.when.model;
     if (id === undefined) return;
-    const model = models.find((m) => m.manifest.id === id);
-    if (!model) fail(file, `/cards/${i}/when/model`, `the service does not run model "${id}"`);
+    const model = live.find((m) => m.manifest.id === id);
+    if (!model) {
+      const reason = silent.some((m) => m.manifest.id === id)
+        ? `model "${id}" runs silent: no card can be about it`
+        : `the service does not run model "${id}"`;
+      fail(file, `/cards/${i}/when/model`, reason);
+    }
     const unknownBand = card.when.bands?.find((b) => !model.manifest.bands.some((band) => band.id === b));
     if (unknownBand) fail(file, `/cards/${i}/when/bands`, `model "${id}" has no band "${unknownBand}"`);
   });
-  return models;
+  return { models: live, silentModels: silent };
 }
 
 /**

@@ -43,6 +43,7 @@ function switchable(store: AuditStore) {
     findExplanation: guard(store.findExplanation),
     eventsFor: guard(store.eventsFor),
     analytics: guard(store.analytics),
+    predictions: guard(store.predictions),
     findingFeedback: guard(store.findingFeedback),
     readChain: guard(store.readChain),
     chainHead: guard(store.chainHead),

@@ -40,6 +40,57 @@ await eachStore(t, async (t, kind) => {
     );
   });
 
+  t.test('model estimates are read back by period, in chain order, page by page', async (t) => {
+    const { store } = await kind.open();
+    const estimate = (version: string, risk: number) => ({
+      model: { id: 'knee-oa-progression', version },
+      mode: version === '1.0.0' ? ('live' as const) : ('silent' as const),
+      focus: 'Condition/c1',
+      risk,
+      band: 'intermediate',
+      positive: false,
+      topFactors: [{ id: 'bmi', value: 31.5, contribution: -0.25 }],
+      inputs: { bmi: 31.5, female: 1 },
+      subgroups: { sex: 'female', ageBand: '65+' },
+    });
+    const at = (iso: string, risks: number[]) => {
+      const event = callEvent({ at: iso, cards: [], pseudonym: 'e'.repeat(64) });
+      if (event.kind !== 'service-call') throw new Error('a call event');
+      const predictions = risks.map((r, i) => estimate(i === 0 ? '1.0.0' : '1.1.0', r));
+      return { ...event, payload: { ...event.payload, predictions } };
+    };
+    await store.append([
+      at('2026-10-31T23:59:59.999Z', [0.5]),
+      at('2026-11-02T08:00:00.000Z', [0.125, 0.25]),
+      at('2026-11-30T10:00:00.000Z', [0.375]),
+      at('2026-12-01T00:00:00.000Z', [0.9]),
+    ]);
+    const range = { from: '2026-11-01T00:00:00.000Z', to: '2026-12-01T00:00:00.000Z' };
+    const first = await store.predictions(range, { seq: 0, ordinal: -1 }, 2);
+    t.same(
+      first.map((p) => [p.eventSeq, p.ordinal, p.model.version, p.mode, p.risk]),
+      [
+        [2, 0, '1.0.0', 'live', 0.125],
+        [2, 1, '1.1.0', 'silent', 0.25],
+      ],
+    );
+    t.same(first[0], {
+      eventSeq: 2,
+      ordinal: 0,
+      serviceId: 'melanoma-lesion-triage',
+      serviceVersion: '1.0.0',
+      pseudonym: 'e'.repeat(64),
+      at: '2026-11-02T08:00:00.000Z',
+      week: '2026-W45',
+      ...estimate('1.0.0', 0.125),
+    });
+    const rest = await store.predictions(range, { seq: 2, ordinal: 1 }, 2);
+    t.same(
+      rest.map((p) => [p.eventSeq, p.ordinal, p.risk, p.week]),
+      [[3, 0, 0.375, '2026-W49']],
+    );
+  });
+
   t.test('events are chained in order, and the verifier finds the chain intact', async (t) => {
     const { store } = await kind.open();
     t.teardown(() => store.close());

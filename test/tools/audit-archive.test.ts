@@ -84,6 +84,59 @@ await eachStore(t, async (t, kind) => {
     t.notOk((await verifyArchive(file)).ok, 'an edited archive is detected');
   });
 
+  t.test('the suppressed cards and model estimates of archived calls go with them', async (t) => {
+    const { store, raw } = await kind.open();
+    const withIndex = (at: string, finding: string) => {
+      const event = callEvent({ at, cards: [] });
+      if (event.kind !== 'service-call') throw new Error('a call event');
+      const prediction = {
+        model: { id: 'melanoma-risk', version: '1.0.0' },
+        mode: 'silent' as const,
+        risk: 0.3,
+        band: 'higher',
+        positive: true,
+        topFactors: [],
+        inputs: { naevusCount: 2 },
+        subgroups: { phototype: 'I-II' },
+      };
+      return {
+        ...event,
+        payload: {
+          ...event.payload,
+          suppressed: [{ finding, reason: 'silent' }],
+          predictions: [prediction, { ...prediction, mode: 'live' as const }],
+        },
+      };
+    };
+    await store.append([
+      withIndex('2024-01-10T10:00:00.000Z', 'old@Observation/1'),
+      withIndex('2026-11-01T10:00:00.000Z', 'recent@Observation/2'),
+    ]);
+    const count = async (table: string) => Number((await raw(`SELECT COUNT(*) AS n FROM ${table}`))[0]!.n);
+    t.equal(await count('audit_prediction'), 4);
+    t.equal(await count('audit_suppressed'), 2);
+    const done = await archive(store, BEFORE, join(tempDir('cds-archive-'), 'index.jsonl'), NOW);
+    t.equal(done.rows, 1);
+    t.same(
+      (await raw('SELECT event_seq, ordinal FROM audit_prediction ORDER BY ordinal')).map((r) => [
+        Number(r.event_seq),
+        Number(r.ordinal),
+      ]),
+      [
+        [2, 0],
+        [2, 1],
+      ],
+    );
+    t.same(
+      (await raw('SELECT event_seq FROM audit_suppressed')).map((r) => Number(r.event_seq)),
+      [2],
+    );
+    t.ok((await verifyStore(store)).ok);
+    // Their append-only triggers are back too.
+    await t.rejects(raw('DELETE FROM audit_prediction'), /append-only/);
+    await t.rejects(raw('DELETE FROM audit_suppressed'), /append-only/);
+  });
+
   t.test(
     'a row older than the cutoff after a newer one stays (the segment stops at the first newer row)',
     async (t) => {

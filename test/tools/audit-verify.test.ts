@@ -77,6 +77,39 @@ t.test('SQLite: intact, then an edited row, then a deleted row', async (t) => {
   t.match(run.stdout, /^audit chain BROKEN at row 2 \(deleted\): row 2 is missing \(row 3 follows row 1\)/);
 });
 
+t.test('SQLite: an edited model estimate (audit_prediction) is reported against its event', async (t) => {
+  const dataDir = tempDir();
+  const store = await openStore({ dataDir });
+  const event = callEvent({ cards: [] });
+  if (event.kind !== 'service-call') throw new Error('a call event');
+  const prediction = {
+    model: { id: 'knee-oa-progression', version: '1.1.0' },
+    mode: 'silent' as const,
+    risk: 0.125,
+    band: 'intermediate',
+    positive: false,
+    topFactors: [{ id: 'bmi', value: 31, contribution: 0.2 }],
+    inputs: { bmi: 31 },
+    subgroups: { sex: 'female' },
+  };
+  await store.append([{ ...event, payload: { ...event.payload, predictions: [prediction] } }]);
+  await store.close();
+  let run = await verify({ CDS_DATA_DIR: dataDir });
+  t.equal(run.status, 0, run.stdout + run.stderr);
+
+  const db = new Database(sqliteFile(dataDir));
+  t.teardown(() => db.close());
+  db.exec('DROP TRIGGER audit_prediction_no_update');
+  // A candidate made to look better: the chain itself is intact, the index row is not.
+  db.exec('UPDATE audit_prediction SET risk = 0.9, positive = 1');
+  run = await verify({ CDS_DATA_DIR: dataDir });
+  t.equal(run.status, 1);
+  t.equal(
+    run.stdout,
+    'audit chain BROKEN at row 1 (edited): the model estimates of row 1 (audit_prediction) differ from what the row holds. 1 intact rows before it.\n',
+  );
+});
+
 t.test('no store to read is exit code 2, and nothing is created', async (t) => {
   const dataDir = tempDir();
   const run = await verify({ CDS_DATA_DIR: dataDir });

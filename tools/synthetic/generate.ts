@@ -11,6 +11,9 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Bundle, Patient } from 'fhir/r4.js';
 import { iterateCohort } from './patients.js';
+import { type FollowUp, followUpOf } from './follow-up.js';
+import { type LoadedModel, loadModel } from '../../src/scoring/load.js';
+import { createFhirPath } from '../../src/rules/fhirpath.js';
 import { invokedDirectly, parseOptions, UsageError } from '../usage.js';
 
 /** Largest accepted --count. */
@@ -27,6 +30,11 @@ Options:
   --now <date>              fixed "current" time: YYYY-MM-DD (UTC midnight) or an ISO 8601 date-time
                             with a time zone, e.g. 2026-01-01T09:00:00Z (default: today, UTC midnight)
   --objection-rate <p>      share of patients with an active objection Consent, 0 to 1 (default 0)
+  --follow-up <model dir>   also write, for each patient the model (e.g. models/knee-oa-progression/1.0.0)
+                            scores at --now, a follow-up record with an outcome drawn from the model's
+                            own estimate (seeded), into <out>/follow-up/follow-up.ndjson, and the
+                            truth (patient id, estimates, outcome) into <out>/follow-up-truth.json,
+                            for npm run evaluate
   -h, --help                show this help
 `;
 
@@ -37,6 +45,8 @@ export interface CliArgs {
   out: string;
   now: Date;
   objectionRate: number;
+  /** A model folder: write follow-up records drawn from its estimates (tools/synthetic/follow-up.ts). */
+  followUp?: string;
 }
 
 /** Result of {@link parseCliArgs}: arguments to run with, or a request for help. */
@@ -48,6 +58,7 @@ const OPTIONS = {
   out: { type: 'string' },
   now: { type: 'string' },
   'objection-rate': { type: 'string' },
+  'follow-up': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -127,7 +138,20 @@ export function parseCliArgs(argv: readonly string[], today: Date): ParsedCli {
       throw new UsageError(`--objection-rate must be a number from 0 to 1 (got "${text}")`);
     }
   }
-  return { kind: 'run', args: { seed, count, out, now, objectionRate } };
+  const followUp = values['follow-up'];
+  if (followUp !== undefined && String(followUp).trim() === '')
+    throw new UsageError('--follow-up must name a model folder');
+  return {
+    kind: 'run',
+    args: {
+      seed,
+      count,
+      out,
+      now,
+      objectionRate,
+      ...(followUp === undefined ? {} : { followUp: String(followUp) }),
+    },
+  };
 }
 
 function safeName(text: string | undefined): string {
@@ -167,14 +191,28 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
     io.stdout(USAGE);
     return 0;
   }
-  const { seed, count, out, now, objectionRate } = parsed.args;
+  const { seed, count, out, now, objectionRate, followUp } = parsed.args;
   const byType = new Map<string, number>();
   let written = 0;
   const step = Math.max(1, Math.ceil(count / 10));
+  let model: LoadedModel | undefined;
+  if (followUp !== undefined) {
+    try {
+      model = await loadModel(followUp, createFhirPath());
+    } catch (error) {
+      io.stderr(`generate: --follow-up: cannot load the model at ${followUp}: ${(error as Error).message}\n`);
+      return 2;
+    }
+  }
+  const followUps: FollowUp[] = [];
   try {
     await mkdir(out, { recursive: true });
     for (const bundle of iterateCohort({ seed, count, now, objectionRate })) {
       await writeFile(join(out, fileNameFor(bundle)), `${JSON.stringify(bundle, null, 2)}\n`);
+      if (model) {
+        const f = await followUpOf(model, bundle, seed, written, now);
+        if (f) followUps.push(f);
+      }
       for (const entry of bundle.entry ?? []) {
         const type = entry.resource?.resourceType ?? 'unknown';
         byType.set(type, (byType.get(type) ?? 0) + 1);
@@ -183,16 +221,31 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
       if (io.progressIsTty) io.stderr(`\rgenerated ${written}/${count}`);
       else if (written % step === 0 || written === count) io.stderr(`generated ${written}/${count}\n`);
     }
+    if (model) {
+      await mkdir(join(out, 'follow-up'), { recursive: true });
+      const lines = followUps.flatMap((f) => f.resources.map((r) => JSON.stringify(r)));
+      await writeFile(join(out, 'follow-up', 'follow-up.ndjson'), lines.map((l) => `${l}\n`).join(''));
+      const truth = followUps.map(({ patientId, risks, outcome }) => ({ patientId, risks, outcome }));
+      await writeFile(join(out, 'follow-up-truth.json'), `${JSON.stringify(truth, null, 2)}\n`);
+    }
   } catch (error) {
     if (io.progressIsTty && written > 0) io.stderr('\n');
     io.stderr(`generate: cannot write to ${out}: ${(error as Error).message}\n`);
     return 1;
+  } finally {
+    await model?.session.release();
   }
   if (io.progressIsTty) io.stderr('\n');
   const total = [...byType.values()].reduce((sum, n) => sum + n, 0);
   const types = [...byType.entries()].map(([type, n]) => `${type} ${n}`).join(', ');
   io.stdout(`wrote ${written} patients to ${out} (seed ${seed}, now ${now.toISOString()})\n`);
   io.stdout(`resources: ${total} (${types})\n`);
+  if (model) {
+    const events = followUps.filter((f) => f.outcome === 1).length;
+    io.stdout(
+      `follow-up: ${followUps.length} patients scored by ${model.manifest.id} ${model.manifest.version}, ${events} with the outcome (simulated)\n`,
+    );
+  }
   return 0;
 }
 

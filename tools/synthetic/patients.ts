@@ -87,6 +87,7 @@ export const LOCAL_OBSERVATION_DISPLAY: Readonly<Record<string, string>> = {
   [LOCAL_OBSERVATION.fitzpatrick]: 'Fitzpatrick skin type',
   [LOCAL_OBSERVATION.naevusCountTotal]: 'Number of naevi, total',
   [LOCAL_OBSERVATION.naevusCountAtypical]: 'Number of atypical naevi',
+  [LOCAL_OBSERVATION.medialJsnLoss]: 'Medial joint space narrowing since baseline',
 };
 
 /** English displays of the Fitzpatrick skin types (fhir-profiles/CodeSystem-fitzpatrick-skin-type.json). */

@@ -38,6 +38,8 @@ export interface TrainOptions {
   nTest: number;
   /** Progress lines (stderr in the CLI). */
   log?: (line: string) => void;
+  /** The command that reproduces the files, for the model card; default `npm run train -- --model <id>`. */
+  command?: string;
 }
 
 export interface TrainedFiles {
@@ -245,6 +247,7 @@ export async function trainModel(options: TrainOptions): Promise<TrainedFiles> {
     subgroups,
     ...(background ? { backgroundRows: background.length } : {}),
   });
+  if (options.command !== undefined) card.trainingCommand = options.command;
   const { markdown, json } = renderModelCard(card);
   const encoder = new TextEncoder();
   return {
@@ -271,16 +274,18 @@ export async function trainModel(options: TrainOptions): Promise<TrainedFiles> {
   };
 }
 
-export const USAGE = `Usage: train [--model <id>] [--check] [--models-dir <dir>]
+export const USAGE = `Usage: train [--model <id>] [--check] [--models-dir <dir>] [--seed <n>]
   --model <id>        train one model (${Object.keys(DATASETS).join(', ')}); default all
   --check             compare with the committed files instead of writing them (exit 1 if one differs)
   --models-dir <dir>  the models folder; default models
+  --seed <n>          the simulator's seed (a candidate version retrained on another cohort); default ${DEFAULTS.seed}
   --help              this text`;
 
 const OPTIONS = {
   model: { type: 'string' },
   check: { type: 'boolean' },
   'models-dir': { type: 'string' },
+  seed: { type: 'string' },
   help: { type: 'boolean' },
 } as const;
 
@@ -309,9 +314,24 @@ export async function main(
   const check = values.check === true;
   const modelsDir = typeof values['models-dir'] === 'string' ? values['models-dir'] : 'models';
   const ids = only ? [only] : Object.keys(DATASETS);
+  const seed = typeof values.seed === 'string' ? Number(values.seed) : DEFAULTS.seed;
+  if (!Number.isSafeInteger(seed) || seed < 0) {
+    err(`train: --seed must be a non-negative integer, not "${String(values.seed)}"\n${USAGE}`);
+    return 2;
+  }
   let differences = 0;
   for (const modelId of ids) {
-    const { files, summary } = await trainModel({ modelsDir, modelId, ...DEFAULTS, log: err });
+    const { files, summary } = await trainModel({
+      modelsDir,
+      modelId,
+      ...DEFAULTS,
+      seed,
+      log: err,
+      // The model card says how to reproduce a model trained elsewhere or on another seed.
+      ...(seed !== DEFAULTS.seed || modelsDir !== 'models'
+        ? { command: `npm run train -- --model ${modelId} --models-dir ${modelsDir} --seed ${seed}` }
+        : {}),
+    });
     out(summary);
     for (const [name, bytes] of Object.entries(files)) {
       const path = join(modelFolder(modelsDir, modelId), name);

@@ -243,3 +243,54 @@ t.test('the script runs as a command and exits 2 on bad input', async (t) => {
   t.equal(result.status, 2, 'exit code 2');
   t.match(result.stderr, /^generate: --seed is required\n/);
 });
+
+t.test('--follow-up writes follow-up records drawn from the model, and the truth', async (t) => {
+  const out = t.testdir({});
+  const cli = io();
+  const args = ['--seed', '7', '--count', '30', '--out', out, '--now', '2026-11-22T09:30:00Z'];
+  t.equal(await run([...args, '--follow-up', 'models/knee-oa-progression/1.0.0'], cli), 0, cli.err.join(''));
+  const truth = JSON.parse(readFileSync(join(out, 'follow-up-truth.json'), 'utf8')) as {
+    patientId: string;
+    risks: number[];
+    outcome: 0 | 1;
+  }[];
+  const records = readFileSync(join(out, 'follow-up', 'follow-up.ndjson'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
+  // Seed 7: four of the 30 patients have knee OA recorded and are scored, one with the outcome.
+  t.same(
+    truth.map((f) => f.outcome),
+    [0, 0, 1, 0],
+  );
+  t.equal(records.length, truth.length, 'one record per patient scored');
+  truth.forEach((f, i) => {
+    const r = records[i];
+    t.equal(r.subject.reference, `Patient/${f.patientId}`);
+    t.equal(r.code.coding[0].code, 'medial-jsn-loss');
+    // The record says what the outcome definition looks for: 0.5 mm or more within 24 months, or not.
+    t.equal(r.valueQuantity.value >= 0.5, f.outcome === 1);
+    t.equal(r.effectiveDateTime, f.outcome === 1 ? '2027-11-22T09:30:00.000Z' : '2028-12-22T09:30:00.000Z');
+  });
+  t.match(
+    cli.out.at(-1),
+    /^follow-up: \d+ patients scored by knee-oa-progression 1\.0\.0, \d+ with the outcome \(simulated\)\n$/,
+  );
+  // Same seed, same draws.
+  const again = t.testdir({});
+  t.equal(
+    await run(
+      [...args.map((a) => (a === out ? again : a)), '--follow-up', 'models/knee-oa-progression/1.0.0'],
+      io(),
+    ),
+    0,
+  );
+  t.equal(
+    readFileSync(join(again, 'follow-up-truth.json'), 'utf8'),
+    readFileSync(join(out, 'follow-up-truth.json'), 'utf8'),
+  );
+
+  const bad = io();
+  t.equal(await run([...args, '--follow-up', 'models/no-such-model'], bad), 2);
+  t.match(bad.err.join(''), /^generate: --follow-up: cannot load the model at models\/no-such-model: /);
+});

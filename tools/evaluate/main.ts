@@ -1,0 +1,338 @@
+/**
+ * `npm run evaluate`: local validation before go-live (issue 19). Links the model estimates of the
+ * audit trail (`audit_prediction`, live and silent) to outcomes found later in FHIR data, by the same
+ * keyed pseudonym the audit uses, with each model's `outcomeDefinition` (models/README.md states the
+ * rule), and writes the governance report. No patient id, birth date or exact date leaves the linkage:
+ * the linked rows carry the ISO week only.
+ *
+ *   npm run evaluate -- --store data/audit.sqlite --fhir follow-up/ --from 2026-01-01 --to 2026-07-01 --out report/
+ *
+ * Exit code 0 done, 2 bad input (arguments, store, key, FHIR data), 1 anything else.
+ */
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import type { Resource } from 'fhir/r4.js';
+import { pseudonymiser } from '../../src/audit/pseudonym.js';
+import { openPostgresDriver } from '../../src/audit/postgres.js';
+import { createSqlStore, type SqlDriver } from '../../src/audit/sql-store.js';
+import { openSqliteDriver } from '../../src/audit/sqlite.js';
+import type { StoredPrediction } from '../../src/audit/store.js';
+import {
+  compileOutcome,
+  type CompiledOutcome,
+  evidenceOf,
+  linked,
+  type OutcomeEvidence,
+  outcomeOf,
+} from './linkage.js';
+// INTEGRATION POINT (issue 19): the governance engineer's report replaces the placeholder of this branch.
+import { buildGovernanceReport, renderReportHtml } from '../../src/governance/report.js';
+import type { LinkedPrediction, RuleStats } from '../../src/governance/types.js';
+import { createFhirPath } from '../../src/rules/fhirpath.js';
+import { modelKey, readModels } from '../../src/scoring/load.js';
+import { readFolder, readServer } from './fhir-source.js';
+import { invokedDirectly, parseOptions, UsageError } from '../usage.js';
+
+export const USAGE = `Usage: evaluate --store <file|url> --fhir <folder|url> --from <date> --to <date> --out <dir> [options]
+
+Links the model estimates of the audit trail (live and silent) to outcomes recorded later and writes
+the governance report (report.json, report.en.html, report.fr.html) into --out.
+
+  --store <file|url>   the audit store: its SQLite file (audit.sqlite of the data folder) or a
+                       postgres:// URL
+  --fhir <folder|url>  later FHIR data: a folder of bundles (.json) and NDJSON files (.ndjson, as FHIR
+                       Bulk Data $export writes them), or a FHIR server's base URL
+  --from <date>        estimates made on or after this date (YYYY-MM-DD, UTC)
+  --to <date>          and before this date
+  --out <dir>          where the report goes (created if missing)
+  --key-file <file>    the pseudonym key file (default: pseudonym.key beside the SQLite file);
+                       CDS_AUDIT_PSEUDONYM_KEY, when set, is the key
+  --models-dir <dir>   the models (outcome definitions, background samples); default models
+  --rows-out <file>    also write the linked estimates as JSON (pseudonymised: ISO week only)
+  --reports-dir <dir>  also store the report there for the governance page, as
+                       validation-<from>-to-<to>.json (default: CDS_REPORTS_DIR when set)
+  --min-cell <n>       smallest count the report shows (default 10)
+  -h, --help           this text
+`;
+
+const OPTIONS = {
+  store: { type: 'string' },
+  fhir: { type: 'string' },
+  from: { type: 'string' },
+  to: { type: 'string' },
+  out: { type: 'string' },
+  'key-file': { type: 'string' },
+  'models-dir': { type: 'string' },
+  'rows-out': { type: 'string' },
+  'reports-dir': { type: 'string' },
+  'min-cell': { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+interface Output {
+  write(text: string): unknown;
+}
+
+export interface EvaluateArgs {
+  store: string;
+  fhir: string;
+  from: string;
+  to: string;
+  out: string;
+  keyFile: string | undefined;
+  modelsDir: string;
+  rowsOut: string | undefined;
+  /** Folder of the governance page's reports (CDS_REPORTS_DIR), if the report is to be stored there. */
+  reportsDir: string | undefined;
+  minCell: number;
+}
+
+const isUrl = (text: string, schemes: readonly string[]) => schemes.some((s) => text.startsWith(s));
+
+function dateArg(values: Record<string, unknown>, name: string): string {
+  const text = values[name];
+  if (typeof text !== 'string') throw new UsageError(`--${name} is required`);
+  const ms = /^\d{4}-\d{2}-\d{2}$/.test(text) ? Date.parse(`${text}T00:00:00.000Z`) : NaN;
+  if (Number.isNaN(ms) || new Date(ms).toISOString().slice(0, 10) !== text)
+    throw new UsageError(`--${name} must be a date YYYY-MM-DD (got "${text}")`);
+  return new Date(ms).toISOString();
+}
+
+/** @throws UsageError naming the bad option */
+export function parseEvaluateArgs(argv: readonly string[]): EvaluateArgs | 'help' {
+  const values = parseOptions(argv, OPTIONS);
+  if (values.help === true) return 'help';
+  for (const name of ['store', 'fhir', 'out'] as const) {
+    if (typeof values[name] !== 'string' || values[name] === '')
+      throw new UsageError(`--${name} is required`);
+  }
+  const from = dateArg(values, 'from');
+  const to = dateArg(values, 'to');
+  if (to <= from) throw new UsageError('--to must be after --from');
+  const minCellText = values['min-cell'];
+  const minCell = minCellText === undefined ? 10 : Number(minCellText);
+  if (!Number.isInteger(minCell) || minCell < 1)
+    throw new UsageError('--min-cell must be a positive integer');
+  return {
+    store: String(values.store),
+    fhir: String(values.fhir),
+    from,
+    to,
+    out: String(values.out),
+    keyFile: typeof values['key-file'] === 'string' ? values['key-file'] : undefined,
+    modelsDir: typeof values['models-dir'] === 'string' ? values['models-dir'] : 'models',
+    rowsOut: typeof values['rows-out'] === 'string' ? values['rows-out'] : undefined,
+    reportsDir:
+      typeof values['reports-dir'] === 'string'
+        ? values['reports-dir']
+        : process.env.CDS_REPORTS_DIR || undefined,
+    minCell,
+  };
+}
+
+/** Bad input the user can fix: exit code 2 with the message. */
+class InputError extends Error {}
+
+function pseudonymKey(args: EvaluateArgs, env: NodeJS.ProcessEnv): Buffer {
+  if (env.CDS_AUDIT_PSEUDONYM_KEY) return Buffer.from(env.CDS_AUDIT_PSEUDONYM_KEY, 'utf8');
+  const file =
+    args.keyFile ??
+    (isUrl(args.store, ['postgres']) ? undefined : join(dirname(args.store), 'pseudonym.key'));
+  if (file === undefined)
+    throw new InputError('with PostgreSQL, give the pseudonym key: CDS_AUDIT_PSEUDONYM_KEY or --key-file');
+  if (!existsSync(file))
+    throw new InputError(
+      `no pseudonym key at ${file}: the key of the service that wrote the store is needed`,
+    );
+  const text = readFileSync(file, 'utf8').trim();
+  if (!/^[0-9a-f]{64}$/.test(text)) throw new InputError(`${file} does not hold a 64-hex-digit key`);
+  return Buffer.from(text, 'hex');
+}
+
+async function openDriver(store: string): Promise<SqlDriver> {
+  if (isUrl(store, ['postgres://', 'postgresql://'])) return openPostgresDriver(store);
+  if (!existsSync(store) || !statSync(store).isFile())
+    throw new InputError(`no audit store file at ${store}`);
+  return openSqliteDriver(store);
+}
+
+/** The cards of rules (no model estimate) shown in the period, with their latest feedback. */
+async function ruleStats(driver: SqlDriver, from: string, to: string): Promise<RuleStats[]> {
+  const rows = await driver.query(
+    `SELECT c.service_id, c.finding, f.outcome, f.reason_code FROM audit_card c
+     LEFT JOIN (
+       SELECT card_uuid, outcome, reason_code,
+         ROW_NUMBER() OVER (PARTITION BY card_uuid ORDER BY outcome_instant DESC, event_seq DESC) AS rn
+       FROM audit_feedback
+     ) f ON f.card_uuid = c.card_uuid AND f.rn = 1
+     WHERE c.risk IS NULL AND c.finding IS NOT NULL AND c.issued_at >= ? AND c.issued_at < ?`,
+    [from, to],
+  );
+  const stats = new Map<string, RuleStats>();
+  for (const r of rows) {
+    const template = String(r.finding).split('@')[0]!;
+    const key = `${String(r.service_id)}|${template}`;
+    let s = stats.get(key);
+    if (!s) {
+      s = {
+        serviceId: String(r.service_id),
+        template,
+        cardsShown: 0,
+        accepted: 0,
+        overridden: 0,
+        overrideReasons: {},
+      };
+      stats.set(key, s);
+    }
+    s.cardsShown += 1;
+    if (r.outcome === 'accepted') s.accepted += 1;
+    if (r.outcome === 'overridden') {
+      s.overridden += 1;
+      const reason = r.reason_code === null ? 'none' : String(r.reason_code);
+      s.overrideReasons[reason] = (s.overrideReasons[reason] ?? 0) + 1;
+    }
+  }
+  return [...stats.values()];
+}
+
+/** Runs the command; returns the exit code. */
+export async function runEvaluate(
+  argv: readonly string[],
+  env: NodeJS.ProcessEnv,
+  out: Output,
+  err: Output,
+  now: () => Date = () => new Date(),
+): Promise<number> {
+  let args: EvaluateArgs | 'help';
+  try {
+    args = parseEvaluateArgs(argv);
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    err.write(`evaluate: ${error.message}\n${USAGE}`);
+    return 2;
+  }
+  if (args === 'help') {
+    out.write(USAGE);
+    return 0;
+  }
+  const progress = (line: string) => err.write(`evaluate: ${line}\n`);
+  let driver: SqlDriver | undefined;
+  try {
+    const pseudonymise = pseudonymiser(pseudonymKey(args, env));
+    const fhirpath = createFhirPath();
+    const clock = now();
+
+    // 1. The estimates of the period.
+    driver = await openDriver(args.store);
+    const store = await createSqlStore(driver, { migrate: false });
+    const predictions: StoredPrediction[] = [];
+    try {
+      for (let after = { seq: 0, ordinal: -1 }; ;) {
+        const page = await store.predictions({ from: args.from, to: args.to }, after, 1000);
+        predictions.push(...page);
+        if (page.length < 1000) break;
+        after = { seq: page.at(-1)!.eventSeq, ordinal: page.at(-1)!.ordinal };
+        progress(`read ${predictions.length} estimates`);
+      }
+    } catch (error) {
+      throw new InputError(
+        `cannot read the estimates of ${args.store} (${(error as Error).message}): is it an audit store of a version with silent mode (migration 8)?`,
+      );
+    }
+    progress(`${predictions.length} estimates from ${args.from.slice(0, 10)} to ${args.to.slice(0, 10)}`);
+
+    // 2. Outcome definitions and background samples of the models that made them.
+    const models = readModels(args.modelsDir, fhirpath);
+    const outcomes = new Map<string, CompiledOutcome>();
+    const background: Record<string, Record<string, number>[]> = {};
+    for (const key of new Set(predictions.map((p) => modelKey(p.model.id, p.model.version)))) {
+      const files = models.get(key);
+      if (!files) {
+        progress(`model ${key} is not in ${args.modelsDir}: its outcomes stay unknown`);
+        continue;
+      }
+      const m = files.manifest;
+      if (m.outcomeDefinition) outcomes.set(key, compileOutcome(m.outcomeDefinition, fhirpath));
+      else progress(`model ${key} declares no outcomeDefinition: its outcomes stay unknown`);
+      if (m.background) {
+        const ids = m.features.map((f) => f.id);
+        background[key] = files.background.map((row) =>
+          Object.fromEntries(ids.map((id, i) => [id, row[i]!])),
+        );
+      }
+    }
+
+    // 3. The later data of the patients with estimates (matched by pseudonym, never by id).
+    const wanted = new Set(predictions.flatMap((p) => (p.pseudonym === null ? [] : [p.pseudonym])));
+    const types = [...new Set([...outcomes.values()].map((o) => o.definition.resourceType)), 'Encounter'];
+    let data: Map<string, Resource[]>;
+    try {
+      data = isUrl(args.fhir, ['http://', 'https://'])
+        ? await readServer(args.fhir, (id) => wanted.has(pseudonymise(id)), types, progress)
+        : readFolder(args.fhir, progress);
+    } catch (error) {
+      throw new InputError(`cannot read the FHIR data at ${args.fhir}: ${(error as Error).message}`);
+    }
+    const evidence = new Map<string, OutcomeEvidence[]>();
+    for (const [patientId, resources] of data) {
+      const pseudonym = pseudonymise(patientId);
+      if (!wanted.has(pseudonym)) continue;
+      for (const [key, outcome] of outcomes) {
+        const found = resources.flatMap((r) => evidenceOf(r, outcome, clock) ?? []);
+        evidence.set(`${pseudonym}|${key}`, found);
+      }
+    }
+
+    // 4. Linked, pseudonymised rows.
+    const linkedRows: LinkedPrediction[] = predictions.map((p) => {
+      const key = modelKey(p.model.id, p.model.version);
+      const outcome = outcomes.get(key);
+      if (!outcome || p.pseudonym === null) return linked(p, null);
+      const found = evidence.get(`${p.pseudonym}|${key}`) ?? [];
+      return linked(p, outcomeOf(new Date(p.at), outcome.definition.horizonMonths, found));
+    });
+    const known = linkedRows.filter((r) => r.outcome !== null).length;
+    progress(`${known} of ${linkedRows.length} estimates have a known outcome`);
+
+    // 5. The report (INTEGRATION POINT: buildGovernanceReport / renderReportHtml of src/governance/report.ts).
+    const period = { from: args.from.slice(0, 10), to: args.to.slice(0, 10) };
+    const report = buildGovernanceReport({
+      period,
+      predictions: linkedRows,
+      rules: await ruleStats(driver, args.from, args.to),
+      background,
+      minCellSize: args.minCell,
+      generatedAt: clock,
+    });
+    mkdirSync(args.out, { recursive: true });
+    writeFileSync(join(args.out, 'report.json'), `${JSON.stringify(report, null, 2)}\n`);
+    writeFileSync(join(args.out, 'report.en.html'), renderReportHtml(report, 'en'));
+    writeFileSync(join(args.out, 'report.fr.html'), renderReportHtml(report, 'fr'));
+    if (args.rowsOut) writeFileSync(args.rowsOut, `${JSON.stringify(linkedRows, null, 2)}\n`);
+    if (args.reportsDir) {
+      mkdirSync(args.reportsDir, { recursive: true });
+      const name = `validation-${period.from}-to-${period.to}.json`;
+      writeFileSync(join(args.reportsDir, name), `${JSON.stringify(report, null, 2)}\n`);
+      progress(`report stored for the governance page as ${join(args.reportsDir, name)}`);
+    }
+    out.write(
+      `${linkedRows.length} estimates linked (${known} with a known outcome); report written to ${args.out}\n`,
+    );
+    return 0;
+  } catch (error) {
+    if (error instanceof InputError) {
+      err.write(`evaluate: ${error.message}\n`);
+      return 2;
+    }
+    err.write(`evaluate: ${(error as Error).message}\n`);
+    return 1;
+  } finally {
+    await driver?.close();
+  }
+}
+
+/* c8 ignore start */
+if (invokedDirectly(import.meta.url)) {
+  process.exitCode = await runEvaluate(process.argv.slice(2), process.env, process.stdout, process.stderr);
+}
+/* c8 ignore stop */
