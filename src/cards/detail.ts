@@ -1,91 +1,65 @@
 /**
- * The markdown of `card.detail`: the service's own text, then why the card says what it says (each
- * rule with its score and the items that scored, or the values that made it fire; rules that could
- * not be evaluated and why), the data that was not available, and the provenance. Values from the
- * record are escaped so they cannot inject markdown or HTML into the EHR's rendering.
+ * The markdown of `card.detail`, short enough to read in five seconds (issue 15): the service's own
+ * text, then the three to five facts that matter — the rules that apply with their values and source,
+ * a checklist's score with the items that scored, the rules that could not be evaluated and why; for a
+ * model, the factors that moved the estimate most and what was missing or too old — then one advisory
+ * line. Rules that do not apply, the full factor table, imputed values, the patient sentences and the
+ * sources stay in the card's `extension` and on the explanation page. Values read as a person reads them
+ * (scoring/display.ts), and values from the record are escaped so they cannot inject markdown or HTML
+ * into the EHR's rendering.
  */
 import type { Explanation } from '../explain/explain.js';
-import { formatRisk, type ModelOutcome } from '../scoring/score.js';
+import type { Contribution, ModelOutcome } from '../scoring/score.js';
+import { formatRecorded, formatValue } from '../scoring/display.js';
 import type { RuleResult } from '../rules/evaluate.js';
-import type { Language } from '../language.js';
+import type { Language, Localized } from '../language.js';
 
 const TEXT = {
   en: {
     threshold: 'threshold',
     reached: 'referral threshold reached',
     notReached: 'below the threshold',
-    item: 'Item',
-    points: 'Points',
-    noItemScored: 'No item scored.',
+    noItemScored: 'no item scored',
     notRecorded: 'Not recorded',
     notEvaluated: 'not evaluated',
-    fired: 'applies',
-    doesNotApply: 'does not apply',
-    source: 'Source',
+    criteriaNotEvaluated: (n: number) => `${n} criteria not evaluated`,
+    more: (n: number) => `… and ${n} more, in the card's data.`,
+    others: (n: number) => `${n} more`,
     unavailable: 'Data not available',
     examined: 'Recorded on',
-    ruleSet: 'Rule set',
-    sources: 'Sources',
-    advisory: 'Advisory only: the decision is yours. You can dismiss this card and give a reason.',
-    risk: 'estimated risk',
-    within: 'within',
-    months: 'months',
-    noEstimate: 'no estimate',
+    advisory: 'Advisory only: the decision is yours.',
+    noEstimate: 'No estimate',
     population: 'Population',
-    factor: 'Factor',
-    value: 'Value',
-    date: 'Date',
-    effect: 'Effect on the estimate',
-    raises: 'raises',
-    lowers: 'lowers',
-    neutral: 'no effect',
-    imputed: 'Imputed (a stated value was used)',
-    becauseMissing: 'not recorded',
-    becauseStale: 'too old',
-    assumedAbsent: 'Not recorded, taken as absent',
-    otherFactors: 'smaller factors are listed in the full explanation',
-    why: 'Why no estimate',
-    forPatient: 'For the patient',
+    raisedBy: 'Raised by',
+    loweredBy: 'Lowered by',
+    typicalValue: 'typical value used',
+    takenAsAbsent: 'taken as absent',
+    tooOld: 'Too old',
     colon: ':',
+    semicolon: '; ',
   },
   fr: {
     threshold: 'seuil',
     reached: 'seuil d’orientation atteint',
     notReached: 'sous le seuil',
-    item: 'Critère',
-    points: 'Points',
-    noItemScored: 'Aucun critère ne marque de point.',
+    noItemScored: 'aucun critère ne marque de point',
     notRecorded: 'Non renseigné',
     notEvaluated: 'non évalué',
-    fired: 's’applique',
-    doesNotApply: 'ne s’applique pas',
-    source: 'Source',
+    criteriaNotEvaluated: (n: number) => `${n} critères non évalués`,
+    more: (n: number) => `… et ${n} autres, dans les données de la carte.`,
+    others: (n: number) => `${n} autres`,
     unavailable: 'Données non disponibles',
     examined: 'Renseigné le',
-    ruleSet: 'Règles',
-    sources: 'Sources',
-    advisory:
-      'Aide à la décision seulement : la décision vous appartient. Vous pouvez écarter cette carte en indiquant un motif.',
-    risk: 'risque estimé',
-    within: 'à',
-    months: 'mois',
-    noEstimate: 'pas d’estimation',
+    advisory: 'Aide à la décision seulement : la décision vous appartient.',
+    noEstimate: 'Pas d’estimation',
     population: 'Population',
-    factor: 'Facteur',
-    value: 'Valeur',
-    date: 'Date',
-    effect: 'Effet sur l’estimation',
-    raises: 'augmente',
-    lowers: 'diminue',
-    neutral: 'sans effet',
-    imputed: 'Imputé (une valeur déclarée a été utilisée)',
-    becauseMissing: 'non renseigné',
-    becauseStale: 'trop ancien',
-    assumedAbsent: 'Non renseigné, considéré comme absent',
-    otherFactors: 'les facteurs plus faibles figurent dans l’explication complète',
-    why: 'Pourquoi pas d’estimation',
-    forPatient: 'Pour le patient',
+    raisedBy: 'Augmentée par',
+    loweredBy: 'Diminuée par',
+    typicalValue: 'valeur habituelle utilisée',
+    takenAsAbsent: 'considéré comme absent',
+    tooOld: 'Trop ancien',
     colon: ' :',
+    semicolon: ' ; ',
   },
 } as const;
 
@@ -94,121 +68,173 @@ export function escapeMarkdown(text: string): string {
   return text.replace(/[\\`*_{}[\]()#+\-.!|<>~]/g, (c) => `\\${c}`).replace(/\r?\n/g, ' ');
 }
 
-function ruleSection(rule: RuleResult, lang: Language): string {
+/** How many factors the card names; all of them are in the extension and on the explanation page. */
+export const TOP_FACTORS = 3;
+
+/** At most this many facts about rules; the others are counted (all are in the extension). */
+const MAX_FACTS = 5;
+
+/** Values of one piece of evidence shown at most (e.g. the anticoagulants on record). */
+const MAX_VALUES = 2;
+
+/** Not-evaluable rules named one by one up to this many; beyond, the card gives their number. */
+const NAMED_NOT_EVALUABLE = 3;
+
+function checklistSection(rule: RuleResult, lang: Language): string {
   const t = TEXT[lang];
-  const title = rule.title[lang];
-  if (rule.status === 'not-evaluable') {
-    return `**${title}: ${t.notEvaluated}** (${rule.reason?.[lang] ?? ''})`;
-  }
-  if (rule.kind === 'checklist') {
-    const verdict = rule.status === 'fired' ? t.reached : t.notReached;
-    const lines = [`**${title}: ${rule.score} (${t.threshold} ${rule.threshold}) — ${verdict}**`];
-    const scored = (rule.items ?? []).filter((i) => i.status === 'present');
-    if (scored.length === 0) lines.push('', t.noItemScored);
-    else {
-      lines.push('', `| ${t.item} | ${t.points} |`, '|---|---:|');
-      for (const item of scored) lines.push(`| ${item.label[lang]} | ${item.points} |`);
-    }
-    const missing = (rule.items ?? []).filter((i) => i.status === 'not-recorded');
-    if (missing.length > 0)
-      lines.push('', `${t.notRecorded}: ${missing.map((i) => i.label[lang]).join(', ')}.`);
-    return lines.join('\n');
-  }
+  const verdict = rule.status === 'fired' ? t.reached : t.notReached;
+  const scored = (rule.items ?? []).filter((i) => i.status === 'present');
+  const items =
+    scored.length === 0 ? t.noItemScored : scored.map((i) => `${i.label[lang]} ${i.points}`).join(', ');
+  const missing = (rule.items ?? []).filter((i) => i.status === 'not-recorded');
+  const notRecorded =
+    missing.length > 0 ? ` ${t.notRecorded}${t.colon} ${missing.map((i) => i.label[lang]).join(', ')}.` : '';
+  return `**${rule.title[lang]}${t.colon} ${rule.score} (${t.threshold} ${rule.threshold}), ${verdict}** — ${items}.${notRecorded}`;
+}
+
+/** Beyond this many characters a source's label is cut to its first part. */
+const SOURCE_LABEL_MAX = 50;
+
+/**
+ * A source as a card names it: its first part ("AGS Beers Criteria 2023", "ESC 2021 heart failure
+ * guideline, section 11", "EMA 2018"); the full label is in the extension.
+ */
+export function shortSource(label: string): string {
+  const head = label.split(/[:;]/)[0]!.trim();
+  if (head.length <= SOURCE_LABEL_MAX) return head;
+  const before = head.split(' (')[0]!.trim();
+  return before.length <= SOURCE_LABEL_MAX ? before : label;
+}
+
+function shownValues(values: readonly string[], lang: Language): string {
+  const shown = values.slice(0, MAX_VALUES).map((v) => escapeMarkdown(formatRecorded(v, lang)));
+  const more = values.length - shown.length;
+  return [...shown, ...(more > 0 ? [TEXT[lang].others(more)] : [])].join(', ');
+}
+
+function firedSection(rule: RuleResult, lang: Language): string {
+  const t = TEXT[lang];
   // Evidence with no value (e.g. "ordered in this session" when nothing is) says nothing: left out.
   const evidence = (rule.evidence ?? [])
     .filter((e) => e.values.length > 0)
-    .map((e) => `${e.label[lang]}: ${e.values.map(escapeMarkdown).join(', ')}`)
+    .map((e) => `${e.label[lang]}${t.colon} ${shownValues(e.values, lang)}`)
     .join('; ');
-  if (rule.status !== 'fired') return `**${title}: ${t.doesNotApply}**`;
-  const { label, url } = rule.source;
-  const source = `${t.source}: ${url ? `[${label}](${url})` : label}`;
-  return `**${title}: ${t.fired}**${evidence ? ` — ${evidence}` : ''}. _${source}_`;
+  const { url } = rule.source;
+  const label = shortSource(rule.source.label);
+  const source = url ? `[${label}](${url})` : label;
+  // Only rules that apply are listed: "applies" goes without saying.
+  return `**${rule.title[lang]}**${evidence ? ` — ${evidence}` : ''} _(${source})_`;
 }
 
-/** How many factors the card lists; all of them are in the extension and the explanation page. */
-export const TOP_FACTORS = 5;
-
-/** UCUM units as a clinician reads them: dimensionless units are not shown. */
-function unitText(unit: string): string {
-  return unit === '1' || unit === '{score}' ? '' : ` ${unit}`;
-}
-
-function number(value: number): string {
-  return String(Math.round(value * 100) / 100);
-}
-
-function modelSection(model: ModelOutcome, lang: Language): string {
+/** Rules that could not be evaluated, grouped by reason: one line per reason. */
+function notEvaluableSections(rules: readonly RuleResult[], lang: Language): string[] {
   const t = TEXT[lang];
-  const m = model.model;
-  const head = `${m.title[lang]} \`${m.id}\` ${m.version}`;
-  if (model.status === 'objection') return '';
-  if (model.status === 'not-scored') {
-    return [
-      `**${head}: ${t.noEstimate}**`,
-      `_${m.statusText[lang]}_`,
-      `${t.why}${t.colon} ${model.reasons.map((r) => escapeMarkdown(r.text[lang])).join('; ')}.`,
-      `${t.population}${t.colon} ${model.population[lang]}`,
-    ].join('\n\n');
+  const byReason = new Map<string, RuleResult[]>();
+  for (const rule of rules) {
+    const reason = rule.reason?.[lang] ?? '';
+    byReason.set(reason, [...(byReason.get(reason) ?? []), rule]);
   }
-  const lines = [
-    `**${head}: ${t.risk} ${formatRisk(model.probability)} (${model.band.label[lang]}), ${model.outcome[lang]}${model.horizonMonths > 0 ? `, ${t.within} ${model.horizonMonths} ${t.months}` : ''}**`,
-    '',
-    `_${m.statusText[lang]}_`,
-    '',
-    `${t.population}${t.colon} ${model.population[lang]}`,
-  ];
-  const ranked = model.contributions
-    .filter((c) => c.status !== 'assumed-absent' || c.direction !== 'neutral')
-    .sort((a, b) => Math.abs(b.contribution) - Math.abs(a.contribution));
-  const top = ranked.slice(0, TOP_FACTORS);
-  if (top.length > 0) {
-    lines.push('', `| ${t.factor} | ${t.value} | ${t.date} | ${t.effect} |`, '|---|---|---|---|');
-    for (const c of top) {
-      const value =
-        c.status === 'assumed-absent' ? t.becauseMissing : `${number(c.value)}${unitText(c.unit)}`;
-      const recorded = c.recorded ? ` (${escapeMarkdown(c.recorded)})` : '';
-      const arrow = c.direction === 'raises' ? '↑' : c.direction === 'lowers' ? '↓' : '·';
-      lines.push(
-        `| ${c.label[lang]} | ${escapeMarkdown(value)}${recorded} | ${c.date ? escapeMarkdown(c.date.slice(0, 10)) : '—'} | ${arrow} ${t[c.direction]} (${c.contribution >= 0 ? '+' : ''}${number(c.contribution)}) |`,
-      );
-    }
-    if (ranked.length > top.length) lines.push('', `(${ranked.length - top.length} ${t.otherFactors}.)`);
-  }
-  const imputed = model.contributions.filter((c) => c.status === 'imputed');
-  if (imputed.length > 0) {
-    const items = imputed.map(
-      (c) =>
-        `${c.label[lang]} = ${number(c.value)}${unitText(c.unit)} (${c.imputedBecause === 'stale' ? t.becauseStale : t.becauseMissing})`,
-    );
-    lines.push('', `${t.imputed}${t.colon} ${items.join('; ')}.`);
-  }
-  const absent = model.contributions.filter((c) => c.status === 'assumed-absent');
-  if (absent.length > 0)
-    lines.push('', `${t.assumedAbsent}: ${absent.map((c) => c.label[lang]).join(', ')}.`);
-  lines.push('', `${TEXT.en.forPatient} (EN): ${model.patientSentence.en}`);
-  lines.push('', `${TEXT.fr.forPatient} (FR) : ${model.patientSentence.fr}`);
-  return lines.join('\n');
+  return [...byReason].map(([reason, group]) => {
+    const why = reason ? ` (${escapeMarkdown(reason)})` : '';
+    if (group.length > NAMED_NOT_EVALUABLE) return `**${t.criteriaNotEvaluated(group.length)}**${why}`;
+    return `**${group.map((r) => r.title[lang]).join(', ')}${t.colon} ${t.notEvaluated}**${why}`;
+  });
 }
 
-/** Renders the full detail in one language. */
+/**
+ * What the card says about its rules: checklists with their score, the rules that apply, and those that
+ * could not be evaluated. A rule that does not apply is left out (it is in the extension).
+ */
+function ruleSections(rules: readonly RuleResult[], lang: Language): string[] {
+  const parts: string[] = [];
+  for (const rule of rules) {
+    if (rule.status === 'not-evaluable') continue;
+    if (rule.kind === 'checklist') parts.push(checklistSection(rule, lang));
+    else if (rule.status === 'fired') parts.push(firedSection(rule, lang));
+  }
+  const all = [
+    ...parts,
+    ...notEvaluableSections(
+      rules.filter((r) => r.status === 'not-evaluable'),
+      lang,
+    ),
+  ];
+  if (all.length <= MAX_FACTS) return all;
+  return [...all.slice(0, MAX_FACTS - 1), TEXT[lang].more(all.length - MAX_FACTS + 1)];
+}
+
+function named(c: Contribution, lang: Language): string {
+  const date =
+    c.date && c.status === 'observed' && c.display?.kind === 'number' ? ` (${c.date.slice(0, 10)})` : '';
+  return `${c.label[lang]} ${escapeMarkdown(formatValue(c, lang))}${escapeMarkdown(date)}`;
+}
+
+/** The factors that moved the estimate most, raising then lowering it. */
+function topFactors(contributions: readonly Contribution[], lang: Language): string[] {
+  const t = TEXT[lang];
+  const top = contributions
+    .filter((c) => c.status === 'observed' && c.direction !== 'neutral')
+    .sort((a, b) => Math.abs(b.contribution) - Math.abs(a.contribution))
+    .slice(0, TOP_FACTORS);
+  const line = (label: string, direction: Contribution['direction'], arrow: string) => {
+    const listed = top.filter((c) => c.direction === direction).map((c) => named(c, lang));
+    return listed.length > 0 ? [`${arrow} ${label}${t.colon} ${listed.join(t.semicolon)}`] : [];
+  };
+  return [...line(t.raisedBy, 'raises', '↑'), ...line(t.loweredBy, 'lowers', '↓')];
+}
+
+/** What the model did not have: values not recorded (imputed or taken as absent), or too old. */
+function gaps(values: readonly Contribution[], lang: Language): string[] {
+  const t = TEXT[lang];
+  const labels = (items: readonly Contribution[]) => items.map((c) => c.label[lang]).join(', ');
+  const missing = values.filter((c) => c.status === 'imputed' && c.imputedBecause !== 'stale');
+  const absent = values.filter((c) => c.status === 'assumed-absent');
+  const notRecorded = [
+    ...(missing.length > 0 ? [`${labels(missing)} (${t.typicalValue})`] : []),
+    ...(absent.length > 0 ? [`${labels(absent)} (${t.takenAsAbsent})`] : []),
+  ];
+  const stale = values
+    .filter((c) => c.status === 'imputed' && c.imputedBecause === 'stale')
+    .map((c) => {
+      const was = c.recorded ? ` ${formatRecorded(c.recorded, lang)}` : '';
+      const date = c.date ? ` (${c.date.slice(0, 10)})` : '';
+      return escapeMarkdown(`${c.label[lang]}${was}${date}`);
+    });
+  return [
+    ...(notRecorded.length > 0 ? [`${t.notRecorded}${t.colon} ${notRecorded.join(t.semicolon)}`] : []),
+    ...(stale.length > 0 ? [`${t.tooOld}${t.colon} ${stale.join(', ')} (${t.typicalValue})`] : []),
+  ];
+}
+
+function modelSection(model: ModelOutcome, lang: Language): string[] {
+  const t = TEXT[lang];
+  if (model.status === 'objection') return [];
+  // The model's status (demonstration, validated) is in the card's source label and its summary.
+  const population = `${t.population}${t.colon} ${model.population[lang]}`;
+  if (model.status === 'not-scored') {
+    const reasons = model.reasons.map((r) => escapeMarkdown(r.text[lang])).join('; ');
+    return [`**${t.noEstimate}**${t.colon} ${reasons}.`, population];
+  }
+  const facts = [...topFactors(model.contributions, lang), ...gaps(model.contributions, lang)];
+  return [facts.map((f) => `- ${f}`).join('\n'), population].filter((p) => p !== '');
+}
+
+/** Renders the detail in one language. */
 export function renderDetail(explanation: Explanation, intro: string | undefined, lang: Language): string {
   const t = TEXT[lang];
   const parts: string[] = [];
   if (intro) parts.push(intro.trim());
-  if (explanation.model) parts.push(modelSection(explanation.model, lang));
-  else for (const rule of explanation.rules) parts.push(ruleSection(rule, lang));
-  for (const missing of explanation.unavailable) {
-    parts.push(`_${t.unavailable}_: ${missing.description[lang]} (${escapeMarkdown(missing.reason)}).`);
-  }
-  const footer: string[] = [];
-  if (explanation.focus?.date)
-    footer.push(`${t.examined} ${escapeMarkdown(explanation.focus.date.slice(0, 10))}.`);
-  const { id, version } = explanation.ruleSet;
-  const sources = explanation.guideline
-    .map((s) => (s.url ? `[${s.label}](${s.url})` : s.label) + (s.version ? ` (${s.version})` : ''))
-    .join('; ');
-  footer.push(`${t.ruleSet} \`${id}\` ${version}. ${t.sources}: ${sources}.`);
-  footer.push(t.advisory);
-  parts.push(`---\n${footer.join(' ')}`);
+  if (explanation.model) parts.push(...modelSection(explanation.model, lang));
+  else parts.push(...ruleSections(explanation.rules, lang));
+  const unavailable: readonly Localized[] = explanation.unavailable.map((u) => u.description);
+  if (unavailable.length > 0)
+    parts.push(`_${t.unavailable}_${t.colon} ${unavailable.map((d) => d[lang]).join(', ')}.`);
+  // A card about a model dates each factor; a card about rules dates the examination it read.
+  const examined =
+    !explanation.model && explanation.focus?.date
+      ? `${t.examined} ${escapeMarkdown(explanation.focus.date.slice(0, 10))}. `
+      : '';
+  // Rule-set and model versions, hashes and sources are provenance: in the extension and on the page.
+  parts.push(`---\n${examined}${t.advisory}`);
   return parts.join('\n\n');
 }

@@ -399,5 +399,6 @@ export const MODEL_PLACEHOLDERS = [
   'model.band',
   'model.horizon',
   'model.reason',
+  'model.mainReason',
   'model.title',
 ];

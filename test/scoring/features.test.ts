@@ -101,9 +101,9 @@ function value(extraction: Extraction, id: string): FeatureValue {
   return found;
 }
 
-/** The value without its label (the label is the manifest's, checked once). */
-function strip(v: FeatureValue): Omit<FeatureValue, 'label'> {
-  const { label: _label, ...rest } = v;
+/** The value without its label and display (the manifest's, checked once each). */
+function strip(v: FeatureValue): Omit<FeatureValue, 'label' | 'display'> {
+  const { label: _label, display: _display, ...rest } = v;
   return rest;
 }
 
@@ -264,8 +264,8 @@ t.test('stale BMI (older than 730 days) is refused, with the stale value and dat
       code: 'stale',
       featureId: 'bmi',
       text: {
-        en: 'Body mass index: too old (31.2 kg/m2, 2024-11-01)',
-        fr: 'Indice de masse corporelle : trop ancien (31.2 kg/m2, 2024-11-01)',
+        en: 'Body mass index: too old (31.2 kg/m², 2024-11-01)',
+        fr: 'Indice de masse corporelle : trop ancien (31,2 kg/m², 2024-11-01)',
       },
     },
   ]);
@@ -373,8 +373,8 @@ t.test('implausible BMI 150 is refused with the range', async (t) => {
       code: 'implausible',
       featureId: 'bmi',
       text: {
-        en: 'Body mass index: outside the plausible range (150 kg/m2; 12–80)',
-        fr: 'Indice de masse corporelle : hors de l’intervalle plausible (150 kg/m2; 12–80)',
+        en: 'Body mass index: outside the plausible range (150 kg/m²; 12–80)',
+        fr: 'Indice de masse corporelle : hors de l’intervalle plausible (150 kg/m²; 12–80)',
       },
     },
   ]);
