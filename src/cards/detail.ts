@@ -12,7 +12,7 @@ import type { Explanation } from '../explain/explain.js';
 import type { Contribution, ModelOutcome } from '../scoring/score.js';
 import { formatRecorded, formatValue } from '../scoring/display.js';
 import type { RuleResult } from '../rules/evaluate.js';
-import type { Language, Localized } from '../language.js';
+import type { Language } from '../language.js';
 
 const TEXT = {
   en: {
@@ -226,9 +226,11 @@ export function renderDetail(explanation: Explanation, intro: string | undefined
   if (intro) parts.push(intro.trim());
   if (explanation.model) parts.push(...modelSection(explanation.model, lang));
   else parts.push(...ruleSections(explanation.rules, lang));
-  const unavailable: readonly Localized[] = explanation.unavailable.map((u) => u.description);
-  if (unavailable.length > 0)
-    parts.push(`_${t.unavailable}_${t.colon} ${unavailable.map((d) => d[lang]).join(', ')}.`);
+  // The reason is recorded in English only (an integrator's message): a French card names the data.
+  for (const missing of explanation.unavailable) {
+    const why = lang === 'en' ? ` (${escapeMarkdown(missing.reason)})` : '';
+    parts.push(`_${t.unavailable}_${t.colon} ${missing.description[lang]}${why}.`);
+  }
   // A card about a model dates each factor; a card about rules dates the examination it read.
   const examined =
     !explanation.model && explanation.focus?.date
