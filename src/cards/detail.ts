@@ -72,7 +72,7 @@ export function escapeMarkdown(text: string): string {
 export const TOP_FACTORS = 3;
 
 /** At most this many facts about rules; the others are counted (all are in the extension). */
-const MAX_FACTS = 5;
+const MAX_FACTS = 4;
 
 /** Values of one piece of evidence shown at most (e.g. the anticoagulants on record). */
 const MAX_VALUES = 2;
@@ -88,7 +88,13 @@ function checklistSection(rule: RuleResult, lang: Language): string {
     scored.length === 0 ? t.noItemScored : scored.map((i) => `${i.label[lang]} ${i.points}`).join(', ');
   const missing = (rule.items ?? []).filter((i) => i.status === 'not-recorded');
   const notRecorded =
-    missing.length > 0 ? ` ${t.notRecorded}${t.colon} ${missing.map((i) => i.label[lang]).join(', ')}.` : '';
+    missing.length > 0
+      ? ` ${t.notRecorded}${t.colon} ${shownValues(
+          missing.map((i) => i.label[lang]),
+          lang,
+          false,
+        )}.`
+      : '';
   return `**${rule.title[lang]}${t.colon} ${rule.score} (${t.threshold} ${rule.threshold}), ${verdict}** — ${items}.${notRecorded}`;
 }
 
@@ -106,8 +112,11 @@ export function shortSource(label: string): string {
   return before.length <= SOURCE_LABEL_MAX ? before : label;
 }
 
-function shownValues(values: readonly string[], lang: Language): string {
-  const shown = values.slice(0, MAX_VALUES).map((v) => escapeMarkdown(formatRecorded(v, lang)));
+/** The first values of a list, and how many more (values from the record are escaped). */
+function shownValues(values: readonly string[], lang: Language, fromRecord = true): string {
+  const shown = values
+    .slice(0, MAX_VALUES)
+    .map((v) => (fromRecord ? escapeMarkdown(formatRecorded(v, lang)) : v));
   const more = values.length - shown.length;
   return [...shown, ...(more > 0 ? [TEXT[lang].others(more)] : [])].join(', ');
 }

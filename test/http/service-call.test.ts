@@ -36,7 +36,7 @@ t.test(
     t.notMatch(card.detail, /Oozing/);
     t.match(
       card.detail,
-      /Not recorded: Irregular shape, Largest diameter 7 mm or more, Change in sensation\./,
+      /Not recorded: Irregular shape, Largest diameter 7 mm or more, 1 more\./,
     );
     t.match(
       card.detail,

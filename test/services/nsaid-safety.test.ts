@@ -187,7 +187,7 @@ t.test('every factor at once: one critical card listing them all', async (t) => 
   t.match(
     card!.detail!,
     /… and [2-9] more, in the card's data\./,
-    'beyond five facts, the others are counted',
+    'beyond four facts, the others are counted',
   );
 });
 
