@@ -1,11 +1,16 @@
 /**
- * The markdown of `card.detail`: the service's own text, then why the card says what it says (each
- * rule with its score and the items that scored, or the values that made it fire; rules that could
- * not be evaluated and why), the data that was not available, and the provenance. Values from the
- * record are escaped so they cannot inject markdown or HTML into the EHR's rendering.
+ * The markdown of `card.detail`, short enough to read in five seconds (issue 15): the service's own
+ * text, then the three to five facts that matter — the rules that apply with their values and source,
+ * a checklist's score with the items that scored, the rules that could not be evaluated and why; for a
+ * model, the factors that moved the estimate most and what was missing or too old — then one advisory
+ * line. Rules that do not apply, the full factor table, imputed values, the patient sentences and the
+ * sources stay in the card's `extension` and on the explanation page. Values read as a person reads them
+ * (scoring/display.ts), and values from the record are escaped so they cannot inject markdown or HTML
+ * into the EHR's rendering.
  */
 import type { Explanation } from '../explain/explain.js';
-import { formatRisk, type ModelOutcome } from '../scoring/score.js';
+import { type Contribution, formatRisk, type ModelOutcome } from '../scoring/score.js';
+import { displayUnit, formatNumber, formatRecorded, formatValue } from '../scoring/display.js';
 import type { RuleResult } from '../rules/evaluate.js';
 import { colon, decimal, inLanguage, type Language, semicolon } from '../language.js';
 
@@ -15,97 +20,58 @@ const TEXT = {
     reached: 'referral threshold reached',
     notReached: 'below the threshold',
     incomplete: 'incomplete: the items not recorded could reach the threshold',
-    item: 'Item',
-    points: 'Points',
-    noItemScored: 'No item scored.',
+    noItemScored: 'no item scored',
     notRecorded: 'Not recorded',
     notEvaluated: 'not evaluated',
     staleData: 'not evaluated, data too old',
-    fired: 'applies',
-    doesNotApply: 'does not apply',
-    source: 'Source',
+    criteriaNotEvaluated: (n: number) => `${n} criteria not evaluated`,
+    more: (n: number) => `… and ${n} more, in the card's data.`,
+    others: (n: number) => `${n} more`,
     unavailable: 'Data not available',
     examined: 'Recorded on',
-    ruleSet: 'Rule set',
-    sources: 'Sources',
-    advisory: 'Advisory only: the decision is yours. You can dismiss this card and give a reason.',
-    risk: 'estimated risk',
-    within: 'within',
-    months: 'months',
-    noEstimate: 'no estimate',
+    advisory: 'Advisory only: the decision is yours.',
+    noEstimate: 'No estimate',
     population: 'Population',
-    factor: 'Factor',
-    value: 'Value',
-    date: 'Date',
-    effect: 'Effect on the estimate',
-    raises: 'raises',
-    lowers: 'lowers',
-    neutral: 'no effect',
-    imputed: 'Imputed (a stated value was used)',
-    becauseMissing: 'not recorded',
-    becauseStale: 'too old',
-    assumedAbsent: 'Not recorded, taken as absent',
-    otherFactors: (n: number) =>
-      n === 1
-        ? '1 smaller factor is listed in the full explanation'
-        : `${n} smaller factors are listed in the full explanation`,
-    yes: 'yes',
-    no: 'no',
-    recordedValue: 'recorded',
-    why: 'Why no estimate',
+    raisedBy: 'Raised by',
+    loweredBy: 'Lowered by',
+    typicalValue: 'typical value used',
+    takenAsAbsent: 'taken as absent',
+    tooOld: 'Too old',
     beyond: 'Beyond the calibrated range of the model card',
     calibrated: 'calibrated',
     lessReliable: 'the estimate is less reliable there',
-    forPatient: 'For the patient',
+    yes: 'yes',
+    no: 'no',
+    recordedValue: 'recorded',
   },
   fr: {
     threshold: 'seuil',
     reached: 'seuil d’orientation atteint',
     notReached: 'sous le seuil',
     incomplete: 'incomplète : les critères non renseignés pourraient atteindre le seuil',
-    item: 'Critère',
-    points: 'Points',
-    noItemScored: 'Aucun critère ne rapporte de point.',
+    noItemScored: 'aucun critère ne marque de point',
     notRecorded: 'Non renseigné',
     notEvaluated: 'non évalué',
     staleData: 'non évalué, donnée trop ancienne',
-    fired: 's’applique',
-    doesNotApply: 'ne s’applique pas',
-    source: 'Source',
+    criteriaNotEvaluated: (n: number) => `${n} critères non évalués`,
+    more: (n: number) => `… et ${n} autres, dans les données de la carte.`,
+    others: (n: number) => `${n} autres`,
     unavailable: 'Données non disponibles',
     examined: 'Renseigné le',
-    ruleSet: 'Règles',
-    sources: 'Sources',
-    advisory:
-      'Aide à la décision seulement : la décision vous appartient. Vous pouvez écarter cette carte en indiquant un motif.',
-    risk: 'risque estimé',
-    within: 'à',
-    months: 'mois',
-    noEstimate: 'pas d’estimation',
+    advisory: 'Aide à la décision seulement : la décision vous appartient.',
+    noEstimate: 'Pas d’estimation',
     population: 'Population',
-    factor: 'Facteur',
-    value: 'Valeur',
-    date: 'Date',
-    effect: 'Effet sur l’estimation',
-    raises: 'augmente',
-    lowers: 'diminue',
-    neutral: 'sans effet',
-    imputed: 'Imputé (une valeur déclarée a été utilisée)',
-    becauseMissing: 'non renseigné',
-    becauseStale: 'trop ancien',
-    assumedAbsent: 'Non renseigné, considéré comme absent',
-    otherFactors: (n: number) =>
-      n === 1
-        ? 'un facteur plus faible figure dans l’explication complète'
-        : `${n} facteurs plus faibles figurent dans l’explication complète`,
-    yes: 'oui',
-    no: 'non',
-    recordedValue: 'renseigné',
-    why: 'Pourquoi pas d’estimation',
+    raisedBy: 'Augmentée par',
+    loweredBy: 'Diminuée par',
+    typicalValue: 'valeur habituelle utilisée',
+    takenAsAbsent: 'considéré comme absent',
+    tooOld: 'Trop ancien',
     beyond: 'Hors de l’intervalle calibré de la fiche du modèle',
     calibrated: 'calibré',
     lessReliable: 'l’estimation y est moins fiable',
-    forPatient: 'Pour le patient',
+    yes: 'oui',
+    no: 'non',
+    recordedValue: 'renseigné',
   },
 } as const;
 
@@ -114,52 +80,161 @@ export function escapeMarkdown(text: string): string {
   return text.replace(/[\\`*_{}[\]()#+\-.!|<>~]/g, (c) => `\\${c}`).replace(/\r?\n/g, ' ');
 }
 
-function ruleSection(rule: RuleResult, lang: Language): string {
+/** How many factors the card names; all of them are in the extension and on the explanation page. */
+export const TOP_FACTORS = 3;
+
+/** At most this many facts about rules; the others are counted (all are in the extension). */
+const MAX_FACTS = 4;
+
+/** Values of one piece of evidence shown at most (e.g. the anticoagulants on record). */
+const MAX_VALUES = 2;
+
+/** Not-evaluable rules named one by one up to this many; beyond, the card gives their number. */
+const NAMED_NOT_EVALUABLE = 3;
+
+function checklistSection(rule: RuleResult, lang: Language): string {
   const t = TEXT[lang];
-  const c = colon(lang);
-  const title = rule.title[lang];
-  if (rule.status === 'not-evaluable') {
-    return `**${title}${c} ${t.notEvaluated}** (${escapeMarkdown(rule.reason?.[lang] ?? '')})`;
-  }
-  if (rule.status === 'stale') {
-    return `**${title}${c} ${t.staleData}** (${escapeMarkdown(rule.reason?.[lang] ?? '')})`;
-  }
-  if (rule.kind === 'checklist') {
-    const verdict = rule.status === 'fired' ? t.reached : rule.incomplete ? t.incomplete : t.notReached;
-    const lines = [`**${title}${c} ${rule.score} (${t.threshold} ${rule.threshold}) — ${verdict}**`];
-    const scored = (rule.items ?? []).filter((i) => i.status === 'present');
-    if (scored.length === 0) lines.push('', t.noItemScored);
-    else {
-      lines.push('', `| ${t.item} | ${t.points} |`, '|---|---:|');
-      for (const item of scored) lines.push(`| ${item.label[lang]} | ${item.points} |`);
-    }
-    const missing = (rule.items ?? []).filter((i) => i.status === 'not-recorded');
-    if (missing.length > 0)
-      lines.push('', `${t.notRecorded}${c} ${missing.map((i) => i.label[lang]).join(', ')}.`);
-    return lines.join('\n');
-  }
+  const verdict = rule.status === 'fired' ? t.reached : rule.incomplete ? t.incomplete : t.notReached;
+  const scored = (rule.items ?? []).filter((i) => i.status === 'present');
+  const items =
+    scored.length === 0 ? t.noItemScored : scored.map((i) => `${i.label[lang]} ${i.points}`).join(', ');
+  const missing = (rule.items ?? []).filter((i) => i.status === 'not-recorded');
+  const notRecorded =
+    missing.length > 0
+      ? ` ${t.notRecorded}${colon(lang)} ${shownValues(
+          missing.map((i) => i.label[lang]),
+          lang,
+          false,
+        )}.`
+      : '';
+  return `**${rule.title[lang]}${colon(lang)} ${rule.score} (${t.threshold} ${rule.threshold}), ${verdict}** — ${items}.${notRecorded}`;
+}
+
+/** Beyond this many characters a source's label is cut to its first part. */
+const SOURCE_LABEL_MAX = 50;
+
+/**
+ * A source as a card names it: its first part ("AGS Beers Criteria 2023", "ESC 2021 heart failure
+ * guideline, section 11", "EMA 2018"); the full label is in the extension.
+ */
+export function shortSource(label: string): string {
+  const head = label.split(/[:;]/)[0]!.trim();
+  if (head.length <= SOURCE_LABEL_MAX) return head;
+  const before = head.split(' (')[0]!.trim();
+  return before.length <= SOURCE_LABEL_MAX ? before : label;
+}
+
+/** The first values of a list, and how many more (values from the record are escaped). */
+function shownValues(values: readonly string[], lang: Language, fromRecord = true): string {
+  const shown = values
+    .slice(0, MAX_VALUES)
+    .map((v) => (fromRecord ? escapeMarkdown(formatRecorded(v, lang)) : v));
+  const more = values.length - shown.length;
+  return [...shown, ...(more > 0 ? [TEXT[lang].others(more)] : [])].join(', ');
+}
+
+function firedSection(rule: RuleResult, lang: Language): string {
   // Evidence with no value (e.g. "ordered in this session" when nothing is) says nothing: left out.
   const evidence = (rule.evidence ?? [])
     .filter((e) => e.values.length > 0)
-    .map((e) => `${e.label[lang]}${c} ${e.values.map(escapeMarkdown).join(', ')}`)
+    .map((e) => `${e.label[lang]}${colon(lang)} ${shownValues(e.values, lang)}`)
     .join(semicolon(lang));
-  if (rule.status !== 'fired') return `**${title}${c} ${t.doesNotApply}**`;
   const { url } = rule.source;
-  const label = inLanguage(rule.source.label, lang);
-  const source = `${t.source}${c} ${url ? `[${label}](${url})` : label}`;
-  return `**${title}${c} ${t.fired}**${evidence ? ` — ${evidence}` : ''}. _${source}_`;
+  const label = shortSource(inLanguage(rule.source.label, lang));
+  const source = url ? `[${label}](${url})` : label;
+  // Only rules that apply are listed: "applies" goes without saying.
+  return `**${rule.title[lang]}**${evidence ? ` — ${evidence}` : ''} _(${source})_`;
 }
 
-/** How many factors the card lists; all of them are in the extension and the explanation page. */
-export const TOP_FACTORS = 5;
-
-/** UCUM units as a clinician reads them: dimensionless units are not shown. */
-function unitText(unit: string): string {
-  return unit === '1' || unit === '{score}' ? '' : ` ${unit}`;
+/**
+ * Rules that could not be evaluated (`verb`: not evaluated, or not evaluated because a datum is too old),
+ * grouped by reason: one line per reason.
+ */
+function notEvaluableSections(rules: readonly RuleResult[], lang: Language, verb: string): string[] {
+  const t = TEXT[lang];
+  const byReason = new Map<string, RuleResult[]>();
+  for (const rule of rules) {
+    const reason = rule.reason?.[lang] ?? '';
+    byReason.set(reason, [...(byReason.get(reason) ?? []), rule]);
+  }
+  return [...byReason].map(([reason, group]) => {
+    const why = reason ? ` (${escapeMarkdown(reason)})` : '';
+    if (group.length > NAMED_NOT_EVALUABLE) return `**${t.criteriaNotEvaluated(group.length)}**${why}`;
+    return `**${group.map((r) => r.title[lang]).join(', ')}${colon(lang)} ${verb}**${why}`;
+  });
 }
 
-function number(value: number, lang: Language): string {
-  return decimal(String(Math.round(value * 100) / 100), lang);
+/**
+ * What the card says about its rules: checklists with their score, the rules that apply, and those that
+ * could not be evaluated. A rule that does not apply is left out (it is in the extension).
+ */
+function ruleSections(rules: readonly RuleResult[], lang: Language): string[] {
+  const parts: string[] = [];
+  for (const rule of rules) {
+    if (rule.status === 'not-evaluable' || rule.status === 'stale') continue;
+    if (rule.kind === 'checklist') parts.push(checklistSection(rule, lang));
+    else if (rule.status === 'fired') parts.push(firedSection(rule, lang));
+  }
+  const all = [
+    ...parts,
+    ...notEvaluableSections(
+      rules.filter((r) => r.status === 'stale'),
+      lang,
+      TEXT[lang].staleData,
+    ),
+    ...notEvaluableSections(
+      rules.filter((r) => r.status === 'not-evaluable'),
+      lang,
+      TEXT[lang].notEvaluated,
+    ),
+  ];
+  if (all.length <= MAX_FACTS) return all;
+  return [...all.slice(0, MAX_FACTS - 1), TEXT[lang].more(all.length - MAX_FACTS + 1)];
+}
+
+function named(c: Contribution, lang: Language): string {
+  const date =
+    c.date && c.status === 'observed' && c.display?.kind === 'number' ? ` (${c.date.slice(0, 10)})` : '';
+  return `${c.label[lang]} ${escapeMarkdown(formatValue(c, lang))}${escapeMarkdown(date)}`;
+}
+
+/** The factors that moved the estimate most, raising then lowering it. */
+function topFactors(contributions: readonly Contribution[], lang: Language): string[] {
+  const t = TEXT[lang];
+  const top = contributions
+    .filter((c) => c.status === 'observed' && c.direction !== 'neutral')
+    .sort((a, b) => Math.abs(b.contribution) - Math.abs(a.contribution))
+    .slice(0, TOP_FACTORS);
+  const line = (label: string, direction: Contribution['direction'], arrow: string) => {
+    const listed = top.filter((c) => c.direction === direction).map((c) => named(c, lang));
+    return listed.length > 0 ? [`${arrow} ${label}${colon(lang)} ${listed.join(semicolon(lang))}`] : [];
+  };
+  return [...line(t.raisedBy, 'raises', '↑'), ...line(t.loweredBy, 'lowers', '↓')];
+}
+
+/** What the model did not have: values not recorded (imputed or taken as absent), or too old. */
+function gaps(values: readonly Contribution[], lang: Language): string[] {
+  const t = TEXT[lang];
+  const labels = (items: readonly Contribution[]) => items.map((c) => c.label[lang]).join(', ');
+  const missing = values.filter((c) => c.status === 'imputed' && c.imputedBecause !== 'stale');
+  const absent = values.filter((c) => c.status === 'assumed-absent');
+  const notRecorded = [
+    ...(missing.length > 0 ? [`${labels(missing)} (${t.typicalValue})`] : []),
+    ...(absent.length > 0 ? [`${labels(absent)} (${t.takenAsAbsent})`] : []),
+  ];
+  const stale = values
+    .filter((c) => c.status === 'imputed' && c.imputedBecause === 'stale')
+    .map((c) => {
+      const was = c.recorded ? ` ${formatRecorded(c.recorded, lang)}` : '';
+      const date = c.date ? ` (${c.date.slice(0, 10)})` : '';
+      return escapeMarkdown(`${c.label[lang]}${was}${date}`);
+    });
+  return [
+    ...(notRecorded.length > 0
+      ? [`${t.notRecorded}${colon(lang)} ${notRecorded.join(semicolon(lang))}`]
+      : []),
+    ...(stale.length > 0 ? [`${t.tooOld}${colon(lang)} ${stale.join(', ')} (${t.typicalValue})`] : []),
+  ];
 }
 
 /** A risk as written in `lang`: French puts a no-break space before `%` (Imprimerie nationale). */
@@ -176,98 +251,61 @@ export function recordedText(recorded: string, lang: Language): string {
   return decimal(lang === 'fr' ? recorded.replace(/\b(\d+) values\)/, '$1 valeurs)') : recorded, lang);
 }
 
-function modelSection(model: ModelOutcome, lang: Language): string {
+/** An estimate, or an input, outside the range the model card states it is calibrated on. */
+function beyondRange(model: ModelOutcome & { status: 'scored' }, lang: Language): string[] {
   const t = TEXT[lang];
-  const c = colon(lang);
-  const m = model.model;
-  const head = `${m.title[lang]} \`${m.id}\` ${m.version}`;
-  if (model.status === 'objection') return '';
-  if (model.status === 'not-scored') {
-    return [
-      `**${head}${c} ${t.noEstimate}**`,
-      `_${m.statusText[lang]}_`,
-      `${t.why}${c} ${model.reasons.map((r) => escapeMarkdown(r.text[lang])).join(semicolon(lang))}.`,
-      `${t.population}${c} ${model.population[lang]}`,
-    ].join('\n\n');
-  }
-  const lines = [
-    `**${head}${c} ${t.risk} ${riskText(model.probability, lang)} (${model.band.label[lang]}), ${model.outcome[lang]}${model.horizonMonths > 0 ? `, ${t.within} ${model.horizonMonths} ${t.months}` : ''}**`,
-    '',
-    `_${m.statusText[lang]}_`,
-    '',
-    `${t.population}${c} ${model.population[lang]}`,
-  ];
   const beyond = model.beyondCalibratedRange;
-  if (beyond) {
-    const items = [
-      ...(beyond.risk
-        ? [
-            `${t.risk} ${formatRisk(beyond.risk.value)} (${t.calibrated} ${formatRisk(beyond.risk.min)}–${formatRisk(beyond.risk.max)})`,
-          ]
-        : []),
-      ...beyond.inputs.map(
-        (i) =>
-          `${i.label[lang]} ${number(i.value, lang)}${unitText(i.unit)} (${t.calibrated} ${i.min}–${i.max})`,
-      ),
-    ];
-    lines.push('', `**${t.beyond}**${c} ${items.join(semicolon(lang))}${c} ${t.lessReliable}.`);
-  }
-  const ranked = model.contributions
-    .filter((c) => c.status !== 'assumed-absent' || c.direction !== 'neutral')
-    .sort((a, b) => Math.abs(b.contribution) - Math.abs(a.contribution));
-  const top = ranked.slice(0, TOP_FACTORS);
-  if (top.length > 0) {
-    lines.push('', `| ${t.factor} | ${t.value} | ${t.date} | ${t.effect} |`, '|---|---|---|---|');
-    for (const f of top) {
-      const value =
-        f.status === 'assumed-absent' ? t.becauseMissing : `${number(f.value, lang)}${unitText(f.unit)}`;
-      const recorded = f.recorded ? ` (${escapeMarkdown(recordedText(f.recorded, lang))})` : '';
-      const arrow = f.direction === 'raises' ? '↑' : f.direction === 'lowers' ? '↓' : '·';
-      lines.push(
-        `| ${f.label[lang]} | ${escapeMarkdown(value)}${recorded} | ${f.date ? escapeMarkdown(f.date.slice(0, 10)) : '—'} | ${arrow} ${t[f.direction]} (${f.contribution >= 0 ? '+' : ''}${number(f.contribution, lang)}) |`,
-      );
-    }
-    if (ranked.length > top.length) lines.push('', `(${t.otherFactors(ranked.length - top.length)}.)`);
-  }
-  const imputed = model.contributions.filter((c) => c.status === 'imputed');
-  if (imputed.length > 0) {
-    const items = imputed.map(
-      (f) =>
-        `${f.label[lang]} = ${number(f.value, lang)}${unitText(f.unit)} (${f.imputedBecause === 'stale' ? t.becauseStale : t.becauseMissing})`,
-    );
-    lines.push('', `${t.imputed}${c} ${items.join(semicolon(lang))}.`);
-  }
-  const absent = model.contributions.filter((c) => c.status === 'assumed-absent');
-  if (absent.length > 0)
-    lines.push('', `${t.assumedAbsent}${c} ${absent.map((f) => f.label[lang]).join(', ')}.`);
-  // One language per card: the sentence for the patient in the card's language only.
-  lines.push('', `${t.forPatient}${c} ${model.patientSentence[lang]}`);
-  return lines.join('\n');
+  if (!beyond) return [];
+  const items = [
+    ...(beyond.risk
+      ? [
+          `${riskText(beyond.risk.value, lang)} (${t.calibrated} ${riskText(beyond.risk.min, lang)}–${riskText(beyond.risk.max, lang)})`,
+        ]
+      : []),
+    ...beyond.inputs.map((i) => {
+      const unit = displayUnit(i.unit, lang);
+      const n = (v: number) => formatNumber(v, 1, lang);
+      return `${i.label[lang]} ${n(i.value)}${unit ? ` ${unit}` : ''} (${t.calibrated} ${n(i.min)}–${n(i.max)})`;
+    }),
+  ];
+  return [`**${t.beyond}**${colon(lang)} ${items.join(semicolon(lang))}${colon(lang)} ${t.lessReliable}`];
 }
 
-/** Renders the full detail in one language. */
+function modelSection(model: ModelOutcome, lang: Language): string[] {
+  const t = TEXT[lang];
+  if (model.status === 'objection') return [];
+  // The model's status (demonstration, validated) is in the card's source label and its summary.
+  const population = `${t.population}${colon(lang)} ${model.population[lang]}`;
+  if (model.status === 'not-scored') {
+    const reasons = model.reasons.map((r) => escapeMarkdown(r.text[lang])).join(semicolon(lang));
+    return [`**${t.noEstimate}**${colon(lang)} ${reasons}.`, population];
+  }
+  const facts = [
+    ...topFactors(model.contributions, lang),
+    ...gaps(model.contributions, lang),
+    ...beyondRange(model, lang),
+  ];
+  return [facts.map((f) => `- ${f}`).join('\n'), population].filter((p) => p !== '');
+}
+
+/** Renders the detail in one language. */
 export function renderDetail(explanation: Explanation, intro: string | undefined, lang: Language): string {
   const t = TEXT[lang];
-  const c = colon(lang);
   const parts: string[] = [];
   if (intro) parts.push(intro.trim());
-  if (explanation.model) parts.push(modelSection(explanation.model, lang));
-  else for (const rule of explanation.rules) parts.push(ruleSection(rule, lang));
+  if (explanation.model) parts.push(...modelSection(explanation.model, lang));
+  else parts.push(...ruleSections(explanation.rules, lang));
+  // The reason is recorded in English only (an integrator's message): a French card names the data.
   for (const missing of explanation.unavailable) {
-    parts.push(`_${t.unavailable}_${c} ${missing.description[lang]} (${escapeMarkdown(missing.reason)}).`);
+    const why = lang === 'en' ? ` (${escapeMarkdown(missing.reason)})` : '';
+    parts.push(`_${t.unavailable}_${colon(lang)} ${missing.description[lang]}${why}.`);
   }
-  const footer: string[] = [];
-  if (explanation.focus?.date)
-    footer.push(`${t.examined} ${escapeMarkdown(explanation.focus.date.slice(0, 10))}.`);
-  const { id, version } = explanation.ruleSet;
-  const sources = explanation.guideline
-    .map((s) => {
-      const label = inLanguage(s.label, lang);
-      return (s.url ? `[${label}](${s.url})` : label) + (s.version ? ` (${s.version})` : '');
-    })
-    .join(semicolon(lang));
-  footer.push(`${t.ruleSet} \`${id}\` ${version}. ${t.sources}${c} ${sources}.`);
-  footer.push(t.advisory);
-  parts.push(`---\n${footer.join(' ')}`);
+  // A card about a model dates each factor; a card about rules dates the examination it read.
+  const examined =
+    !explanation.model && explanation.focus?.date
+      ? `${t.examined} ${escapeMarkdown(explanation.focus.date.slice(0, 10))}. `
+      : '';
+  // Rule-set and model versions, hashes and sources are provenance: in the extension and on the page.
+  parts.push(`---\n${examined}${t.advisory}`);
   return parts.join('\n\n');
 }

@@ -12,7 +12,7 @@ import { type MalformedData, malformedExpression, type UnavailableData } from '.
 import type { FocusResult } from '../rules/evaluate.js';
 import type { CompiledService } from '../services/load.js';
 import { renderDetail } from './detail.js';
-import { type IssuedCard, SUMMARY_MAX, textIn } from './render.js';
+import { type IssuedCard, SUMMARY_MAX, textIn, truncate } from './render.js';
 import { typeset } from '../language.js';
 
 /** The template id this card is filed under (its finding key, the alert fatigue controls). */
@@ -38,11 +38,6 @@ const reasonOf = (m: MalformedData): Localized => {
   const where = malformedExpression(m.key, m.path);
   return { en: `${TEXT.en.reason(where)}: ${m.problem}`, fr: `${TEXT.fr.reason(where)} : ${m.problem}` };
 };
-
-function truncate(text: string, max: number): string {
-  const chars = [...text];
-  return chars.length <= max ? text : `${chars.slice(0, max - 1).join('')}…`;
-}
 
 /**
  * The one card of a call whose data is malformed. Every rule of the service is reported not

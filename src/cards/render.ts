@@ -148,6 +148,10 @@ function placeholderValues(input: RenderInput, focus: Finding, model?: ModelOutc
         values['model.horizon'] = `${model.horizonMonths} ${lang === 'fr' ? 'mois' : 'months'}`;
     } else if (model.status === 'not-scored') {
       values['model.reason'] = model.reasons.map((r) => r.text[lang]).join(semicolon(lang));
+      // The summary states the reason (issue 15): the first one, and how many more the detail lists.
+      const more = model.reasons.length - 1;
+      values['model.mainReason'] =
+        `${model.reasons[0]?.text[lang] ?? NOT_RECORDED[lang]}${more > 0 ? ` (+${more})` : ''}`;
     }
   }
   for (const rule of focus.rules) {
@@ -164,9 +168,14 @@ export function fillText(text: string, values: Values, lang: Language): string {
   return text.replace(PLACEHOLDER, (_, name: string) => values[name] ?? NOT_RECORDED[lang]);
 }
 
-function truncate(text: string, max: number): string {
+/** Cuts a text to `max` characters, at a word boundary when there is one in its second half. */
+export function truncate(text: string, max: number): string {
   const chars = [...text];
-  return chars.length <= max ? text : `${chars.slice(0, max - 1).join('')}…`;
+  if (chars.length <= max) return text;
+  const head = chars.slice(0, max - 1).join('');
+  const space = head.lastIndexOf(' ');
+  const cut = space > head.length / 2 ? head.slice(0, space).replace(/[\s,;:(]+$/, '') : head;
+  return `${cut}…`;
 }
 
 /**

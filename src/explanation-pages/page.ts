@@ -9,7 +9,8 @@ import { escapeHtml } from '../analytics/page.js';
 import type { FeatureValue } from '../scoring/features.js';
 import type { ModelOutcome, ScoredOutcome } from '../scoring/score.js';
 import type { StoredExplanation } from './store.js';
-import { chartOrder, COLOURS, signed, unitText, waterfallSvg } from './waterfall.js';
+import { chartOrder, COLOURS, signed, waterfallSvg } from './waterfall.js';
+import { formatRecorded, formatValue } from '../scoring/display.js';
 import { colon, decimal, type Language, typeset } from '../language.js';
 import { recordedText, riskText } from '../cards/detail.js';
 
@@ -97,7 +98,6 @@ const TEXT = {
 } as const;
 
 const e = escapeHtml;
-const fixed = (n: number) => (Math.round(n * 100) / 100).toString();
 
 const STYLE = `body{font:15px/1.45 system-ui,sans-serif;margin:1.5rem auto;max-width:52rem;padding:0 1rem;color:#1a1a1a;background:#fff}
 h1{font-size:1.4rem}h2{font-size:1.1rem;margin-top:1.6rem}
@@ -121,12 +121,19 @@ function dataTable(
   const t = TEXT[lang];
   const withEffect = values.some((v) => v.contribution !== undefined);
   const rows = values.map((v) => {
-    const value = v.status === 'assumed-absent' ? '—' : `${decimal(fixed(v.value), lang)}${unitText(v.unit)}`;
+    const value = v.status === 'assumed-absent' ? '—' : formatValue(v, lang);
+    // As recorded, in human units; a recorded boolean or code says nothing the value does not.
+    const recorded =
+      v.recorded === undefined
+        ? ''
+        : /^-?\d/.test(v.recorded)
+          ? formatRecorded(v.recorded, lang)
+          : recordedText(v.recorded, lang);
     const effect =
       v.contribution === undefined
         ? ''
         : `<td class="n ${e(v.direction ?? '')}">${decimal(signed(v.contribution), lang)}</td>`;
-    return `<tr><td>${e(v.label[lang])}</td><td class="n">${e(value)}</td><td>${e(v.recorded === undefined ? '' : recordedText(v.recorded, lang))}</td><td>${e(v.date?.slice(0, 10) ?? '—')}</td><td>${e(statusText(v, lang))}</td>${effect}</tr>`;
+    return `<tr><td>${e(v.label[lang])}</td><td class="n">${e(value)}</td><td>${e(recorded)}</td><td>${e(v.date?.slice(0, 10) ?? '—')}</td><td>${e(statusText(v, lang))}</td>${effect}</tr>`;
   });
   return `<table><thead><tr><th>${t.factor}</th><th>${t.value}</th><th>${t.recorded}</th><th>${t.date}</th><th>${t.status}</th>${withEffect ? `<th>${t.effect}</th>` : ''}</tr></thead><tbody>${rows.join('')}</tbody></table>`;
 }

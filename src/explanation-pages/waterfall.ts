@@ -10,6 +10,7 @@ import { escapeHtml } from '../analytics/page.js';
 import type { Contribution, ScoredOutcome } from '../scoring/score.js';
 import { riskText } from '../cards/detail.js';
 import { colon, decimal, type Language } from '../language.js';
+import { formatValue } from '../scoring/display.js';
 
 export const COLOURS = {
   raises: '#b3261e',
@@ -60,18 +61,12 @@ export function signed(n: number): string {
 const sigmoid = (x: number) => 1 / (1 + Math.exp(-x));
 const px = (n: number) => n.toFixed(2);
 
-/** UCUM units as people read them: dimensionless units are not shown. */
-export function unitText(unit: string): string {
-  return unit === '1' || unit === '{score}' ? '' : ` ${unit}`;
-}
-
-/** "Body mass index: 36 kg/m2", "Kellgren-Lawrence grade 3: not recorded (imputed)". */
+/** "Body mass index: 36 kg/m²", "Kellgren-Lawrence grade 3: not recorded (imputed)" (scoring/display.ts). */
 export function factorLabel(c: Contribution, lang: Language): string {
   const t = TEXT[lang];
   const col = colon(lang);
   if (c.status === 'assumed-absent') return `${c.label[lang]}${col} ${t.notRecorded}`;
-  const value = `${decimal(fixed(c.value), lang)}${unitText(c.unit)}`;
-  return `${c.label[lang]}${col} ${value}${c.status === 'imputed' ? ` (${t.imputed})` : ''}`;
+  return `${c.label[lang]}${col} ${formatValue(c, lang)}${c.status === 'imputed' ? ` (${t.imputed})` : ''}`;
 }
 
 /** The contributions in the order of the chart: largest effect first. */

@@ -9,7 +9,8 @@
 import type { CompiledExpression } from '../rules/fhirpath.js';
 import type { FeatureSpec, GuardSpec } from './manifest.js';
 import { convert, unitOf } from './units.js';
-import type { Localized } from '../language.js';
+import { displayOf, formatRecorded, type ValueDisplay } from './display.js';
+import type { Language, Localized } from '../language.js';
 
 export interface CompiledFeature {
   spec: FeatureSpec;
@@ -65,6 +66,8 @@ export interface FeatureValue {
   date?: string;
   /** Why the value was imputed. */
   imputedBecause?: 'missing' | 'stale';
+  /** How the value reads to a person (scoring/display.ts): precision, human unit, yes/no. */
+  display?: ValueDisplay;
 }
 
 /** `incomplete`: fewer inputs recorded than the manifest's `minimumRecorded` asks (scoring/minimum-recorded.ts). */
@@ -397,13 +400,19 @@ const TEXT = {
   },
 } as const;
 
-function refusal(code: Refusal['code'], spec: FeatureSpec, why: Localized, detail = ''): Refusal {
+function refusal(
+  code: Refusal['code'],
+  spec: FeatureSpec,
+  why: Localized,
+  detail: string | ((lang: Language) => string) = '',
+): Refusal {
+  const shown = (lang: Language) => (typeof detail === 'string' ? detail : detail(lang));
   return {
     code,
     featureId: spec.id,
     text: {
-      en: `${spec.label.en}: ${why.en}${detail}`,
-      fr: `${spec.label.fr} : ${why.fr}${detail}`,
+      en: `${spec.label.en}: ${why.en}${shown('en')}`,
+      fr: `${spec.label.fr} : ${why.fr}${shown('fr')}`,
     },
   };
 }
@@ -437,7 +446,7 @@ export function extractFeatures(
   const values: FeatureValue[] = [];
   for (const feature of features) {
     const spec = feature.spec;
-    const base = { id: spec.id, label: spec.label, unit: spec.unit };
+    const base = { id: spec.id, label: spec.label, unit: spec.unit, display: displayOf(spec) };
     const found = find(feature, subject, env, now);
     if (found.kind === 'absent') {
       values.push({ ...base, value: 0, status: 'assumed-absent', state: 'not-met' });
@@ -457,13 +466,14 @@ export function extractFeatures(
     }
     if (found.kind === 'value') {
       const { value, recorded, date } = found.reading;
-      if (spec.range && (value < spec.range.min || value > spec.range.max || !Number.isFinite(value))) {
+      const range = spec.range;
+      if (range && (value < range.min || value > range.max || !Number.isFinite(value))) {
         refusals.push(
           refusal(
             'implausible',
             spec,
             TEXT.implausible,
-            ` (${recorded}; ${spec.range.min}–${spec.range.max})`,
+            (lang) => ` (${formatRecorded(recorded, lang)}; ${range.min}–${range.max})`,
           ),
         );
         continue;
@@ -482,7 +492,9 @@ export function extractFeatures(
     const because = found.stale ? 'stale' : 'missing';
     const policy = spec.missing ?? { policy: 'refuse' as const };
     if (policy.policy === 'refuse') {
-      const detail = found.stale ? ` (${found.stale.recorded}, ${found.stale.date?.slice(0, 10)})` : '';
+      const stale = found.stale;
+      const detail = (lang: Language) =>
+        stale ? ` (${formatRecorded(stale.recorded, lang)}, ${stale.date?.slice(0, 10)})` : '';
       refusals.push(refusal(because, spec, TEXT[because], detail));
       continue;
     }

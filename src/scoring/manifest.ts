@@ -51,6 +51,19 @@ const common = {
   },
   range,
   missing,
+  display: {
+    type: 'object',
+    additionalProperties: false,
+    minProperties: 1,
+    description:
+      'How a value reads to a person, where the default from the kind and unit (scoring/display.ts) is not right.',
+    properties: {
+      kind: { enum: ['number', 'yes-no', 'present-absent'] },
+      precision: { type: 'integer', minimum: 0, maximum: 3, description: 'Decimals shown at most.' },
+      unit: { ...localized, description: 'The unit as a clinician reads it (e.g. "out of 10").' },
+      code: { ...localized, description: 'How a recorded code reads beside yes/no; `{code}` is replaced.' },
+    },
+  },
   indicator: {
     type: 'object',
     additionalProperties: false,

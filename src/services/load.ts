@@ -468,5 +468,6 @@ export const MODEL_PLACEHOLDERS = [
   'model.band',
   'model.horizon',
   'model.reason',
+  'model.mainReason',
   'model.title',
 ];

@@ -35,11 +35,11 @@ t.test(
     t.equal(html.match(/<rect class="bar contribution"/g)?.length, 4);
     t.match(
       html,
-      '<td>KL grade 3</td><td class="n">0.54</td><td></td><td>—</td><td>not recorded: imputed</td>',
+      '<td>KL grade 3</td><td class="n">not recorded</td><td></td><td>—</td><td>not recorded: imputed</td>',
     );
     t.match(
       html,
-      '<td>Pain</td><td class="n">7</td><td>7 {score}</td><td>2020-01-01</td><td>too old: imputed</td>',
+      '<td>Pain</td><td class="n">7 points (2020-01-01), too old</td><td>7 points</td><td>2020-01-01</td><td>too old: imputed</td>',
     );
     t.match(html, '<td>2026-01-02</td><td>recorded</td><td class="n raises">+1.5</td>');
     t.match(html, 'not recorded: taken as absent');
@@ -61,7 +61,7 @@ t.test(
     // French typography (no-break space before the colon and %) and decimal comma.
     t.match(
       fr,
-      '<td>Grade KL 3</td><td class="n">0,54</td><td></td><td>—</td><td>non renseigné\u00a0: imputé</td>',
+      '<td>Grade KL 3</td><td class="n">non renseigné</td><td></td><td>—</td><td>non renseigné\u00a0: imputé</td>',
     );
     t.match(fr, '<p class="patient">Environ 44\u00a0% &lt;i&gt;</p>');
     t.notMatch(fr, 'About 44');

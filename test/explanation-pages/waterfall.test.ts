@@ -38,21 +38,21 @@ t.test('one bar per contribution, between the baseline and the estimate, widths 
 t.test('labels carry value and unit, escaped, and the chart has a text alternative', async (t) => {
   const { svg } = waterfallSvg(SCORED, 'en');
   t.notMatch(svg, /<script|<b>|<i>/);
-  t.match(svg, 'BMI &lt;script&gt;alert(1)&lt;/script&gt;: 36 kg/m2');
-  t.match(svg, 'KL grade 3: 0.54 (imputed)');
+  t.match(svg, 'BMI &lt;script&gt;alert(1)&lt;/script&gt;: 36 kg/m²');
+  t.match(svg, 'KL grade 3: not recorded (imputed)', 'an imputed share is not shown as a value');
   t.match(svg, 'Knee injury &amp; &quot;trauma&quot;: not recorded');
-  t.match(svg, 'Pain: 7 (imputed)', 'dimensionless units are not shown');
+  t.match(svg, 'Pain: 7 points (2020-01-01), too old (imputed)', 'a stale value with its date, human unit');
+  t.notMatch(svg, /\{score\}|0\.54/);
   t.match(svg, '<title>Knee injury &amp; &quot;trauma&quot;: not recorded: no effect 0</title>', 'no "−0"');
-  t.match(svg, '<title>BMI &lt;script&gt;alert(1)&lt;/script&gt;: 36 kg/m2: raises +1.5</title>');
+  t.match(svg, '<title>BMI &lt;script&gt;alert(1)&lt;/script&gt;: 36 kg/m²: raises +1.5</title>');
   t.match(svg, /role="img" aria-labelledby="wf-title wf-desc"/);
   t.match(svg, /<desc id="wf-desc">Reference patient: -1; BMI/);
   t.match(svg, /This patient: 0.25 \(56%\)/);
   const fr = waterfallSvg(SCORED, 'fr').svg;
   // French typography (no-break space before : ; and %) and decimal comma.
-  t.match(fr, 'IMC &lt;b&gt;\u00a0: 36 kg/m2');
-  t.match(fr, 'Grade KL 3\u00a0: 0,54 (imputé)');
+  t.match(fr, 'IMC &lt;b&gt;\u00a0: 36 kg/m²');
+  t.match(fr, 'Grade KL 3\u00a0: non renseigné (imputé)');
   t.match(fr, 'Ce patient\u00a0: 0,25 (56\u00a0%)');
-  t.match(fr, '+1,5\u00a0; Grade KL 3');
   // Measured against a background sample: the baseline says so.
   const sample = { ...SCORED, background: { kind: 'sample' as const, rows: 100 } };
   t.match(waterfallSvg(sample, 'en').svg, /<desc id="wf-desc">Average of 100 reference patients: -1; BMI/);

@@ -64,10 +64,10 @@ t.test('a model card links to its signed explanation page, which shows the figur
   t.match(html, `<strong>Estimated risk: ${risk}%</strong>`);
   t.match(html, 'within 24 months. Band: <strong>higher risk</strong>');
   t.equal(html.match(/<rect class="bar contribution"/g)?.length, model.contributions.length);
-  t.match(html, /Body mass index: 36 kg\/m2/);
+  t.match(html, /Body mass index: 36 kg\/m²/);
   t.match(
     html,
-    /<td>Body mass index<\/td><td class="n">36 kg\/m2<\/td><td>[^<]*<\/td><td>\d{4}-\d{2}-\d{2}<\/td><td>recorded<\/td>/,
+    /<td>Body mass index<\/td><td class="n">36 kg\/m²<\/td><td>[^<]*<\/td><td>\d{4}-\d{2}-\d{2}<\/td><td>recorded<\/td>/,
   );
   t.match(html, 'Demonstration model trained on simulated data. Not validated; not for clinical use.');
   t.match(html, `<a href="${PUBLIC}/models/knee-oa-progression/model-card">Full model card</a>`);

@@ -51,16 +51,15 @@ t.test('a knee-OA patient with many risk factors gets a warning card that explai
   t.match(bmi.date, /^\d{4}-\d{2}-\d{2}/);
   const kl = model.contributions.find((c: { id: string }) => c.id === 'klGrade3');
   t.equal(kl.status, 'observed');
-  // The detail: top factors with value, unit, date and direction, the model, and both patient sentences.
-  t.match(card.detail, /\| Factor \| Value \| Date \| Effect on the estimate \|/);
-  t.match(card.detail, /\| Pain score \(0-10\) \| 9 \| \d{4}\\-\d{2}\\-\d{2} \| ↑ raises \(\+\d/);
-  t.match(card.detail, /Knee OA progression \(demonstration model\) `knee-oa-progression` 1\.0\.0/);
+  // The detail: the top factors with value, human unit and date, the gaps, the population; the table,
+  // the patient sentences and the provenance are on the explanation page and in the extension.
   t.match(
     card.detail,
-    /_Demonstration model trained on simulated data\. Not validated; not for clinical use\._/,
+    /^- ↑ Raised by: [^\n]*Pain score \(0-10\) 9 out of 10 \\\(\d{4}\\-\d{2}\\-\d{2}\\\)/m,
   );
-  t.match(card.detail, /For the patient: A demonstration computer model estimates that about \d+% /);
-  t.notMatch(card.detail, /Pour le patient|Un modèle informatique/, 'one language per card');
+  t.notMatch(card.detail, /\d[.,]\d{3,}/, 'no raw float');
+  t.match(card.detail, /Population: adults aged 45 to 79/);
+  t.notMatch(card.detail, /For the patient|Pour le patient|\| Factor \||kg\/m2|\{score\}|\(true\)/);
   t.same(
     card.suggestions.map((s: { label: string }) => s.label),
     [
@@ -117,10 +116,8 @@ t.test('a missing Kellgren-Lawrence grade is imputed and the card says so', asyn
     (c: { id: string }) => c.id === 'klGrade3',
   );
   t.same([kl.status, kl.imputedBecause, kl.value], ['imputed', 'missing', 0.54]);
-  t.match(
-    card.detail,
-    /Imputé \(une valeur déclarée a été utilisée\)\u00a0: Grade Kellgren-Lawrence 3 = 0,54 \(non renseigné\)/,
-  );
+  t.match(card.detail, /Non renseigné\u00a0: Grade Kellgren-Lawrence 3 \(valeur habituelle utilisée\)/);
+  t.notMatch(card.detail, /0[.,]54/, 'the imputed share is not shown as a value');
   t.match(card.summary, /^Gonarthrose\u00a0: risque estimé \d+\u00a0% de progression rapide à 24 mois/);
 });
 
@@ -132,7 +129,10 @@ t.test('outside the population (age 82): no score, and an info card that says wh
   const [card, ...rest] = res.json().cards;
   t.equal(rest.length, 0);
   t.equal(card.indicator, 'info');
-  t.equal(card.summary, 'Knee OA: no progression risk estimate for this patient; the card says why');
+  t.equal(
+    card.summary,
+    'Knee OA: no risk estimate, age outside 45-79 years, the population the model was trained on',
+  );
   const model = card.extension[EXPLANATION_EXTENSION].model;
   t.equal(model.status, 'not-scored');
   t.same(
@@ -141,7 +141,7 @@ t.test('outside the population (age 82): no score, and an info card that says wh
   );
   t.match(
     card.detail,
-    /Why no estimate: age outside 45\\-79 years, the population the model was trained on\./,
+    /\*\*No estimate\*\*: age outside 45\\-79 years, the population the model was trained on\./,
   );
   t.notOk('contributions' in model, 'no contribution without a score');
 });
@@ -159,9 +159,15 @@ t.test('no BMI in the last two years: no score, the stale input is named', async
     if (['39156-5', '29463-7', '8302-2'].includes(o.code.coding[0]!.code)) o.effectiveDateTime = '2023-01-10';
   }
   const res = await app.inject({ method: 'POST', url: URL, payload });
-  const model = res.json().cards[0].extension[EXPLANATION_EXTENSION].model;
+  const card = res.json().cards[0];
+  const model = card.extension[EXPLANATION_EXTENSION].model;
   t.equal(model.status, 'not-scored');
   t.equal(model.reasons[0].code, 'stale');
+  // The summary states the reason, in human units, with the date of the stale value (issue 15).
+  t.match(
+    card.summary,
+    /^Knee OA: no risk estimate, Body mass index: too old \(\d+(\.\d)? kg\/m², 2023-01-10\)$/,
+  );
   t.match(model.reasons[0].text.en, /^Body mass index: too old \(/);
 });
 

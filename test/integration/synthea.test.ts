@@ -118,7 +118,7 @@ if (!existsSync(SYNTHEA)) {
           t.equal(model.status, 'not-scored');
           t.ok(model.reasons.length > 0, 'a not-scored card names its reasons');
           for (const r of model.reasons) reasons[r.code] = (reasons[r.code] ?? 0) + 1;
-          t.match(cards[0].detail, /Why no estimate: /);
+          t.match(cards[0].detail, /\*\*No estimate\*\*: /);
         }
       }
       t.ok(kneePatients > 0, `${kneePatients} knee-OA patients`);

@@ -109,11 +109,11 @@ function expectedState(v: FeatureValue): FeatureValue['state'] {
 }
 
 /**
- * The value without its label (the label is the manifest's, checked once) and its state (checked
+ * The value without its label and display (the manifest's, checked once each) and its state (checked
  * here against its status: met, not met, not evaluable or stale).
  */
-function strip(v: FeatureValue): Omit<FeatureValue, 'label' | 'state'> {
-  const { label: _label, state, ...rest } = v;
+function strip(v: FeatureValue): Omit<FeatureValue, 'label' | 'display' | 'state'> {
+  const { label: _label, display: _display, state, ...rest } = v;
   if (state !== expectedState(v)) throw new Error(`${v.id}: state ${state}, expected ${expectedState(v)}`);
   return rest;
 }
@@ -275,8 +275,8 @@ t.test('stale BMI (older than 730 days) is refused, with the stale value and dat
       code: 'stale',
       featureId: 'bmi',
       text: {
-        en: 'Body mass index: too old (31.2 kg/m2, 2024-11-01)',
-        fr: 'Indice de masse corporelle : trop ancien (31.2 kg/m2, 2024-11-01)',
+        en: 'Body mass index: too old (31.2 kg/m², 2024-11-01)',
+        fr: 'Indice de masse corporelle : trop ancien (31,2 kg/m², 2024-11-01)',
       },
     },
   ]);
@@ -384,8 +384,8 @@ t.test('implausible BMI 150 is refused with the range', async (t) => {
       code: 'implausible',
       featureId: 'bmi',
       text: {
-        en: 'Body mass index: outside the plausible range (150 kg/m2; 12–80)',
-        fr: 'Indice de masse corporelle : hors de l’intervalle plausible (150 kg/m2; 12–80)',
+        en: 'Body mass index: outside the plausible range (150 kg/m²; 12–80)',
+        fr: 'Indice de masse corporelle : hors de l’intervalle plausible (150 kg/m²; 12–80)',
       },
     },
   ]);
