@@ -26,7 +26,8 @@ const TEXT = {
     fix: 'Have the record corrected, then open it again. This card does not mean that nothing was found.',
   },
   fr: {
-    summary: (title: string) => `Non évalué, données mal formées : ${title}`,
+    // The service's title is given in English only: a French card names no English title.
+    summary: (_title: string) => 'Non évalué, données mal formées : aucune vérification faite',
     detail:
       'Le dossier transmis à ce service contient des données FHIR non valides : aucune vérification n’a été faite.',
     reason: (where: string) => `données mal formées en ${where}`,
@@ -34,9 +35,13 @@ const TEXT = {
   },
 } as const;
 
+/**
+ * Where the data is malformed, and in English what is wrong with it. The structural check words its
+ * problem in English only (`not a date`), so a French card names the path, not the English problem.
+ */
 const reasonOf = (m: MalformedData): Localized => {
   const where = malformedExpression(m.key, m.path);
-  return { en: `${TEXT.en.reason(where)}: ${m.problem}`, fr: `${TEXT.fr.reason(where)} : ${m.problem}` };
+  return { en: `${TEXT.en.reason(where)}: ${m.problem}`, fr: TEXT.fr.reason(where) };
 };
 
 /**

@@ -14,11 +14,12 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import type { Resource } from 'fhir/r4.js';
+import type { Observation, Resource } from 'fhir/r4.js';
 import { chromium, type Page } from 'playwright-core';
 import t from 'tap';
 import { escapeHtml } from '../../src/analytics/page.js';
 import type { Card, HookRequest } from '../../src/cds-hooks.js';
+import { SYSTEM } from '../../src/codes.js';
 import { notEvaluableCard } from '../../src/cards/not-evaluable.js';
 import { conditionHolds } from '../../src/cards/render.js';
 import { EXPLANATION_EXTENSION, type Explanation } from '../../src/explain/explain.js';
@@ -28,9 +29,10 @@ import { loadModels } from '../../src/scoring/load.js';
 import { type CompiledService, loadServices } from '../../src/services/load.js';
 import { loadValueSets } from '../../src/services/value-sets.js';
 import { prefetchFrom } from '../../tools/bench/helpers.js';
-import { patientOf, resourcesOf, toServerForm } from '../../tools/synthetic/bundle.js';
+import { patientOf, resourcesOf, searchset, toServerForm } from '../../tools/synthetic/bundle.js';
 import {
   type DrugKey,
+  EGFR_CODES,
   medicationRequest,
   orderPrefetch,
   orderSelectRequest,
@@ -62,7 +64,12 @@ interface Seen {
 /** The template a card was rendered from: the one whose condition holds on its explanation. */
 function templateOf(service: CompiledService, card: Card): string {
   const explanation = card.extension?.[EXPLANATION_EXTENSION] as Explanation;
-  const focus = { rules: explanation.rules, models: explanation.model ? [explanation.model] : [] };
+  const focus = {
+    rules: explanation.rules,
+    models: explanation.model ? [explanation.model] : [],
+    // The data states (a stale or unreadable datum) as the rules reading them report them.
+    data: explanation.rules.flatMap((r) => r.data ?? []),
+  };
   const candidates = service.definition.cards.filter(
     (spec) =>
       (spec.when.model !== undefined) === (explanation.model !== undefined) &&
@@ -167,15 +174,17 @@ if (!existsSync(CHROMIUM)) {
     // Longest detail kept per template and language: the strictest test of the length limits.
     const seen = new Map<string, Seen>();
     const statuses = new Set<number>();
-    const keep = (service: CompiledService, cards: readonly Card[], lang: Language) => {
+    const keep = (service: CompiledService, cards: readonly Card[], lang: Language, only?: string) => {
       for (const card of cards) {
-        const key = `${service.definition.id}/${templateOf(service, card)} ${lang}`;
+        const template = templateOf(service, card);
+        if (only !== undefined && template !== only) continue;
+        const key = `${service.definition.id}/${template} ${lang}`;
         const before = seen.get(key);
         if (!before || (before.card.detail ?? '').length < (card.detail ?? '').length)
           seen.set(key, { key, lang, card });
       }
     };
-    const call = async (service: CompiledService, body: HookRequest, lang: Language) => {
+    const call = async (service: CompiledService, body: HookRequest, lang: Language, only?: string) => {
       const res = await app.inject({
         method: 'POST',
         url: `/cds-services/${service.definition.id}`,
@@ -183,7 +192,7 @@ if (!existsSync(CHROMIUM)) {
         payload: body,
       });
       statuses.add(res.statusCode);
-      keep(service, (res.json() as { cards: Card[] }).cards, lang);
+      keep(service, (res.json() as { cards: Card[] }).cards, lang, only);
     };
     const cohort = generateCohort({ seed: 7, count: 80, now: NOW, lesions: 2 }).map((b) => toServerForm(b));
     for (const record of cohort) {
@@ -219,8 +228,36 @@ if (!existsSync(CHROMIUM)) {
             await call(service, orderSelectRequest({ patientId, drafts: draft, prefetch }), lang);
       }
     }
-    // The malformed-data card (a service whose policy is `not-evaluable`), on the largest service.
+    // The renal-function-unknown NSAID card (the cohort's eGFRs are current): a patient of the cohort
+    // whose only eGFR is from 2012, more than the 12 months of its window before NOW. Only that card is
+    // kept: the other cards of these calls are the cohort's own, seen above with current data.
     const nsaid = services.find((s) => s.definition.id === 'nsaid-safety-order-select')!;
+    for (const record of cohort) {
+      if (LANGUAGES.every((lang) => seen.has(`${nsaid.definition.id}/renalFunctionUnknown ${lang}`))) break;
+      const patientId = patientOf(record).id!;
+      const staleEgfr: Observation = {
+        resourceType: 'Observation',
+        id: 'egfr-2012',
+        status: 'final',
+        code: { coding: [{ system: SYSTEM.loinc, code: EGFR_CODES[0]! }] },
+        subject: { reference: `Patient/${patientId}` },
+        effectiveDateTime: '2012-03-01',
+        valueQuantity: { value: 25, unit: 'mL/min/{1.73_m2}', system: SYSTEM.ucum, code: 'mL/min/{1.73_m2}' },
+      };
+      const prefetch = {
+        ...orderPrefetch(resourcesOf(record), patientId),
+        egfr: searchset([staleEgfr]),
+      } as HookRequest['prefetch'];
+      const draft = [medicationRequest({ id: 'draft-ibuprofen', drug: 'ibuprofen', patientId })];
+      for (const lang of LANGUAGES)
+        await call(
+          nsaid,
+          orderSelectRequest({ patientId, drafts: draft, prefetch }),
+          lang,
+          'renalFunctionUnknown',
+        );
+    }
+    // The malformed-data card (a service whose policy is `not-evaluable`), on the largest service.
     for (const lang of LANGUAGES) {
       const { card } = notEvaluableCard({
         service: nsaid,

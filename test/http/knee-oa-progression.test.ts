@@ -86,7 +86,7 @@ t.test('an estimate and a BMI beyond the calibrated range of the model card are 
   });
   t.match(
     card.detail,
-    /\*\*Beyond the calibrated range of the model card\*\*: estimated risk \d+% \(calibrated 4%–41%\); Body mass index 50 kg\/m2 \(calibrated 15–44\): the estimate is less reliable there\./,
+    /^- \*\*Beyond the calibrated range of the model card\*\*: \d+% \(calibrated 4%–41%\); Body mass index 50 kg\/m² \(calibrated 15–44\): the estimate is less reliable there$/m,
   );
 
   // Inside the range: no flag.

@@ -59,15 +59,15 @@ t.test('one item of seven recorded: "incomplete" with the items missing, no mode
   t.equal(card.indicator, 'info');
   t.equal(
     card.summary,
-    'Lesion (left forearm): 7-point checklist incomplete, not recorded: Change in size, Irregular colour, Largest diameter 7 mm or more, Inflam…',
+    'Lesion (left forearm): 7-point checklist incomplete, not recorded: Change in size, Irregular colour, Largest diameter 7 mm or more…',
   );
   t.match(
     card.detail,
-    /\*\*Weighted 7-point checklist: 2 \(threshold 3\) — incomplete: the items not recorded could reach the threshold\*\*/,
+    /\*\*Weighted 7-point checklist: 2 \(threshold 3\), incomplete: the items not recorded could reach the threshold\*\* — Irregular shape 2\./,
   );
   t.match(
     card.detail,
-    /Not recorded: Change in size, Irregular colour, Largest diameter 7 mm or more, Inflammation, Oozing, Change in sensation\./,
+    /^Items to record: Change in size, Irregular colour, Largest diameter 7 mm or more, Inflammation, Oozing, Change in sensation\./,
   );
   t.notMatch(text(cards), /below the (referral )?threshold/, 'never "below the threshold"');
   t.notMatch(text(cards), /lower risk|<1%/, 'no estimate');
@@ -83,6 +83,10 @@ t.test('the same lesion in French: "incomplète", never "sous le seuil"', async 
     cards[0]!.summary,
     /^Lésion \(avant-bras gauche\)\u00a0: liste des 7 points incomplète, non renseigné\u00a0: Modification de taille/,
   );
+  t.match(
+    cards[0]!.detail,
+    /^Critères à renseigner\u00a0: Modification de taille, Couleur irrégulière, Plus grand diamètre de 7 mm ou plus, Inflammation, Suintement, Modification de la sensibilité\./,
+  );
   t.notMatch(text(cards), /sous le seuil ;|— sous le seuil/);
 });
 
@@ -91,12 +95,18 @@ t.test('a dermoscopy with one item recorded is incomplete too', async (t) => {
   t.same(
     cards.map((c) => c.summary),
     [
-      'Lesion (left forearm): 7-point checklist incomplete, not recorded: Atypical pigment network, Blue-whitish veil, Atypical vascular pattern,…',
+      'Lesion (left forearm): 7-point checklist incomplete, not recorded: Atypical pigment network, Blue-whitish veil, Atypical vascular…',
     ],
     'the incomplete card only: no model card beside it',
   );
-  t.match(cards[0]!.detail, /Weighted 7-point checklist: 0 \(threshold 3\) — below the threshold/);
-  t.match(cards[0]!.detail, /Dermoscopic 7-point checklist: 1 \(threshold 3\) — incomplete/);
+  t.match(
+    cards[0]!.detail,
+    /Weighted 7-point checklist: 0 \(threshold 3\), below the threshold\*\* — no item scored\./,
+  );
+  t.match(
+    cards[0]!.detail,
+    /Dermoscopic 7-point checklist: 1 \(threshold 3\), incomplete: the items not recorded could reach the threshold\*\* — Irregular streaks 1\./,
+  );
 });
 
 t.test(
@@ -113,7 +123,7 @@ t.test(
         ],
         [
           'melanoma-risk-model',
-          'Lesion (left forearm): no demonstration model estimate: Weighted 7-point checklist items not recorded: Oozing (all 7 needed)',
+          'Lesion (left forearm): no demonstration model estimate, Weighted 7-point checklist items not recorded: Oozing (all 7 needed)',
         ],
       ],
     );
@@ -131,7 +141,7 @@ t.test(
     t.match(
       cards[1]!.detail,
       // Escaped for markdown (cards/detail.ts).
-      'Why no estimate: Weighted 7\\-point checklist items not recorded: Oozing \\(all 7 needed\\).',
+      '**No estimate**: Weighted 7\\-point checklist items not recorded: Oozing \\(all 7 needed\\).',
     );
   },
 );
@@ -173,7 +183,7 @@ t.test(
     );
     t.match(
       cards[0]!.detail,
-      /Dermoscopic 7-point checklist: 4 \(threshold 3\) — referral threshold reached/,
+      /Dermoscopic 7-point checklist: 4 \(threshold 3\), referral threshold reached\*\* — Atypical pigment network 2, Blue-whitish veil 2\./,
     );
     t.notMatch(text(cards), /lower risk|<1%/);
   },

@@ -322,7 +322,7 @@ t.test(
     t.match(card.source.label, /NICE NG226/);
     t.match(
       card.detail!,
-      '**eGFR < 30: not evaluated, data too old** (eGFR 25 mL/min/1\\.73 m² \\(2012\\-03\\-01\\), older than 12 months)',
+      '**eGFR < 30, eGFR 30–59: not evaluated, data too old** (eGFR 25 mL/min/1\\.73 m² \\(2012\\-03\\-01\\), older than 12 months)',
     );
     t.notMatch(card.detail!, /eGFR < 30: does not apply/);
     const egfr = dataOf(card).find((r) => r.id === 'egfrBelow30')!;
@@ -355,7 +355,10 @@ t.test(
       ['Replace with diclofenac 1% gel on the painful joint, up to 4 times a day'],
       'no full-dose paracetamol on an unknown renal function',
     );
-    t.match(critical!.detail!, /\*\*eGFR < 30: not evaluated, data too old\*\* \(eGFR 25/);
+    t.match(
+      critical!.detail!,
+      /\*\*eGFR < 30, eGFR 30–59: not evaluated, data too old\*\* \(eGFR 25 mL\/min\/1\\\.73 m² \\\(2012\\-03\\-01\\\)/,
+    );
 
     // Within the window the same value is current and critical.
     const recent = withEgfr(patient({ age: 60 }), '2026-06-01T09:00:00Z', {
@@ -388,7 +391,7 @@ t.test('an eGFR recorded as text is unreadable, never read as absent', async (t)
   ]);
   t.match(
     cards[0]!.detail!,
-    '**eGFR < 30: not evaluated** (eGFR unreadable \\(2026\\-11\\-01\\): value not a number with a unit \\(valueString: "25"\\))',
+    '**eGFR < 30, eGFR 30–59: not evaluated** (eGFR unreadable \\(2026\\-11\\-01\\): value not a number with a unit \\(valueString: "25"\\))',
   );
 });
 
@@ -402,7 +405,7 @@ t.test('no eGFR recorded: the eGFR rules are not evaluable (not recorded), no ca
   t.same(rest, []);
   t.equal(card!.indicator, 'warning');
   t.same(firedOf(card!), ['age75']);
-  t.match(card!.detail!, '**eGFR < 30: not evaluated** (eGFR not recorded)');
+  t.match(card!.detail!, '**eGFR < 30, eGFR 30–59: not evaluated** (eGFR not recorded)');
 });
 
 t.test('an anticoagulant ordered in the same session counts, and is named as such', async (t) => {
@@ -603,8 +606,8 @@ t.test('French: summary, rule titles, suggestions and override reasons in French
     'Ibuprofen 400 mg tablet\u00a0: éviter un AINS oral (contre-indication ou association à haut risque)\u00a0: anticoagulant, âge ≥ 75 ans',
   );
   t.match(card!.detail!, /\*\*âge ≥ 75 ans\*\* — Âge \(date de naissance\)\u00a0: 80/);
-  t.match(card!.detail!, /Prescription en cours \(depuis\) : Warfarin Sodium 5 MG Oral Tablet/);
-  t.match(card!.detail!, /antivitamine K\u00a0: le paracétamol pris régulièrement peut augmenter l’INR/);
+  t.match(card!.detail!, /En cours \(depuis\)\u00a0: Warfarin Sodium 5 MG Oral Tablet/);
+  t.match(card!.detail!, /AVK\u00a0: le paracétamol régulier peut augmenter l’INR, le contrôler/);
   t.same(
     card!.suggestions!.map((s) => s.label),
     [
