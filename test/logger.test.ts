@@ -60,7 +60,7 @@ t.test(
     const answered = logs().find((l) => l.msg === 'hook answered')!;
     t.equal(answered.serviceId, 'melanoma-lesion-triage');
     t.equal(answered.hookInstance, request.hookInstance);
-    t.equal(answered.cards, 2, 'the checklist card and the model card');
+    t.equal(answered.cards, 1, 'the referral card alone (one voice per lesion)');
     t.match(answered.timings, { prefetchMs: Number, rulesMs: Number, modelsMs: Number, cardsMs: Number });
     const completed = logs().filter((l) => l.msg === 'request completed');
     t.equal(completed.length, 3);

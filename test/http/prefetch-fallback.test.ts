@@ -172,7 +172,7 @@ t.test('a missing key is fetched from fhirServer: same cards as when it is sent'
     {
       // One item of seven recorded: incomplete, not "below the threshold" (issue 14).
       summary:
-        'Lesion (back): 7-point checklist incomplete, not recorded: Change in size, Irregular shape, Irregular colour, Largest diameter 7 mm or mor…',
+        'Lesion (back): 7-point checklist incomplete, not recorded: Change in size, Irregular shape, Irregular colour, Largest diameter 7 mm or…',
       indicator: 'info',
       focus: 'Observation/lesion-back',
       scores: [1, undefined],

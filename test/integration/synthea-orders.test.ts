@@ -39,8 +39,11 @@ if (!existsSync(SYNTHEA)) {
   const statusIn = (concept: { coding?: Coding[] } | undefined, codes: string[]) =>
     (concept?.coding ?? []).some((c) => codes.includes(c.code ?? ''));
 
+  /** A month of the services' freshness windows (src/rules/evaluate.ts). */
+  const MONTH_MS = (365.25 / 12) * 86_400_000;
+
   /** The NSAID risk factors of a record, decided here without FHIRPath. */
-  function expectedFactors(resources: Resource[], id: string): string[] {
+  function expectedFactors(resources: Resource[], id: string): { factors: string[]; staleEgfr: boolean } {
     const own = resources.filter((r) => ((r as Observation).subject?.reference ?? '') === `Patient/${id}`);
     const birth = patientOf({
       resourceType: 'Bundle',
@@ -61,7 +64,12 @@ if (!existsSync(SYNTHEA)) {
           ),
       )
       .sort((a, b) => Date.parse(b.effectiveDateTime!) - Date.parse(a.effectiveDateTime!));
-    const egfr = egfrs[0]?.valueQuantity?.value;
+    // The eGFR window of nsaid-safety.yaml: 12 months of 365.25/12 days. An older eGFR is stale: the eGFR
+    // rules are not evaluated and the record's eGFR is no factor (the renal-function card says so).
+    const latest = egfrs[0];
+    const stale =
+      latest !== undefined && NOW.getTime() - Date.parse(latest.effectiveDateTime!) > 12 * MONTH_MS;
+    const egfr = stale ? undefined : latest?.valueQuantity?.value;
     const active = (own.filter((r) => r.resourceType === 'MedicationRequest') as MedicationRequest[]).filter(
       (m) => m.status === 'active',
     );
@@ -85,7 +93,7 @@ if (!existsSync(SYNTHEA)) {
     if (activeIn('ssri-snri')) factors.push('ssriSnri');
     if (activeIn('systemic-corticosteroid')) factors.push('corticosteroid');
     if (conditions.some((c) => inSet('gi-bleed-history', c.code?.coding))) factors.push('giBleedHistory');
-    return factors;
+    return { factors, staleEgfr: stale };
   }
 
   /** The risk factors that fired (the rules with role context only adapt the card). */
@@ -108,12 +116,12 @@ if (!existsSync(SYNTHEA)) {
       assertConforms('HookResponse', res.json());
       return res.json().cards;
     };
-    const tally = { withFactors: 0, critical: 0, warning: 0, none: 0 };
+    const tally = { withFactors: 0, critical: 0, warning: 0, none: 0, staleEgfr: 0 };
     for (const bundle of patients) {
       const id = patientOf(bundle).id!;
       const resources = resourcesOf(bundle);
       const prefetch = orderPrefetch(resources, id);
-      const expected = expectedFactors(resources, id);
+      const { factors: expected, staleEgfr } = expectedFactors(resources, id);
       const sign = (drugs: DrugKey[]) =>
         post(
           '/cds-services/nsaid-safety-order-sign',
@@ -121,7 +129,18 @@ if (!existsSync(SYNTHEA)) {
         );
 
       // An NSAID (the Synthea naproxen product) beside paracetamol: a card iff the record holds a factor.
-      const cards = await sign(['naproxenSodium', 'paracetamol']);
+      const all = await sign(['naproxenSodium', 'paracetamol']);
+      const critical = ['anticoagulant', 'egfrBelow30', 'heartFailure', 'tripleWhammy'].some((f) =>
+        expected.includes(f),
+      );
+      // A stale eGFR beside no critical factor: a card of its own asks for a current one.
+      const renal = all.filter((c) => c.summary.includes('renal function unknown'));
+      t.equal(renal.length, staleEgfr && !critical ? 1 : 0, `${id}: renal-function card iff stale eGFR`);
+      if (renal.length > 0) {
+        t.equal(renal[0]!.indicator, 'warning');
+        tally.staleEgfr += 1;
+      }
+      const cards = all.filter((c) => !renal.includes(c));
       // Age 65-74 counts only with another factor (NICE CKS).
       if (expected.filter((f) => f !== 'age65to74').length === 0) {
         t.same(cards, [], `${id}: no factor, no card`);
@@ -129,9 +148,6 @@ if (!existsSync(SYNTHEA)) {
       } else {
         t.equal(cards.length, 1, `${id}: one card`);
         t.same(fired(cards[0]!), expected, `${id}: the factors of the record`);
-        const critical = ['anticoagulant', 'egfrBelow30', 'heartFailure', 'tripleWhammy'].some((f) =>
-          expected.includes(f),
-        );
         t.equal(cards[0]!.indicator, critical ? 'critical' : 'warning', `${id}: indicator`);
         t.equal(focusOf(cards[0]!), 'MedicationRequest/naproxenSodium-0');
         tally.withFactors += 1;
