@@ -171,11 +171,26 @@ function metrics(card: ModelCardData): string {
     ),
     '### Calibration by quantile of predicted risk',
     table(['Group', 'n', 'Mean predicted risk', 'Observed rate'], calibrationRows),
+    ...calibratedRange(card),
     '### Subgroups',
     table(['Variable', 'Group', ...summaryHeader, ...thresholdHeader], subgroupRows),
     `${DASH}: not defined in this group (no patient, a single outcome class, or predictions that ` +
       'separate the outcomes perfectly). Per-subgroup calibration tables are in the JSON card.',
   ].join('\n\n');
+}
+
+/** The "Calibrated range" section, when the card states one. */
+function calibratedRange(card: ModelCardData): string[] {
+  const range = card.calibratedRange;
+  if (!range) return [];
+  const inputs = Object.entries(range.inputs ?? {}).map(([id, r]) => `${id} ${r.min} to ${r.max}`);
+  return [
+    '### Calibrated range',
+    `The estimate is calibrated for risks from ${percent(range.risk.min)} to ${percent(range.risk.max)}` +
+      `${inputs.length > 0 ? ` and inputs within: ${inputs.join(', ')}` : ''}. ${range.source} An estimate ` +
+      'or an input outside this range is flagged on the card as beyond the calibrated range: the estimate ' +
+      'is less reliable there.',
+  ];
 }
 
 function thresholdAndBands(card: ModelCardData): string {

@@ -19,6 +19,7 @@
  * - Both outputs are printed exactly as the repository's prettier would print them, so the committed
  *   card passes `prettier --check` without being listed in .prettierignore (tests run prettier on them).
  */
+import type { CalibratedRange } from '../../src/scoring/model-card.js';
 import type { Evaluation, SubgroupEvaluation } from './metrics.js';
 import { renderMarkdown } from './model-card-markdown.js';
 
@@ -107,6 +108,8 @@ export interface ModelCardData {
   limits: string[];
   /** sha256 (hex) of the model.onnx the card describes. */
   onnxSha256: string;
+  /** Where the model is stated to be calibrated (the owner's statement, carried over by training). */
+  calibratedRange?: CalibratedRange;
   /** ISO dates (fixed for the bundled models, so the bytes are reproducible). */
   dates: { trained: string; card: string };
   /** The command that reproduces the model and this card. */

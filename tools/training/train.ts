@@ -13,6 +13,7 @@
  * implementation of the fitted model (not from onnxruntime), so the service's conversion check compares
  * the ONNX file with an independent computation. Nothing reads the clock or Math.random: same seed, same bytes (--check proves it).
  */
+import type { CalibratedRange } from '../../src/scoring/model-card.js';
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -233,6 +234,24 @@ export async function trainModel(options: TrainOptions): Promise<TrainedFiles> {
     references,
     examples,
   );
+  // The French card is translated by hand: it stays named in the manifest only while it states this
+  // model's sha256 (a retrained model needs a new translation; the loader would refuse the old one).
+  const frCard = manifest.modelCard.markdownFr;
+  const frCurrent =
+    frCard !== undefined &&
+    existsSync(join(folder, frCard)) &&
+    readFileSync(join(folder, frCard), 'utf8').includes(sha256);
+  const manifestOut =
+    frCard !== undefined && !frCurrent
+      ? manifestText.replace(/,\s*markdownFr:\s*[^,}\s]+/, '')
+      : manifestText;
+  // The calibrated range is the model owner's statement (model-card.json `calibratedRange`), not
+  // something training derives: carried over from the card in place.
+  const previousCard = join(folder, manifest.modelCard.json);
+  const calibratedRange = existsSync(previousCard)
+    ? (JSON.parse(readFileSync(previousCard, 'utf8')) as { calibratedRange?: CalibratedRange })
+        .calibratedRange
+    : undefined;
   const card: ModelCardData = describeModel(manifest, {
     sha256,
     seed: options.seed,
@@ -248,12 +267,13 @@ export async function trainModel(options: TrainOptions): Promise<TrainedFiles> {
     ...(background ? { backgroundRows: background.length } : {}),
   });
   if (options.command !== undefined) card.trainingCommand = options.command;
+  if (calibratedRange) card.calibratedRange = calibratedRange;
   const { markdown, json } = renderModelCard(card);
   const encoder = new TextEncoder();
   return {
     files: {
       'model.onnx': onnx,
-      'manifest.yaml': encoder.encode(manifestText),
+      'manifest.yaml': encoder.encode(manifestOut),
       [manifest.modelCard.markdown]: encoder.encode(markdown),
       [manifest.modelCard.json]: encoder.encode(json),
       ...(background && manifest.background

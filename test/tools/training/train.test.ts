@@ -152,8 +152,22 @@ t.test('the manifest is rewritten in place: comments and hand-edited fields stay
   t.match(written, /^# Knee osteoarthritis rapid progression/);
   const before = parse(readFileSync(join(modelsDir, ID, '1.0.0', 'manifest.yaml'), 'utf8')) as ModelManifest;
   const after = parse(written) as ModelManifest;
+  // A retrained model (another sha256) no longer names the hand-translated French card, which states the
+  // committed model's sha256: the loader would refuse it.
+  t.equal(before.modelCard.markdownFr, 'model-card.fr.md');
+  t.equal(after.modelCard.markdownFr, undefined, 'the stale French card is no longer named');
+  const { markdownFr: _f, ...cardBefore } = before.modelCard;
   const { sha256: _a, explanation: _b, features: fa, examples: ea, ...restAfter } = after;
-  const { sha256: _c, explanation: _d, features: fb, examples: _e, ...restBefore } = before;
+  const {
+    sha256: _c,
+    explanation: _d,
+    features: fb,
+    examples: _e,
+    ...restBefore
+  } = {
+    ...before,
+    modelCard: cardBefore,
+  };
   t.same(restAfter, restBefore, 'only sha256, the explanation, the references and the examples change');
   t.equal(ea.rows.length, 8, 'eight held-out rows are the reference examples');
   t.equal(ea.tolerance, 1e-5);
