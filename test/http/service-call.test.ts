@@ -34,10 +34,7 @@ t.test(
       /\*\*Weighted 7-point checklist: 5 \(threshold 3\), referral threshold reached\*\* — Change in size 2, Irregular colour 2, Inflammation 1\./,
     );
     t.notMatch(card.detail, /Oozing/);
-    t.match(
-      card.detail,
-      /Not recorded: Irregular shape, Largest diameter 7 mm or more, 1 more\./,
-    );
+    t.match(card.detail, /Not recorded: Irregular shape, Largest diameter 7 mm or more, 1 more\./);
     t.match(
       card.detail,
       /Dermoscopic 7-point checklist: not evaluated\*\* \(no dermoscopy recorded for this lesion\)/,
