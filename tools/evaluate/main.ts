@@ -149,7 +149,7 @@ function pseudonymKey(args: EvaluateArgs, env: NodeJS.ProcessEnv): Buffer {
   return Buffer.from(text, 'hex');
 }
 
-async function openDriver(store: string): Promise<SqlDriver> {
+export async function openDriver(store: string): Promise<SqlDriver> {
   if (isUrl(store, ['postgres://', 'postgresql://'])) return openPostgresDriver(store);
   if (!existsSync(store) || !statSync(store).isFile())
     throw new InputError(`no audit store file at ${store}`);
@@ -193,6 +193,20 @@ async function ruleStats(driver: SqlDriver, from: string, to: string): Promise<R
     }
   }
   return [...stats.values()];
+}
+
+/** The service calls of each service in the period (the denominator of a rule's alert rate). */
+export async function serviceCallCounts(
+  driver: SqlDriver,
+  from: string,
+  to: string,
+): Promise<Record<string, number>> {
+  const rows = await driver.query(
+    `SELECT service_id, COUNT(*) AS n FROM audit_event
+     WHERE kind = 'service-call' AND at >= ? AND at < ? GROUP BY service_id`,
+    [from, to],
+  );
+  return Object.fromEntries(rows.map((r) => [String(r.service_id), Number(r.n)]));
 }
 
 /** Runs the command; returns the exit code. */
@@ -300,6 +314,7 @@ export async function runEvaluate(
       period,
       predictions: linkedRows,
       rules: await ruleStats(driver, args.from, args.to),
+      serviceCalls: await serviceCallCounts(driver, args.from, args.to),
       background,
       minCellSize: args.minCell,
       generatedAt: clock,

@@ -14,7 +14,7 @@ import { resourcesOf, searchset, toServerForm } from '../../../tools/synthetic/b
 import { followUpOf, type FollowUp } from '../../../tools/synthetic/follow-up.js';
 import { generatePatient } from '../../../tools/synthetic/patients.js';
 import { createRng } from '../../../tools/synthetic/random.js';
-import { runEvaluate } from '../../../tools/evaluate/main.js';
+import { openDriver, runEvaluate, serviceCallCounts } from '../../../tools/evaluate/main.js';
 import type { LinkedPrediction } from '../../../src/governance/types.js';
 import { buildTestApp, NOW, tempDir } from '../../helpers/app.js';
 import { KNEE_OA_URL } from '../../helpers/knee-oa-call.js';
@@ -148,6 +148,11 @@ t.test('live and silent estimates are linked to the outcomes recorded later', as
     ['1.0.0', 'live'],
     ['1.1.0', 'silent'],
   ]);
+  // The denominator of the rules' alert rate: every call the service answered in the period.
+  const driver = await openDriver(join(dataDir, 'audit.sqlite'));
+  t.same(await serviceCallCounts(driver, '2026-11-01', '2026-12-01'), { 'knee-oa-progression': PATIENTS });
+  t.same(await serviceCallCounts(driver, '2026-12-01', '2027-01-01'), {}, 'none outside the period');
+  await driver.close();
   t.match(readFileSync(join(out, 'report.en.html'), 'utf8'), /^<!doctype html>/);
   t.match(readFileSync(join(out, 'report.fr.html'), 'utf8'), /lang="fr"/);
 });
