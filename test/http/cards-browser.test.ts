@@ -7,7 +7,8 @@
  * explanation page of a model card has the chart and the factor table.
  *
  * The cards come from the generated cohort, called until each template has been seen in both
- * languages. With SCREENSHOTS=1 the test writes the README's screenshots (docs/screenshots/): a card as
+ * languages, and from requests built for the templates the cohort never triggers (a stale eGFR, a
+ * pregnancy, a cyproterone history with or without brain MRIs, a lesion with no checklist item). With SCREENSHOTS=1 the test writes the README's screenshots (docs/screenshots/): a card as
  * the sandbox shows it, an explanation page, a model card. Needs /usr/bin/chromium: skipped with a
  * message without it, except under CI=true, where it fails.
  */
@@ -31,6 +32,7 @@ import { loadValueSets } from '../../src/services/value-sets.js';
 import { prefetchFrom } from '../../tools/bench/helpers.js';
 import { patientOf, resourcesOf, searchset, toServerForm } from '../../tools/synthetic/bundle.js';
 import {
+  brainMriProcedure,
   type DrugKey,
   EGFR_CODES,
   medicationRequest,
@@ -39,6 +41,7 @@ import {
 } from '../../tools/synthetic/orders.js';
 import { generateCohort } from '../../tools/synthetic/patients.js';
 import { buildTestApp, NOW } from '../helpers/app.js';
+import { lesion, PATIENT_ID, patientView } from '../helpers/hook-request.js';
 import { HIGH_RISK, kneeOaCall } from '../helpers/knee-oa-call.js';
 import { renderMarkdown } from '../helpers/markdown.js';
 
@@ -89,21 +92,10 @@ function topiramateDraft(patientId: string) {
 }
 
 /**
- * Templates the generated cohort never triggers (no pregnancy, brain MRI history or unreadable lesion in
- * it): not yet rendered here. Listed so that a template newly produced, or newly missing, fails the test.
+ * Templates neither the generated cohort nor the built requests below produce. Listed so that a template
+ * newly produced, or newly missing, fails the test.
  */
-const NOT_PRODUCED = [
-  'cyproterone-meningioma-order-select/mriMissingProlonged en',
-  'cyproterone-meningioma-order-select/mriMissingProlonged fr',
-  'cyproterone-meningioma-order-select/mriOverdue en',
-  'cyproterone-meningioma-order-select/mriOverdue fr',
-  'melanoma-lesion-triage/notAssessed en',
-  'melanoma-lesion-triage/notAssessed fr',
-  'topiramate-pregnancy-prevention-order-select/pregnancy en',
-  'topiramate-pregnancy-prevention-order-select/pregnancy fr',
-  'valproate-pregnancy-prevention-order-select/pregnancy en',
-  'valproate-pregnancy-prevention-order-select/pregnancy fr',
-];
+const NOT_PRODUCED: readonly string[] = [];
 
 const DRUGS: Record<string, readonly (readonly DrugKey[])[]> = {
   nsaid: [['ibuprofen'], ['naproxen', 'apixaban']],
@@ -257,6 +249,77 @@ if (!existsSync(CHROMIUM)) {
           'renalFunctionUnknown',
         );
     }
+    // The cards the cohort never triggers (it holds no pregnancy, no cyproterone history, no brain MRI and
+    // no unreadable lesion): requests built on a patient of the cohort with the data each card is about.
+    // Only the card built for is kept, as for the stale eGFR above.
+    const service = (id: string) => services.find((s) => s.definition.id === id)!;
+    const woman = cohort.find((r) => patientOf(r).gender === 'female')!;
+    const womanId = patientOf(woman).id!;
+    // A pregnancy status "Pregnant" of four weeks before NOW, on a valproate or topiramate draft.
+    const pregnant: Observation = {
+      resourceType: 'Observation',
+      id: 'pregnancy-status',
+      status: 'final',
+      code: { coding: [{ system: SYSTEM.loinc, code: '82810-3' }] },
+      subject: { reference: `Patient/${womanId}` },
+      effectiveDateTime: '2026-10-25T10:00:00Z',
+      valueCodeableConcept: { coding: [{ system: SYSTEM.loinc, code: 'LA15173-0', display: 'Pregnant' }] },
+    };
+    const pregnancyPrefetch = orderPrefetch(
+      [...resourcesOf(woman), pregnant],
+      womanId,
+    ) as HookRequest['prefetch'];
+    for (const [id, draft] of [
+      [
+        'valproate-pregnancy-prevention-order-select',
+        medicationRequest({ id: 'draft-valproate', drug: 'valproate', patientId: womanId }),
+      ],
+      ['topiramate-pregnancy-prevention-order-select', topiramateDraft(womanId)],
+    ] as const)
+      for (const lang of LANGUAGES)
+        await call(
+          service(id),
+          orderSelectRequest({ patientId: womanId, drafts: [draft], prefetch: pregnancyPrefetch }),
+          lang,
+          'pregnancy',
+        );
+    // Cyproterone taken since 2020: no brain MRI on record, then a first MRI in 2020 and a last in 2024.
+    const cyproterone = service('cyproterone-meningioma-order-select');
+    const since2020 = medicationRequest({
+      id: 'cyproterone-2020',
+      drug: 'cyproterone',
+      patientId: womanId,
+      status: 'active',
+      authoredOn: '2020-06-01T09:00:00Z',
+    });
+    const mris = [
+      brainMriProcedure('mri-2020', womanId, '2020-05-20T09:00:00Z'),
+      brainMriProcedure('mri-2024', womanId, '2024-10-01T09:00:00Z'),
+    ];
+    for (const [template, extra] of [
+      ['mriMissingProlonged', [since2020]],
+      ['mriOverdue', [since2020, ...mris]],
+    ] as const) {
+      const prefetch = orderPrefetch([...resourcesOf(woman), ...extra], womanId) as HookRequest['prefetch'];
+      const draft = [medicationRequest({ id: 'draft-cyproterone', drug: 'cyproterone', patientId: womanId })];
+      for (const lang of LANGUAGES)
+        await call(
+          cyproterone,
+          orderSelectRequest({ patientId: womanId, drafts: draft, prefetch }),
+          lang,
+          template,
+        );
+    }
+    // A lesion examination with no checklist item recorded: no score, the not-assessed card.
+    const lesionPrefetch = {
+      lesions: searchset([lesion({ items: {} })]),
+      patient: { resourceType: 'Patient', id: PATIENT_ID, birthDate: '2001-03-04' },
+      conditions: searchset([]),
+      skin: searchset([]),
+      consent: searchset([]),
+    } as HookRequest['prefetch'];
+    for (const lang of LANGUAGES)
+      await call(service('melanoma-lesion-triage'), patientView(lesionPrefetch), lang, 'notAssessed');
     // The malformed-data card (a service whose policy is `not-evaluable`), on the largest service.
     for (const lang of LANGUAGES) {
       const { card } = notEvaluableCard({
