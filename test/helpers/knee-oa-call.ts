@@ -26,8 +26,12 @@ export const HIGH_RISK: PatientOptions = {
 };
 
 export function kneeOaCall(options: PatientOptions, seed = 1) {
-  const bundle: Bundle = toServerForm(generatePatient(createRng(seed, 0), { ...options, now: NOW }));
-  const resources = resourcesOf(bundle);
+  return kneeOaRequest(generatePatient(createRng(seed, 0), { ...options, now: NOW }));
+}
+
+/** The patient-view request for a generated patient's bundle, its prefetch taken from the bundle. */
+export function kneeOaRequest(generated: Bundle) {
+  const resources = resourcesOf(toServerForm(generated));
   const of = (type: string) => resources.filter((r: Resource) => r.resourceType === type);
   const patient = of('Patient')[0]!;
   return {

@@ -7,17 +7,15 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import type { Bundle, Resource } from 'fhir/r4.js';
 import { createFhirPath } from '../../../src/rules/fhirpath.js';
 import { loadModel } from '../../../src/scoring/load.js';
-import { resourcesOf, searchset, toServerForm } from '../../../tools/synthetic/bundle.js';
 import { followUpOf, type FollowUp } from '../../../tools/synthetic/follow-up.js';
 import { generatePatient } from '../../../tools/synthetic/patients.js';
 import { createRng } from '../../../tools/synthetic/random.js';
 import { openDriver, runEvaluate, serviceCallCounts } from '../../../tools/evaluate/main.js';
 import type { LinkedPrediction } from '../../../src/governance/types.js';
 import { buildTestApp, NOW, tempDir } from '../../helpers/app.js';
-import { KNEE_OA_URL } from '../../helpers/knee-oa-call.js';
+import { KNEE_OA_URL, kneeOaRequest } from '../../helpers/knee-oa-call.js';
 import { silentKneeSetup } from '../../helpers/silent-service.js';
 
 const SEED = 19;
@@ -27,23 +25,6 @@ const capture = () => {
   let text = '';
   return { write: (s: string) => (text += s), text: () => text };
 };
-
-function call(bundle: Bundle) {
-  const resources = resourcesOf(toServerForm(bundle));
-  const of = (type: string) => resources.filter((r: Resource) => r.resourceType === type);
-  const patient = of('Patient')[0]!;
-  return {
-    hook: 'patient-view',
-    hookInstance: '2c3d1f0e-8d4b-4f5e-9d7a-0b1c2d3e4f50',
-    context: { userId: 'Practitioner/p1', patientId: patient.id! },
-    prefetch: {
-      patient,
-      conditions: searchset(of('Condition')),
-      observations: searchset(of('Observation')),
-      consent: searchset(of('Consent')),
-    },
-  };
-}
 
 t.test('live and silent estimates are linked to the outcomes recorded later', async (t) => {
   const dataDir = tempDir('cds-evaluate-data-');
@@ -55,7 +36,7 @@ t.test('live and silent estimates are linked to the outcomes recorded later', as
   const ids: string[] = [];
   for (let i = 0; i < PATIENTS; i += 1) {
     const bundle = generatePatient(createRng(SEED, i), { kneeOa: true, lesions: 0, now: NOW });
-    const payload = call(bundle);
+    const payload = kneeOaRequest(bundle);
     ids.push(payload.context.patientId);
     const res = await app.inject({ method: 'POST', url: KNEE_OA_URL, payload });
     t.equal(res.statusCode, 200);
