@@ -813,7 +813,12 @@ try {
     log('side by side: this service, bare Fastify, a CQL-based service');
     const sideBySideResult = await sideBySideRun(bare);
     log('scaling curve');
-    const service = await spawnService();
+    // The 10,000-Observation body is larger than the default body limit (6 MiB): this run raises the
+    // limit and the bytes in flight (one call at a time) so that the curve reaches it.
+    const service = await spawnService([], {
+      CDS_BODY_LIMIT_BYTES: String(32 * 1024 * 1024),
+      CDS_MAX_BYTES_IN_FLIGHT: String(64 * 1024 * 1024),
+    });
     let scaling;
     let scalingStages;
     try {
