@@ -1,18 +1,22 @@
 /**
  * The scripts that build the bundled terminology expansions: RxNorm from RxNav (here a loopback fake of its
- * allrelated answer) and SNOMED CT from an RF2 snapshot (here a four-concept extract).
+ * allrelated answer) and SNOMED CT from an RF2 snapshot (here a four-concept extract), or both from published
+ * value sets kept in tools/terminology/sources (here small made-up ones).
  */
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import t from 'tap';
 import {
+  mergePublished,
   productsOf,
   rebuild as rebuildRxNorm,
   routeOf,
+  type PublishedValueSet,
 } from '../../../tools/terminology/rxnorm-expansion.js';
 import {
   descendants,
   childrenOf,
+  mergePublished as mergeSnomed,
   rebuild as rebuildSnomed,
 } from '../../../tools/terminology/snomed-expansion.js';
 
@@ -128,4 +132,150 @@ t.test('SNOMED CT: active is-a descendants from an RF2 snapshot', async (t) => {
     ],
   });
   t.match(rebuilt.source, /International Edition 2025-01-01/);
+});
+
+const published = (codeSystem: string, codes: [string, string][]): PublishedValueSet => ({
+  valueSet: 'VSAC Test Set',
+  identifier: '1.2.3',
+  version: '20240101',
+  expansion: '2025-01-01',
+  codeSystem,
+  codeSystemVersion: 'v1',
+  repository: 'owner/repo',
+  path: 'vs.json',
+  commit: '0123456789abcdef0123456789abcdef01234567',
+  taken: 'all codes',
+  codes: codes.map(([code, display]) => ({ code, display })),
+});
+
+t.test(
+  'RxNorm: clinical drugs of a published value set merged under each ingredient they contain',
+  async (t) => {
+    const source = published('http://www.nlm.nih.gov/research/umls/rxnorm', [
+      ['197885', 'hydrochlorothiazide 12.5 MG / lisinopril 10 MG Oral Tablet'],
+      ['314076', 'lisinopril 10 MG Oral Tablet'],
+      ['858813', 'enalapril maleate 5 MG Oral Tablet'],
+      ['1', 'enalaprilat 1.25 MG/ML Injectable Solution'],
+    ]);
+    const file = {
+      system: 'http://www.nlm.nih.gov/research/umls/rxnorm',
+      title: 't',
+      source: 'old',
+      date: '2020-01-01',
+      builtBy: 'x',
+      ingredients: [
+        {
+          code: '29046',
+          display: 'lisinopril',
+          atc: ['C09AA03'],
+          source: 'code list; products not bundled yet: regenerate',
+          products: [{ code: '314076', display: 'lisinopril 10 MG Oral Tablet', route: 'oral' }],
+        },
+      ],
+    };
+    const map = {
+      ingredients: [
+        { display: 'lisinopril', code: '29046', atc: ['C09AA03'], match: 'lisinopril', sources: ['s.json'] },
+        { display: 'enalapril', atc: ['C09AA02'], match: 'enalapril', sources: ['s.json'] },
+        {
+          display: 'hydrochlorothiazide',
+          atc: ['C03AA03'],
+          match: 'hydrochlorothiazide',
+          sources: ['s.json'],
+        },
+      ],
+    };
+    const merged = mergePublished(file, { map, sources: { 's.json': source } }, '2026-12-06');
+    const [lisinopril, enalapril, hctz] = merged.ingredients;
+    t.same(
+      lisinopril!.products.map((p) => p.code),
+      ['314076', '197885'],
+      'the product already listed is kept once, the combination added',
+    );
+    t.equal(
+      lisinopril!.source,
+      'code list; products also from VSAC Test Set 1.2.3 (version 20240101, expansion 2025-01-01, v1; owner/repo vs.json at 0123456789ab)',
+    );
+    t.same(
+      enalapril,
+      {
+        display: 'enalapril',
+        atc: ['C09AA02'],
+        source:
+          'VSAC Test Set 1.2.3 (version 20240101, expansion 2025-01-01, v1; owner/repo vs.json at 0123456789ab): all codes; WHO ATC from the WHO ATC/DDD Index; RxNorm ingredient code not given by that source, so the ingredient is matched through these products only',
+        products: [{ code: '858813', display: 'enalapril maleate 5 MG Oral Tablet', route: 'oral' }],
+      },
+      'enalaprilat is another ingredient: a whole word is matched',
+    );
+    t.same(
+      hctz!.products.map((p) => p.code),
+      ['197885'],
+    );
+    t.match(merged.source, /^old Also merged from published value sets kept in tools\/terminology\/sources/);
+    t.same(
+      mergePublished(merged, { map, sources: { 's.json': source } }, '2026-12-06'),
+      merged,
+      'running it again changes nothing',
+    );
+    t.throws(
+      () =>
+        mergePublished(
+          file,
+          {
+            map: { ingredients: [{ ...map.ingredients[1]!, match: 'prasugrel' }] },
+            sources: { 's.json': source },
+          },
+          'd',
+        ),
+      /enalapril: VSAC Test Set lists no drug named "prasugrel"/,
+    );
+  },
+);
+
+t.test('SNOMED CT: the codes of published value sets added under a concept, itself left out', async (t) => {
+  const ischemic = published('http://snomed.info/sct', [
+    ['230690007', 'Cerebrovascular accident (disorder)'],
+    ['422504002', 'Ischemic stroke (disorder)'],
+    ['230698000', 'Lacunar infarction (disorder)'],
+  ]);
+  const file = {
+    system: 'http://snomed.info/sct',
+    title: 't',
+    source: 's',
+    date: 'd',
+    builtBy: 'b',
+    concepts: [
+      {
+        code: '230690007',
+        display: 'Cerebrovascular accident (disorder)',
+        descendants: [{ code: '422504002', display: 'Ischemic stroke (disorder)' }],
+      },
+    ],
+  };
+  const map = {
+    concepts: [{ code: '230690007', display: 'Cerebrovascular accident (disorder)', sources: ['i.json'] }],
+    sources: { 'i.json': ischemic },
+  };
+  const merged = mergeSnomed(file, map, '2026-12-06');
+  t.same(
+    merged.concepts[0]!.descendants.map((d) => d.code),
+    ['422504002', '230698000'],
+  );
+  t.match(
+    merged.concepts[0]!.source,
+    /^Descendants: the codes listed before, plus the SNOMED CT codes of VSAC Test Set 1\.2\.3/,
+  );
+  t.same(mergeSnomed(merged, map, '2026-12-06'), merged, 'running it again changes nothing');
+  t.throws(
+    () =>
+      mergeSnomed(
+        file,
+        {
+          ...map,
+          sources: { 'i.json': { ...ischemic, codeSystem: 'http://www.nlm.nih.gov/research/umls/rxnorm' } },
+        },
+        'd',
+      ),
+    /i\.json: not a SNOMED CT value set/,
+  );
 });
