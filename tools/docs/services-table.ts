@@ -171,12 +171,15 @@ function cardsText(definition: ServiceDefinition, rule: RuleSpec): string {
   if (offered.size > 0) parts.push(`offers ${list([...offered].map(code))}`);
   if (withheld.size > 0) parts.push(`withholds ${list([...withheld].map(code))}`);
   if (parts.length > 0) return list(parts);
+  // A fired rule is in the detail of every card raised on its focus; a factor is also in `{{firedRules}}`.
   const isContext = rule.kind === 'condition' && rule.role === 'context';
-  if (isContext) return 'none: shown in the explanation';
-  const naming = (definition.cards as CardSpec[]).filter((c) => en(c.summary).includes('{{firedRules}}'));
+  const naming = (definition.cards as CardSpec[]).filter(
+    (c) =>
+      !isContext && en(c.summary).includes('{{firedRules}}') && !names(c.when.noneFired).includes(rule.id),
+  );
   return naming.length > 0
     ? `none of its own: named on ${list(naming.map((c) => code(c.id)))} when another rule raises it`
-    : 'none';
+    : 'none of its own: in the detail of a card another rule raises';
 }
 
 function rulesTable(definition: ServiceDefinition): string {
