@@ -149,7 +149,7 @@ export async function buildApp(
       : createRemoteTerminology({
           baseUrl: config.terminologyUrl,
           timeoutMs: config.terminologyTimeoutMs,
-          validateTimeoutMs: config.terminologyValidateTimeoutMs,
+          validateTimeoutMs: config.terminologyValidateMs,
           ttlMs: config.terminologyCacheTtlS * 1000,
           warn: (entry, message) => logOf().warn(entry, message),
           info: (entry, message) => logOf().info(entry, message),

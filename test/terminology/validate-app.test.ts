@@ -169,7 +169,7 @@ t.test('a server that hangs costs the deadline; the bundled expansion answers, w
     terminologyUrl: base,
     // Without the call's deadline, the call would wait this long.
     terminologyTimeoutMs: 20_000,
-    terminologyValidateTimeoutMs: 200,
+    terminologyValidateMs: 200,
   });
   t.teardown(() => app.close());
   const { cards, ms } = await sign(app, { system: ATC, code: 'M01AE03' });
