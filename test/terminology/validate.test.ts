@@ -9,8 +9,11 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import t from 'tap';
 import { SYSTEM } from '../../src/codes.js';
+import { createFhirPath } from '../../src/rules/fhirpath.js';
+import { loadServiceFile } from '../../src/services/load.js';
 import { loadValueSets } from '../../src/services/value-sets.js';
 import { createRemoteTerminology, MAX_CODES_PER_CALL } from '../../src/terminology/remote.js';
+import { terminologyCheck } from '../../src/terminology/stage.js';
 import { ATC, RXNORM } from '../../src/terminology/terminology.js';
 
 const BUNDLED = loadValueSets('fhir-profiles');
@@ -375,4 +378,39 @@ t.test('nothing to check: no value set in validate mode, no request', async (t) 
   t.notOk(remote.validating(['oral-nsaid', 'egfr']));
   t.same(await remote.check(['oral-nsaid'], DATA), []);
   t.same(requests, []);
+});
+
+t.test('the pipeline stage: only for a service naming a value set in validate mode', async (t) => {
+  const fhirpath = createFhirPath();
+  const load = (file: string, valueSets: typeof BUNDLED) =>
+    loadServiceFile(`cds-services/${file}`, fhirpath, valueSets)[0]!;
+  t.equal(terminologyCheck(load('nsaid-safety.yaml', BUNDLED)), undefined, 'no server: no stage');
+
+  // oral-nsaid too costly; every other value set expanded.
+  behaviour = (req, res) => {
+    const url = new URL(req.url ?? '', 'http://x').searchParams.get('url');
+    if (req.url?.includes('/ValueSet/$expand')) {
+      if (url === ORAL_NSAID) return send(res, 422, TOO_COSTLY);
+      return send(res, 200, { resourceType: 'ValueSet', url, expansion: { contains: [] } });
+    }
+    send(res, 503, { resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'transient' }] });
+  };
+  const { remote, valueSets } = setup();
+  await remote.refresh();
+  t.equal(
+    terminologyCheck(load('cyproterone-meningioma.yaml', valueSets)),
+    undefined,
+    'a service that does not name oral-nsaid: no stage',
+  );
+  const stage = terminologyCheck(load('nsaid-safety.yaml', valueSets));
+  t.type(stage, 'function', 'nsaid-safety names oral-nsaid: a stage');
+
+  const warned: { fields: Record<string, unknown>; message: string }[] = [];
+  await stage!(DATA, { warn: (fields, message) => warned.push({ fields, message }) });
+  t.same(warned, [
+    {
+      fields: { valueSet: ORAL_NSAID, reason: '2 codes: $validate-code failed: HTTP 503' },
+      message: 'terminology server did not validate these codes in time: the bundled expansion answers them',
+    },
+  ]);
 });
