@@ -215,7 +215,9 @@ export function createRemoteTerminology(options: RemoteTerminologyOptions): Remo
     retryAt.set(url, now() + Math.min(options.ttlMs, RETRY_MS));
     options.warn(
       { valueSet: url, reason },
-      'terminology server unavailable for this value set: the bundled expansion is used',
+      validating.has(url)
+        ? 'terminology server could not expand this value set again: its codes are still checked with $validate-code'
+        : 'terminology server unavailable for this value set: the bundled expansion is used',
     );
   };
 
