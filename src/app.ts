@@ -149,8 +149,10 @@ export async function buildApp(
       : createRemoteTerminology({
           baseUrl: config.terminologyUrl,
           timeoutMs: config.terminologyTimeoutMs,
+          validateTimeoutMs: config.terminologyValidateMs,
           ttlMs: config.terminologyCacheTtlS * 1000,
           warn: (entry, message) => logOf().warn(entry, message),
+          info: (entry, message) => logOf().info(entry, message),
         });
   const dirs = terminology ? { ...config, terminology } : config;
   const checked = checkDefinitions(dirs, fhirpath);

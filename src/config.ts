@@ -41,12 +41,16 @@ export const CONFIG_SCHEMA = {
     profilesDir: { type: 'string', default: 'fhir-profiles' },
     // Optional FHIR terminology server (src/terminology/remote.ts): value sets are expanded there
     // ($expand), cached for the TTL; the bundled expansions answer whenever it has not (offline default).
+    // A value set it will not expand (too costly) has each call's codes checked with $validate-code,
+    // all within terminologyValidateMs, before the rules run: that wait is on the call's path,
+    // so it stays well under the ~500 ms CDS Hooks asks for.
     terminologyUrl: {
       type: 'string',
       pattern: '^https?://[^?#\\s]+$',
       description: 'Base URL of a FHIR terminology server expanding the value sets (optional)',
     },
     terminologyTimeoutMs: { type: 'integer', minimum: 1, default: 2000 },
+    terminologyValidateMs: { type: 'integer', minimum: 1, maximum: 5000, default: 300 },
     terminologyCacheTtlS: { type: 'integer', minimum: 1, default: 3600 },
     dataDir: { type: 'string', default: 'data', description: 'Embedded store folder' },
     // Prefetch bundles of a few thousand resources weigh a few MB. A body costs about 14 MB of heap per

@@ -1,6 +1,7 @@
 /**
- * The only orchestrator of a hook call, in order: authenticate → validation → prefetch → rules →
- * models → explanation → cards → publish (explanation pages) → inputs (hash for the audit) → audit.
+ * The only orchestrator of a hook call, in order: authenticate → validation → prefetch → (terminology,
+ * with a terminology server in validate mode) → rules → models → explanation → cards → publish
+ * (explanation pages) → inputs (hash for the audit) → audit.
  * Framework-free: the HTTP shell, tests and batch or replay tools call it alike, and all of them are
  * audited. One read-only value per focus, the `Finding`, flows from stage to stage; each stage is timed
  * under its own name (`timing.ts`), so the names in logs, /metrics and the benchmark are the ones here.
@@ -27,6 +28,7 @@ import { validateHookRequest } from './request/validate.js';
 import { evaluateRules } from './rules/evaluate.js';
 import { scoreFocuses } from './scoring/focuses.js';
 import type { CompiledService } from './services/load.js';
+import { terminologyCheck } from './terminology/stage.js';
 import { createStageTimer, type StageTimer, type StageTiming, timingFields } from './timing.js';
 
 /** One call to one service, as the HTTP shell (or a batch tool) hands it over. */
@@ -184,9 +186,18 @@ async function evaluate(
 ): Promise<Evaluated> {
   const { service, language } = call;
   const env = variables(service, request, prefetch);
-  const focuses = timed('rules', () =>
-    evaluateRules(service.rules, service.focus, env, now, ruleErrorLog(log), service.defines, service.data),
-  );
+  const rules = () =>
+    evaluateRules(service.rules, service.focus, env, now, ruleErrorLog(log), service.defines, service.data);
+  // Terminology stage: a value set the terminology server will not expand has the codes of this call
+  // checked ($validate-code) within one deadline before the rules read them (`terminology/stage.ts`).
+  // None without a server. Timed with the rules it serves (the benchmark has no server).
+  const checkCodes = terminologyCheck(service);
+  const focuses = checkCodes
+    ? await timed('rules', async () => {
+        await checkCodes([prefetch.data, request.context], log);
+        return rules();
+      })
+    : timed('rules', rules);
   const { scored, silent } = await timed('models', async () => ({
     scored: await scoreFocuses(service, focuses, prefetch, env, now, patientOf(request)),
     // Silent models: the same focuses and data, recorded only (never in a finding, so never on a card).

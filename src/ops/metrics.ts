@@ -161,7 +161,15 @@ export function createMetrics(deps: MetricsDeps): Metrics {
     terminologyGauge('failures', 'Terminology server requests that failed or timed out since start');
     terminologyGauge(
       'fallbacks',
-      'Value-set lookups answered by the bundled expansion, the server having none fresh, since start',
+      'Value-set lookups answered by the bundled expansion, the server having no fresh expansion or $validate-code answer, since start',
+    );
+    terminologyGauge(
+      'validations',
+      '$validate-code answers received from the terminology server since start',
+    );
+    terminologyGauge(
+      'validating',
+      'Value sets the terminology server does not expand (too costly), checked code by code with $validate-code',
     );
   }
   backlogGauge('pending', 'Audit events held to be written (store unavailable, disk full or read-only)');

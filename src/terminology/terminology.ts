@@ -266,6 +266,8 @@ function isIcd(system: string): boolean {
 export interface ValueSetMatcher {
   readonly id: string;
   readonly url: string;
+  /** The code systems the compose includes: a code of any other system is never a member. */
+  readonly systems: ReadonlySet<string>;
   contains(system: string, code: string): boolean;
 }
 
@@ -294,6 +296,7 @@ export function compileCompose(
   return {
     id,
     url,
+    systems: new Set(includes.keys()),
     contains(system, code) {
       const key = `${system}|${code}`;
       let known = cache.get(key);
