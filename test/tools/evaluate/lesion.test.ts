@@ -79,7 +79,8 @@ function expectedOutcomes(): (0 | 1)[] {
 async function fakeFhirServer(
   resources: readonly Resource[],
   pageSize: number,
-  fails: (type: string, offset: number) => boolean = () => false,
+  /** The status a page answers with an OperationOutcome instead of its Bundle, if any. */
+  fails: (type: string, offset: number) => number | undefined = () => undefined,
 ): Promise<{ base: string; requests: string[]; app: FastifyInstance }> {
   const app = Fastify();
   const requests: string[] = [];
@@ -90,9 +91,10 @@ async function fakeFhirServer(
       requests.push(req.url);
       const { type } = req.params;
       const offset = Number(req.query._offset ?? 0);
-      if (fails(type, offset)) {
+      const failure = fails(type, offset);
+      if (failure !== undefined) {
         return reply
-          .code(503)
+          .code(failure)
           .send({ resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'transient' }] });
       }
       const count = Math.min(Number(req.query._count ?? pageSize), pageSize);
@@ -232,15 +234,22 @@ t.test('FHIR-server mode: the same data, paged, gives the same report as the fol
 t.test(
   'a FHIR server failing mid-paging fails the run: exit code 2, the page named, no report',
   async (t) => {
-    for (const type of ['Patient', 'DiagnosticReport']) {
-      const server = await fakeFhirServer(seeded.resources, 1, (t2, offset) => t2 === type && offset === 1);
+    const cases: [string, number, string][] = [
+      ['Patient', 503, 'answered 503'],
+      ['DiagnosticReport', 500, 'answered 500'],
+      ['Specimen', 200, 'did not answer a searchset Bundle'],
+    ];
+    for (const [type, status, message] of cases) {
+      const server = await fakeFhirServer(seeded.resources, 1, (t2, offset) =>
+        t2 === type && offset === 1 ? status : undefined,
+      );
       const r = await evaluate(server.base);
       await server.app.close();
       t.equal(r.code, 2, type);
       t.match(
         r.stderr,
         new RegExp(
-          `evaluate: cannot read the FHIR data at ${server.base}: ${server.base}/${type}\\?.*_offset=1 answered 503\\n$`,
+          `evaluate: cannot read the FHIR data at ${server.base}: ${server.base}/${type}\\?.*_offset=1 ${message}\\n$`,
         ),
       );
       t.equal(r.stdout, '');
