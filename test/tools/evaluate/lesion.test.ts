@@ -11,7 +11,7 @@ import type { Bundle, DiagnosticReport, Resource, Specimen } from 'fhir/r4.js';
 import t from 'tap';
 import type { LinkedPrediction } from '../../../src/governance/types.js';
 import { patientIdOf } from '../../../tools/evaluate/fhir-source.js';
-import { runEvaluate } from '../../../tools/evaluate/main.js';
+import { openDriver, runEvaluate } from '../../../tools/evaluate/main.js';
 import { NOW, tempDir } from '../../helpers/app.js';
 import { melanomaFollowUp } from './melanoma-follow-up.js';
 
@@ -174,6 +174,18 @@ t.test(
       { modelId: 'melanoma-risk', modelVersion: '1.0.0', mode: 'live', byFocus: 13, byPatient: 0 },
     ]);
     t.equal(report.models[0].outcomeKnown, 13);
+    // The audit keeps each lesion's keyed pseudonym, never its site: one key per lesion, two per patient.
+    const driver = await openDriver(join(seeded.dataDir, 'audit.sqlite'));
+    const keys = (
+      await driver.query('SELECT focus_key FROM audit_prediction ORDER BY event_seq, ordinal', [])
+    ).map((row) => String(row.focus_key));
+    await driver.close();
+    t.equal(keys.length, 13);
+    t.ok(
+      keys.every((k) => /^[0-9a-f]{64}$/.test(k)),
+      'HMAC-SHA256',
+    );
+    t.equal(new Set(keys).size, 13, 'no two lesions share a key');
     // Nothing identifying leaves the linkage: no patient or lesion id, site, key or exact date.
     for (const text of [r.rows!, withoutRunDates(r.report!)]) {
       for (const id of seeded.ids) t.notOk(text.includes(id), 'no patient or examination id');
