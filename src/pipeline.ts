@@ -8,9 +8,9 @@
  */
 import type { AuditTrail } from './audit/audit-trail.js';
 import { encounterOf, type ServiceCallRecord } from './audit/events.js';
-import { predictionsOf } from './audit/predictions.js';
+import { predictionsOf, type PredictionRecord } from './audit/predictions.js';
 import { digestInputs, type InputsDigest, type RawInputs } from './audit/inputs.js';
-import type { AuditedPrediction, Caller, ModelRef } from './audit/store.js';
+import type { Caller, ModelRef } from './audit/store.js';
 import type { CdsClient } from './auth/verify.js';
 import { notEvaluableCard } from './cards/not-evaluable.js';
 import { type IssuedCard, issueCards } from './cards/render.js';
@@ -173,7 +173,7 @@ interface Evaluated {
   /** Cards the alert fatigue controls held back (`cards/suppression.ts`), and the silent cards. */
   suppressed: SuppressedCard[];
   /** Every model estimate, live and silent, for the audit (issue 19). */
-  predictions: AuditedPrediction[];
+  predictions: PredictionRecord[];
 }
 
 /** The stages from the rules to the published cards, on well-formed data. */

@@ -8,6 +8,7 @@ import type { Feedback, HookRequest } from '../cds-hooks.js';
 import type { ModelOutcome } from '../scoring/score.js';
 import type { CompiledService } from '../services/load.js';
 import type { InputsDigest } from './inputs.js';
+import { focusKeyOf, type PredictionRecord } from './predictions.js';
 import type { Pseudonymise } from './pseudonym.js';
 import type { SuppressedCard } from '../cards/suppression.js';
 import type {
@@ -36,8 +37,8 @@ export interface ServiceCallRecord {
   models?: ModelRef[];
   /** The explanation pages of its cards, kept with the record for every instance (not hashed). */
   pages?: ExplanationPageRow[];
-  /** Every model estimate, live and silent (`predictions.ts`). */
-  predictions?: readonly AuditedPrediction[];
+  /** Every model estimate, live and silent (`predictions.ts`); focus identities become keys here. */
+  predictions?: readonly PredictionRecord[];
 }
 
 export interface ObjectionRecord {
@@ -111,10 +112,24 @@ export function serviceCallEvent(record: ServiceCallRecord, pseudonymise: Pseudo
             })),
           }
         : {}),
-      ...(record.predictions?.length ? { predictions: [...record.predictions] } : {}),
+      ...(record.predictions?.length
+        ? { predictions: record.predictions.map((p) => auditedPrediction(p, record.request, pseudonymise)) }
+        : {}),
     },
     ...(record.pages?.length ? { pages: record.pages } : {}),
   };
+}
+
+/** An estimate as the audit keeps it: its focus identity replaced with the keyed pseudonym. */
+function auditedPrediction(
+  { focusIdentity, ...prediction }: PredictionRecord,
+  request: HookRequest,
+  pseudonymise: Pseudonymise,
+): AuditedPrediction {
+  const patientId = request.context.patientId;
+  const focusKey =
+    typeof patientId === 'string' ? focusKeyOf(pseudonymise, patientId, focusIdentity) : undefined;
+  return focusKey === undefined ? prediction : { ...prediction, focusKey };
 }
 
 /** The encounter is kept only with cards (the windows that end with the next encounter need it). */

@@ -192,6 +192,13 @@ const PREDICTIONS = [
   'CREATE INDEX audit_prediction_at ON audit_prediction (predicted_at)',
 ];
 
+/**
+ * Issue 19, per-lesion outcomes: the keyed pseudonym of the focus an estimate is about (a lesion's body
+ * site within the patient, `predictions.ts` focusKeyOf), so that linkage can match a histology to its
+ * lesion rather than to every lesion of the patient. Null for rows written before, and without a focus.
+ */
+const PREDICTION_FOCUS_KEY = ['ALTER TABLE audit_prediction ADD COLUMN focus_key TEXT'];
+
 /** Index tables removed with their events by retention (each has `event_seq` and append-only triggers). */
 export const RETAINED_INDEX_TABLES = [...APPEND_ONLY_TABLES, 'audit_suppressed', 'audit_prediction'] as const;
 
@@ -257,5 +264,11 @@ export const MIGRATIONS: readonly Migration[] = [
     name: 'model estimates, live and silent (local validation)',
     sqlite: [...PREDICTIONS, ...appendOnlyTriggers.sqlite('audit_prediction')],
     postgres: [...PREDICTIONS, ...appendOnlyTriggers.postgres('audit_prediction')],
+  },
+  {
+    version: 9,
+    name: 'keyed focus of each model estimate (per-lesion outcomes)',
+    sqlite: PREDICTION_FOCUS_KEY,
+    postgres: PREDICTION_FOCUS_KEY,
   },
 ];

@@ -9,7 +9,43 @@ import type { FeatureValue } from '../scoring/features.js';
 import type { SubgroupSpec } from '../scoring/manifest.js';
 import type { ModelOutcome } from '../scoring/score.js';
 import type { ModelLike } from '../services/load.js';
+import type { Pseudonymise } from './pseudonym.js';
 import type { AuditedPrediction } from './store.js';
+
+/**
+ * An estimate as the pipeline hands it to the audit: with the identity of its focus in clear
+ * (`focusIdentity`, the focus label: for a lesion, its body site), which the audit event replaces with
+ * its keyed pseudonym (`focusKey`) and never stores.
+ */
+export interface PredictionRecord extends AuditedPrediction {
+  focusIdentity?: string;
+}
+
+/**
+ * The identity of a focus within a patient's record, as both sides of the outcome linkage read it: the
+ * focus label of the estimate (a lesion's body site as recorded) and what the model's
+ * `outcomeDefinition.focus` yields from a later resource (the body site of the histology's specimen).
+ * Case and spacing do not count; an empty text is no identity.
+ */
+export function focusIdentityOf(text: string | undefined): string | undefined {
+  const normalised = text?.trim().replace(/\s+/g, ' ').toLowerCase();
+  return normalised ? normalised : undefined;
+}
+
+/**
+ * The keyed pseudonym of one focus of one patient (`focusKey` of the estimate): the same HMAC as the
+ * patient pseudonym, over the patient id and the focus identity, so that neither can be read from it
+ * and two patients' lesions on the same site never share a key.
+ */
+export function focusKeyOf(
+  pseudonymise: Pseudonymise,
+  patientId: string,
+  identity: string | undefined,
+): string | undefined {
+  const normalised = focusIdentityOf(identity);
+  // '#' cannot occur in a FHIR id ([A-Za-z0-9-.]), so no patient pseudonym input takes this form.
+  return normalised === undefined ? undefined : pseudonymise(`Patient/${patientId}#${normalised}`);
+}
 
 /** The label of a subgroup band: `<55`, `55-64`, `65+` for cuts [55, 65] (as the model cards name them). */
 export function bandLabel(value: number, cuts: readonly number[]): string {
@@ -38,8 +74,8 @@ function predictionOf(
   model: ModelLike,
   outcome: ModelOutcome,
   mode: AuditedPrediction['mode'],
-  focus: string | undefined,
-): AuditedPrediction | undefined {
+  focus: Pick<ScoredFocus, 'reference' | 'label'>,
+): PredictionRecord | undefined {
   if (outcome.status !== 'scored') return undefined;
   const topFactors = [...outcome.contributions]
     .sort((a, b) => Math.abs(b.contribution) - Math.abs(a.contribution))
@@ -48,13 +84,14 @@ function predictionOf(
   return {
     model: { id: outcome.model.id, version: outcome.model.version },
     mode,
-    ...(focus === undefined ? {} : { focus }),
+    ...(focus.reference === undefined ? {} : { focus: focus.reference }),
     risk: outcome.probability,
     band: outcome.band.id,
     positive: outcome.aboveThreshold,
     topFactors,
     inputs: Object.fromEntries(outcome.contributions.map((c) => [c.id, c.value])),
     subgroups: subgroupsOf(model.manifest.subgroups ?? [], outcome.contributions),
+    ...(focusIdentityOf(focus.label) === undefined ? {} : { focusIdentity: focusIdentityOf(focus.label) }),
   };
 }
 
@@ -64,12 +101,12 @@ function predictionOf(
  */
 export function predictionsOf(
   models: readonly ModelLike[],
-  focuses: readonly Pick<ScoredFocus, 'models' | 'reference'>[],
+  focuses: readonly Pick<ScoredFocus, 'models' | 'reference' | 'label'>[],
   mode: AuditedPrediction['mode'],
-): AuditedPrediction[] {
+): PredictionRecord[] {
   return focuses.flatMap((focus) =>
     focus.models.flatMap((outcome, i) => {
-      const p = predictionOf(models[i]!, outcome, mode, focus.reference);
+      const p = predictionOf(models[i]!, outcome, mode, focus);
       return p ? [p] : [];
     }),
   );

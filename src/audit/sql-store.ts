@@ -129,6 +129,7 @@ function toPrediction(r: Row): StoredPrediction {
     model: { id: String(r.model_id), version: String(r.model_version) },
     mode: String(r.mode) === 'silent' ? 'silent' : 'live',
     ...(r.focus === null ? {} : { focus: String(r.focus) }),
+    ...(r.focus_key === null || r.focus_key === undefined ? {} : { focusKey: String(r.focus_key) }),
     risk: num(r.risk),
     band: String(r.band),
     positive: num(r.positive) === 1,
@@ -175,8 +176,9 @@ async function writeIndex(q: Query, event: NewAuditEvent, seq: number): Promise<
     for (const [ordinal, pr] of (p.predictions ?? []).entries()) {
       await q(
         `INSERT INTO audit_prediction (event_seq, ordinal, service_id, service_version, model_id, model_version,
-           mode, pseudonym, focus, predicted_at, predicted_week, risk, band, positive, top_factors, inputs, subgroups)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+           mode, pseudonym, focus, focus_key, predicted_at, predicted_week, risk, band, positive, top_factors, inputs,
+           subgroups)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
         [
           seq,
           ordinal,
@@ -187,6 +189,7 @@ async function writeIndex(q: Query, event: NewAuditEvent, seq: number): Promise<
           pr.mode,
           event.pseudonym,
           pr.focus ?? null,
+          pr.focusKey ?? null,
           event.at,
           isoWeekOf(event.at),
           pr.risk,

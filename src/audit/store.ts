@@ -73,6 +73,11 @@ export interface AuditedPrediction {
   mode: LinkedPrediction['mode'];
   /** The focus the estimate is about (`Observation/123`); absent for the patient as a whole. */
   focus?: string;
+  /**
+   * Keyed pseudonym of the focus's identity within the patient (`focusKeyOf`: for a lesion, its body
+   * site): the outcome linkage matches it per lesion. Absent without a focus label or a patient.
+   */
+  focusKey?: string;
   risk: number;
   band: string;
   /** Risk at or above the model card's threshold (the card's warning). */

@@ -318,7 +318,8 @@ const subgroupSpec = {
 /**
  * How `npm run evaluate` finds the outcome in data recorded after an estimate (issue 19): a resource of
  * `resourceType` of the same patient on which `expression` is true, dated (by `date`) after the estimate
- * and within `horizonMonths` of it.
+ * and within `horizonMonths` of it. With `focus`, the outcome is the focus's (a lesion's) rather than
+ * the patient's wherever the resource names the focus the estimate was about (models/README.md).
  */
 const outcomeDefinitionSpec = {
   type: 'object',
@@ -333,6 +334,12 @@ const outcomeDefinitionSpec = {
     },
     date: { type: 'string', minLength: 1, description: 'FHIRPath giving the date of the resource.' },
     horizonMonths: { type: 'integer', minimum: 1, maximum: 240 },
+    focus: {
+      type: 'string',
+      minLength: 1,
+      description:
+        "FHIRPath over one later resource giving the identity of the focus it is about, compared with the estimate's focus label (case and spacing aside); %resources is the patient's resources (one resource type per `%resources.ofType(Type)`, fetched too from a FHIR server).",
+    },
   },
 } as const;
 

@@ -76,14 +76,25 @@ export function readFolder(dir: string, progress: Progress): Map<string, Resourc
   return byPatient;
 }
 
-/** Fetches a search and its next pages. */
+/** Most pages one search may take before it is refused rather than read in part. */
+export const MAX_PAGES = 10_000;
+
+/**
+ * Fetches a search and its next pages. Any page that fails (an error status, a body that is not a
+ * searchset Bundle, a broken connection) or a search longer than MAX_PAGES fails the whole search: a
+ * report must never be computed from part of the data.
+ * @throws Error naming the page's URL
+ */
 async function searchAll(url: string, fetcher: typeof fetch): Promise<Resource[]> {
   const found: Resource[] = [];
   let next: string | undefined = url;
-  for (let page = 0; next !== undefined && page < 10_000; page += 1) {
+  for (let page = 0; next !== undefined; page += 1) {
+    if (page === MAX_PAGES) throw new Error(`${url} has more than ${MAX_PAGES} pages`);
     const response: Response = await fetcher(next, { headers: { accept: 'application/fhir+json' } });
     if (!response.ok) throw new Error(`${next} answered ${response.status}`);
-    const bundle = (await response.json()) as Bundle;
+    const bundle = (await response.json().catch(() => undefined)) as Bundle | undefined;
+    if (bundle?.resourceType !== 'Bundle' || bundle.type !== 'searchset')
+      throw new Error(`${next} did not answer a searchset Bundle`);
     found.push(...resourcesOf(bundle));
     next = bundle.link?.find((l) => l.relation === 'next')?.url;
   }

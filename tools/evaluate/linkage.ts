@@ -7,6 +7,9 @@
  * - 0 when no such resource exists and the patient has follow-up data dated after the horizon (a
  *   resource of that type, or an Encounter), so the outcome would have been seen;
  * - null otherwise (no follow-up yet, or the patient is not in the data).
+ * With an `outcomeDefinition.focus` (per-lesion outcomes), an estimate whose focus key is named by one of
+ * the patient's outcome resources takes its outcome from the resources about that focus only (and those
+ * naming no focus); otherwise, from all of the patient's resources, as above (`focusEvidence`).
  * What leaves this step is a `LinkedPrediction`: no pseudonym, patient id, birth date or exact date,
  * the ISO week only.
  */
@@ -22,6 +25,8 @@ export interface OutcomeEvidence {
   at: number;
   /** True when the resource shows the outcome; false for follow-up data without it. */
   shows: boolean;
+  /** The keyed focus (lesion) the resource is about, when the definition has a `focus` and it names one. */
+  focus?: string;
 }
 
 /** The instant `months` calendar months after `at` (UTC). */
@@ -54,6 +59,8 @@ export interface CompiledOutcome {
   definition: OutcomeDefinition;
   expression: CompiledExpression;
   date: CompiledExpression;
+  /** `definition.focus`, compiled: the focus identity a resource is about (with `%resources`). */
+  focus?: CompiledExpression;
 }
 
 export function compileOutcome(definition: OutcomeDefinition, fhirpath: FhirPath): CompiledOutcome {
@@ -61,7 +68,56 @@ export function compileOutcome(definition: OutcomeDefinition, fhirpath: FhirPath
     definition,
     expression: fhirpath.compile(definition.expression, []),
     date: fhirpath.compile(definition.date, []),
+    ...(definition.focus === undefined ? {} : { focus: fhirpath.compile(definition.focus, ['resources']) }),
   };
+}
+
+/**
+ * The resource types a focus expression reads through `%resources.ofType(Type)`: a FHIR server is asked
+ * for them too (a folder holds what it holds).
+ */
+export function focusResourceTypes(definition: OutcomeDefinition): string[] {
+  const found = definition.focus?.matchAll(/%resources\s*\.\s*ofType\(\s*([A-Z][A-Za-z]+)\s*\)/g) ?? [];
+  return [...new Set([...found].map((m) => m[1]!))];
+}
+
+/**
+ * The focus identity an outcome resource is about (the first non-empty text `focus` yields), or undefined
+ * without a `focus`, when it yields none, or when it cannot read the resource.
+ * @param resources the patient's resources, `%resources` of the expression
+ */
+export function focusIdentityIn(
+  resource: Resource,
+  outcome: CompiledOutcome,
+  resources: readonly Resource[],
+  now: Date,
+): string | undefined {
+  if (!outcome.focus || resource.resourceType !== outcome.definition.resourceType) return undefined;
+  try {
+    const values = outcome.focus.evaluate(resource, { resources }, now);
+    return values.find((v): v is string => typeof v === 'string' && v.trim() !== '');
+  } catch {
+    return undefined;
+  }
+}
+
+/** How an estimate was linked: per focus (lesion), or per patient. */
+export type LinkedBy = 'focus' | 'patient';
+
+/**
+ * The evidence an estimate's outcome is taken from: when the estimate has a focus key and a resource
+ * of the patient names that focus, the resources about that focus and those naming none (encounters,
+ * reports without a specimen site), linked per focus; otherwise every resource of the patient, linked
+ * per patient (a report about another lesion then counts for this one too, as it would without
+ * `focus`: the conservative side when the sites are written differently).
+ */
+export function focusEvidence(
+  evidence: readonly OutcomeEvidence[],
+  focusKey: string | undefined,
+): { by: LinkedBy; evidence: readonly OutcomeEvidence[] } {
+  if (focusKey !== undefined && evidence.some((e) => e.focus === focusKey))
+    return { by: 'focus', evidence: evidence.filter((e) => e.focus === undefined || e.focus === focusKey) };
+  return { by: 'patient', evidence };
 }
 
 function dateOf(values: unknown[]): number | undefined {
@@ -94,6 +150,53 @@ export function evidenceOf(
   } catch {
     return undefined;
   }
+}
+
+/**
+ * The evidence of one patient's resources for one outcome, each report keyed with the focus it names
+ * (`focusKey`: the keyed pseudonym of the patient id and the identity, as the audit keyed the estimate's).
+ */
+export function patientEvidence(
+  resources: readonly Resource[],
+  outcome: CompiledOutcome,
+  now: Date,
+  focusKey: (identity: string) => string | undefined,
+): OutcomeEvidence[] {
+  return resources.flatMap((r) => {
+    const e = evidenceOf(r, outcome, now);
+    if (e === undefined) return [];
+    const identity = focusIdentityIn(r, outcome, resources, now);
+    const key = identity === undefined ? undefined : focusKey(identity);
+    return key === undefined ? [e] : [{ ...e, focus: key }];
+  });
+}
+
+/** Linked estimates per model version and mode, per focus and per patient (outcome known only). */
+export interface LinkageCount {
+  modelId: string;
+  modelVersion: string;
+  mode: 'live' | 'silent';
+  byFocus: number;
+  byPatient: number;
+}
+
+/** Counts how the estimates with a known outcome were linked, in first-seen order of model version and mode. */
+export function linkageCounts(
+  rows: readonly { prediction: StoredPrediction; outcome: 0 | 1 | null; by: LinkedBy }[],
+): LinkageCount[] {
+  const counts = new Map<string, LinkageCount>();
+  for (const { prediction: p, outcome, by } of rows) {
+    const key = `${p.model.id}@${p.model.version}|${p.mode}`;
+    let c = counts.get(key);
+    if (!c) {
+      c = { modelId: p.model.id, modelVersion: p.model.version, mode: p.mode, byFocus: 0, byPatient: 0 };
+      counts.set(key, c);
+    }
+    if (outcome === null) continue;
+    if (by === 'focus') c.byFocus += 1;
+    else c.byPatient += 1;
+  }
+  return [...counts.values()];
 }
 
 /** A stored estimate with its outcome, stripped of the pseudonym, the instant and the focus. */

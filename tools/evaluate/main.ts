@@ -17,13 +17,19 @@ import { openPostgresDriver } from '../../src/audit/postgres.js';
 import { createSqlStore, type SqlDriver } from '../../src/audit/sql-store.js';
 import { openSqliteDriver } from '../../src/audit/sqlite.js';
 import type { StoredPrediction } from '../../src/audit/store.js';
+import { focusKeyOf } from '../../src/audit/predictions.js';
+import { suppressor } from '../../src/governance/suppression.js';
 import {
   compileOutcome,
   type CompiledOutcome,
-  evidenceOf,
+  focusEvidence,
+  focusResourceTypes,
+  type LinkedBy,
+  linkageCounts,
   linked,
   type OutcomeEvidence,
   outcomeOf,
+  patientEvidence,
 } from './linkage.js';
 // INTEGRATION POINT (issue 19): the governance engineer's report replaces the placeholder of this branch.
 import { buildGovernanceReport, renderReportHtml } from '../../src/governance/report.js';
@@ -278,7 +284,15 @@ export async function runEvaluate(
 
     // 3. The later data of the patients with estimates (matched by pseudonym, never by id).
     const wanted = new Set(predictions.flatMap((p) => (p.pseudonym === null ? [] : [p.pseudonym])));
-    const types = [...new Set([...outcomes.values()].map((o) => o.definition.resourceType)), 'Encounter'];
+    const types = [
+      ...new Set([
+        ...[...outcomes.values()].flatMap((o) => [
+          o.definition.resourceType,
+          ...focusResourceTypes(o.definition),
+        ]),
+        'Encounter',
+      ]),
+    ];
     let data: Map<string, Resource[]>;
     try {
       data = isUrl(args.fhir, ['http://', 'https://'])
@@ -292,33 +306,53 @@ export async function runEvaluate(
       const pseudonym = pseudonymise(patientId);
       if (!wanted.has(pseudonym)) continue;
       for (const [key, outcome] of outcomes) {
-        const found = resources.flatMap((r) => evidenceOf(r, outcome, clock) ?? []);
+        const found = patientEvidence(resources, outcome, clock, (identity) =>
+          focusKeyOf(pseudonymise, patientId, identity),
+        );
         evidence.set(`${pseudonym}|${key}`, found);
       }
     }
 
-    // 4. Linked, pseudonymised rows.
-    const linkedRows: LinkedPrediction[] = predictions.map((p) => {
+    // 4. Linked, pseudonymised rows: per focus (lesion) where both sides name it, else per patient.
+    const outcomesOf = predictions.map((p) => {
       const key = modelKey(p.model.id, p.model.version);
       const outcome = outcomes.get(key);
-      if (!outcome || p.pseudonym === null) return linked(p, null);
-      const found = evidence.get(`${p.pseudonym}|${key}`) ?? [];
-      return linked(p, outcomeOf(new Date(p.at), outcome.definition.horizonMonths, found));
+      if (!outcome || p.pseudonym === null)
+        return { prediction: p, outcome: null, by: 'patient' as LinkedBy };
+      const { by, evidence: found } = focusEvidence(evidence.get(`${p.pseudonym}|${key}`) ?? [], p.focusKey);
+      return {
+        prediction: p,
+        outcome: outcomeOf(new Date(p.at), outcome.definition.horizonMonths, found),
+        by,
+      };
     });
+    const linkedRows: LinkedPrediction[] = outcomesOf.map((r) => linked(r.prediction, r.outcome));
     const known = linkedRows.filter((r) => r.outcome !== null).length;
+    const counts = linkageCounts(outcomesOf);
+    const byFocus = counts.reduce((n, c) => n + c.byFocus, 0);
     progress(`${known} of ${linkedRows.length} estimates have a known outcome`);
+    progress(`${byFocus} linked per focus (lesion), ${known - byFocus} per patient`);
 
     // 5. The report (INTEGRATION POINT: buildGovernanceReport / renderReportHtml of src/governance/report.ts).
     const period = { from: args.from.slice(0, 10), to: args.to.slice(0, 10) };
-    const report = buildGovernanceReport({
-      period,
-      predictions: linkedRows,
-      rules: await ruleStats(driver, args.from, args.to),
-      serviceCalls: await serviceCallCounts(driver, args.from, args.to),
-      background,
-      minCellSize: args.minCell,
-      generatedAt: clock,
-    });
+    const cell = suppressor(args.minCell);
+    const report = {
+      ...buildGovernanceReport({
+        period,
+        predictions: linkedRows,
+        rules: await ruleStats(driver, args.from, args.to),
+        serviceCalls: await serviceCallCounts(driver, args.from, args.to),
+        background,
+        minCellSize: args.minCell,
+        generatedAt: clock,
+      }),
+      // How the estimates with a known outcome were linked: per focus (lesion) or per patient.
+      linkage: counts.map((c) => ({
+        ...c,
+        byFocus: cell.count(c.byFocus),
+        byPatient: cell.count(c.byPatient),
+      })),
+    };
     mkdirSync(args.out, { recursive: true });
     writeFileSync(join(args.out, 'report.json'), `${JSON.stringify(report, null, 2)}\n`);
     writeFileSync(join(args.out, 'report.en.html'), renderReportHtml(report, 'en'));
@@ -331,7 +365,7 @@ export async function runEvaluate(
       progress(`report stored for the governance page as ${join(args.reportsDir, name)}`);
     }
     out.write(
-      `${linkedRows.length} estimates linked (${known} with a known outcome); report written to ${args.out}\n`,
+      `${linkedRows.length} estimates linked (${known} with a known outcome: ${byFocus} per focus, ${known - byFocus} per patient); report written to ${args.out}\n`,
     );
     return 0;
   } catch (error) {

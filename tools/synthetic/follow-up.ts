@@ -6,12 +6,14 @@
  * - knee-oa-progression: a medial joint space narrowing Observation (local code `medial-jsn-loss`),
  *   0.5-1.5 mm 12 months later when the outcome occurred, 0-0.4 mm 25 months later (after the 24-month
  *   horizon) when it did not;
- * - melanoma-risk: a histology DiagnosticReport, melanoma (ICD-10 C43.9) one month later when any
- *   examined lesion is drawn a melanoma, melanocytic naevus (D22.9) four months later (after the
- *   3-month horizon) otherwise.
+ * - melanoma-risk: for each examined lesion, its own draw and its own histology DiagnosticReport,
+ *   melanoma (ICD-10 C43.9) one month later when the lesion is drawn a melanoma, melanocytic naevus
+ *   (D22.9) four months later (after the 3-month horizon) otherwise; the report is tied to its lesion
+ *   as a pathology report is, through its Specimen (`DiagnosticReport.specimen`), whose
+ *   `collection.bodySite` is the lesion examination's body site.
  * Simulated data for demonstration models: the outcomes are as calibrated as the model is, by design.
  */
-import type { Bundle, Condition, DiagnosticReport, Observation, Resource } from 'fhir/r4.js';
+import type { Bundle, Condition, DiagnosticReport, Observation, Resource, Specimen } from 'fhir/r4.js';
 import { LOCAL_OBSERVATION, SYSTEM } from '../../src/codes.js';
 import type { LoadedModel } from '../../src/scoring/load.js';
 import { scoreSubjects } from '../../src/scoring/score.js';
@@ -28,7 +30,10 @@ export interface FollowUp {
   patientId: string;
   /** The model's estimates (one per subject: per lesion for melanoma-risk). */
   risks: number[];
+  /** The patient's outcome: 1 when any subject's is. */
   outcome: 0 | 1;
+  /** Each subject's outcome, as `risks` (melanoma-risk: each lesion's; knee-oa-progression: the one). */
+  outcomes: (0 | 1)[];
   resources: Resource[];
 }
 
@@ -64,20 +69,43 @@ function kneeRecord(patientId: string, outcome: 0 | 1, u: number, now: Date, ind
   };
 }
 
-function histology(patientId: string, outcome: 0 | 1, now: Date, index: number): DiagnosticReport {
+/**
+ * The histology of one examined lesion: its Specimen (the excision, collected at the lesion's body site)
+ * and the DiagnosticReport about it.
+ */
+export function histology(
+  patientId: string,
+  outcome: 0 | 1,
+  now: Date,
+  id: string,
+  lesion: Observation,
+): [Specimen, DiagnosticReport] {
   const code =
     outcome === 1
       ? ['C43.9', 'Malignant melanoma of skin, unspecified']
       : ['D22.9', 'Melanocytic naevi, unspecified'];
-  return {
+  const effective = addMonths(now, outcome === 1 ? 1 : 4);
+  const specimen: Specimen = {
+    resourceType: 'Specimen',
+    id: `${id}-specimen`,
+    type: { text: 'Excision biopsy of skin lesion' },
+    subject: { reference: `Patient/${patientId}` },
+    collection: {
+      collectedDateTime: effective,
+      ...(lesion.bodySite === undefined ? {} : { bodySite: lesion.bodySite }),
+    },
+  };
+  const report: DiagnosticReport = {
     resourceType: 'DiagnosticReport',
-    id: `follow-up-${index}`,
+    id,
     status: 'final',
     code: { text: 'Histology of excised skin lesion' },
     subject: { reference: `Patient/${patientId}` },
-    effectiveDateTime: addMonths(now, outcome === 1 ? 1 : 4),
+    effectiveDateTime: effective,
+    specimen: [{ reference: `Specimen/${specimen.id}` }],
     conclusionCode: [{ coding: [{ system: SYSTEM.icd10, code: code[0], display: code[1] }] }],
   };
+  return [specimen, report];
 }
 
 /** A knee osteoarthritis Condition (SNOMED CT 239873007, ICD-10 M17.x), as the service's focus finds it. */
@@ -112,14 +140,20 @@ export async function followUpOf(
   const subjects = spec.subjects(resources, noTruth).map((s) => s.subject);
   if (subjects.length === 0) return undefined;
   const scored = await scoreSubjects(model, subjects, spec.env(resources), now);
-  const risks = scored.flatMap((o) => (o.status === 'scored' ? [o.probability] : []));
+  const scoredSubjects = scored.flatMap((o, i) =>
+    o.status === 'scored' ? [{ risk: o.probability, subject: subjects[i] as Observation }] : [],
+  );
+  const risks = scoredSubjects.map((s) => s.risk);
   if (risks.length === 0) return undefined;
   const rng = createRng(seed ^ FOLLOW_UP_STREAM, index);
-  const outcome = risks.map((p) => rng.next() < p).some(Boolean) ? 1 : 0;
+  const outcomes = risks.map((p): 0 | 1 => (rng.next() < p ? 1 : 0));
+  const outcome = outcomes.includes(1) ? 1 : 0;
   const u = rng.next();
-  const record =
+  const records =
     model.manifest.id === 'melanoma-risk'
-      ? histology(patientId, outcome, now, index)
-      : kneeRecord(patientId, outcome, u, now, index);
-  return { patientId, risks, outcome, resources: [record] };
+      ? scoredSubjects.flatMap((s, j) =>
+          histology(patientId, outcomes[j]!, now, `follow-up-${index}-${j}`, s.subject),
+        )
+      : [kneeRecord(patientId, outcome, u, now, index)];
+  return { patientId, risks, outcome, outcomes, resources: records };
 }

@@ -32,9 +32,10 @@ Options:
   --objection-rate <p>      share of patients with an active objection Consent, 0 to 1 (default 0)
   --follow-up <model dir>   also write, for each patient the model (e.g. models/knee-oa-progression/1.0.0)
                             scores at --now, a follow-up record with an outcome drawn from the model's
-                            own estimate (seeded), into <out>/follow-up/follow-up.ndjson, and the
-                            truth (patient id, estimates, outcome) into <out>/follow-up-truth.json,
-                            for npm run evaluate
+                            own estimate (seeded; melanoma-risk: a histology report per lesion, tied to
+                            it by its specimen's body site), into <out>/follow-up/follow-up.ndjson, and
+                            the truth (patient id, estimates, outcome of the patient and of each
+                            estimate) into <out>/follow-up-truth.json, for npm run evaluate
   -h, --help                show this help
 `;
 
@@ -225,7 +226,12 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
       await mkdir(join(out, 'follow-up'), { recursive: true });
       const lines = followUps.flatMap((f) => f.resources.map((r) => JSON.stringify(r)));
       await writeFile(join(out, 'follow-up', 'follow-up.ndjson'), lines.map((l) => `${l}\n`).join(''));
-      const truth = followUps.map(({ patientId, risks, outcome }) => ({ patientId, risks, outcome }));
+      const truth = followUps.map(({ patientId, risks, outcome, outcomes }) => ({
+        patientId,
+        risks,
+        outcome,
+        outcomes,
+      }));
       await writeFile(join(out, 'follow-up-truth.json'), `${JSON.stringify(truth, null, 2)}\n`);
     }
   } catch (error) {

@@ -3,8 +3,20 @@
  * data exists past the horizon without it, null otherwise; and what a linked row keeps.
  */
 import t from 'tap';
-import type { Encounter, Observation } from 'fhir/r4.js';
-import { addMonths, compileOutcome, evidenceOf, linked, outcomeOf } from '../../../tools/evaluate/linkage.js';
+import type { DiagnosticReport, Encounter, Observation, Resource, Specimen } from 'fhir/r4.js';
+import {
+  addMonths,
+  compileOutcome,
+  evidenceOf,
+  focusEvidence,
+  focusResourceTypes,
+  linkageCounts,
+  linked,
+  outcomeOf,
+  patientEvidence,
+} from '../../../tools/evaluate/linkage.js';
+import { focusIdentityOf, focusKeyOf } from '../../../src/audit/predictions.js';
+import { pseudonymiser } from '../../../src/audit/pseudonym.js';
 import { createFhirPath } from '../../../src/rules/fhirpath.js';
 import type { StoredPrediction } from '../../../src/audit/store.js';
 
@@ -110,4 +122,83 @@ t.test('a linked row keeps the week, not the pseudonym, instant or focus', async
     subgroups: { sex: 'male' },
     outcome: 1,
   });
+});
+
+t.test("per focus: a lesion takes the outcome of the reports about it, else the patient's", async (t) => {
+  const outcome = compileOutcome(
+    {
+      resourceType: 'DiagnosticReport',
+      expression: "conclusionCode.coding.where(code.startsWith('C43')).exists()",
+      date: 'effective.ofType(dateTime)',
+      horizonMonths: 3,
+      focus:
+        "%resources.ofType(Specimen).where(('Specimen/' + id) in %context.specimen.reference).collection.bodySite.select(text | coding.display)",
+    },
+    createFhirPath(),
+  );
+  t.same(focusResourceTypes(outcome.definition), ['Specimen']);
+  const specimen = (id: string, site: Specimen['collection']): Specimen => ({
+    resourceType: 'Specimen',
+    id,
+    subject: { reference: 'Patient/p1' },
+    collection: site,
+  });
+  const report = (id: string, code: string, at: string, specimenId?: string): DiagnosticReport => ({
+    resourceType: 'DiagnosticReport',
+    id,
+    status: 'final',
+    code: { text: 'Histology' },
+    subject: { reference: 'Patient/p1' },
+    effectiveDateTime: at,
+    ...(specimenId === undefined ? {} : { specimen: [{ reference: `Specimen/${specimenId}` }] }),
+    conclusionCode: [{ coding: [{ system: 'http://hl7.org/fhir/sid/icd-10', code }] }],
+  });
+  const resources: Resource[] = [
+    specimen('s1', { bodySite: { text: 'Upper  Back ' } }),
+    specimen('s2', { bodySite: { coding: [{ display: 'left thigh' }] } }),
+    report('r1', 'C43.5', '2026-02-28T00:00:00Z', 's1'),
+    report('r2', 'D22.5', '2026-06-01T00:00:00Z', 's2'),
+  ];
+  const key = (identity: string) => focusKeyOf(pseudonymiser(Buffer.from('k')), 'p1', identity);
+  t.equal(focusIdentityOf('  Upper\tBACK '), 'upper back', 'case and spacing aside');
+  t.equal(focusIdentityOf('  '), undefined);
+  t.not(key('upper back'), focusKeyOf(pseudonymiser(Buffer.from('k')), 'p2', 'upper back'), 'per patient');
+  const evidence = patientEvidence(resources, outcome, AT, key);
+  t.same(evidence, [
+    { at: ms('2026-02-28T00:00:00Z'), shows: true, focus: key('upper back') },
+    { at: ms('2026-06-01T00:00:00Z'), shows: false, focus: key('left thigh') },
+  ]);
+  const outcomeFor = (focusKey: string | undefined) => {
+    const { by, evidence: found } = focusEvidence(evidence, focusKey);
+    return [by, outcomeOf(AT, 3, found)];
+  };
+  t.same(outcomeFor(key('upper back')), ['focus', 1], 'the melanoma lesion');
+  t.same(outcomeFor(key('left thigh')), ['focus', 0], 'the benign lesion');
+  t.same(outcomeFor(key('scalp')), ['patient', 1], "a lesion no report names: the patient's outcome");
+  t.same(outcomeFor(undefined), ['patient', 1], 'an estimate without a key (before migration 9)');
+  // A report without a specimen names no lesion: it counts for every lesion of the patient.
+  const unnamed = patientEvidence(
+    [...resources, report('r3', 'C43.7', '2026-02-01T00:00:00Z')],
+    outcome,
+    AT,
+    key,
+  );
+  t.equal(unnamed[2]!.focus, undefined);
+  t.same(focusEvidence(unnamed, key('left thigh')).by, 'focus');
+  t.equal(outcomeOf(AT, 3, focusEvidence(unnamed, key('left thigh')).evidence), 1);
+
+  const p = (mode: 'live' | 'silent') => ({ model: { id: 'm', version: '1' }, mode }) as StoredPrediction;
+  t.same(
+    linkageCounts([
+      { prediction: p('live'), outcome: 1, by: 'focus' },
+      { prediction: p('live'), outcome: 0, by: 'patient' },
+      { prediction: p('live'), outcome: null, by: 'patient' },
+      { prediction: p('silent'), outcome: null, by: 'focus' },
+    ]),
+    [
+      { modelId: 'm', modelVersion: '1', mode: 'live', byFocus: 1, byPatient: 1 },
+      { modelId: 'm', modelVersion: '1', mode: 'silent', byFocus: 0, byPatient: 0 },
+    ],
+    'estimates with a known outcome only',
+  );
 });

@@ -87,7 +87,7 @@ t.test('live and silent estimates are linked to the outcomes recorded later', as
   t.match(stderr.text(), new RegExp(`evaluate: ${truth.length * 2} estimates from 2026-11-01 to 2026-12-01`));
   t.equal(
     stdout.text(),
-    `${truth.length * 2} estimates linked (${(truth.length - 1) * 2} with a known outcome); report written to ${out}\n`,
+    `${truth.length * 2} estimates linked (${(truth.length - 1) * 2} with a known outcome: 0 per focus, ${(truth.length - 1) * 2} per patient); report written to ${out}\n`,
   );
   const text = readFileSync(rowsFile, 'utf8');
   const rows = JSON.parse(text) as LinkedPrediction[];
