@@ -1,7 +1,7 @@
 /**
  * The bundled expansions and the published value sets they were merged from (tools/terminology/sources):
  * every code taken from a source is in the expansion under its ingredient or concept, and the clinical drugs
- * of hydrocortisone, triamcinolone, milnacipran, ticagrelor and the ACE inhibitors and ARBs, and the SNOMED
+ * of hydrocortisone, triamcinolone, milnacipran, ticagrelor, prasugrel and the ACE inhibitors and ARBs, and the SNOMED
  * CT strokes, are members of the services' value sets although no value-set file lists them by hand.
  */
 import { readdirSync, readFileSync } from 'node:fs';
@@ -80,6 +80,7 @@ t.test('clinical drugs and strokes no value-set file lists by hand are members o
     ['systemic-corticosteroid', SYSTEM.rxnorm, '198303', 'triamcinolone 4 mg tablet'],
     ['ssri-snri', SYSTEM.rxnorm, '833144', 'milnacipran 50 mg tablet'],
     ['antiplatelet', SYSTEM.rxnorm, '1666332', 'ticagrelor 60 mg tablet'],
+    ['antiplatelet', SYSTEM.rxnorm, '855818', 'prasugrel 5 mg tablet'],
     ['ace-inhibitor-arb', SYSTEM.rxnorm, '198189', 'ramipril 5 mg capsule'],
     ['ace-inhibitor-arb', SYSTEM.rxnorm, '858817', 'enalapril 10 mg tablet'],
     ['ace-inhibitor-arb', SYSTEM.rxnorm, '314077', 'lisinopril 20 mg tablet'],
@@ -103,6 +104,7 @@ t.test('clinical drugs and strokes no value-set file lists by hand are members o
     ['ace-inhibitor-arb', SYSTEM.rxnorm, '833144', 'milnacipran is no ACE inhibitor'],
     ['diuretic', SYSTEM.rxnorm, '314077', 'lisinopril alone is no diuretic'],
     ['ssri-snri', SYSTEM.rxnorm, '1666332', 'ticagrelor is no SNRI'],
+    ['anticoagulant', SYSTEM.rxnorm, '855818', 'prasugrel is no anticoagulant'],
     ['mi-stroke', SYSTEM.snomed, '84114007', 'heart failure is no stroke'],
   ];
   for (const [set, system, code, what] of others)

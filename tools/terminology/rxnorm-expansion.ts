@@ -169,6 +169,8 @@ export function productsNamed(source: PublishedValueSet, word: string): Product[
 
 const NO_PRODUCTS_YET = /; products not bundled yet[^;]*/;
 
+const WHO_ATC = '; WHO ATC from the WHO ATC/DDD Index';
+
 const PUBLISHED_NOTE =
   'Also merged from published value sets kept in tools/terminology/sources (rxnorm-expansion.ts --sources): each ingredient names the value set, repository, path and commit its products come from.';
 
@@ -211,13 +213,16 @@ export function mergePublished(file: ExpansionFile, published: Published, date: 
       const named = label(source);
       if (ingredient.source === '') {
         ingredient.source =
-          `${named}: ${source.taken}; WHO ATC from the WHO ATC/DDD Index` +
+          `${named}: ${source.taken}${WHO_ATC}` +
           (ingredient.code === undefined
             ? '; RxNorm ingredient code not given by that source, so the ingredient is matched through these products only'
             : '');
       } else if (!ingredient.source.includes(named)) {
         // An ingredient listed without products said so; it has products now.
         ingredient.source = `${ingredient.source.replace(NO_PRODUCTS_YET, '')}; products also from ${named}`;
+      } else if (ingredient.source.startsWith(`${named}: `) && ingredient.source.includes(WHO_ATC)) {
+        // What was taken from the source may have been restated since (more of it read): follow the file.
+        ingredient.source = `${named}: ${source.taken}${ingredient.source.slice(ingredient.source.indexOf(WHO_ATC))}`;
       }
     }
   }

@@ -217,6 +217,21 @@ t.test(
       merged,
       'running it again changes nothing',
     );
+    const restated = mergePublished(
+      merged,
+      { map, sources: { 's.json': { ...source, taken: 'all codes, the whole file read' } } },
+      '2026-12-06',
+    );
+    t.equal(
+      restated.ingredients[1]!.source,
+      'VSAC Test Set 1.2.3 (version 20240101, expansion 2025-01-01, v1; owner/repo vs.json at 0123456789ab): all codes, the whole file read; WHO ATC from the WHO ATC/DDD Index; RxNorm ingredient code not given by that source, so the ingredient is matched through these products only',
+      'what was taken, restated in the source file, is restated in the expansion',
+    );
+    t.equal(
+      restated.ingredients[0]!.source,
+      lisinopril!.source,
+      'a source named as "products also from" is kept',
+    );
     t.throws(
       () =>
         mergePublished(
