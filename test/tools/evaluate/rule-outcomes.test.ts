@@ -14,6 +14,7 @@ import { SYSTEM } from '../../../src/codes.js';
 import type { GovernanceReport, RuleSection } from '../../../src/governance/report.js';
 import { createFhirPath } from '../../../src/rules/fhirpath.js';
 import { loadModel } from '../../../src/scoring/load.js';
+import { evidenceOf } from '../../../tools/evaluate/linkage.js';
 import { runEvaluate } from '../../../tools/evaluate/main.js';
 import { readCardOutcomes, ruleStatsOf, type RuleCard } from '../../../tools/evaluate/rule-outcomes.js';
 import { answerLocally, fillTemplate } from '../../../tools/cli/prefetch.js';
@@ -279,6 +280,30 @@ t.test('card outcomes: one per service of a file with several hooks; counts by f
   t.same(serious.overrideReasons, { 'patient-preference': 2 });
   const caution = stats.find((s) => s.template === 'caution')!;
   t.same([caution.withOutcome, caution.outcome], [undefined, undefined]);
+
+  // The NSAID card's outcome on the Conditions that may show it (the generator writes none).
+  const nsaid = outcomes.get('nsaid-safety-order-sign|serious')!;
+  const condition = (system: string, code: string, verification?: string) => ({
+    resourceType: 'Condition' as const,
+    subject: { reference: 'Patient/x' },
+    code: { coding: [{ system, code }] },
+    ...(verification && { verificationStatus: { coding: [{ code: verification }] } }),
+    onsetDateTime: '2027-01-10T00:00:00Z',
+  });
+  const shows = (c: ReturnType<typeof condition>) => evidenceOf(c, nsaid, NOW)?.shows;
+  t.same(
+    [
+      shows(condition(SYSTEM.icd10, 'N17.9')),
+      shows(condition(SYSTEM.icd10, 'K92.2')),
+      shows(condition(SYSTEM.snomed, '14669001')),
+      shows(condition(SYSTEM.snomed, '37372002')),
+      shows(condition(SYSTEM.icd10, 'N17.9', 'refuted')),
+      shows(condition(SYSTEM.icd10, 'N18.3')),
+      shows(condition(SYSTEM.snomed, '239873007')),
+    ],
+    [true, true, true, true, false, false, false],
+  );
+  t.equal(evidenceOf(condition(SYSTEM.icd10, 'N17.9'), nsaid, NOW)?.at, Date.parse('2027-01-10T00:00:00Z'));
 
   const broken = tempDir('cds-rule-ppv-services-');
   mkdirSync(join(broken, 'sub'));
