@@ -73,6 +73,12 @@ const TEXT = {
     accepted: 'Accepted',
     overridden: 'Overridden',
     reasons: 'Override reasons',
+    ruleOutcome: 'Outcome',
+    outcomeKnownShort: 'known',
+    ppvAccepted: 'accepted cards',
+    ppvOverridden: 'overridden cards',
+    ruleNote:
+      'PPV of a card: among its cards whose outcome is known (the patient’s later data was present), the share followed by the outcome the service defines, counted per card. Following a card can prevent the harm it warns of, or bring the test that finds it: the PPV of accepted and of overridden cards is shown apart.',
     suppressed: 'suppressed',
     uncoded: 'No coded reason (comment only)',
     undefined: '—',
@@ -130,6 +136,12 @@ const TEXT = {
     accepted: 'Acceptées',
     overridden: 'Écartées',
     reasons: 'Motifs d’écart',
+    ruleOutcome: 'Évènement',
+    outcomeKnownShort: 'connus',
+    ppvAccepted: 'cartes acceptées',
+    ppvOverridden: 'cartes écartées',
+    ruleNote:
+      'VPP d’une carte : parmi ses cartes dont l’évolution est connue (données ultérieures du patient présentes), la part suivie de l’évènement que le service définit, comptée par carte. Suivre une carte peut prévenir le risque qu’elle signale, ou amener l’examen qui le révèle : la VPP des cartes acceptées et celle des cartes écartées sont données à part.',
     suppressed: 'masqué',
     uncoded: 'Sans motif codé (commentaire seul)',
     undefined: '—',
@@ -224,7 +236,20 @@ function ruleRow(r: RuleSection, f: ReturnType<typeof formatters>, lang: Lang): 
   const reasons = r.overrideReasons
     .map((x) => `${escapeHtml(reasonLabel(x.reason, lang))}: ${f.count(x.count)}`)
     .join('<br>');
-  return `<tr><td>${escapeHtml(r.serviceId)}<br><small>${escapeHtml(r.template)}</small></td><td class="n">${f.count(r.cardsShown)}</td><td class="n">${f.rate(r.alertRate)}</td><td class="n">${f.rate(r.acceptanceRate)}</td><td class="n">${f.rate(r.overrideRate)}</td><td>${reasons || '—'}</td><td class="n">${f.rate(r.ppv)}</td></tr>`;
+  return `<tr><td>${escapeHtml(r.serviceId)}<br><small>${escapeHtml(r.template)}</small></td><td class="n">${f.count(r.cardsShown)}</td><td class="n">${f.rate(r.alertRate)}</td><td class="n">${f.rate(r.acceptanceRate)}</td><td class="n">${f.rate(r.overrideRate)}</td><td>${reasons || '—'}</td><td class="n">${ruleOutcome(r, f, lang)}</td></tr>`;
+}
+
+/** The PPV cell of a rule: the outcome it counts, the PPV, and the PPV of accepted and overridden cards. */
+function ruleOutcome(r: RuleSection, f: ReturnType<typeof formatters>, lang: Lang): string {
+  const t = TEXT[lang];
+  // A report stored before the outcome fields existed has the PPV only.
+  const outcome = r.outcome ?? null;
+  const outcomeKnown = r.outcomeKnown ?? null;
+  if (outcome === null && outcomeKnown === null) return f.rate(r.ppv);
+  const label = outcome ? `<small>${t.ruleOutcome}: ${escapeHtml(outcome.label[lang])}</small><br>` : '';
+  const known =
+    outcomeKnown === null ? '' : ` <small>(${t.outcomeKnownShort}: ${f.count(outcomeKnown)})</small>`;
+  return `${label}${f.rate(r.ppv)}${known}<br><small>${t.ppvAccepted}: ${f.rate(r.ppvAccepted ?? null)}<br>${t.ppvOverridden}: ${f.rate(r.ppvOverridden ?? null)}</small>`;
 }
 
 /**
@@ -238,7 +263,7 @@ export function renderReportHtml(report: GovernanceReport, lang: Lang): string {
     ? report.models.map((m) => modelSection(m, f, t)).join('\n')
     : `<p>${t.noModel}</p>`;
   const rules = report.rules.length
-    ? `<table><tr><th>${t.template}</th><th>${t.shown}</th><th>${t.alertRate}</th><th>${t.accepted}</th><th>${t.overridden}</th><th>${t.reasons}</th><th>${t.ppv}</th></tr>${report.rules.map((r) => ruleRow(r, f, lang)).join('')}</table>`
+    ? `<table><tr><th>${t.template}</th><th>${t.shown}</th><th>${t.alertRate}</th><th>${t.accepted}</th><th>${t.overridden}</th><th>${t.reasons}</th><th>${t.ppv}</th></tr>${report.rules.map((r) => ruleRow(r, f, lang)).join('')}</table><p class="note">${t.ruleNote}</p>`
     : `<p>${t.noRule}</p>`;
   return `<!doctype html>
 <html lang="${lang}">

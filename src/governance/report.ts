@@ -108,8 +108,20 @@ export interface RuleSection {
   acceptanceRate: Cell<Rate> | null;
   overrideRate: Cell<Rate> | null;
   overrideReasons: { reason: string; count: Cell<number> }[];
+  /** What the outcome is and its horizon; null when the card defines none. */
+  outcome: { label: { en: string; fr: string }; horizonMonths: number } | null;
+  /** Cards whose outcome is known (their patient's later data was present); null: no outcome defined. */
+  outcomeKnown: Cell<number> | null;
   /** Null: no outcome defined or none known. */
   ppv: Cell<Rate> | null;
+  /**
+   * The PPV of the cards accepted and of those overridden (latest feedback) apart: following a card can
+   * prevent the harm it warns of, or bring the test that finds it, so the two differ by design.
+   * Suppressed together (complementary suppression) when either is, or when the cards without feedback
+   * are a small count, since the overall PPV would then give them back.
+   */
+  ppvAccepted: Cell<Rate> | null;
+  ppvOverridden: Cell<Rate> | null;
 }
 
 export interface GovernanceReport {
@@ -333,7 +345,44 @@ function ruleSection(stats: RuleStats, input: GovernanceInput): RuleSection {
     overrideReasons: Object.entries(stats.overrideReasons)
       .sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]))
       .map(([reason, n]) => ({ reason, count: count(n) })),
-    ppv: stats.withOutcome ? rate(stats.withOutcome.positive, stats.withOutcome.known) : null,
+    ...outcomeFigures(stats, input.minCellSize),
+  };
+}
+
+function outcomeFigures(
+  stats: RuleStats,
+  min: number,
+): Pick<RuleSection, 'outcome' | 'outcomeKnown' | 'ppv' | 'ppvAccepted' | 'ppvOverridden'> {
+  const { count, rate } = suppressor(min);
+  const w = stats.withOutcome;
+  const outcome = stats.outcome ?? null;
+  if (!w) return { outcome, outcomeKnown: null, ppv: null, ppvAccepted: null, ppvOverridden: null };
+  const none = { known: 0, positive: 0 };
+  const accepted = w.accepted ?? none;
+  const overridden = w.overridden ?? none;
+  let ppvAccepted = rate(accepted.positive, accepted.known);
+  let ppvOverridden = rate(overridden.positive, overridden.known);
+  // The cards without feedback are the overall less the two groups: a small count there, or one group
+  // suppressed beside the other, would give a suppressed count back by subtraction.
+  const small = (k: number) => k > 0 && k < min;
+  const restKnown = w.known - accepted.known - overridden.known;
+  const restPositive = w.positive - accepted.positive - overridden.positive;
+  if (
+    ppvAccepted === SUPPRESSED ||
+    ppvOverridden === SUPPRESSED ||
+    small(restKnown) ||
+    small(restPositive) ||
+    small(restKnown - restPositive)
+  ) {
+    if (ppvAccepted !== null) ppvAccepted = SUPPRESSED;
+    if (ppvOverridden !== null) ppvOverridden = SUPPRESSED;
+  }
+  return {
+    outcome,
+    outcomeKnown: count(w.known),
+    ppv: rate(w.positive, w.known),
+    ppvAccepted,
+    ppvOverridden,
   };
 }
 

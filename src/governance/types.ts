@@ -32,6 +32,17 @@ export interface RuleStats {
   accepted: number;
   overridden: number;
   overrideReasons: Record<string, number>;
-  /** Cards with an outcome defined and known, and how many of those had the outcome (for PPV). */
-  withOutcome?: { known: number; positive: number };
+  /**
+   * Cards with an outcome defined and known, and how many of those had the outcome (for PPV); the same
+   * for the cards whose latest feedback was accepted and overridden (the others had no feedback).
+   */
+  withOutcome?: OutcomeCount & { accepted?: OutcomeCount; overridden?: OutcomeCount };
+  /** What the card's outcome is (the service YAML's `cards[].outcome.label`) and its horizon. */
+  outcome?: { label: { en: string; fr: string }; horizonMonths: number };
+}
+
+/** Cards whose outcome is known, and of those, with the outcome. */
+export interface OutcomeCount {
+  known: number;
+  positive: number;
 }

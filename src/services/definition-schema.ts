@@ -293,6 +293,31 @@ const suggestionSpec = {
     actions: { type: 'array', minItems: 1, items: actionSpec },
   },
 } as const;
+/**
+ * What `npm run evaluate` counts as the outcome of a rule's card (issue 19: the PPV of a rule where an
+ * outcome is defined): the same shape and rule as a model's `outcomeDefinition` (models/README.md) — a
+ * resource of `resourceType` of the same patient on which `expression` is true, dated (by `date`) after the
+ * card and within `horizonMonths` of it — with what the outcome is (`label`) and why it is the one that
+ * tells whether the card was right (`source`). Read by the evaluation only: never shown on the card.
+ */
+const cardOutcome = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['label', 'resourceType', 'expression', 'date', 'horizonMonths', 'source'],
+  properties: {
+    label: localized,
+    resourceType: { type: 'string', pattern: '^[A-Z][A-Za-z]+$' },
+    expression: {
+      ...fhirPath,
+      description:
+        'FHIRPath over one later resource of the patient, true when it shows the outcome. No `%variable` ' +
+        'and no `inValueSet`: the evaluation reads it without the call or the value sets, so name the codes.',
+    },
+    date: { ...fhirPath, description: 'FHIRPath giving the date of the resource.' },
+    horizonMonths: { type: 'integer', minimum: 1, maximum: 240 },
+    source,
+  },
+} as const;
 const cardSpec = {
   type: 'object',
   additionalProperties: false,
@@ -315,6 +340,7 @@ const cardSpec = {
         'reason `silent`), but never returned to the EHR: a new rule tried out before go-live. Default live.',
     ),
     suggestions: { type: 'array', minItems: 1, items: suggestionSpec },
+    outcome: cardOutcome,
     links: {
       type: 'array',
       minItems: 1,
@@ -498,3 +524,5 @@ export type ActionSpec = FromSchema<typeof actionSpec>;
 export type DatumSpec = FromSchema<typeof datumSpec>;
 export type SuggestionSpec = FromSchema<typeof suggestionSpec>;
 export type CardSpec = FromSchema<typeof cardSpec>;
+/** The outcome of a rule's card for `npm run evaluate` (`cards[].outcome`). */
+export type CardOutcome = FromSchema<typeof cardOutcome>;

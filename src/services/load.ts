@@ -246,6 +246,7 @@ function compileService<M extends ModelLike>(
   checkIds(file, definition);
   checkPlaceholders(file, definition);
   checkActions(file, definition);
+  checkOutcomes(file, definition, fhirpath);
   const { models, silentModels } = resolveModels(file, definition, registry);
   return {
     definition,
@@ -370,6 +371,29 @@ function checkActions(file: string, definition: ServiceDefinition): void {
       }),
     ),
   );
+}
+
+/**
+ * A card's `outcome` (read by `npm run evaluate`, tools/evaluate/rule-outcomes.ts) compiles on its own: one
+ * later resource, no call variables, no value sets. A card about a model has the model's outcome.
+ */
+function checkOutcomes(file: string, definition: ServiceDefinition, fhirpath: FhirPath): void {
+  definition.cards.forEach((card, i) => {
+    if (card.outcome === undefined) return;
+    const at = `/cards/${i}/outcome`;
+    if (card.when.model !== undefined)
+      fail(file, at, "a card about a model has the model's outcomeDefinition (its manifest)");
+    for (const key of ['expression', 'date'] as const) {
+      const source = card.outcome[key];
+      if (/inValueSet\s*\(/.test(source.replace(/'(?:[^'\\]|\\.)*'/g, "''")))
+        fail(file, `${at}/${key}`, 'the evaluation reads outcomes without value sets: name the codes');
+      try {
+        fhirpath.compile(source, []);
+      } catch (error) {
+        fail(file, `${at}/${key}`, (error as Error).message);
+      }
+    }
+  });
 }
 
 const RULE_CONDITIONS = [

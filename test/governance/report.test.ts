@@ -266,6 +266,66 @@ t.test(
   },
 );
 
+t.test('rules: the PPV of accepted and of overridden cards, suppressed together', async (t) => {
+  const rule = (withOutcome: RuleStats['withOutcome']): RuleStats => ({
+    serviceId: 'nsaid-safety-order-sign',
+    template: 'serious',
+    cardsShown: 200,
+    accepted: 80,
+    overridden: 80,
+    overrideReasons: {},
+    outcome: { label: { en: 'acute kidney injury', fr: 'insuffisance rénale aiguë' }, horizonMonths: 3 },
+    withOutcome,
+  });
+  const build = (w: RuleStats['withOutcome']) => buildGovernanceReport(input([], { rules: [rule(w)] }));
+  const report = (w: RuleStats['withOutcome']) => build(w).rules[0]!;
+  const value = (r: unknown) => (r as { value: number }).value;
+  // Every group of at least 10 cards, each with 10 or more with and without the outcome.
+  const large = {
+    known: 150,
+    positive: 45,
+    accepted: { known: 60, positive: 10 },
+    overridden: { known: 60, positive: 25 },
+  };
+  let r = report(large);
+  t.same(
+    [r.outcomeKnown, value(r.ppv), value(r.ppvAccepted), value(r.ppvOverridden)],
+    [150, 0.3, 10 / 60, 25 / 60],
+  );
+  t.same(r.outcome, {
+    label: { en: 'acute kidney injury', fr: 'insuffisance rénale aiguë' },
+    horizonMonths: 3,
+  });
+  const html = renderReportHtml(build(large), 'en');
+  t.match(html, /Outcome: acute kidney injury<\/small><br>30\.0 %/);
+  t.match(html, /accepted cards: 16\.7 %.*<br>overridden cards: 41\.7 %/);
+  // 4 melanomas after an accepted card: that PPV is suppressed, and the overridden one with it (else
+  // the overall less the overridden and the cards without feedback would give the 4 back).
+  r = report({
+    known: 150,
+    positive: 39,
+    accepted: { known: 60, positive: 4 },
+    overridden: { known: 60, positive: 25 },
+  });
+  t.same([value(r.ppv), r.ppvAccepted, r.ppvOverridden], [0.26, SUPPRESSED, SUPPRESSED]);
+  // Both groups large, but 5 cards without feedback: the split would give them back.
+  const fewWithout = { ...large, known: 125, positive: 37 };
+  r = report(fewWithout);
+  t.same([value(r.ppv), r.ppvAccepted, r.ppvOverridden], [37 / 125, SUPPRESSED, SUPPRESSED]);
+  t.match(
+    renderReportHtml(build(fewWithout), 'fr'),
+    /cartes acceptées: <span class="suppressed">masqué<\/span>/,
+  );
+  // No card of a group with a known outcome: that PPV is undefined, the other stays.
+  r = report({
+    known: 50,
+    positive: 20,
+    accepted: { known: 0, positive: 0 },
+    overridden: { known: 50, positive: 20 },
+  });
+  t.same([r.ppvAccepted, value(r.ppvOverridden)], [null, 0.4]);
+});
+
 t.test(
   'no patient id, birth date or exact date appears in a report; rows carrying one are refused',
   async (t) => {

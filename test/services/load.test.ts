@@ -178,7 +178,51 @@ const dataCases: [string, string, string][] = [
   ],
 ];
 
-for (const [what, text, message] of [...cases, ...modelCases, ...dataCases]) {
+/** A card's `outcome` (npm run evaluate) is checked at start-up like the rest of the definition. */
+const outcomeCases: [string, string, string][] = [
+  [
+    'a card outcome without its source',
+    MELANOMA.replace(
+      /^      source:\n        label:\n          en: 'NICE NG12 \(2015\), section 1\.7[^\n]*\n[^\n]*\n[^\n]*\n[^\n]*\n/m,
+      '',
+    ),
+    "broken.yaml#/cards/0/outcome: must have required property 'source'",
+  ],
+  [
+    'a card outcome whose expression does not compile',
+    MELANOMA.replace(
+      "code.startsWith('C43')).exists()\n      date:",
+      "code.startsWith('C43')).exists(\n      date:",
+    ),
+    'broken.yaml#/cards/0/outcome/expression: ',
+  ],
+  [
+    'a card outcome reading a call variable',
+    MELANOMA.replace(
+      'date: effective.ofType(dateTime) | issued',
+      'date: effective.ofType(dateTime) | %patient.birthDate',
+    ),
+    'broken.yaml#/cards/0/outcome/date: unknown variable %patient',
+  ],
+  [
+    'a card outcome reading a value set',
+    NSAID.replace(
+      "verificationStatus.coding.where(code in ('refuted' | 'entered-in-error')).empty()\n        and code.coding",
+      "code.inValueSet('heart-failure')\n        and code.coding",
+    ),
+    'broken.yaml#/cards/0/outcome/expression: the evaluation reads outcomes without value sets: name the codes',
+  ],
+  [
+    'an outcome on a card about a model',
+    MELANOMA.replace(
+      '    topic:\n      { code: melanoma-risk-model',
+      `    outcome: { label: { en: a, fr: a }, resourceType: Condition, expression: 'true', date: recordedDate, horizonMonths: 3, source: { label: x } }\n    topic:\n      { code: melanoma-risk-model`,
+    ),
+    "broken.yaml#/cards/4/outcome: a card about a model has the model's outcomeDefinition (its manifest)",
+  ],
+];
+
+for (const [what, text, message] of [...cases, ...modelCases, ...dataCases, ...outcomeCases]) {
   t.test(`start-up stops on ${what}, naming the file, the place and the reason`, async (t) => {
     const error = loadError(t, { 'broken.yaml': text });
     t.equal(error?.code, 'CDS_ERR_DEFINITION_INVALID');

@@ -2,8 +2,9 @@
  * `npm run evaluate`: local validation before go-live (issue 19). Links the model estimates of the
  * audit trail (`audit_prediction`, live and silent) to outcomes found later in FHIR data, by the same
  * keyed pseudonym the audit uses, with each model's `outcomeDefinition` (models/README.md states the
- * rule), and writes the governance report. No patient id, birth date or exact date leaves the linkage:
- * the linked rows carry the ISO week only.
+ * rule), and the rule cards shown to the outcome their card template defines (`cards[].outcome` of
+ * the service YAML, ./rule-outcomes.ts), and writes the governance report. No patient id, birth date or
+ * exact date leaves the linkage: the linked rows carry the ISO week only.
  *
  *   npm run evaluate -- --store data/audit.sqlite --fhir follow-up/ --from 2026-01-01 --to 2026-07-01 --out report/
  *
@@ -25,6 +26,7 @@ import {
   focusEvidence,
   focusResourceTypes,
   type LinkedBy,
+  evidenceOf,
   linkageCounts,
   linked,
   type OutcomeEvidence,
@@ -33,16 +35,18 @@ import {
 } from './linkage.js';
 // INTEGRATION POINT (issue 19): the governance engineer's report replaces the placeholder of this branch.
 import { buildGovernanceReport, renderReportHtml } from '../../src/governance/report.js';
-import type { LinkedPrediction, RuleStats } from '../../src/governance/types.js';
+import type { LinkedPrediction } from '../../src/governance/types.js';
 import { createFhirPath } from '../../src/rules/fhirpath.js';
 import { modelKey, readModels } from '../../src/scoring/load.js';
 import { readFolder, readServer } from './fhir-source.js';
+import { readCardOutcomes, ruleCards, ruleStatsOf, templateKey } from './rule-outcomes.js';
 import { invokedDirectly, parseOptions, UsageError } from '../usage.js';
 
 export const USAGE = `Usage: evaluate --store <file|url> --fhir <folder|url> --from <date> --to <date> --out <dir> [options]
 
-Links the model estimates of the audit trail (live and silent) to outcomes recorded later and writes
-the governance report (report.json, report.en.html, report.fr.html) into --out.
+Links the model estimates of the audit trail (live and silent), and the rule cards whose template
+defines an outcome, to outcomes recorded later and writes the governance report (report.json,
+report.en.html, report.fr.html) into --out.
 
   --store <file|url>   the audit store: its SQLite file (audit.sqlite of the data folder) or a
                        postgres:// URL
@@ -54,6 +58,7 @@ the governance report (report.json, report.en.html, report.fr.html) into --out.
   --key-file <file>    the pseudonym key file (default: pseudonym.key beside the SQLite file);
                        CDS_AUDIT_PSEUDONYM_KEY, when set, is the key
   --models-dir <dir>   the models (outcome definitions, background samples); default models
+  --services-dir <dir> the service definitions (outcomes of rules' cards); default cds-services
   --rows-out <file>    also write the linked estimates as JSON (pseudonymised: ISO week only)
   --reports-dir <dir>  also store the report there for the governance page, as
                        validation-<from>-to-<to>.json (default: CDS_REPORTS_DIR when set)
@@ -69,6 +74,7 @@ const OPTIONS = {
   out: { type: 'string' },
   'key-file': { type: 'string' },
   'models-dir': { type: 'string' },
+  'services-dir': { type: 'string' },
   'rows-out': { type: 'string' },
   'reports-dir': { type: 'string' },
   'min-cell': { type: 'string' },
@@ -87,6 +93,8 @@ export interface EvaluateArgs {
   out: string;
   keyFile: string | undefined;
   modelsDir: string;
+  /** The service definitions, for the outcomes their rule cards define (`cards[].outcome`). */
+  servicesDir: string;
   rowsOut: string | undefined;
   /** Folder of the governance page's reports (CDS_REPORTS_DIR), if the report is to be stored there. */
   reportsDir: string | undefined;
@@ -127,6 +135,7 @@ export function parseEvaluateArgs(argv: readonly string[]): EvaluateArgs | 'help
     out: String(values.out),
     keyFile: typeof values['key-file'] === 'string' ? values['key-file'] : undefined,
     modelsDir: typeof values['models-dir'] === 'string' ? values['models-dir'] : 'models',
+    servicesDir: typeof values['services-dir'] === 'string' ? values['services-dir'] : 'cds-services',
     rowsOut: typeof values['rows-out'] === 'string' ? values['rows-out'] : undefined,
     reportsDir:
       typeof values['reports-dir'] === 'string'
@@ -160,45 +169,6 @@ export async function openDriver(store: string): Promise<SqlDriver> {
   if (!existsSync(store) || !statSync(store).isFile())
     throw new InputError(`no audit store file at ${store}`);
   return openSqliteDriver(store);
-}
-
-/** The cards of rules (no model estimate) shown in the period, with their latest feedback. */
-async function ruleStats(driver: SqlDriver, from: string, to: string): Promise<RuleStats[]> {
-  const rows = await driver.query(
-    `SELECT c.service_id, c.finding, f.outcome, f.reason_code FROM audit_card c
-     LEFT JOIN (
-       SELECT card_uuid, outcome, reason_code,
-         ROW_NUMBER() OVER (PARTITION BY card_uuid ORDER BY outcome_instant DESC, event_seq DESC) AS rn
-       FROM audit_feedback
-     ) f ON f.card_uuid = c.card_uuid AND f.rn = 1
-     WHERE c.risk IS NULL AND c.finding IS NOT NULL AND c.issued_at >= ? AND c.issued_at < ?`,
-    [from, to],
-  );
-  const stats = new Map<string, RuleStats>();
-  for (const r of rows) {
-    const template = String(r.finding).split('@')[0]!;
-    const key = `${String(r.service_id)}|${template}`;
-    let s = stats.get(key);
-    if (!s) {
-      s = {
-        serviceId: String(r.service_id),
-        template,
-        cardsShown: 0,
-        accepted: 0,
-        overridden: 0,
-        overrideReasons: {},
-      };
-      stats.set(key, s);
-    }
-    s.cardsShown += 1;
-    if (r.outcome === 'accepted') s.accepted += 1;
-    if (r.outcome === 'overridden') {
-      s.overridden += 1;
-      const reason = r.reason_code === null ? 'none' : String(r.reason_code);
-      s.overrideReasons[reason] = (s.overrideReasons[reason] ?? 0) + 1;
-    }
-  }
-  return [...stats.values()];
 }
 
 /** The service calls of each service in the period (the denominator of a rule's alert rate). */
@@ -282,14 +252,30 @@ export async function runEvaluate(
       }
     }
 
-    // 3. The later data of the patients with estimates (matched by pseudonym, never by id).
-    const wanted = new Set(predictions.flatMap((p) => (p.pseudonym === null ? [] : [p.pseudonym])));
+    // 2b. The rule cards of the period and the outcomes their templates define (rule-outcomes.ts).
+    const cards = await ruleCards(driver, args.from, args.to);
+    let cardOutcomes: ReturnType<typeof readCardOutcomes>;
+    try {
+      cardOutcomes = readCardOutcomes(args.servicesDir, fhirpath);
+    } catch (error) {
+      throw new InputError(`cannot read the service definitions: ${(error as Error).message}`);
+    }
+    const linkedCards = cards.filter(
+      (c) => c.pseudonym !== null && cardOutcomes.has(templateKey(c.serviceId, c.template)),
+    );
+
+    // 3. The later data of the patients with estimates or such cards (matched by pseudonym, never by id).
+    const wanted = new Set([
+      ...predictions.flatMap((p) => (p.pseudonym === null ? [] : [p.pseudonym])),
+      ...linkedCards.map((c) => c.pseudonym!),
+    ]);
     const types = [
       ...new Set([
         ...[...outcomes.values()].flatMap((o) => [
           o.definition.resourceType,
           ...focusResourceTypes(o.definition),
         ]),
+        ...[...cardOutcomes.values()].map((o) => o.definition.resourceType),
         'Encounter',
       ]),
     ];
@@ -310,6 +296,10 @@ export async function runEvaluate(
           focusKeyOf(pseudonymise, patientId, identity),
         );
         evidence.set(`${pseudonym}|${key}`, found);
+      }
+      for (const [key, outcome] of cardOutcomes) {
+        const found = resources.flatMap((r) => evidenceOf(r, outcome, clock) ?? []);
+        evidence.set(`${pseudonym}|rule|${key}`, found);
       }
     }
 
@@ -332,6 +322,13 @@ export async function runEvaluate(
     const byFocus = counts.reduce((n, c) => n + c.byFocus, 0);
     progress(`${known} of ${linkedRows.length} estimates have a known outcome`);
     progress(`${byFocus} linked per focus (lesion), ${known - byFocus} per patient`);
+    const rules = ruleStatsOf(cards, cardOutcomes, (pseudonym, key) =>
+      evidence.get(`${pseudonym}|rule|${key}`),
+    );
+    const cardsKnown = rules.reduce((n, r) => n + (r.withOutcome?.known ?? 0), 0);
+    progress(
+      `${cards.length} rule cards, ${linkedCards.length} of templates with an outcome, ${cardsKnown} with a known outcome`,
+    );
 
     // 5. The report (INTEGRATION POINT: buildGovernanceReport / renderReportHtml of src/governance/report.ts).
     const period = { from: args.from.slice(0, 10), to: args.to.slice(0, 10) };
@@ -340,7 +337,7 @@ export async function runEvaluate(
       ...buildGovernanceReport({
         period,
         predictions: linkedRows,
-        rules: await ruleStats(driver, args.from, args.to),
+        rules,
         serviceCalls: await serviceCallCounts(driver, args.from, args.to),
         background,
         minCellSize: args.minCell,
