@@ -88,7 +88,7 @@ interface ExplainedRule {
 }
 const rulesOf = (card: Card) => (card.extension![EXPLANATION_EXTENSION] as { rules: ExplainedRule[] }).rules;
 /** Rules that adapt the card without being risk factors (role: context). */
-const CONTEXT_RULES = new Set(['vitaminKAntagonist', 'weightBelow50']);
+const CONTEXT_RULES = new Set(['vitaminKAntagonist', 'weightBelow50', 'renalRecheck']);
 const firedOf = (card: Card) =>
   rulesOf(card)
     .filter((r) => r.status === 'fired' && !CONTEXT_RULES.has(r.id))
