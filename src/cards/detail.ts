@@ -22,6 +22,7 @@ const TEXT = {
     incomplete: 'incomplete: the items not recorded could reach the threshold',
     noItemScored: 'no item scored',
     notRecorded: 'Not recorded',
+    itemsNotRecorded: 'Not recorded',
     notEvaluated: 'not evaluated',
     staleData: 'not evaluated, data too old',
     criteriaNotEvaluated: (n: number) => `${n} criteria not evaluated`,
@@ -46,11 +47,12 @@ const TEXT = {
   },
   fr: {
     threshold: 'seuil',
-    reached: 'seuil d’orientation atteint',
+    reached: 'seuil d’adressage atteint',
     notReached: 'sous le seuil',
     incomplete: 'incomplète : les critères non renseignés pourraient atteindre le seuil',
     noItemScored: 'aucun critère ne marque de point',
     notRecorded: 'Non renseigné',
+    itemsNotRecorded: 'Critères non renseignés',
     notEvaluated: 'non évalué',
     staleData: 'non évalué, donnée trop ancienne',
     criteriaNotEvaluated: (n: number) => `${n} critères non évalués`,
@@ -101,7 +103,7 @@ function checklistSection(rule: RuleResult, lang: Language): string {
   const missing = (rule.items ?? []).filter((i) => i.status === 'not-recorded');
   const notRecorded =
     missing.length > 0
-      ? ` ${t.notRecorded}${colon(lang)} ${shownValues(
+      ? ` ${t.itemsNotRecorded}${colon(lang)} ${shownValues(
           missing.map((i) => i.label[lang]),
           lang,
           false,

@@ -16,7 +16,7 @@ import type {
   SourceSpec,
 } from '../services/definition-schema.js';
 import type { CompiledExpression } from './fhirpath.js';
-import type { Localized } from '../language.js';
+import { decimal, type Localized } from '../language.js';
 
 export interface CompiledChecklist {
   kind: 'checklist';
@@ -223,7 +223,7 @@ const DATUM_TEXT = {
   fr: {
     notRecorded: 'non renseigné',
     unreadable: 'illisible',
-    olderThan: 'date de plus de',
+    olderThan: 'datant de plus de',
     days: 'jours',
     months: 'mois',
     noDate: 'la donnée n’est pas datée',
@@ -246,19 +246,22 @@ export function datumLine(d: DatumResult, withRecorded = true): Localized {
   const line = (lang: 'en' | 'fr'): string => {
     const t = DATUM_TEXT[lang];
     const label = d.label[lang];
+    // The value as shown in the card's language: French writes a decimal comma (1,73 m²; 62,5 kg).
+    const value = d.value === undefined ? undefined : decimal(d.value, lang);
     const date = d.date ? ` (${d.date.slice(0, 10)})` : '';
     switch (d.state) {
       case 'stale':
-        return `${label} ${d.value ?? ''}${date}, ${t.olderThan} ${windowText(d.window!, lang)}`.replace(
+        return `${label} ${value ?? ''}${date}, ${t.olderThan} ${windowText(d.window!, lang)}`.replace(
           /\s+,/,
           ',',
         );
       case 'unreadable':
-        return `${label} ${t.unreadable}${date}: ${d.reason?.[lang] ?? ''}${withRecorded && d.value ? ` (${d.value})` : ''}`;
+        return `${label} ${t.unreadable}${date}: ${d.reason?.[lang] ?? ''}${withRecorded && value ? ` (${value})` : ''}`;
       case 'not-recorded':
-        return `${label} ${t.notRecorded}`;
+        // French agrees "renseigné" with the datum (une date, un poids): "pas de … dans le dossier" needs no agreement.
+        return lang === 'fr' ? `pas de ${label} dans le dossier` : `${label} ${t.notRecorded}`;
       case 'current':
-        return `${label} ${d.value ?? ''}${date}`;
+        return `${label} ${value ?? ''}${date}`;
     }
   };
   return { en: line('en'), fr: line('fr').replace(/: /, ' : ') };

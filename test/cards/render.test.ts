@@ -222,7 +222,7 @@ t.test('French cards: summary, detail, suggestions and override reasons in Frenc
   );
   t.match(
     card.detail,
-    /\*\*Liste des 7 points pondérée\u00a0: 3 \(seuil 3\), seuil d’orientation atteint\*\* — Forme irrégulière 2,/,
+    /\*\*Liste des 7 points pondérée\u00a0: 3 \(seuil 3\), seuil d’adressage atteint\*\* — Forme irrégulière 2,/,
   );
   t.equal(card.suggestions[0].label, 'Adresser en dermatologie en urgence (suspicion de mélanome)');
   t.equal(card.overrideReasons[0].display, 'Préférence du patient / décision partagée');

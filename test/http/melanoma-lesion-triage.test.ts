@@ -81,7 +81,7 @@ t.test('the same lesion in French: "incomplète", never "sous le seuil"', async 
   t.equal(cards.length, 1);
   t.match(
     cards[0]!.summary,
-    /^Lésion \(avant-bras gauche\)\u00a0: liste des 7 points incomplète, non renseigné\u00a0: Modification de taille/,
+    /^Lésion \(avant-bras gauche\)\u00a0: liste des 7 points incomplète, critères non renseignés\u00a0: Modification de taille/,
   );
   t.match(
     cards[0]!.detail,

@@ -38,6 +38,8 @@ interface Case {
     card?: false;
     indicator?: string;
     fired?: string[];
+    /** Rules that must not fire on the card. */
+    notFired?: string[];
     text?: string;
     suggestion?: string;
     noTopical?: boolean;
@@ -225,6 +227,8 @@ for (const c of CASES) {
       .map((r) => r.id);
     for (const id of c.expect.fired ?? [])
       t.ok(fired.includes(id), `${id} fired (fired: ${fired.join(', ')})`);
+    for (const id of c.expect.notFired ?? [])
+      t.notOk(fired.includes(id), `${id} did not fire (fired: ${fired.join(', ')})`);
     for (const [id, status] of Object.entries(c.expect.states ?? {})) {
       t.equal(rulesOf(card).find((r) => r.id === id)?.status, status, `${id} is ${status}`);
     }
@@ -234,6 +238,7 @@ for (const c of CASES) {
     }
     const text = `${card.summary}\n${card.detail}`;
     if (c.expect.text) t.match(text, new RegExp(c.expect.text), 'card text');
+    if (c.expect.notText) t.notMatch(text, new RegExp(c.expect.notText), 'text the card must not hold');
     const labels = (card.suggestions ?? []).map((s) => s.label);
     if (c.expect.suggestion) {
       t.ok(

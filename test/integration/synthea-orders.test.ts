@@ -43,7 +43,10 @@ if (!existsSync(SYNTHEA)) {
   const MONTH_MS = (365.25 / 12) * 86_400_000;
 
   /** The NSAID risk factors of a record, decided here without FHIRPath. */
-  function expectedFactors(resources: Resource[], id: string): { factors: string[]; staleEgfr: boolean } {
+  function expectedFactors(
+    resources: Resource[],
+    id: string,
+  ): { factors: string[]; staleEgfr: boolean; staleEgfrAtRisk: boolean } {
     const own = resources.filter((r) => ((r as Observation).subject?.reference ?? '') === `Patient/${id}`);
     const birth = patientOf({
       resourceType: 'Bundle',
@@ -93,13 +96,25 @@ if (!existsSync(SYNTHEA)) {
     if (activeIn('ssri-snri')) factors.push('ssriSnri');
     if (activeIn('systemic-corticosteroid')) factors.push('corticosteroid');
     if (conditions.some((c) => inSet('gi-bleed-history', c.code?.coding))) factors.push('giBleedHistory');
-    return { factors, staleEgfr: stale };
+    // The stale-eGFR calibration of nsaid-safety.yaml (rule renalRecheck): an old eGFR asks for a new one
+    // only when it was below 60 or with a renal risk factor (age 65 or over, heart failure, an ACE
+    // inhibitor or ARB, a diuretic).
+    const renalRisk =
+      (latest?.valueQuantity?.value ?? 0) < 60 ||
+      age >= 65 ||
+      factors.includes('heartFailure') ||
+      activeIn('ace-inhibitor-arb') ||
+      activeIn('diuretic');
+    return { factors, staleEgfr: stale, staleEgfrAtRisk: stale && renalRisk };
   }
 
   /** The risk factors that fired (the rules with role context only adapt the card). */
   const fired = (card: Card) =>
     (card.extension![EXPLANATION_EXTENSION] as { rules: { id: string; status: string }[] }).rules
-      .filter((r) => r.status === 'fired' && !['vitaminKAntagonist', 'weightBelow50'].includes(r.id))
+      .filter(
+        (r) =>
+          r.status === 'fired' && !['vitaminKAntagonist', 'weightBelow50', 'renalRecheck'].includes(r.id),
+      )
       .map((r) => r.id);
   const focusOf = (card: Card) =>
     (card.extension![EXPLANATION_EXTENSION] as { focus: { reference: string } }).focus.reference;
@@ -116,12 +131,12 @@ if (!existsSync(SYNTHEA)) {
       assertConforms('HookResponse', res.json());
       return res.json().cards;
     };
-    const tally = { withFactors: 0, critical: 0, warning: 0, none: 0, staleEgfr: 0 };
+    const tally = { withFactors: 0, critical: 0, warning: 0, none: 0, staleEgfr: 0, renalCards: 0, cards: 0 };
     for (const bundle of patients) {
       const id = patientOf(bundle).id!;
       const resources = resourcesOf(bundle);
       const prefetch = orderPrefetch(resources, id);
-      const { factors: expected, staleEgfr } = expectedFactors(resources, id);
+      const { factors: expected, staleEgfr, staleEgfrAtRisk } = expectedFactors(resources, id);
       const sign = (drugs: DrugKey[]) =>
         post(
           '/cds-services/nsaid-safety-order-sign',
@@ -133,13 +148,19 @@ if (!existsSync(SYNTHEA)) {
       const critical = ['anticoagulant', 'egfrBelow30', 'heartFailure', 'tripleWhammy'].some((f) =>
         expected.includes(f),
       );
-      // A stale eGFR beside no critical factor: a card of its own asks for a current one.
+      // A stale eGFR at renal risk beside no critical factor: a card of its own asks for a current one.
       const renal = all.filter((c) => c.summary.includes('renal function unknown'));
-      t.equal(renal.length, staleEgfr && !critical ? 1 : 0, `${id}: renal-function card iff stale eGFR`);
+      t.equal(
+        renal.length,
+        staleEgfrAtRisk && !critical ? 1 : 0,
+        `${id}: renal-function card iff stale eGFR at renal risk`,
+      );
+      if (staleEgfr) tally.staleEgfr += 1;
       if (renal.length > 0) {
         t.equal(renal[0]!.indicator, 'warning');
-        tally.staleEgfr += 1;
+        tally.renalCards += 1;
       }
+      tally.cards += all.length;
       const cards = all.filter((c) => !renal.includes(c));
       // Age 65-74 counts only with another factor (NICE CKS).
       if (expected.filter((f) => f !== 'age65to74').length === 0) {

@@ -392,7 +392,7 @@ t.test('data states: current, stale, unreadable (no date, wrong type) and not re
   t.equal(stale.state, 'stale', 'older than 12 months on 2026-11-22');
   t.same(datumLine(stale), {
     en: 'eGFR 45 mL/min/1.73 m² (2025-11-01), older than 12 months',
-    fr: 'DFGe 45 mL/min/1.73 m² (2025-11-01), date de plus de 12 mois',
+    fr: 'DFGe 45 mL/min/1,73 m² (2025-11-01), datant de plus de 12 mois',
   });
   const undated = stateOf([egfr(quantity)]);
   t.match(undated, { state: 'unreadable', reason: { en: 'the record has no date' } });

@@ -88,7 +88,7 @@ interface ExplainedRule {
 }
 const rulesOf = (card: Card) => (card.extension![EXPLANATION_EXTENSION] as { rules: ExplainedRule[] }).rules;
 /** Rules that adapt the card without being risk factors (role: context). */
-const CONTEXT_RULES = new Set(['vitaminKAntagonist', 'weightBelow50']);
+const CONTEXT_RULES = new Set(['vitaminKAntagonist', 'weightBelow50', 'renalRecheck']);
 const firedOf = (card: Card) =>
   rulesOf(card)
     .filter((r) => r.status === 'fired' && !CONTEXT_RULES.has(r.id))
@@ -611,7 +611,7 @@ t.test('French: summary, rule titles, suggestions and override reasons in French
   t.same(
     card!.suggestions!.map((s) => s.label),
     [
-      'Remplacer par du diclofénac gel 1\u00a0% sur l’articulation douloureuse, jusqu’à 4 fois par jour',
+      'Remplacer par du diclofénac en gel à 1\u00a0% sur l’articulation douloureuse, jusqu’à 4 fois par jour',
       'Remplacer par du paracétamol 1 g jusqu’à 4 fois par jour (4 g/24 h au plus)',
     ],
   );
