@@ -238,7 +238,9 @@ t.test('FHIR-server mode: the same data, paged, gives the same report as the fol
   t.ok(server.requests.some((u) => u.startsWith('/fhir/Specimen?') && u.includes('_offset=')));
   t.equal(
     server.requests.filter((u) => !u.includes('_offset=')).length,
-    1 + 8 * 3,
+    // DiagnosticReport, Specimen (the lesion's site), Encounter, and Condition (the outcome of the
+    // NSAID card, read for the rule cards' PPV).
+    1 + 8 * 4,
     'one search per patient and type',
   );
 });
