@@ -24,7 +24,8 @@ interface Case {
   why: string;
   source: string;
   service: string;
-  patient: { age: number; gender: string };
+  /** `age` left out: no birthDate in the record. */
+  patient: { age?: number; gender: string };
   /** Prescribing cases (order-sign). */
   draft: Coded;
   record: Record<string, Record<string, unknown>>[];
@@ -74,7 +75,7 @@ function recordOf(c: Case): Resource[] {
       resourceType: 'Patient',
       id: PID,
       gender: c.patient.gender,
-      birthDate: birthDate(c.patient.age),
+      ...(c.patient.age === undefined ? {} : { birthDate: birthDate(c.patient.age) }),
     } as Resource,
   ];
   c.record.forEach((entry, i) => {
@@ -121,7 +122,8 @@ function recordOf(c: Case): Resource[] {
         status: 'completed',
         code: { coding: [{ system: SYSTEM.localPrescribing, code: PRESCRIBING.brainMri }] },
         subject,
-        performedDateTime: String(v.date),
+        // `date` left out: an MRI recorded without a date.
+        ...(v.date === undefined ? {} : { performedDateTime: String(v.date) }),
       } as Resource);
     } else if (kind === 'medication' || kind === 'pastOrder') {
       resources.push({
@@ -169,7 +171,7 @@ async function lesionCase(t: Test, c: Case): Promise<void> {
         resourceType: 'Patient',
         id: PATIENT_ID,
         gender: c.patient.gender as Patient['gender'],
-        birthDate: birthDate(c.patient.age),
+        birthDate: birthDate(c.patient.age!),
       },
       conditions: searchset([]),
       skin: searchset([]),
@@ -234,6 +236,7 @@ for (const c of CASES) {
     }
     const text = `${card.summary}\n${card.detail}`;
     if (c.expect.text) t.match(text, new RegExp(c.expect.text), 'card text');
+    if (c.expect.notText) t.notMatch(text, new RegExp(c.expect.notText), 'card text');
     const labels = (card.suggestions ?? []).map((s) => s.label);
     if (c.expect.suggestion) {
       t.ok(
