@@ -135,10 +135,11 @@ function shownValues(values: readonly string[], lang: Language, fromRecord = tru
 
 function firedSection(rule: RuleResult, lang: Language): string {
   // Evidence with no value (e.g. "ordered in this session" when nothing is) says nothing: left out.
-  // A rule fired on a datum not recorded or too old (`dataMayBeAbsent`) names it: "not recorded" and
-  // "(2025-06-01), older than 12 months" are the finding (a datum the rule needs current never is).
+  // A rule fired on a datum too old (`dataMayBeAbsent`) names it with its date: "(2025-06-01), older
+  // than 12 months" is the finding (a datum the rule needs current never is). Not recorded goes without
+  // saying: the rule's title says it ("no brain MRI on record"); it is in the extension.
   const absent = (rule.data ?? [])
-    .filter((d) => d.state === 'not-recorded' || d.state === 'stale')
+    .filter((d) => d.state === 'stale')
     .map((d) => datumLine(d, false)[lang])
     .map((line) => escapeMarkdown(line.charAt(0).toUpperCase() + line.slice(1)));
   const evidence = [
