@@ -342,6 +342,15 @@ if (!existsSync(CHROMIUM)) {
         ['ageUnknown', noBirthDate],
         ['programmeUnreadable', [...resourcesOf(woman), ppp]],
         ['programmeMissing', [...resourcesOf(woman), lapsed as Resource]],
+        // A pregnancy status recorded as text beside a current programme: pregnancy cannot be excluded.
+        [
+          'pregnancyUnknown',
+          [
+            ...resourcesOf(woman),
+            { ...lapsed, effectiveDateTime: '2026-06-01' } as Resource,
+            { ...pregnant, valueCodeableConcept: undefined, valueString: 'enceinte' } as Resource,
+          ],
+        ],
       ] as const) {
         const prefetch = orderPrefetch(record, womanId) as HookRequest['prefetch'];
         for (const lang of LANGUAGES)

@@ -98,13 +98,16 @@ function recordOf(c: Case): Resource[] {
     } else if (kind === 'dueDate') {
       resources.push(observation(id, '11778-8', '2026-11-01', { valueDateTime: String(v.date) }));
     } else if (kind === 'pregnant') {
-      resources.push(
-        observation(id, '82810-3', String(v.date), {
-          valueCodeableConcept: {
-            coding: [{ system: SYSTEM.loinc, code: 'LA15173-0', display: 'Pregnant' }],
-          },
-        }),
-      );
+      // `text`: the status recorded as a string (unreadable).
+      const value =
+        v.text !== undefined
+          ? { valueString: String(v.text) }
+          : {
+              valueCodeableConcept: {
+                coding: [{ system: SYSTEM.loinc, code: 'LA15173-0', display: 'Pregnant' }],
+              },
+            };
+      resources.push(observation(id, '82810-3', String(v.date), value));
     } else if (kind === 'ppp') {
       resources.push({
         resourceType: 'Observation',
