@@ -11,7 +11,7 @@
 import type { Explanation } from '../explain/explain.js';
 import { type Contribution, formatRisk, type ModelOutcome } from '../scoring/score.js';
 import { displayUnit, formatNumber, formatRecorded, formatValue } from '../scoring/display.js';
-import type { RuleResult } from '../rules/evaluate.js';
+import { datumLine, type RuleResult } from '../rules/evaluate.js';
 import { colon, decimal, inLanguage, type Language, semicolon } from '../language.js';
 
 const TEXT = {
@@ -137,10 +137,19 @@ function shownValues(values: readonly string[], lang: Language, fromRecord = tru
 
 function firedSection(rule: RuleResult, lang: Language): string {
   // Evidence with no value (e.g. "ordered in this session" when nothing is) says nothing: left out.
-  const evidence = (rule.evidence ?? [])
-    .filter((e) => e.values.length > 0)
-    .map((e) => `${e.label[lang]}${colon(lang)} ${shownValues(e.values, lang)}`)
-    .join(semicolon(lang));
+  // A rule fired on a datum too old (`dataMayBeAbsent`) names it with its date: "(2025-06-01), older
+  // than 12 months" is the finding (a datum the rule needs current never is). Not recorded goes without
+  // saying: the rule's title says it ("no brain MRI on record"); it is in the extension.
+  const absent = (rule.data ?? [])
+    .filter((d) => d.state === 'stale')
+    .map((d) => datumLine(d, false)[lang])
+    .map((line) => escapeMarkdown(line.charAt(0).toUpperCase() + line.slice(1)));
+  const evidence = [
+    ...absent,
+    ...(rule.evidence ?? [])
+      .filter((e) => e.values.length > 0)
+      .map((e) => `${e.label[lang]}${colon(lang)} ${shownValues(e.values, lang)}`),
+  ].join(semicolon(lang));
   const { url } = rule.source;
   const label = shortSource(inLanguage(rule.source.label, lang));
   const source = url ? `[${label}](${url})` : label;

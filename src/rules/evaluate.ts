@@ -174,9 +174,14 @@ export function evaluateRules(
       label: focus ? firstText(focus.label.evaluate(subject, local, now)) : undefined,
       date: focus?.date ? firstText(focus.date.evaluate(subject, local, now)) : undefined,
       rules: rules.map((rule) => {
-        const read = rule.kind === 'condition' ? (rule.spec.data ?? []).map((id) => byId.get(id)!) : [];
+        const ids = (key: 'data' | 'dataMayBeAbsent') =>
+          rule.kind === 'condition' ? (rule.spec[key] ?? []).map((id) => byId.get(id)!) : [];
+        const required = ids('data');
+        // Data whose absence is the finding: only an unreadable one stops the rule.
+        const mayBeAbsent = ids('dataMayBeAbsent');
+        const read = [...required, ...mayBeAbsent];
         const withRead = read.length > 0 ? { data: read } : {};
-        const unusable = notUsable(read);
+        const unusable = notUsable([...required, ...mayBeAbsent.filter((d) => d.state === 'unreadable')]);
         if (unusable) {
           return { ...header(rule), status: unusable.status, reason: unusable.reason, ...withRead };
         }
@@ -251,17 +256,14 @@ export function datumLine(d: DatumResult, withRecorded = true): Localized {
     const date = d.date ? ` (${d.date.slice(0, 10)})` : '';
     switch (d.state) {
       case 'stale':
-        return `${label} ${value ?? ''}${date}, ${t.olderThan} ${windowText(d.window!, lang)}`.replace(
-          /\s+,/,
-          ',',
-        );
+        return `${label}${value ? ` ${value}` : ''}${date}, ${t.olderThan} ${windowText(d.window!, lang)}`;
       case 'unreadable':
         return `${label} ${t.unreadable}${date}: ${d.reason?.[lang] ?? ''}${withRecorded && value ? ` (${value})` : ''}`;
       case 'not-recorded':
         // French agrees "renseigné" with the datum (une date, un poids): "pas de … dans le dossier" needs no agreement.
         return lang === 'fr' ? `pas de ${label} dans le dossier` : `${label} ${t.notRecorded}`;
       case 'current':
-        return `${label} ${value ?? ''}${date}`;
+        return `${label}${value ? ` ${value}` : ''}${date}`;
     }
   };
   return { en: line('en'), fr: line('fr').replace(/: /, ' : ') };
@@ -283,7 +285,8 @@ function recordedValue(record: object): string | undefined {
       const q = value as { value?: unknown; unit?: unknown; code?: unknown };
       return `${key}: ${String(q.value)} ${String(q.unit ?? q.code ?? '')}`.trim();
     }
-    return `${key}: ${JSON.stringify(value)}`;
+    // A concept reads by its text, display or code (`valueCodeableConcept: LA15173-0`), not as JSON.
+    return `${key}: ${isObject(value) ? display(value) : JSON.stringify(value)}`;
   }
   return undefined;
 }
@@ -334,26 +337,26 @@ function evaluateDatum(
       date: datum.date ? firstText(datum.date.evaluate(record, env, now)) : undefined,
     }));
   if (dated.length === 0) return { result: { ...base, state: 'not-recorded' }, current: [] };
-  // Latest first; undated records last, in record order.
-  const time = (d: string | undefined) => (d === undefined ? Number.NEGATIVE_INFINITY : Date.parse(d));
-  dated.sort((a, b) => time(b.date) - time(a.date) || a.index - b.index);
+  // Latest (or earliest) first; undated records last, in record order.
+  const sign = datum.spec.pick === 'earliest' ? -1 : 1;
+  const time = (d: string | undefined) => (d === undefined ? Number.NaN : Date.parse(d));
+  dated.sort((a, b) => {
+    const [ta, tb] = [time(a.date), time(b.date)];
+    if (Number.isNaN(ta) !== Number.isNaN(tb)) return Number.isNaN(ta) ? 1 : -1;
+    return (Number.isNaN(ta) ? 0 : sign * (tb - ta)) || a.index - b.index;
+  });
+  // `checkEvery`: every record of the window (undated ones too) is checked, the datum first.
+  const checked = datum.spec.checkEvery
+    ? dated.filter(
+        (d) => d.date === undefined || !datum.spec.window || !isStale(d.date, datum.spec.window, now),
+      )
+    : [];
+  for (const candidate of checked.length > 0 ? checked : [dated[0]!]) {
+    const unreadable = unreadableReason(datum, candidate.record, candidate.date, env, now);
+    if (unreadable) return { result: { ...base, ...unreadable }, current: [] };
+  }
   const { record, date, index } = dated[0]!;
   const withDate = date ? { date } : {};
-  for (const check of datum.readable) {
-    if (check.test.evaluate(record, env, now)[0] !== true) {
-      const raw = recordedValue(record);
-      return {
-        result: {
-          ...base,
-          state: 'unreadable',
-          reason: check.reason,
-          ...withDate,
-          ...(raw ? { value: raw } : {}),
-        },
-        current: [],
-      };
-    }
-  }
   const shown = datum.show ? firstText(datum.show.evaluate(record, env, now)) : undefined;
   const withValue = shown ? { value: shown } : {};
   if (datum.spec.window) {
@@ -367,6 +370,30 @@ function evaluateDatum(
   }
   const typed = datum.typedRecords.evaluate(subject, env, now)[index];
   return { result: { ...base, state: 'current', ...withDate, ...withValue }, current: [typed] };
+}
+
+/**
+ * Why one record of a datum cannot be read (the first `readable` check it fails, or, with
+ * `checkEvery` and a `date`, no date), with its date and the value as recorded; undefined when readable.
+ */
+function unreadableReason(
+  datum: CompiledDatum,
+  record: object,
+  date: string | undefined,
+  env: Env,
+  now: Date,
+): Pick<DatumResult, 'state' | 'reason' | 'date' | 'value'> | undefined {
+  const failed = datum.readable.find((check) => check.test.evaluate(record, env, now)[0] !== true);
+  const undated = datum.spec.checkEvery === true && datum.date !== undefined && date === undefined;
+  if (!failed && !undated) return undefined;
+  // Undated, the value is not what is wrong with the record: it is left out of the reason.
+  const raw = failed ? recordedValue(record) : undefined;
+  return {
+    state: 'unreadable',
+    reason: failed ? failed.reason : { en: DATUM_TEXT.en.noDate, fr: DATUM_TEXT.fr.noDate },
+    ...(date ? { date } : {}),
+    ...(raw ? { value: raw } : {}),
+  };
 }
 
 function withDefines(

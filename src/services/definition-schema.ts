@@ -187,6 +187,14 @@ const conditionRule = {
         'evaluable (with the reason); when one is older than its window the rule is stale (shown with the ' +
         'value and date, never evaluated as if current).',
     },
+    dataMayBeAbsent: {
+      ...ruleList,
+      description:
+        'Ids of `data` entries the rule reads whose absence it handles itself (no programme documented ' +
+        'in its window, no brain MRI on record): when one is not recorded or older than its window, the ' +
+        'rule is evaluated with `%<name>` empty; only an unreadable one makes it not evaluable. Their ' +
+        'states are reported with the rule, and a fired rule names those not current.',
+    },
     source,
     evidence: {
       type: 'array',
@@ -232,6 +240,20 @@ const datumSpec = {
       },
     },
     show: { ...fhirPath, description: 'FHIRPath on a record: the value as shown (with its unit).' },
+    pick: {
+      enum: ['latest', 'earliest'],
+      description:
+        'Which dated record is the datum: `latest` (default) or `earliest` (a first MRI, the start of a ' +
+        'treatment: a date a schedule counts from; no `window` then, such a date does not age).',
+    },
+    checkEvery: {
+      type: 'boolean',
+      description:
+        'true: every record within the window (all of them without one; undated ones included) must ' +
+        'have a date and pass the `readable` checks, not only the datum: one that does not makes the ' +
+        'datum unreadable. For data whose rules read every record (a pregnancy from any of its records) ' +
+        'or whose earliest record counts (an undated record may be the first).',
+    },
     window: {
       type: 'object',
       additionalProperties: false,

@@ -431,9 +431,20 @@ function checkIds(file: string, definition: ServiceDefinition): void {
     }
   };
   definition.rules.forEach((rule, i) => {
-    const unknown = rule.kind === 'condition' ? rule.data?.find((id) => !dataIds.includes(id)) : undefined;
-    if (unknown) fail(file, `/rules/${i}/data`, `no data entry with id "${unknown}"`);
+    if (rule.kind !== 'condition') return;
+    for (const key of ['data', 'dataMayBeAbsent'] as const) {
+      const unknown = rule[key]?.find((id) => !dataIds.includes(id));
+      if (unknown) fail(file, `/rules/${i}/${key}`, `no data entry with id "${unknown}"`);
+    }
+    const both = rule.data?.find((id) => rule.dataMayBeAbsent?.includes(id));
+    if (both) fail(file, `/rules/${i}/dataMayBeAbsent`, `"${both}" is also in data`);
   });
+  for (const [name, spec] of Object.entries(definition.data ?? {})) {
+    // The earliest record is a date a schedule counts from: it does not age.
+    if (spec.pick === 'earliest' && spec.window) {
+      fail(file, `/data/${name}/window`, 'a datum picking the earliest record has no window');
+    }
+  }
   definition.cards.forEach((card, i) => {
     checkCondition(card.when, `/cards/${i}/when`);
     card.suggestions?.forEach(

@@ -15,12 +15,12 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import type { Observation, Resource } from 'fhir/r4.js';
+import type { Observation, Patient, Resource } from 'fhir/r4.js';
 import { chromium, type Page } from 'playwright-core';
 import t from 'tap';
 import { escapeHtml } from '../../src/analytics/page.js';
 import type { Card, HookRequest } from '../../src/cds-hooks.js';
-import { SYSTEM } from '../../src/codes.js';
+import { PRESCRIBING, SYSTEM } from '../../src/codes.js';
 import { notEvaluableCard } from '../../src/cards/not-evaluable.js';
 import { conditionHolds } from '../../src/cards/render.js';
 import { EXPLANATION_EXTENSION, type Explanation } from '../../src/explain/explain.js';
@@ -38,6 +38,7 @@ import {
   medicationRequest,
   orderPrefetch,
   orderSelectRequest,
+  valproatePppObservation,
 } from '../../tools/synthetic/orders.js';
 import { generateCohort } from '../../tools/synthetic/patients.js';
 import { buildTestApp, NOW } from '../helpers/app.js';
@@ -310,6 +311,75 @@ if (!existsSync(CHROMIUM)) {
           template,
         );
     }
+    // Data recorded but unusable (issue 14): no date of birth, a programme documentation that is not
+    // yes or no or has lapsed, on a valproate or topiramate draft; a brain MRI without a date on
+    // cyproterone.
+    const noBirthDate = resourcesOf(woman).map((r) => {
+      if (r.resourceType !== 'Patient') return r;
+      const { birthDate: _birthDate, ...rest } = r as Patient;
+      return rest as Resource;
+    });
+    const unreadablePpp = {
+      ...valproatePppObservation('ppp-text', womanId, '2026-06-01T10:00:00Z'),
+      valueBoolean: undefined,
+      valueInteger: 1,
+    } as Resource;
+    const topiramatePpp = {
+      ...unreadablePpp,
+      code: { coding: [{ system: SYSTEM.localPrescribing, code: PRESCRIBING.topiramatePpp }] },
+    } as Resource;
+    for (const [id, draft, ppp] of [
+      [
+        'valproate-pregnancy-prevention-order-select',
+        medicationRequest({ id: 'draft-valproate', drug: 'valproate', patientId: womanId }),
+        unreadablePpp,
+      ],
+      ['topiramate-pregnancy-prevention-order-select', topiramateDraft(womanId), topiramatePpp],
+    ] as const) {
+      // A lapsed programme (stale, named with its date): the longest programmeMissing detail.
+      const lapsed = { ...ppp, valueInteger: undefined, valueBoolean: true, effectiveDateTime: '2025-05-20' };
+      for (const [template, record] of [
+        ['ageUnknown', noBirthDate],
+        ['programmeUnreadable', [...resourcesOf(woman), ppp]],
+        ['programmeMissing', [...resourcesOf(woman), lapsed as Resource]],
+        // A pregnancy status recorded as text beside a current programme: pregnancy cannot be excluded.
+        [
+          'pregnancyUnknown',
+          [
+            ...resourcesOf(woman),
+            { ...lapsed, effectiveDateTime: '2026-06-01' } as Resource,
+            { ...pregnant, valueCodeableConcept: undefined, valueString: 'enceinte' } as Resource,
+          ],
+        ],
+      ] as const) {
+        const prefetch = orderPrefetch(record, womanId) as HookRequest['prefetch'];
+        for (const lang of LANGUAGES)
+          await call(
+            service(id),
+            orderSelectRequest({ patientId: womanId, drafts: [draft], prefetch }),
+            lang,
+            template,
+          );
+      }
+    }
+    const undatedMri = {
+      ...brainMriProcedure('mri-undated', womanId, '2020-01-01'),
+      performedDateTime: undefined,
+    };
+    for (const lang of LANGUAGES)
+      await call(
+        cyproterone,
+        orderSelectRequest({
+          patientId: womanId,
+          drafts: [medicationRequest({ id: 'draft-cyproterone', drug: 'cyproterone', patientId: womanId })],
+          prefetch: orderPrefetch(
+            [...resourcesOf(woman), since2020, undatedMri],
+            womanId,
+          ) as HookRequest['prefetch'],
+        }),
+        lang,
+        'mriUnknown',
+      );
     // A lesion examination with no checklist item recorded: no score, the not-assessed card.
     const lesionPrefetch = {
       lesions: searchset([lesion({ items: {} })]),

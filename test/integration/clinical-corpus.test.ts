@@ -24,7 +24,8 @@ interface Case {
   why: string;
   source: string;
   service: string;
-  patient: { age: number; gender: string };
+  /** `age` left out: no birthDate in the record. */
+  patient: { age?: number; gender: string };
   /** Prescribing cases (order-sign). */
   draft: Coded;
   record: Record<string, Record<string, unknown>>[];
@@ -76,7 +77,7 @@ function recordOf(c: Case): Resource[] {
       resourceType: 'Patient',
       id: PID,
       gender: c.patient.gender,
-      birthDate: birthDate(c.patient.age),
+      ...(c.patient.age === undefined ? {} : { birthDate: birthDate(c.patient.age) }),
     } as Resource,
   ];
   c.record.forEach((entry, i) => {
@@ -99,13 +100,16 @@ function recordOf(c: Case): Resource[] {
     } else if (kind === 'dueDate') {
       resources.push(observation(id, '11778-8', '2026-11-01', { valueDateTime: String(v.date) }));
     } else if (kind === 'pregnant') {
-      resources.push(
-        observation(id, '82810-3', String(v.date), {
-          valueCodeableConcept: {
-            coding: [{ system: SYSTEM.loinc, code: 'LA15173-0', display: 'Pregnant' }],
-          },
-        }),
-      );
+      // `text`: the status recorded as a string (unreadable).
+      const value =
+        v.text !== undefined
+          ? { valueString: String(v.text) }
+          : {
+              valueCodeableConcept: {
+                coding: [{ system: SYSTEM.loinc, code: 'LA15173-0', display: 'Pregnant' }],
+              },
+            };
+      resources.push(observation(id, '82810-3', String(v.date), value));
     } else if (kind === 'ppp') {
       resources.push({
         resourceType: 'Observation',
@@ -123,7 +127,8 @@ function recordOf(c: Case): Resource[] {
         status: 'completed',
         code: { coding: [{ system: SYSTEM.localPrescribing, code: PRESCRIBING.brainMri }] },
         subject,
-        performedDateTime: String(v.date),
+        // `date` left out: an MRI recorded without a date.
+        ...(v.date === undefined ? {} : { performedDateTime: String(v.date) }),
       } as Resource);
     } else if (kind === 'medication' || kind === 'pastOrder') {
       resources.push({
@@ -171,7 +176,7 @@ async function lesionCase(t: Test, c: Case): Promise<void> {
         resourceType: 'Patient',
         id: PATIENT_ID,
         gender: c.patient.gender as Patient['gender'],
-        birthDate: birthDate(c.patient.age),
+        birthDate: birthDate(c.patient.age!),
       },
       conditions: searchset([]),
       skin: searchset([]),

@@ -417,3 +417,85 @@ t.test('data states: current, stale, unreadable (no date, wrong type) and not re
     'unreadable',
   );
 });
+
+t.test(
+  'data options: the earliest record, every record checked, data whose absence a rule handles',
+  async (t) => {
+    const cyproterone = loadServices(
+      'cds-services',
+      engine,
+      loadValueSets('fhir-profiles'),
+      await loadModels('models', engine),
+    ).find((s) => s.definition.id === 'cyproterone-meningioma-order-sign')!;
+    const mri = (id: string, performed: Record<string, unknown>) => ({
+      resourceType: 'Procedure',
+      id,
+      status: 'completed',
+      code: {
+        coding: [
+          {
+            system: 'https://explainable-cds.example.org/fhir/CodeSystem/cds-local-prescribing',
+            code: 'brain-mri',
+          },
+        ],
+      },
+      ...performed,
+    });
+    const run = (mris: object[]) => {
+      const [focus] = evaluateRules(
+        cyproterone.rules,
+        undefined,
+        {
+          medicationHistory: searchset([]),
+          brainMri: searchset(mris as never[]),
+          hookContext: {},
+          draftOrders: [],
+          valueSets: loadValueSets('fhir-profiles'),
+        },
+        NOW,
+        (e) => {
+          throw e.error;
+        },
+        cyproterone.defines,
+        cyproterone.data,
+      );
+      const datum = (id: string) => focus!.data!.find((d) => d.id === id)!;
+      const rule = (id: string) => focus!.rules.find((r) => r.id === id)!;
+      return { datum, rule };
+    };
+    // pick: earliest: the first MRI is the earliest, whatever the record order; the latest is the last.
+    const dated = run([
+      mri('b', { performedDateTime: '2024-10-01' }),
+      mri('a', { performedDateTime: '2020-05-20' }),
+      mri('c', { performedPeriod: { start: '2022-01-01' } }),
+    ]);
+    t.match(dated.datum('firstMri'), { state: 'current', date: '2020-05-20' });
+    t.match(dated.datum('lastMri'), { state: 'stale', date: '2024-10-01' });
+    t.same(datumLine(dated.datum('lastMri')), {
+      en: 'last brain MRI (2024-10-01), older than 24 months',
+      fr: 'dernière IRM cérébrale (2024-10-01), date de plus de 24 mois',
+    });
+    // dataMayBeAbsent: a stale datum does not stop the rule, which fires on it and reports its state.
+    t.match(dated.rule('mriOlderThan2Years'), {
+      status: 'fired',
+      data: [
+        { id: 'firstMri', state: 'current' },
+        { id: 'lastMri', state: 'stale' },
+      ],
+    });
+    // Not recorded: the rule is evaluated with the variable empty.
+    const none = run([]);
+    t.equal(none.datum('firstMri').state, 'not-recorded');
+    t.equal(none.rule('noBrainMri').status, 'fired');
+    t.equal(none.rule('fiveYearsFromFirstMri').status, 'not-fired');
+    // checkEvery: one undated record among dated ones makes the datum unreadable (it may be the first),
+    // and only then is a dataMayBeAbsent rule not evaluable.
+    const undated = run([mri('a', { performedDateTime: '2020-05-20' }), mri('u', {})]);
+    t.match(undated.datum('firstMri'), { state: 'unreadable', reason: { en: 'no date' } });
+    t.notOk('date' in undated.datum('firstMri'), 'the undated record is the one reported');
+    t.match(undated.rule('noBrainMri'), {
+      status: 'not-evaluable',
+      reason: { en: 'first brain MRI unreadable: no date' },
+    });
+  },
+);

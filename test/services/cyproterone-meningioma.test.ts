@@ -55,6 +55,18 @@ const fired = (card: Card) =>
     .filter((r) => r.status === 'fired')
     .map((r) => r.id);
 
+const ruleOf = (card: Card, id: string) =>
+  (
+    card.extension![EXPLANATION_EXTENSION] as {
+      rules: {
+        id: string;
+        status: string;
+        reason?: { en: string };
+        data?: { id: string; state: string }[];
+      }[];
+    }
+  ).rules.find((r) => r.id === id)!;
+
 t.test('starting cyproterone with no brain MRI on record: the MRI required at the start', async (t) => {
   const cards = await sign([]);
   t.equal(cards.length, 1);
@@ -97,7 +109,15 @@ t.test('5 years or more after the first MRI: the last MRI must be less than 2 ye
   t.match(card!.summary, /first brain MRI 5 years ago or more, last one over 2 years ago; repeat the MRI/);
   t.same(fired(card!), ['prolongedUse', 'fiveYearsFromFirstMri', 'mriOlderThan2Years']);
   t.match(card!.detail!, /First brain MRI: 2020\\-05\\-20/);
-  t.match(card!.detail!, /Last brain MRI: 2024\\-10\\-01/);
+  // The last MRI is older than its 24-month window: named with its date, stale in the extension.
+  t.match(card!.detail!, /— Last brain MRI \\\(2024\\-10\\-01\\\), older than 24 months/);
+  t.match(ruleOf(card!, 'mriOlderThan2Years'), {
+    status: 'fired',
+    data: [
+      { id: 'firstMri', state: 'current', date: '2020-05-20T09:00:00Z' },
+      { id: 'lastMri', state: 'stale', date: '2024-10-01T09:00:00Z' },
+    ],
+  });
   t.same(await sign([...history, mri('m5', '2025-06-01T09:00:00Z')]), [], 'a recent MRI');
 });
 
@@ -141,4 +161,52 @@ t.test('French card', async (t) => {
     'Cyproterone acetate 50 mg tablet\u00a0: aucune IRM cérébrale au dossier\u00a0; elle est requise en début de traitement',
   );
   t.match(card!.detail!, /attestation annuelle/);
+});
+
+t.test('a brain MRI recorded without a date is "unreadable: no date", never "no MRI"', async (t) => {
+  const undated = mri('m', '2020-01-01T00:00:00Z');
+  delete (undated as { performedDateTime?: string }).performedDateTime;
+  for (const extra of [[undated], [undated, mri('m2', '2025-06-01T09:00:00Z')]]) {
+    const [card, ...rest] = await sign([past('p', '2020-06-01T09:00:00Z'), ...extra]);
+    t.same(rest, []);
+    t.equal(card!.indicator, 'warning');
+    t.equal(
+      card!.summary,
+      'Cyproterone acetate 50 mg tablet: brain MRI monitoring cannot be checked: first brain MRI unreadable: no date',
+    );
+    t.notMatch(`${card!.summary}\n${card!.detail}`, /no brain MRI on record(?!, )/);
+    t.match(ruleOf(card!, 'noBrainMri'), {
+      status: 'not-evaluable',
+      reason: { en: 'first brain MRI unreadable: no date' },
+    });
+    t.same(fired(card!), ['prolongedUse']);
+  }
+  const [fr] = await sign([undated], 'fr');
+  t.equal(
+    fr!.summary,
+    'Cyproterone acetate 50 mg tablet\u00a0: surveillance par IRM cérébrale non vérifiable\u00a0: première IRM cérébrale illisible\u00a0: pas de date',
+  );
+});
+
+t.test('an MRI dated by its period is read (performedPeriod.start)', async (t) => {
+  const period = mri('m', '2020-01-01T00:00:00Z');
+  delete (period as { performedDateTime?: string }).performedDateTime;
+  (period as { performedPeriod?: object }).performedPeriod = { start: '2026-01-05T09:00:00Z' };
+  t.same(await sign([past('p', '2026-01-10T09:00:00Z'), period]), []);
+});
+
+t.test('a prescription without a date: the treatment start is not evaluable, said on the card', async (t) => {
+  const undated = past('old', '2020-01-01T00:00:00Z', 'completed');
+  delete (undated as { authoredOn?: string }).authoredOn;
+  const [card, ...rest] = await sign([undated, past('now', '2026-10-10T09:00:00Z')]);
+  t.same(rest, []);
+  t.match(card!.summary, /no brain MRI on record; one is required at the start of treatment/);
+  t.match(ruleOf(card!, 'prolongedUse'), {
+    status: 'not-evaluable',
+    data: [{ id: 'treatmentStart', state: 'unreadable' }],
+  });
+  t.match(
+    card!.detail!,
+    /\*\*taken for 6 months or more: not evaluated\*\* \(first prescription unreadable: no prescription date\)/,
+  );
 });

@@ -16,6 +16,7 @@ const VALUE_SETS = loadValueSets('fhir-profiles');
 
 const MELANOMA = readFileSync('cds-services/melanoma-lesion-triage.yaml', 'utf8');
 const NSAID = readFileSync('cds-services/nsaid-safety.yaml', 'utf8');
+const CYPROTERONE = readFileSync('cds-services/cyproterone-meningioma.yaml', 'utf8');
 
 /** Writes the given files into a fresh folder and returns the error loading it throws (or none). */
 function loadError(t: Test, files: Record<string, string>): CdsError | undefined {
@@ -175,6 +176,27 @@ const dataCases: [string, string, string][] = [
       "    readable:\n      - test: 'value.ofType(Quantity).value.exists()'",
     ),
     'broken.yaml#/data/latestEgfr: must have property date when property window is present',
+  ],
+  [
+    'a rule whose absent data names an unknown data entry',
+    CYPROTERONE.replace('dataMayBeAbsent: [treatmentStart]', 'dataMayBeAbsent: [startDate]'),
+    'broken.yaml#/rules/0/dataMayBeAbsent: no data entry with id "startDate"',
+  ],
+  [
+    'a datum both needed current and allowed absent by one rule',
+    CYPROTERONE.replace(
+      'dataMayBeAbsent: [treatmentStart]',
+      'data: [treatmentStart]\n    dataMayBeAbsent: [treatmentStart]',
+    ),
+    'broken.yaml#/rules/0/dataMayBeAbsent: "treatmentStart" is also in data',
+  ],
+  [
+    'a window on a datum picking the earliest record (a date a schedule counts from does not age)',
+    CYPROTERONE.replace(
+      "    pick: earliest\n    checkEvery: true\n    readable:\n      - test: 'authoredOn.exists()'",
+      "    pick: earliest\n    checkEvery: true\n    window: { months: 6, source: { label: x } }\n    readable:\n      - test: 'authoredOn.exists()'",
+    ),
+    'broken.yaml#/data/treatmentStart/window: a datum picking the earliest record has no window',
   ],
 ];
 

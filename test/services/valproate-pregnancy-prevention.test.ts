@@ -3,7 +3,7 @@
  * aged 12 to 55 without a pregnancy prevention programme documented in the last 12 months gets one
  * critical card; every other case none.
  */
-import type { Resource } from 'fhir/r4.js';
+import type { Patient, Resource } from 'fhir/r4.js';
 import t from 'tap';
 import type { Card } from '../../src/cds-hooks.js';
 import { EXPLANATION_EXTENSION } from '../../src/explain/explain.js';
@@ -48,6 +48,14 @@ async function sign(
   return res.json().cards;
 }
 
+/** A rule's result in the card's extension. */
+const stateOf = (card: Card, id: string) =>
+  (
+    card.extension![EXPLANATION_EXTENSION] as {
+      rules: { id: string; status: string; data?: { id: string; state: string }[] }[];
+    }
+  ).rules.find((r) => r.id === id)!;
+
 t.test('a woman of 30 without a documented programme: one critical card with the requirement', async (t) => {
   const p = patient({ age: 30, gender: 'female' });
   const cards = await sign(p);
@@ -83,7 +91,15 @@ t.test('a programme documented within 12 months: no card; an older one has lapse
   t.same(await sign(p, [valproatePppObservation('ppp1', p.id, '2026-03-01T10:00:00Z')]), []);
   const [card] = await sign(p, [valproatePppObservation('ppp1', p.id, '2025-06-01T10:00:00Z')]);
   t.equal(card!.indicator, 'critical');
-  t.match(card!.detail!, /Last documented \(lapsed\): 2025\\-06\\-01/);
+  // Lapsed: the programme is shown as too old, with its date, and is stale in the extension.
+  t.match(
+    card!.detail!,
+    /\*\*no pregnancy prevention programme documented in the last 12 months\*\* — Pregnancy prevention programme \\\(2025\\-06\\-01\\\), older than 12 months/,
+  );
+  t.match(stateOf(card!, 'noCurrentProgramme'), {
+    status: 'fired',
+    data: [{ id: 'programme', state: 'stale', date: '2025-06-01T10:00:00Z' }],
+  });
   // A record saying the programme is not in place does not count.
   t.equal((await sign(p, [valproatePppObservation('ppp1', p.id, '2026-03-01T10:00:00Z', false)])).length, 1);
 });
@@ -155,4 +171,107 @@ t.test('French card', async (t) => {
     'Valproic acid 250 mg capsule\u00a0: valproate chez une patiente de 12–55 ans sans programme de prévention des grossesses',
   );
   t.match(card!.detail!, /accord de soins/);
+});
+
+t.test(
+  'no date of birth: a warning card saying so, never silence (the age rule is not evaluable)',
+  async (t) => {
+    const p = patient({ age: 30, gender: 'female' });
+    const noBirthDate = {
+      ...p,
+      resources: p.resources.map((r) => {
+        if (r.resourceType !== 'Patient') return r;
+        const { birthDate: _birthDate, ...rest } = r as Patient;
+        return rest as Resource;
+      }),
+    };
+    const [card, ...rest] = await sign(noBirthDate);
+    t.same(rest, []);
+    t.equal(card!.indicator, 'warning');
+    t.equal(
+      card!.summary,
+      'Valproic acid 250 mg capsule: date of birth not recorded; if she can become pregnant, valproate needs the prevention programme',
+    );
+    t.match(card!.detail!, /\*\*female aged 12 to 55: not evaluated\*\* \(date of birth not recorded\)/);
+    t.notMatch(card!.detail!, /Pregnancy prevention programme not recorded/, 'the title says it');
+    t.match(stateOf(card!, 'childbearingAge'), {
+      status: 'not-evaluable',
+      data: [{ id: 'birthDate', state: 'not-recorded' }],
+    });
+    // With a current programme there is nothing to check: no card.
+    t.same(await sign(noBirthDate, [valproatePppObservation('ppp1', p.id, '2026-03-01T10:00:00Z')]), []);
+    const [fr] = await sign(noBirthDate, [], 'fr');
+    t.match(fr!.summary, /date de naissance non renseignée/);
+  },
+);
+
+t.test('a programme record that cannot be read is not "no programme": a warning card', async (t) => {
+  const p = patient({ age: 30, gender: 'female' });
+  const ppp = valproatePppObservation('ppp1', p.id, '2026-03-01T10:00:00Z') as Resource & {
+    valueBoolean?: boolean;
+    valueString?: string;
+  };
+  delete ppp.valueBoolean;
+  ppp.valueString = 'yes';
+  const [card, ...rest] = await sign(p, [ppp]);
+  t.same(rest, []);
+  t.equal(card!.indicator, 'warning');
+  t.match(card!.summary, /the pregnancy prevention programme record cannot be read/);
+  t.match(stateOf(card!, 'noCurrentProgramme'), {
+    status: 'not-evaluable',
+    data: [{ id: 'programme', state: 'unreadable' }],
+  });
+  t.match(
+    card!.detail!,
+    /pregnancy prevention programme unreadable \\\(2026\\-03\\-01\\\): value not yes or no/,
+  );
+});
+
+t.test('a programme recorded as not in place counts as none, with its date', async (t) => {
+  const p = patient({ age: 30, gender: 'female' });
+  const [card] = await sign(p, [valproatePppObservation('ppp1', p.id, '2026-03-01T10:00:00Z', false)]);
+  t.equal(card!.indicator, 'critical');
+  t.match(card!.detail!, /Recorded as not in place on: 2026\\-03\\-01/);
+  t.match(stateOf(card!, 'noCurrentProgramme'), { data: [{ id: 'programme', state: 'current' }] });
+});
+
+t.test('a pregnancy record without a date or of the wrong type is not dropped: not evaluable', async (t) => {
+  const p = patient({ age: 30, gender: 'female' });
+  const status = (extra: Record<string, unknown>) =>
+    ({
+      resourceType: 'Observation',
+      id: 'preg1',
+      status: 'final',
+      code: { coding: [{ system: 'http://loinc.org', code: '82810-3' }] },
+      subject: { reference: `Patient/${p.id}` },
+      ...extra,
+    }) as Resource;
+  const pregnant = { valueCodeableConcept: { coding: [{ system: 'http://loinc.org', code: 'LA15173-0' }] } };
+  // Undated: the pregnancy rule is not evaluable; the programme card says so.
+  const [undated] = await sign(p, [status(pregnant)]);
+  t.equal(undated!.indicator, 'critical');
+  t.match(stateOf(undated!, 'pregnant'), {
+    status: 'not-evaluable',
+    data: [{ id: 'pregnancyRecords', state: 'unreadable' }],
+  });
+  t.match(
+    undated!.detail!,
+    /\*\*pregnant: not evaluated\*\* \(pregnancy record unreadable: the record has no date\)/,
+  );
+  // A status recorded as text: unreadable, with its reason.
+  const [text] = await sign(p, [status({ effectiveDateTime: '2026-11-01', valueString: 'pregnant' })]);
+  t.match(stateOf(text!, 'pregnant'), {
+    status: 'not-evaluable',
+    reason: {
+      en: 'pregnancy record unreadable (2026-11-01): pregnancy status not coded (valueString: "pregnant")',
+    },
+  });
+  // Dated and coded: the pregnancy card; older than 42 weeks, no longer a pregnancy (stale, evaluated).
+  const [current] = await sign(p, [status({ effectiveDateTime: '2026-11-01', ...pregnant })]);
+  t.equal(
+    current!.summary,
+    'Valproic acid 250 mg capsule: valproate in pregnancy, contraindicated whatever the prevention programme',
+  );
+  const [old] = await sign(p, [status({ effectiveDateTime: '2025-11-01', ...pregnant })]);
+  t.match(stateOf(old!, 'pregnant'), { status: 'not-fired', data: [{ state: 'stale' }] });
 });
