@@ -680,9 +680,21 @@ async function sideBySideRun(bare: Child, before?: string) {
     await untilFirstAnswer(service, key);
     if (previous) await untilFirstAnswer(previous, key);
     const targets: Target[] = [
-      { name: 'this service', origin: `http://127.0.0.1:${service.port}`, tokens: 'fresh' },
+      {
+        name: 'this service',
+        origin: `http://127.0.0.1:${service.port}`,
+        tokens: 'fresh',
+        pid: service.process.pid!,
+      },
       ...(previous
-        ? [{ name: 'before', origin: `http://127.0.0.1:${previous.port}`, tokens: 'fresh' as const }]
+        ? [
+            {
+              name: 'before',
+              origin: `http://127.0.0.1:${previous.port}`,
+              tokens: 'fresh' as const,
+              pid: previous.process.pid!,
+            },
+          ]
         : []),
       { name: 'bare Fastify', origin: `http://127.0.0.1:${bare.port}`, tokens: 'reuse' },
     ];
