@@ -29,7 +29,12 @@ export interface StructureProblem {
 
 type Kind =
   | { k: 'resource' }
-  | { k: 'complex'; typePath: string }
+  | {
+      k: 'complex';
+      typePath: string;
+      /** The elements of `typePath` ({@link elementsOf}), kept on the kind once looked up. */
+      elements?: Map<string, Element>;
+    }
   | { k: 'primitive'; type: string; check: (v: unknown) => boolean; expected: string };
 
 interface Element {
@@ -173,12 +178,17 @@ function parentOf(typePath: string): string | undefined {
   return type2Parent[typePath];
 }
 
-function elementOf(typePath: string, name: string): Element | null {
+/** The memo of the elements of a type or backbone path (filled by {@link elementOf}). */
+function elementsOf(typePath: string): Map<string, Element> {
   let elements = elementsCache.get(typePath);
   if (!elements) {
     elements = new Map();
     elementsCache.set(typePath, elements);
   }
+  return elements;
+}
+
+function elementOf(elements: Map<string, Element>, typePath: string, name: string): Element | null {
   const known = elements.get(name);
   if (known) return known;
   const element = findElement(typePath, name);
@@ -191,13 +201,18 @@ interface Frame {
   value: unknown;
   kind: Kind;
   parent: Frame | null;
-  /** `.name` or `[i]`. */
-  step: string;
+  /**
+   * How it is reached from its parent: a property name (`.name`) or an array index (`[i]`); empty for
+   * the checked value. Kept raw and written out only for the path of a problem: most frames have none.
+   */
+  step: string | number;
 }
 
 function pathOf(frame: Frame): string {
   const steps: string[] = [];
-  for (let f: Frame | null = frame; f; f = f.parent) steps.push(f.step);
+  for (let f: Frame | null = frame; f; f = f.parent) {
+    steps.push(typeof f.step === 'number' ? `[${f.step}]` : f.step === '' ? '' : `.${f.step}`);
+  }
   return steps.reverse().join('').replace(/^\./, '');
 }
 
@@ -237,15 +252,16 @@ function checkFrame(frame: Frame, stack: Frame[]): { at: Frame; problem: string 
   if (kind.k === 'resource') {
     const type = value.resourceType;
     if (typeof type !== 'string') {
-      const at = { value: type, kind, parent: frame, step: '.resourceType' };
+      const at = { value: type, kind, parent: frame, step: 'resourceType' };
       return { at, problem: `must be a string naming a FHIR R4 resource type, not ${describe(type)}` };
     }
     if (!RESOURCE_TYPES.has(type) || type === 'Resource' || type === 'DomainResource') {
-      const at = { value: type, kind, parent: frame, step: '.resourceType' };
+      const at = { value: type, kind, parent: frame, step: 'resourceType' };
       return { at, problem: `"${type.slice(0, 64)}" is not a FHIR R4 resource type` };
     }
     typePath = type;
   } else typePath = kind.typePath;
+  const elements = kind.k === 'complex' ? (kind.elements ??= elementsOf(typePath)) : elementsOf(typePath);
   for (const name in value) {
     if (name === 'resourceType' && kind.k === 'resource') continue;
     const child = value[name];
@@ -254,9 +270,9 @@ function checkFrame(frame: Frame, stack: Frame[]): { at: Frame; problem: string 
       if (problem) return problem;
       continue;
     }
-    const element = elementOf(typePath, name);
+    const element = elementOf(elements, typePath, name);
     if (!element) continue;
-    const step = `.${name}`;
+    const step = name;
     if (element.repeating === true || (element.repeating === undefined && Array.isArray(child))) {
       if (!Array.isArray(child)) {
         return {
@@ -272,9 +288,9 @@ function checkFrame(frame: Frame, stack: Frame[]): { at: Frame; problem: string 
           // `given: ["A", null]` with `_given: [null, {…}]`: a null keeps the two arrays aligned.
           // Primitives are checked here, without a frame: most of a resource is primitives.
           if (item === null || itemKind.check(item)) continue;
-          return primitiveProblem({ value: item, kind: itemKind, parent: list, step: `[${i}]` }, itemKind);
+          return primitiveProblem({ value: item, kind: itemKind, parent: list, step: i }, itemKind);
         }
-        stack.push({ value: item, kind: itemKind, parent: list, step: `[${i}]` });
+        stack.push({ value: item, kind: itemKind, parent: list, step: i });
       }
     } else {
       if (Array.isArray(child)) {
@@ -310,6 +326,6 @@ function checkPrimitiveElement(
 ): { at: Frame; problem: string } | null {
   const ok = isObject(value) || (Array.isArray(value) && value.every((v) => v === null || isObject(v)));
   if (ok) return null;
-  const at: Frame = { value, kind: frame.kind, parent: frame, step: `.${name}` };
+  const at: Frame = { value, kind: frame.kind, parent: frame, step: name };
   return { at, problem: `must be an object (or an array of objects and nulls), not ${describe(value)}` };
 }

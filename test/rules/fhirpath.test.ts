@@ -80,6 +80,24 @@ t.test('two engines answer today() and now() each from the clock reading it is g
   t.same(String(typedA.evaluate({}, {}, NOW)[0]), '2026-11-22');
 });
 
+t.test(
+  'one engine answers today() and now() from the clock of each evaluation, the day changing or not',
+  async (t) => {
+    // The engine keeps the last literals it parsed: a new reading must still give its own day and instant.
+    const engine = createFhirPath();
+    const expression = engine.compile("today().toString() & ' ' & now().toString()", []);
+    const later = new Date('2026-11-22T17:45:01.250Z');
+    const nextDay = new Date('2026-11-23T00:00:00.000Z');
+    t.same(expression.evaluate({}, {}, NOW), ['2026-11-22 2026-11-22T09:30:00.000Z']);
+    t.same(expression.evaluate({}, {}, later), ['2026-11-22 2026-11-22T17:45:01.250Z'], 'same day, later');
+    t.same(expression.evaluate({}, {}, nextDay), ['2026-11-23 2026-11-23T00:00:00.000Z'], 'next day');
+    t.same(expression.evaluate({}, {}, NOW), ['2026-11-22 2026-11-22T09:30:00.000Z'], 'and back');
+    const typed = engine.compile('today() - 1 day', [], true);
+    t.same(String(typed.evaluate({}, {}, nextDay)[0]), '2026-11-22');
+    t.same(String(typed.evaluate({}, {}, NOW)[0]), '2026-11-21', 'the shared literal was not changed');
+  },
+);
+
 t.test('an engine rejects unknown variables and invalid FHIRPath when compiling', async (t) => {
   const engine = createFhirPath();
   t.throws(() => engine.compile('%labs.entry', ['obs']), {

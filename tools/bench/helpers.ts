@@ -215,6 +215,30 @@ export function cpuBusyShare(before: string, after: string): number {
   return elapsed > 0 ? round(1 - (b.idle - a.idle) / elapsed, 3) : 0;
 }
 
+/**
+ * CPU time (user + system, ms) a process has used so far, from /proc: in all its threads, and in its main
+ * thread alone (the thread whose id is the process id: the event loop; the rest is worker threads, GC
+ * helpers and libuv's pool). Null when /proc cannot be read (the process has exited, not Linux).
+ */
+export function processCpuMs(pid: number): { totalMs: number; mainMs: number } | null {
+  const ticks = (text: string) => {
+    // The command name (2nd field) may hold spaces: fields are counted after its closing parenthesis.
+    const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+    // utime and stime are the 14th and 15th fields, the 12th and 13th after the name.
+    return Number(fields[11]) + Number(fields[12]);
+  };
+  try {
+    // USER_HZ is 100 on every Linux Node supports.
+    const msPerTick = 10;
+    return {
+      totalMs: ticks(readFileSync(`/proc/${pid}/stat`, 'utf8')) * msPerTick,
+      mainMs: ticks(readFileSync(`/proc/${pid}/task/${pid}/stat`, 'utf8')) * msPerTick,
+    };
+  } catch {
+    return null;
+  }
+}
+
 /** Peak and current resident memory from the text of /proc/<pid>/status, in MB. */
 export function memoryFromStatus(text: string): { vmHwmMb: number; vmRssMb: number } {
   const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? NaN);

@@ -6,7 +6,7 @@
  * to install and start one); without it, its rows are skipped with a line that says so.
  */
 import autocannon from 'autocannon';
-import { median, planCursor, type PlannedRequest, round } from './helpers.js';
+import { median, planCursor, type PlannedRequest, processCpuMs, round } from './helpers.js';
 
 /** A server under load: where it listens, the path to call (by the body's path) and how it is driven. */
 export interface Target {
@@ -20,6 +20,11 @@ export interface Target {
    * planned amount. `reuse`: tokens are not checked (bare, the CQL service): runs last a duration.
    */
   tokens: 'fresh' | 'reuse';
+  /**
+   * The server's process id, when it runs on this machine: its CPU time per call is then measured (all
+   * threads, and the main thread alone), which the load on the machine moves much less than the rate.
+   */
+  pid?: number;
 }
 
 /** The CQL service of the comparison, from the environment, or why there is none. */
@@ -77,6 +82,8 @@ export interface Drive {
   p50: number;
   p99: number;
   requests: number;
+  /** CPU ms the server used per answered call (all threads; the main thread), when its pid is known. */
+  cpu?: { perCallMs: number; mainPerCallMs: number };
 }
 
 /**
@@ -94,6 +101,7 @@ export async function drive(
     ? plan.map((p) => ({ ...p, path: target.pathFor!(p.path) }))
     : (plan as PlannedRequest[]);
   const cursor = planCursor(mapped, 'seconds' in size);
+  const cpuBefore = target.pid === undefined ? null : processCpuMs(target.pid);
   const start = performance.now();
   let last = start;
   const result = await autocannon({
@@ -117,11 +125,20 @@ export async function drive(
         `${cursor.exhausted()} requests past the token pool`,
     );
   const ok = result['2xx'];
+  const cpuAfter = target.pid === undefined ? null : processCpuMs(target.pid);
   return {
     reqPerSec: round(ok / ((last - start) / 1000), 1),
     p50: result.latency.p50,
     p99: result.latency.p99,
     requests: ok,
+    ...(cpuBefore && cpuAfter && ok > 0
+      ? {
+          cpu: {
+            perCallMs: round((cpuAfter.totalMs - cpuBefore.totalMs) / ok, 2),
+            mainPerCallMs: round((cpuAfter.mainMs - cpuBefore.mainMs) / ok, 2),
+          },
+        }
+      : {}),
   };
 }
 
@@ -134,6 +151,9 @@ export interface SideBySideRow {
   p99: number;
   /** Throughput over the bare server's in the same round (medians of the rounds' ratios). */
   ratioToBare: number;
+  /** CPU ms per call of the server (medians of the rounds), when it was measured: all threads, main thread. */
+  cpuMsPerCall?: number;
+  mainCpuMsPerCall?: number;
 }
 
 export interface SideBySideOptions {
@@ -184,11 +204,18 @@ export async function sideBySide(options: SideBySideOptions): Promise<SideBySide
         }
         options.log(
           `${workload.name} c=${connections} round ${r + 1}: ` +
-            [...loads].map(([name, l]) => `${name} ${l.reqPerSec}/s`).join(', '),
+            [...loads]
+              .map(
+                ([name, l]) =>
+                  `${name} ${l.reqPerSec}/s` +
+                  (l.cpu ? ` (${l.cpu.perCallMs} CPU ms/call, main thread ${l.cpu.mainPerCallMs})` : ''),
+              )
+              .join(', '),
         );
       }
       for (const target of options.targets) {
         const list = perRound.get(target.name)!;
+        const cpu = list.flatMap((x) => (x.load.cpu ? [x.load.cpu] : []));
         rows.push({
           bodies: workload.name,
           connections,
@@ -197,6 +224,12 @@ export async function sideBySide(options: SideBySideOptions): Promise<SideBySide
           p50: median(list.map((x) => x.load.p50)),
           p99: median(list.map((x) => x.load.p99)),
           ratioToBare: median(list.map((x) => x.ratio)),
+          ...(cpu.length > 0
+            ? {
+                cpuMsPerCall: median(cpu.map((c) => c.perCallMs)),
+                mainCpuMsPerCall: median(cpu.map((c) => c.mainPerCallMs)),
+              }
+            : {}),
         });
       }
     }
@@ -213,13 +246,37 @@ async function freshOrReused(
   return target.tokens === 'fresh' ? workload.plan(amount + 64) : reusable;
 }
 
-/** The Markdown rows of the side-by-side table (also used by the report). */
+/**
+ * The Markdown rows of the side-by-side table (also used by the report); with the CPU columns when some
+ * server's CPU time was measured (`–` for the others).
+ */
 export function sideBySideTable(rows: readonly SideBySideRow[], skipped: string | null): string[] {
   const line = (cells: (string | number)[]) => `| ${cells.join(' | ')} |`;
+  const cpu = rows.some((r) => r.cpuMsPerCall !== undefined);
   return [
-    line(['bodies', 'connections', 'server', 'req/s', 'p50 ms', 'p99 ms', 'ratio to bare']),
-    line(['---', '---:', '---', '---:', '---:', '---:', '---:']),
-    ...rows.map((r) => line([r.bodies, r.connections, r.server, r.reqPerSec, r.p50, r.p99, r.ratioToBare])),
+    line([
+      'bodies',
+      'connections',
+      'server',
+      'req/s',
+      'p50 ms',
+      'p99 ms',
+      'ratio to bare',
+      ...(cpu ? ['CPU ms/call', 'main thread ms/call'] : []),
+    ]),
+    line(['---', '---:', '---', '---:', '---:', '---:', '---:', ...(cpu ? ['---:', '---:'] : [])]),
+    ...rows.map((r) =>
+      line([
+        r.bodies,
+        r.connections,
+        r.server,
+        r.reqPerSec,
+        r.p50,
+        r.p99,
+        r.ratioToBare,
+        ...(cpu ? [r.cpuMsPerCall ?? '–', r.mainCpuMsPerCall ?? '–'] : []),
+      ]),
+    ),
     ...(skipped ? ['', `CQL-based service: skipped (${skipped}).`] : []),
   ];
 }

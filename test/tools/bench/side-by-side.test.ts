@@ -85,7 +85,8 @@ t.test('three servers side by side, at each connection count, on each set of bod
   const cqlFound = cqlTarget({ CDS_BENCH_CQL_URL: `${cql.origin}/cds-services/cql-knee` });
   if (!cqlFound.ok) throw new Error(cqlFound.reason);
   const targets: Target[] = [
-    { name: 'pipeline', origin: pipeline.origin, tokens: 'fresh' },
+    // The fake runs in this process: its CPU time is this process's.
+    { name: 'pipeline', origin: pipeline.origin, tokens: 'fresh', pid: process.pid },
     { name: 'bare Fastify', origin: bare.origin, tokens: 'reuse' },
     cqlFound.target,
   ];
@@ -120,7 +121,12 @@ t.test('three servers side by side, at each connection count, on each set of bod
   t.equal(logged.length, 4, 'one line per round, workload and connection count');
   const table = sideBySideTable(rows, null);
   t.equal(table.length, 2 + rows.length);
-  t.match(table[2], /^\| today \| 1 \| pipeline \| [\d.]+ \|/);
+  t.match(table[0], /\| CPU ms\/call \| main thread ms\/call \|$/, 'CPU columns: one server was measured');
+  t.match(table[2], /^\| today \| 1 \| pipeline \| [\d.]+ \|.* \| [\d.]+ \| [\d.]+ \|$/);
+  t.match(table[3], /^\| today \| 1 \| bare Fastify \|.* \| – \| – \|$/, 'not measured: a dash');
+  const pipelineRow = rows.find((r) => r.server === 'pipeline')!;
+  t.ok(pipelineRow.cpuMsPerCall! >= pipelineRow.mainCpuMsPerCall!, 'the main thread is part of the whole');
+  t.equal(rows.find((r) => r.server === 'bare Fastify')!.cpuMsPerCall, undefined);
   t.same(sideBySideTable([], 'CDS_BENCH_CQL_URL is not set').slice(-1), [
     'CQL-based service: skipped (CDS_BENCH_CQL_URL is not set).',
   ]);
