@@ -32,6 +32,11 @@ export interface ValueSets {
   contains(idOrUrl: string, system: string, code: string): boolean;
   /** The bundled expansion files read, with their source and date. */
   readonly provenance: BundledTerminology['provenance'];
+  /**
+   * The terminology server answering for these value sets (`CDS_TERMINOLOGY_URL`), set on the value sets
+   * it wraps (src/terminology/remote.ts); absent for the bundled ones alone.
+   */
+  readonly remote?: import('../terminology/remote.js').RemoteTerminology;
 }
 
 /** No value set: for services that read none. */

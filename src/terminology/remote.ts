@@ -81,6 +81,11 @@ export interface RemoteTerminology {
    */
   check(valueSets: readonly string[], data: unknown): Promise<UncheckedCodes[]>;
   stats(): TerminologyStats;
+  /**
+   * The value sets each service names, worked out once per service (src/terminology/stage.ts): kept
+   * here, with the server it is used for, rather than at module level.
+   */
+  readonly namedByService: WeakMap<object, readonly string[]>;
 }
 
 interface Expansion {
@@ -100,12 +105,9 @@ const TOO_COSTLY_EXTENSION = 'http://hl7.org/fhir/StructureDefinition/valueset-t
 
 const key = (system: string, code: string) => `${system}|${code}`;
 
-/** The server behind each wrapped set of value sets: the pipeline finds it from a service's value sets. */
-const servers = new WeakMap<ValueSets, RemoteTerminology>();
-
 /** The terminology server answering for these value sets, when one is configured. */
 export function remoteOf(valueSets: ValueSets): RemoteTerminology | undefined {
-  return servers.get(valueSets);
+  return valueSets.remote;
 }
 
 /** The codes of a ValueSet expansion (`expansion.contains`, nested `contains` included). */
@@ -339,6 +341,7 @@ export function createRemoteTerminology(options: RemoteTerminologyOptions): Remo
         ids: bundled.ids,
         get: (idOrUrl: string) => bundled.get(idOrUrl),
         provenance: bundled.provenance,
+        remote,
         contains(idOrUrl: string, system: string, code: string): boolean {
           const url = urls.get(idOrUrl);
           if (url === undefined) return bundled.contains(idOrUrl, system, code);
@@ -361,13 +364,13 @@ export function createRemoteTerminology(options: RemoteTerminologyOptions): Remo
           return bundled.contains(idOrUrl, system, code);
         },
       });
-      servers.set(wrapped, remote);
       return wrapped;
     },
     async refresh() {
       await Promise.all([...new Set(urls.values())].map((url) => expand(url)));
     },
     validating: (idsOrUrls) => canonical(idsOrUrls).length > 0,
+    namedByService: new WeakMap(),
     async check(idsOrUrls, data) {
       const targets = canonical(idsOrUrls);
       if (targets.length === 0) return [];

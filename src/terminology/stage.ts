@@ -12,7 +12,7 @@
  * code of another system is never a member) and the cache makes the repeated codes free.
  */
 import type { CompiledService } from '../services/load.js';
-import { remoteOf } from './remote.js';
+import { remoteOf, type RemoteTerminology } from './remote.js';
 
 /** The log of the call: the fields are a value-set URL and a reason, never a code or patient data. */
 interface StageLog {
@@ -22,13 +22,14 @@ interface StageLog {
 const CALL = /inValueSet\(/g;
 const LITERAL_CALL = /inValueSet\(\s*'((?:[^'\\]|\\.)*)'\s*\)/g;
 
-const named = new WeakMap<CompiledService, readonly string[]>();
-
 /**
  * The value sets a service's expressions (rules, defines, data, focus, model features) name in
  * `inValueSet('<id or url>')`; all of them when a call names one otherwise than by a literal.
  */
-function valueSetsOf(service: CompiledService): readonly string[] {
+function valueSetsOf(
+  service: CompiledService,
+  named: RemoteTerminology['namedByService'],
+): readonly string[] {
   let ids = named.get(service);
   if (ids) return ids;
   const found = new Set<string>();
@@ -66,7 +67,7 @@ export function terminologyCheck(
 ): ((data: unknown, log: StageLog) => Promise<void>) | undefined {
   const remote = remoteOf(service.valueSets);
   if (!remote) return undefined;
-  const valueSets = valueSetsOf(service);
+  const valueSets = valueSetsOf(service, remote.namedByService);
   if (!remote.validating(valueSets)) return undefined;
   return async (data, log) => {
     for (const unchecked of await remote.check(valueSets, data)) {

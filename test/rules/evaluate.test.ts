@@ -473,7 +473,7 @@ t.test(
     t.match(dated.datum('lastMri'), { state: 'stale', date: '2024-10-01' });
     t.same(datumLine(dated.datum('lastMri')), {
       en: 'last brain MRI (2024-10-01), older than 24 months',
-      fr: 'dernière IRM cérébrale (2024-10-01), date de plus de 24 mois',
+      fr: 'dernière IRM cérébrale (2024-10-01), datant de plus de 24 mois',
     });
     // dataMayBeAbsent: a stale datum does not stop the rule, which fires on it and reports its state.
     t.match(dated.rule('mriOlderThan2Years'), {
