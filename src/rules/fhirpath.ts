@@ -161,6 +161,8 @@ export function createFhirPath(options: FhirPathOptions = {}): FhirPath {
 
   /** One fhirpath.js function and narrowing plan per source text and result kind, however often compiled. */
   const compiledBySource = new Map<string, { compiled: Compiled; plan: NarrowingPlan }>();
+  /** The parse tree of each source text (shared by both result kinds). */
+  const treeBySource = new Map<string, AstNode>();
 
   /**
    * Results already computed during a call, by variables object, then input object, then compiled
@@ -202,16 +204,18 @@ export function createFhirPath(options: FhirPathOptions = {}): FhirPath {
     const key = `${keepTypes ? 'typed' : 'plain'}:${source}`;
     let entry = compiledBySource.get(key);
     if (!entry) {
-      let compiled: Compiled;
-      try {
-        compiled = fhirpath.compile(source, r4, {
-          userInvocationTable,
-          ...(keepTypes ? { resolveInternalTypes: false } : {}),
-        }) as Compiled;
-      } catch (error) {
-        throw new Error(`invalid FHIRPath "${source}": ${(error as Error).message.split('\n')[0]}`);
+      // One parse per source text (fhirpath.js's ANTLR parser is most of the start-up's FHIRPath time):
+      // the tree serves the closures, the narrowing plan and both result kinds; fhirpath.js compiles its
+      // own function (parsing again) only for an expression outside the subset.
+      let tree = treeBySource.get(source);
+      if (!tree) {
+        try {
+          tree = fhirpath.parse(source) as AstNode;
+        } catch (error) {
+          throw new Error(`invalid FHIRPath "${source}": ${(error as Error).message.split('\n')[0]}`);
+        }
+        treeBySource.set(source, tree);
       }
-      const tree = fhirpath.parse(source) as AstNode;
       // Within the subset, closures calling fhirpath.js's own functions; otherwise fhirpath.js.
       const closures = compiledMode
         ? compileExpression(tree, {
@@ -221,7 +225,12 @@ export function createFhirPath(options: FhirPathOptions = {}): FhirPath {
             userFunctions: { inValueSet: userInvocationTable.inValueSet },
           })
         : undefined;
-      if (closures) compiled = closures;
+      const compiled: Compiled =
+        closures ??
+        (fhirpath.compile(source, r4, {
+          userInvocationTable,
+          ...(keepTypes ? { resolveInternalTypes: false } : {}),
+        }) as Compiled);
       counts[closures ? 'compiled' : 'interpreted'] += 1;
       // Which collections may be cut down before they are walked (narrow.ts says why it is exact).
       entry = { compiled, plan: planNarrowing(tree) };

@@ -17,7 +17,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { parse as parseYaml, parseDocument } from 'yaml';
-import { createAjv } from '../ajv.js';
+import { defaultAjv } from '../ajv.js';
 import { CdsError } from '../errors.js';
 import type { FhirPath } from '../rules/fhirpath.js';
 import { type CompiledFeature, type CompiledGuard, compileFeatureDefaults } from './features.js';
@@ -93,9 +93,9 @@ export interface ReadOptions {
   approved?: { file: string; models: readonly ApprovedModel[] };
 }
 
-const validateManifest = createAjv().compile<ModelManifest>(MANIFEST_SCHEMA);
-const validateCard = createAjv().compile<RequiredModelCard>(MODEL_CARD_SCHEMA);
-const validateApproved = createAjv().compile<ApprovedModel[]>({
+const validateManifest = defaultAjv().compile<ModelManifest>(MANIFEST_SCHEMA);
+const validateCard = defaultAjv().compile<RequiredModelCard>(MODEL_CARD_SCHEMA);
+const validateApproved = defaultAjv().compile<ApprovedModel[]>({
   type: 'array',
   items: {
     type: 'object',

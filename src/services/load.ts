@@ -12,7 +12,7 @@ import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { parseDocument } from 'yaml';
-import { createAjv } from '../ajv.js';
+import { defaultAjv } from '../ajv.js';
 import { CdsError } from '../errors.js';
 import { type ParsedTemplate, parseTemplate } from '../prefetch/template.js';
 import type { CompiledDatum, CompiledDefine, CompiledFocus, CompiledRule } from '../rules/evaluate.js';
@@ -71,7 +71,7 @@ export interface CompiledService<M extends ModelLike = LoadedModel> {
  */
 export const PLATFORM_VARIABLES = ['hookContext', 'draftOrders', 'valueSets'] as const;
 
-const validateDefinition = createAjv().compile<ServiceDefinitionFile>(DEFINITION_SCHEMA);
+const validateDefinition = defaultAjv().compile<ServiceDefinitionFile>(DEFINITION_SCHEMA);
 
 function fail(file: string, pointer: string, reason: string): never {
   throw new CdsError('CDS_ERR_DEFINITION_INVALID', { file, pointer: pointer ? `#${pointer}` : '', reason });

@@ -12,7 +12,7 @@
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createAjv } from '../ajv.js';
+import { defaultAjv } from '../ajv.js';
 import { CdsError } from '../errors.js';
 import {
   type BundledTerminology,
@@ -110,7 +110,7 @@ const VALUE_SET_SCHEMA = {
   },
 } as const;
 
-const validate = createAjv().compile(VALUE_SET_SCHEMA);
+const validate = defaultAjv().compile(VALUE_SET_SCHEMA);
 
 interface ValueSetResource {
   id: string;
