@@ -122,7 +122,12 @@ t.test('a worker that dies fails the calls waiting for it; the next call starts 
   const { store } = await open(t);
   await store.append([callEvent({ cards: [{ uuid: 'card-0' }] })]);
   const first = worker.threadOf(store)!;
+  // A large batch first keeps the worker busy (hundreds of milliseconds of inserts and hashing in one
+  // transaction), so the calls behind it are still waiting when it dies: without it, a worker scheduled
+  // before the main thread could answer a small call before the termination reached it.
+  const busy = Array.from({ length: 2000 }, (_, i) => callEvent({ cards: [{ uuid: `card-busy-${i}` }] }));
   const waiting: Promise<unknown>[] = [
+    store.append(busy),
     store.append([callEvent({ cards: [{ uuid: 'card-lost' }] })]),
     store.analytics(),
     store.ping(),
