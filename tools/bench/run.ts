@@ -10,11 +10,14 @@
  * C connections, on today's bodies and on 40–60 KB records, printed; no file is written), --before DIR
  * (with --side-by-side-only: also the server of another checkout, built, e.g. the main branch, in the
  * same rounds, so that a change is measured before and after under the same load), --profile-only
- * (CPU profiles under load on both sets of bodies, printed; with --before DIR, that server's too).
+ * (CPU profiles under load on both sets of bodies, printed; with --before DIR, that server's too;
+ * --profile-calls N calls each, 1,500 by default; CDS_BENCH_KEEP_PROFILES=DIR keeps the .cpuprofile files
+ * of every thread there).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import {
+  copyFileSync,
   mkdirSync,
   mkdtempSync,
   readdirSync,
@@ -740,10 +743,13 @@ async function profile(bodies: BodyFor[], key: BenchKey, checkout?: string) {
   const dir = mkdtempSync(join(tmp, 'profile-'));
   const child = await spawnService(['--cpu-prof', `--cpu-prof-dir=${dir}`], {}, checkout);
   await untilFirstAnswer(child, key);
-  await load(child, await planFor(bodies, 1500, key), { amount: 1500 });
+  const calls = argOf('profile-calls', 1500);
+  await load(child, await planFor(bodies, calls, key), { amount: calls });
   await stop(child);
   const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'));
   if (!file) throw new Error('the profiled service wrote no .cpuprofile');
+  const keep = process.env.CDS_BENCH_KEEP_PROFILES;
+  if (keep) for (const f of readdirSync(dir)) copyFileSync(join(dir, f), join(keep, `${Date.now()}-${f}`));
   return summariseProfile(JSON.parse(readFileSync(join(dir, file), 'utf8')), 20);
 }
 
