@@ -255,6 +255,9 @@ export interface CpuProfile {
   }[];
   startTime: number;
   endTime: number;
+  /** The node sampled at each tick, and the microseconds since the previous tick (absent in tests). */
+  samples?: number[];
+  timeDeltas?: number[];
 }
 
 /** Where code lives, short: `pkg:<name>` for a dependency, `src/…` for ours, `node:` internals. */
@@ -308,6 +311,51 @@ export function summariseProfile(profile: CpuProfile, top = 15) {
     places: ranked(byPlace),
     ownInclusive: ranked(inclusive).map(({ name, selfPercent }) => ({ name, inclusivePercent: selfPercent })),
   };
+}
+
+/**
+ * The service's steady state: CPU microseconds per call by function, self and inclusive (any frame, a
+ * recursive function counted once per sample), counting only the samples from the first one inside
+ * `firstCall` (start-up, which a short profile is mostly made of, left out) and none of the idle ones.
+ */
+export function steadyStateProfile(profile: CpuProfile, calls: number, top = 25, firstCall = 'runHook') {
+  const samples = profile.samples ?? [];
+  const deltas = profile.timeDeltas ?? [];
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const parentOf = new Map<number, number>();
+  for (const node of profile.nodes) for (const child of node.children ?? []) parentOf.set(child, node.id);
+  const stackOf = new Map<number, string[]>();
+  const stack = (id: number) => {
+    let names = stackOf.get(id);
+    if (!names) {
+      names = [];
+      for (let at: number | undefined = id; at !== undefined; at = parentOf.get(at)) {
+        names.push(frameName(byId.get(at)!.callFrame));
+      }
+      stackOf.set(id, names);
+    }
+    return names;
+  };
+  const first = samples.findIndex((id) => stack(id).some((name) => name.startsWith(`${firstCall} `)));
+  const self = new Map<string, number>();
+  const inclusive = new Map<string, number>();
+  let busy = 0;
+  for (let i = Math.max(first, 0); first >= 0 && i < samples.length; i += 1) {
+    const node = byId.get(samples[i]!)!;
+    if (node.callFrame.functionName === '(idle)') continue;
+    // A sample stands for the time until the next one.
+    const us = deltas[i + 1] ?? deltas[i] ?? 0;
+    busy += us;
+    const name = frameName(node.callFrame);
+    self.set(name, (self.get(name) ?? 0) + us);
+    for (const own of new Set(stack(samples[i]!))) inclusive.set(own, (inclusive.get(own) ?? 0) + us);
+  }
+  const ranked = (map: Map<string, number>) =>
+    [...map.entries()]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, top)
+      .map(([name, us]) => ({ name, usPerCall: round(us / calls, 1) }));
+  return { calls, busyUsPerCall: round(busy / calls, 1), self: ranked(self), inclusive: ranked(inclusive) };
 }
 
 /**

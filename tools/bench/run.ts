@@ -64,6 +64,8 @@ import {
   round,
   scalingSummary,
   summariseProfile,
+  steadyStateProfile,
+  type CpuProfile,
 } from './helpers.js';
 import { renderBenchmarks, STAGES } from './report.js';
 import { cqlTarget, reachable, sideBySide, sideBySideTable, type Target } from './side-by-side.js';
@@ -746,11 +748,15 @@ async function profile(bodies: BodyFor[], key: BenchKey, checkout?: string) {
   const calls = argOf('profile-calls', 1500);
   await load(child, await planFor(bodies, calls, key), { amount: calls });
   await stop(child);
-  const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'));
-  if (!file) throw new Error('the profiled service wrote no .cpuprofile');
+  // One file per thread, named …<pid>.<thread>.<sequence>.cpuprofile: the main thread's sorts first.
+  const files = readdirSync(dir)
+    .filter((f) => f.endsWith('.cpuprofile'))
+    .sort();
+  if (files.length === 0) throw new Error('the profiled service wrote no .cpuprofile');
   const keep = process.env.CDS_BENCH_KEEP_PROFILES;
-  if (keep) for (const f of readdirSync(dir)) copyFileSync(join(dir, f), join(keep, `${Date.now()}-${f}`));
-  return summariseProfile(JSON.parse(readFileSync(join(dir, file), 'utf8')), 20);
+  if (keep) for (const f of files) copyFileSync(join(dir, f), join(keep, `${Date.now()}-${f}`));
+  const main = JSON.parse(readFileSync(join(dir, files[0]!), 'utf8')) as CpuProfile;
+  return { ...summariseProfile(main, 20), steadyState: steadyStateProfile(main, calls) };
 }
 
 // ---------- the run ----------

@@ -12,6 +12,7 @@ import {
   type RawRequest,
   scalingSummary,
   summariseProfile,
+  steadyStateProfile,
   cpuBusyShare,
   bodyOfSize,
   olderVisits,
@@ -219,6 +220,40 @@ t.test(
     });
   },
 );
+
+t.test('steadyStateProfile counts from the first call, leaves idle out, and gives µs per call', async (t) => {
+  const frame = (functionName: string, url: string) => ({ functionName, url, lineNumber: 0 });
+  const profile: CpuProfile = {
+    startTime: 0,
+    endTime: 1,
+    nodes: [
+      { id: 1, callFrame: frame('(root)', ''), children: [2, 3, 5] },
+      // Start-up: loading the services, before any call.
+      { id: 2, callFrame: frame('loadServices', 'file:///r/dist/src/services/load.js') },
+      { id: 3, callFrame: frame('runHook', 'file:///r/dist/src/pipeline.js'), children: [4] },
+      { id: 4, callFrame: frame('evaluate', 'file:///r/node_modules/fhirpath/src/a.js') },
+      { id: 5, callFrame: frame('(idle)', '') },
+    ],
+    // loadServices twice, then runHook, evaluate twice, idle, loadServices again (a late compile).
+    samples: [2, 2, 3, 4, 4, 5, 2],
+    timeDeltas: [0, 100, 100, 10, 20, 30, 40],
+  };
+  t.same(steadyStateProfile(profile, 2, 2), {
+    calls: 2,
+    // Each sample lasts until the next one: runHook 10, evaluate 20 + 30, the late loadServices 40 (its
+    // own delta, being the last); start-up's 200 and idle's 40 are left out. Per call: halved.
+    busyUsPerCall: 50,
+    self: [
+      { name: 'evaluate pkg:fhirpath:1', usPerCall: 25 },
+      { name: 'loadServices src/services/load.js:1', usPerCall: 20 },
+    ],
+    inclusive: [
+      { name: '(root) (native)', usPerCall: 50 },
+      { name: 'runHook src/pipeline.js:1', usPerCall: 30 },
+    ],
+  });
+  t.same(steadyStateProfile({ ...profile, samples: [2, 5] }, 1).busyUsPerCall, 0, 'no call: nothing counted');
+});
 
 t.test('cpuBusyShare is the busy share of the CPU time between two /proc/stat readings', async (t) => {
   const stat = (user: number, idle: number, iowait: number) =>
