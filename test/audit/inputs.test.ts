@@ -41,6 +41,24 @@ t.test(
   },
 );
 
+t.test(
+  'references repeated across keys and bundles are listed once, in UTF-16 code unit order, versions apart',
+  async (t) => {
+    const versioned: Observation = { ...lesion({ id: 'b' }), meta: { versionId: '2' } };
+    const digest = digestInputs({
+      first: searchset([lesion({ id: 'b' }), lesion({ id: 'a' }), lesion({ id: 'b' }), versioned]),
+      second: searchset([lesion({ id: 'Z' }), lesion({ id: 'a' }), versioned, lesion({ id: 'b' })]),
+      single: lesion({ id: 'a' }),
+    });
+    t.same(digest.references, [
+      'Observation/Z',
+      'Observation/a',
+      'Observation/b',
+      'Observation/b/_history/2',
+    ]);
+  },
+);
+
 t.test('with the bytes, the hash is SHA-256 of the body then each fetched page, as received', async (t) => {
   const data = { lesions: searchset([lesion()]), patient: null };
   const body = '{"hook":"patient-view" }';
