@@ -17,6 +17,14 @@
  * so the classes are the same on both sides and a value produced by one can be read by the other (a
  * `define` compiled here, a rule left to fhirpath.js reading it).
  *
+ * A few of those functions are rewritten here as plain loops, step for step, where their generic form
+ * cost most at call time (the profile of the server under load): member access (`makeChildResNodes` with
+ * its model lookups made once per parent path), where/select/exists/all (no per-item arrays, closures or
+ * flattening), `ofType()` (its answer remembered per FHIR type name), a union with one item between its
+ * sides, `=`/`!=`/`in`/`contains` when deepEqual comes down to two strings, unions of string literals and
+ * clock arithmetic (`today() - 45 years`) computed once. Anything else they meet goes to fhirpath.js's own
+ * function, and test/rules/fhirpath-compiled.test.ts compares each of them with fhirpath.js.
+ *
  * What it saves is the interpretation: the per-node dispatch by type name, the evaluation of identifier
  * nodes, the lookup of each function and its arity at every call, the parameter lists rebuilt at each
  * call. Anything outside the subset (an unknown node type or function, a wrong number of arguments, an
@@ -75,9 +83,19 @@ interface ResourceNodeClass {
   makeResNode(...args: unknown[]): ResourceNodeLike;
 }
 
+interface TypeInfoLike {
+  isValid(model: unknown): boolean;
+  isConvertibleTo(other: TypeInfoLike, model: unknown): boolean;
+}
+
 interface Types {
   ResourceNode: ResourceNodeClass;
-  TypeInfo: new (spec: { namespace?: string; name: string }) => { isValid(model: unknown): boolean };
+  TypeInfo: {
+    new (spec: { namespace?: string; name: string }): TypeInfoLike;
+    FHIR: string;
+    typeToClassWithCheckString: Record<string, unknown>;
+    fromValue(value: unknown): TypeInfoLike;
+  };
   FP_Type: abstract new (...args: never[]) => { toJSON(): unknown };
   FP_Quantity: new (ctx: unknown, value: unknown, unit: string) => unknown;
   FP_Date: { checkString(ctx: unknown, text: string): unknown };
@@ -89,6 +107,7 @@ interface Types {
 interface Util {
   arraify(x: unknown): Coll;
   isEmpty(x: unknown): boolean;
+  isTrue(x: unknown): boolean;
   valData(x: unknown): unknown;
   pushFn(target: Coll, items: Coll): void;
   makeChildResNodes(ctx: Ctx, node: ResourceNodeLike, key: string, model: unknown): Coll;
@@ -110,11 +129,28 @@ const math = require('fhirpath/src/math.js') as Module;
 const strings = require('fhirpath/src/strings.js') as Module;
 const datetime = require('fhirpath/src/datetime.js') as Module;
 const logic = require('fhirpath/src/logic.js') as Module;
+const { deepEqual } = require('fhirpath/src/deep-equal.js') as {
+  deepEqual(ctx: unknown, a: unknown, b: unknown): boolean | undefined;
+};
 
 const { ResourceNode, TypeInfo, FP_Type, FP_Quantity, FP_Date, FP_DateTime, FP_Time } = types;
 /** `is()`/`as()` and their operators: functions of the types module. */
 const typeFns = types as unknown as { isFn: Impl; asFn: Impl };
 const makeResNode = ResourceNode.makeResNode.bind(ResourceNode);
+const FHIR_NAMESPACE = TypeInfo.FHIR;
+const fromValue = TypeInfo.fromValue.bind(TypeInfo);
+
+/**
+ * `combineFns.union`: the distinct items of both collections. Two collections of one item between them
+ * are their concatenation (distinctFn keeps a lone item as it is), without its type checks and deep
+ * comparisons; `a | b` of two optional elements, the most common union, is that case.
+ */
+function union(this: Ctx, a: unknown, b: unknown): unknown {
+  const first = a as Coll;
+  const second = b as Coll;
+  if (first.length + second.length <= 1) return first.concat(second);
+  return combining.union!.call(this, first, second);
+}
 
 /** A parameter type of fhirpath.js's invocation table: a name, or `[name]` for "this type or empty". */
 type ParamType = string | [string];
@@ -159,7 +195,7 @@ const INVOCATIONS: Record<string, Invocation> = {
   is: { fn: typeFns.isFn, arity: { 1: ['TypeSpecifier'] } },
   as: { fn: typeFns.asFn, arity: { 1: ['TypeSpecifier'] } },
   combine: { fn: combining.combineFn!, arity: { 1: ['AnyAtRoot'] } },
-  union: { fn: combining.union!, arity: { 1: ['AnyAtRoot'] } },
+  union: { fn: union, arity: { 1: ['AnyAtRoot'] } },
   intersect: { fn: combining.intersect!, arity: { 1: ['AnyAtRoot'] } },
   exclude: { fn: combining.exclude!, arity: { 1: ['AnyAtRoot'] } },
   iif: { fn: misc.iifMacro!, arity: { 2: ['Expr', 'Expr'], 3: ['Expr', 'Expr', 'Expr'] } },
@@ -188,7 +224,7 @@ const INVOCATIONS: Record<string, Invocation> = {
   yearOf: { fn: datetime.yearOf! },
   monthOf: { fn: datetime.monthOf! },
   dayOf: { fn: datetime.dayOf! },
-  '|': { fn: combining.union!, arity: { 2: ['Any', 'Any'] } },
+  '|': { fn: union, arity: { 2: ['Any', 'Any'] } },
   '=': { fn: equality.equal!, arity: { 2: ['Any', 'Any'] }, nullable: true },
   '!=': { fn: equality.unequal!, arity: { 2: ['Any', 'Any'] }, nullable: true },
   '~': { fn: equality.equival!, arity: { 2: ['Any', 'Any'] } },
@@ -311,6 +347,10 @@ function compileNode(c: Compiler, node: AstNode): Ev {
     if (node.children?.length !== 1) outside(`${node.type} with ${node.children?.length} children`);
     return compileNode(c, child(node));
   }
+  if (node.type === 'AdditiveExpression' || node.type === 'MultiplicativeExpression') {
+    const uses = clockUse(node);
+    if (uses) return compileConstant(c, uses, compileInfix(c, node.text ?? '', node));
+  }
   if (OPERATOR_NODES.has(node.type)) return compileInfix(c, node.text ?? '', node);
   const alias = ALIASES[node.type];
   if (alias) return compileInfix(c, alias[node.text ?? ''] ?? outside(`operator ${node.text}`), node);
@@ -323,7 +363,11 @@ function compileNode(c: Compiler, node: AstNode): Ev {
         const [first, second] = steps as [Ev, Ev];
         return (ctx, data) => second(ctx, first(ctx, data));
       }
-      return (ctx, data) => steps.reduce((acc, step) => step(ctx, acc), data);
+      return (ctx, data) => {
+        let acc = data;
+        for (let i = 0; i < steps.length; i++) acc = steps[i]!(ctx, acc);
+        return acc;
+      };
     }
     case 'LiteralTerm': {
       if (!node.children?.length) {
@@ -381,6 +425,76 @@ function compileNode(c: Compiler, node: AstNode): Ev {
   }
 }
 
+/** Node types of literals: their value is in the tree. */
+const LITERALS = new Set([
+  'StringLiteral',
+  'NumberLiteral',
+  'QuantityLiteral',
+  'DateLiteral',
+  'DateTimeLiteral',
+  'TimeLiteral',
+  'BooleanLiteral',
+  'NullLiteral',
+]);
+
+/**
+ * Whether a subtree reads nothing but literals and the clock (`today() - 45 years`, `now() - 90 days`),
+ * and which clock functions it reads; undefined when it reads anything else (the input, a variable,
+ * `$this`, a function other than today()/now()).
+ */
+function clockUse(node: AstNode): { today: boolean; now: boolean } | undefined {
+  if (PASS_THROUGH.has(node.type) || node.type === 'LiteralTerm' || node.type === 'PolarityExpression') {
+    if (node.type === 'LiteralTerm' && !node.children?.length) return { today: false, now: false };
+    return node.children?.length === 1 ? clockUse(node.children[0]!) : undefined;
+  }
+  if (LITERALS.has(node.type)) return { today: false, now: false };
+  if (node.type === 'FunctionInvocation') {
+    const functn = node.children?.[0];
+    const name = identifier(functn?.text);
+    const [id, list] = functn?.children ?? [];
+    if (functn?.type !== 'Functn' || id?.type !== 'Identifier' || list?.children?.length) return undefined;
+    return name === 'today' || name === 'now' ? { today: name === 'today', now: name === 'now' } : undefined;
+  }
+  if (node.type === 'AdditiveExpression' || node.type === 'MultiplicativeExpression') {
+    const [left, right] = node.children ?? [];
+    const a = left && clockUse(left);
+    const b = right && node.children?.length === 2 ? clockUse(right) : undefined;
+    return a && b ? { today: a.today || b.today, now: a.now || b.now } : undefined;
+  }
+  return undefined;
+}
+
+/**
+ * A subtree of literals and clock readings (`today() - 45 years`), computed once per clock value
+ * rather than at every evaluation (inside a `where`, once per item): the date arithmetic of fhirpath.js
+ * is a good part of such a criterion's time. The clock functions give the same value object for the same
+ * reading, so that object decides whether the remembered result still holds. The result is computed in
+ * a context of its own (literals and the clock read only its decimal factory and model, the same as any
+ * evaluation's), so it keeps no evaluation's input alive; each caller gets its own copy of the
+ * collection. An error is not remembered: it is raised again at the next evaluation, as before.
+ */
+function compileConstant(c: Compiler, uses: { today: boolean; now: boolean }, ev: Ev): Ev {
+  const constantCtx = {
+    $this: undefined,
+    $index: undefined,
+    dataRoot: [],
+    vars: {},
+    processedVars: {},
+    processedUserVarNames: new Set<string>(),
+    model: c.model,
+    getDecimal: types.FP_Decimal_Native.getDecimal,
+  } as unknown as Ctx;
+  let memo: { today: unknown; now: unknown; value: Coll } | undefined;
+  return () => {
+    const today = uses.today ? c.clock.today() : undefined;
+    const now = uses.now ? c.clock.now() : undefined;
+    if (!memo || memo.today !== today || memo.now !== now) {
+      memo = { today, now, value: ev(constantCtx, constantCtx.dataRoot) };
+    }
+    return memo.value.slice();
+  };
+}
+
 /** `engine.ExternalConstantTerm`. */
 function compileVariable(node: AstNode): Ev {
   const name = node.delimitedText ? stringLiteral(node.delimitedText)! : (node.text ?? '');
@@ -411,6 +525,117 @@ function compileVariable(node: AstNode): Ev {
   };
 }
 
+/** Paths of a member's child nodes under one parent path, as `util.makeChildResNodes` resolves them. */
+interface ChildPaths {
+  /** The child's path before a choice type's suffix (`pathsDefinedElsewhere` applied). */
+  base: string;
+  /** The type suffixes of a choice element (`value` → `Quantity`, `String`, …), or undefined. */
+  choices: string[] | undefined;
+  /** The final path and FHIR type by the path it was resolved from (one entry, or one per choice). */
+  resolved: Map<string, { path: string; type: string | undefined }>;
+}
+
+interface ModelMaps {
+  pathsDefinedElsewhere: Record<string, string | undefined>;
+  choiceTypePaths: Record<string, string[] | undefined>;
+  path2Type: Record<string, string | undefined>;
+  path2TypeWithoutElements: Record<string, string | undefined>;
+}
+
+/**
+ * Parent paths one member access remembers: the model's paths are a few hundred, but a resource's own
+ * `resourceType` becomes a path too, and input data may hold any; past the bound paths are resolved
+ * each time, as fhirpath.js does.
+ */
+const MAX_PARENT_PATHS = 256;
+
+/**
+ * `util.makeChildResNodes` of fhirpath.js, step for step, appending to `out`, with the model lookups of
+ * each parent path (string concatenation and four dictionary reads per node) made once per member
+ * access and parent path instead of once per node: the same paths and types, so the same nodes.
+ */
+function appendChildNodes(
+  out: Coll,
+  ctx: Ctx,
+  parent: ResourceNodeLike & { _data: unknown },
+  key: string,
+  model: ModelMaps | null | undefined,
+  paths: Map<string, ChildPaths>,
+): void {
+  const parentPath = parent.path;
+  const data = parent.data as Record<string, unknown> | null | undefined;
+  let childPath: string | null = null;
+  let fhirNodeDataType: string | null | undefined = null;
+  let toAdd: unknown;
+  let _toAdd: unknown;
+  if (parentPath) {
+    let entry = paths.get(parentPath);
+    if (!entry) {
+      let base = parentPath + '.' + key;
+      if (model) base = model.pathsDefinedElsewhere[base] || base;
+      entry = { base, choices: (model && model.choiceTypePaths[base]) || undefined, resolved: new Map() };
+      if (paths.size < MAX_PARENT_PATHS) paths.set(parentPath, entry);
+    }
+    childPath = entry.base;
+    if (entry.choices) {
+      for (const t of entry.choices) {
+        const field = key + t;
+        toAdd = data?.[field];
+        _toAdd = data?.['_' + field];
+        if (toAdd !== undefined || _toAdd !== undefined) {
+          childPath += t;
+          break;
+        }
+      }
+    } else {
+      toAdd = data?.[key];
+      _toAdd = data?.['_' + key];
+      if (toAdd === undefined && _toAdd === undefined) {
+        toAdd = (parent._data as Record<string, unknown> | null | undefined)?.[key];
+      }
+      if (key === 'extension') childPath = 'Extension';
+    }
+    if (model) {
+      let resolved = entry.resolved.get(childPath);
+      if (!resolved) {
+        resolved = {
+          type: model.path2Type[childPath],
+          path: model.path2TypeWithoutElements[childPath] || childPath,
+        };
+        entry.resolved.set(childPath, resolved);
+      }
+      fhirNodeDataType = resolved.type;
+      childPath = resolved.path;
+    }
+  } else {
+    toAdd = data?.[key];
+    _toAdd = data?.['_' + key];
+    if (toAdd === undefined && _toAdd === undefined) {
+      toAdd = (parent._data as Record<string, unknown> | null | undefined)?.[key];
+    }
+  }
+  if (util.isEmpty(toAdd) && util.isEmpty(_toAdd)) return;
+  const extra = _toAdd as unknown[] | null | undefined;
+  if (Array.isArray(toAdd)) {
+    for (let i = 0; i < toAdd.length; i++) {
+      out.push(makeResNode(ctx, toAdd[i], parent, childPath, extra && extra[i], fhirNodeDataType, key, i));
+    }
+    // Items with no value but associated data (extensions, ids) come last.
+    const extraLength = extra?.length || 0;
+    for (let i = toAdd.length; i < extraLength; ++i) {
+      out.push(makeResNode(ctx, null, parent, childPath, extra![i], fhirNodeDataType, key, i));
+    }
+    return;
+  }
+  if (toAdd == null && Array.isArray(extra)) {
+    for (let i = 0; i < extra.length; i++) {
+      out.push(makeResNode(ctx, null, parent, childPath, extra[i], fhirNodeDataType, key, i));
+    }
+    return;
+  }
+  out.push(makeResNode(ctx, toAdd, parent, childPath, _toAdd, fhirNodeDataType, key));
+}
+
 /** `engine.MemberInvocation`. */
 function compileMember(node: AstNode): Ev {
   const keyNode = child(node);
@@ -418,9 +643,11 @@ function compileMember(node: AstNode): Ev {
   const key = identifier(keyNode.text) ?? outside('member without name');
   const atRoot = (node as AstNode & { atRoot?: number }).atRoot;
   const possibleTypeInfo = atRoot ? new TypeInfo({ name: key }) : undefined;
+  // Each closure's own: the model is the compiled expression's (`ctx.model` is always that one).
+  const paths = new Map<string, ChildPaths>();
   return (ctx, parentData) => {
     if (!parentData) return [];
-    const model = ctx.model;
+    const model = ctx.model as ModelMaps | null | undefined;
     const result: Coll = [];
     for (let i = 0; i < parentData.length; i++) {
       const item = parentData[i] as { __path__?: PathInfo } | null | undefined;
@@ -438,7 +665,7 @@ function compileMember(node: AstNode): Ev {
       ) {
         result.push(res);
       } else {
-        util.pushFn(result, util.makeChildResNodes(ctx, res, key, model));
+        appendChildNodes(result, ctx, res as ResourceNodeLike & { _data: unknown }, key, model, paths);
       }
     }
     return result;
@@ -531,6 +758,43 @@ function compileParam(c: Compiler, type: ParamType, raw: AstNode): Param {
   return (ctx) => misc.singleton(withThis(ctx, ctx.$this || ctx.dataRoot, ev), type);
 }
 
+/** A union of string literals only (`'a' | 'b' | 'c'`, in parentheses or not). */
+function isConstantStrings(node: AstNode): boolean {
+  if (PASS_THROUGH.has(node.type) || node.type === 'LiteralTerm') {
+    return node.children?.length === 1 && isConstantStrings(node.children[0]!);
+  }
+  if (node.type === 'StringLiteral') return true;
+  return (
+    node.type === 'UnionExpression' &&
+    node.children?.length === 2 &&
+    node.children.every((n) => isConstantStrings(n))
+  );
+}
+
+/**
+ * `deepEqual` of fhirpath.js on two items when it comes down to comparing two strings: a string (a
+ * literal) with a string or with a node holding a string of a type it does not convert (`code`, `uri`,
+ * `string`: not a date or time); undefined for anything else (two nodes, whose extensions are compared
+ * too; numbers; dates), which is then left to deepEqual.
+ */
+function stringEqual(x: unknown, y: unknown): boolean | undefined {
+  const a = typeof x === 'string' ? x : unconvertedString(x);
+  if (a === undefined) return undefined;
+  const b = typeof y === 'string' ? y : unconvertedString(y);
+  if (b === undefined || (typeof x !== 'string' && typeof y !== 'string')) return undefined;
+  return a === b;
+}
+
+/** The string a node holds when `convertData` leaves it a string; undefined otherwise. */
+function unconvertedString(x: unknown): string | undefined {
+  if (!(x instanceof ResourceNode)) return undefined;
+  const data = x.data;
+  if (typeof data !== 'string') return undefined;
+  // A date, dateTime, instant or time is parsed (and compared) as such; a Quantity is never a string.
+  if (TypeInfo.typeToClassWithCheckString[x.path as string] !== undefined) return undefined;
+  return data;
+}
+
 /** `infixInvoke` of fhirpath.js. */
 function compileInfix(c: Compiler, op: string, node: AstNode): Ev {
   const invocation = INVOCATIONS[op] ?? outside(`operator ${op}`);
@@ -539,6 +803,44 @@ function compileInfix(c: Compiler, op: string, node: AstNode): Ev {
   if (raw.length !== 2 || !types) outside(`operator ${op} with ${raw.length} operands`);
   const [left, right] = [compileParam(c, types![0]!, raw[0]!), compileParam(c, types![1]!, raw[1]!)];
   const { fn, nullable } = invocation;
+  if (op === '|' && isConstantStrings(node)) {
+    // `('final' | 'amended')`: the same distinct strings at every evaluation, computed once (a copy
+    // each time: a caller may change the collection it is given).
+    // Computed at compile time, in a context of its own (string literals read nothing of it).
+    const constant = { dataRoot: [], vars: {}, processedVars: {} } as unknown as Ctx;
+    const value = util.arraify(fn.call(constant, left(constant, []), right(constant, [])));
+    return () => value.slice();
+  }
+  if (op === '=' || op === '!=') {
+    const negate = op === '!=';
+    return (ctx, data) => {
+      const a = left(ctx, data) as Coll;
+      const b = right(ctx, data) as Coll;
+      if (isNullable(a) || isNullable(b)) return [];
+      if (a.length === 1 && b.length === 1) {
+        const same = stringEqual(a[0], b[0]);
+        if (same !== undefined) return [negate ? !same : same];
+      }
+      return util.arraify(fn.call(ctx, a, b));
+    };
+  }
+  if (op === 'inOp' || op === 'containsOp') {
+    const isIn = op === 'inOp';
+    return (ctx, data) => {
+      const a = left(ctx, data) as Coll;
+      const b = right(ctx, data) as Coll;
+      const [items, one] = isIn ? [b, a] : [a, b];
+      // `engine.in` / `engine.contains` with each comparison's deepEqual on strings done directly.
+      if (util.isEmpty(one) || util.isEmpty(items) || one.length > 1) {
+        return util.arraify(fn.call(ctx, a, b));
+      }
+      for (let i = 0; i < items.length; i++) {
+        const same = stringEqual(items[i], one[0]);
+        if (same ?? deepEqual(ctx, items[i], one[0])) return [true];
+      }
+      return [false];
+    };
+  }
   return (ctx, data) => {
     const a = left(ctx, data);
     const b = right(ctx, data);
@@ -573,6 +875,11 @@ function compileFunction(c: Compiler, node: AstNode): Ev {
     (Object.hasOwn(c.user, name) ? c.user[name] : undefined) ??
     INVOCATIONS[name] ??
     outside(`function ${name}`);
+  const iterating = ITERATING.get(invocation);
+  if (iterating && raw?.length === 1) return iterating(compileNode(c, raw[0]!));
+  if (invocation === INVOCATIONS.ofType && raw?.length === 1) {
+    return compileOfType((compileParam(c, 'TypeSpecifier', raw[0]!) as () => TypeInfoLike)());
+  }
   const { fn, arity, nullable } = invocation;
   if (!arity) {
     if (raw) outside(`${name} takes no parameters`);
@@ -594,6 +901,110 @@ function compileFunction(c: Compiler, node: AstNode): Ev {
     const values = params.map((param) => param(ctx, data));
     if (nullable && (isNullable(data) || values.some(isNullable))) return [];
     return util.arraify(fn.call(ctx, data, ...values));
+  };
+}
+
+/**
+ * The criterion of where/select/exists/all on one item: the `Expr` parameter of fhirpath.js
+ * (`makeParam`), `$this` the item, `$index` as the caller set it.
+ */
+const criterion = (ctx: Ctx, ev: Ev, item: unknown): Coll => withThis(ctx, util.arraify(item), ev);
+
+/** `util.flatten` of one item (`[].concat`): an array item gives its elements. */
+function pushFlat(out: Coll, item: unknown): void {
+  if (Array.isArray(item)) {
+    for (let i = 0; i < item.length; i++) out.push(item[i]);
+  } else {
+    out.push(item);
+  }
+}
+
+/** `engine.whereMacro`, as a loop: no per-item arrays, closures or flattening. */
+function compileWhere(ev: Ev): Ev {
+  return (ctx, data) => {
+    const out: Coll = [];
+    for (let i = 0; i < data.length; i++) {
+      const x = data[i];
+      // Set on the context itself and left at the last index afterwards, as the macro does.
+      ctx.$index = i;
+      if (criterion(ctx, ev, x)[0]) pushFlat(out, x);
+    }
+    return out;
+  };
+}
+
+/**
+ * The functions whose parameter is an expression evaluated on each item, run as loops rather than
+ * through fhirpath.js's macros, with the same effects: `$index` set on the context before each item
+ * (and left at the last one), every item evaluated (an error on any item is raised as the macro raises
+ * it; `exists` does not stop at the first match, `all` stops at the first item not true, as they do).
+ */
+const ITERATING = new Map<Invocation, (ev: Ev) => Ev>([
+  [INVOCATIONS.where!, compileWhere],
+  [
+    INVOCATIONS.select!,
+    (ev) => (ctx, data) => {
+      const out: Coll = [];
+      for (let i = 0; i < data.length; i++) {
+        ctx.$index = i;
+        const result = criterion(ctx, ev, data[i]);
+        for (let j = 0; j < result.length; j++) out.push(result[j]);
+      }
+      return out;
+    },
+  ],
+  [
+    INVOCATIONS.exists!,
+    (ev) => {
+      const where = compileWhere(ev);
+      return (ctx, data) => [where(ctx, data).length > 0];
+    },
+  ],
+  [
+    INVOCATIONS.all!,
+    (ev) => (ctx, data) => {
+      for (let i = 0; i < data.length; i++) {
+        ctx.$index = i;
+        if (!util.isTrue(criterion(ctx, ev, data[i]))) return [false];
+      }
+      return [true];
+    },
+  ],
+]);
+
+/** Types a compiled `ofType()` remembers the answer for (the model's are a few hundred). */
+const MAX_OFTYPE_TYPES = 256;
+
+/**
+ * `engine.ofTypeFn`: the items whose type is (or converts to) the given one. fhirpath.js builds a
+ * TypeInfo for each item; for a node of a FHIR type (`fhirNodeDataType` not `System.…`) that TypeInfo
+ * holds only the namespace and that name as far as `isConvertibleTo` reads it, so the answer is
+ * remembered per type name, per compiled `ofType()`. Any other item is asked as fhirpath.js asks it.
+ */
+function compileOfType(typeInfo: TypeInfoLike): Ev {
+  const byType = new Map<string, boolean>();
+  return (ctx, data) => {
+    const out: Coll = [];
+    for (let i = 0; i < data.length; i++) {
+      const value = data[i];
+      let keep: boolean | undefined;
+      if (value instanceof ResourceNode) {
+        const type = value.fhirNodeDataType;
+        if (type && !type.startsWith('System')) {
+          keep = byType.get(type);
+          if (keep === undefined) {
+            keep = new TypeInfo({ namespace: FHIR_NAMESPACE, name: type }).isConvertibleTo(
+              typeInfo,
+              ctx.model,
+            );
+            if (byType.size < MAX_OFTYPE_TYPES) byType.set(type, keep);
+          }
+        }
+      }
+      if (keep === undefined) keep = fromValue(value).isConvertibleTo(typeInfo, ctx.model);
+      if (keep) out.push(value);
+    }
+    return out;
   };
 }
 

@@ -129,6 +129,19 @@ const CRAFTED_ENV = {
     ],
   },
   two: ['a', 'b'],
+  // Primitive extensions (`_gender`), an extension-only primitive, more `_given` than `given`.
+  ext: {
+    resourceType: 'Patient',
+    id: 'e',
+    active: false,
+    gender: 'female',
+    _gender: { id: 'g1' },
+    _birthDate: { extension: [{ url: 'http://example.org/x', valueString: 'unknown' }] },
+    name: [
+      { given: ['Ann'], _given: [null, { extension: [{ url: 'http://example.org/y', valueCode: 'z' }] }] },
+    ],
+    extension: [{ url: 'http://example.org/e', valueString: 'v' }],
+  },
   none: [],
   valueSets: { drugs: ['http://rx|1', 'http://rx|2'] },
 };
@@ -259,6 +272,164 @@ t.test('each operator and function matches fhirpath.js on crafted inputs', async
   t.ok(errors >= 5, `errors compared: ${errors}`);
   t.ok(VARIABLES.length > 0);
 });
+
+/**
+ * The constructs the compiler runs as its own JavaScript rather than through fhirpath.js's functions
+ * (member access, where/select/exists/all, ofType, union, `=`/`!=`/`in`/`contains` on strings, unions of
+ * string literals, clock arithmetic): their edge cases, each against fhirpath.js.
+ */
+const OWN_CONSTRUCTS: string[] = [
+  // member access: primitive extensions, extension-only values, `_given` longer than `given`, choice types
+  '%ext.gender',
+  '%ext.birthDate',
+  '%ext.birthDate.extension.value',
+  '%ext.name.given',
+  '%ext.name.given.extension.url',
+  '%ext.extension.url',
+  '%ext.extension.value.ofType(string)',
+  `${ALL_OBS}.value.ofType(Quantity).value`,
+  '%patient.nothing.here',
+  // where / select / exists / all: $this, $index, empty input, node criteria, errors on an item
+  "%two.where($this = 'b')",
+  '%two.where($index = 1)',
+  '(3 | 1 | 2).where($this > $index)',
+  '%none.where(true)',
+  '%two.where(false)',
+  '%two.where({})',
+  '%ext.where(active)',
+  '%ext.where(active = false).id',
+  '%two.where(%two.startsWith($this))',
+  '%two.select($index)',
+  '%two.select($this & $index.toString())',
+  '%two.select(%none)',
+  '%two.where(true).select($index)',
+  `${ALL_OBS}.where(value.exists()).select(id).where($index < 2)`,
+  "%none.exists($this = 'a')",
+  "%two.exists($this = 'b')",
+  "%two.exists($this.startsWith('x'))",
+  "%two.all($this = 'a')",
+  "%two.all($this != 'c')",
+  '%none.all(false)',
+  "%two.all($this = 'x' and %two.startsWith('a'))",
+  '%two.all(%two.startsWith($this))',
+  // ofType: FHIR and System types, qualified names, supertypes, plain values
+  '%obs.entry.resource.ofType(Resource).count()',
+  '%obs.entry.resource.ofType(DomainResource).count()',
+  '%obs.entry.resource.ofType(FHIR.Observation).count()',
+  `${ALL_OBS}.value.ofType(FHIR.Quantity).count()`,
+  '%patient.birthDate.ofType(date)',
+  '%patient.birthDate.ofType(System.Date)',
+  '%patient.birthDate.ofType(string)',
+  '%patient.gender.ofType(code)',
+  '%patient.gender.ofType(string)',
+  '%patient.gender.ofType(String)',
+  "('a' | 1 | 2.5 | true).ofType(String)",
+  "('a' | 1 | 2.5 | true).ofType(Integer)",
+  "('a' | 1 | 2.5 | true).ofType(System.Decimal)",
+  '%two.ofType(String)',
+  '%none.ofType(String)',
+  // union: empty sides, one item, duplicates, complex values, dates of different precision
+  '%none | %none',
+  "%none | 'a'",
+  "'a' | %none",
+  '%two | %two',
+  "('b' | 'a' | 'b')",
+  "('a' | 'b').count()",
+  "-('a' | 'b')",
+  '(1 | 1.0 | 1)',
+  '%patient | %patient',
+  '%obs.entry.resource.code | %obs.entry.resource.code',
+  '(%obs.entry.resource.code | %obs.entry.resource.code).count()',
+  '%obs.entry.resource[0].code.coding | %obs.entry.resource[1].code.coding',
+  '%obs.entry.resource.code.union(%obs.entry.resource.code).count()',
+  '%patient.union(%none)',
+  '%partial.birthDate | @1950',
+  '@2026-11 | @2026-11-01',
+  '@2026-11-01T10:00:00Z | @2026-11-01T10:00:00.000Z',
+  `${ALL_OBS}.effective.ofType(dateTime) | ${ALL_OBS}.issued`,
+  `${ALL_OBS}.where(id = 'bool').issued | ${ALL_OBS}.where(id = 'bool').issued`,
+  "%ext.gender | %patient.gender | 'female'",
+  // = != in contains: strings, nodes of string and date types, primitive extensions, singletons
+  "%patient.gender = 'female'",
+  "'female' = %patient.gender",
+  "%patient.gender != 'female'",
+  "%ext.gender = 'female'",
+  '%ext.gender = %patient.gender',
+  "%ext.birthDate = 'x'",
+  "%patient.birthDate = '1950-03-04'",
+  "%patient.birthDate != '1950-03-04'",
+  "%patient.id = 'p'",
+  "'a' = 'a'",
+  "'a' != 'b'",
+  "%two = 'a'",
+  "%patient.gender in ('male' | 'female')",
+  "%patient.gender in ('male' | 'other')",
+  "%patient.birthDate in ('1950-03-04' | 'x')",
+  "('a' | 'b') contains %patient.gender",
+  "('female' | 'b') contains %patient.gender",
+  '%patient.gender in %none',
+  "%none in ('a' | 'b')",
+  "%two in ('a' | 'b')",
+  "('a' | 'b') contains %two",
+  "'b' in %two",
+  `${ALL_OBS}.value.ofType(integer) = 3`,
+  `${ALL_OBS}.value.ofType(integer) in (3 | 4)`,
+  `${ALL_OBS}.where(status in ('final' | 'amended')).count()`,
+  // literals and the clock: computed once, inside a where too
+  'today() + 1 day - 1 day',
+  '(now() - 90 days) | (now() - 90 days)',
+  '-(today() - 1 year)',
+  '2 * 3 + 1',
+  "'a' & 'b'",
+  '1 / 0',
+  '7 div 0',
+  '@2026-01-31 + 1 month',
+  `${ALL_OBS}.where(effective.ofType(dateTime) >= now() - 90 days).id`,
+  `${ALL_OBS}.where(effective.ofType(dateTime) >= today() - 1 year and effective.ofType(dateTime) < today()).id`,
+];
+
+t.test("the compiler's own constructs match fhirpath.js on their edge cases", async (t) => {
+  for (const source of OWN_CONSTRUCTS) {
+    check(t, source, {}, CRAFTED_ENV);
+    check(t, source, {}, CRAFTED_ENV, true);
+  }
+  // The input itself, not a variable: `$this` at the root, a where on the input.
+  for (const source of ["where(id = 'e').gender", 'select($index)', "gender in ('female' | 'male')"]) {
+    check(t, source, CRAFTED_ENV.ext, CRAFTED_ENV);
+  }
+});
+
+t.test(
+  'clock arithmetic computed once still follows the clock, and one engine never serves another',
+  async (t) => {
+    const sources = [
+      '%patient.birthDate <= today() - 45 years',
+      'today() - 76 years',
+      `${ALL_OBS}.where(effective.ofType(dateTime) >= now() - 30 days).id`,
+      // Unary minus replaces the item of the collection it is given: each evaluation gets its own copy.
+      '-(1 year + 1 year)',
+      '-(2 * 3)',
+    ];
+    const engine = createFhirPath({ shortcuts: false });
+    const other = createFhirPath({ shortcuts: false });
+    const clocks = [NOW, new Date('2026-03-05T00:00:00Z'), NOW, new Date('2026-11-20T08:00:00Z')];
+    for (const source of sources) {
+      const compiled = engine.compile(source, VARIABLES);
+      const reference = oracle.compile(source, VARIABLES);
+      for (const [i, now] of clocks.entries()) {
+        const want = normal(reference.evaluate({}, CRAFTED_ENV, now));
+        t.same(normal(compiled.evaluate({}, CRAFTED_ENV, now)), want, `${source} at ${now.toISOString()}`);
+        // A second engine evaluating the same source at another reading in between changes nothing.
+        other.compile(source, VARIABLES).evaluate({}, CRAFTED_ENV, clocks[(i + 1) % clocks.length]!);
+        t.same(normal(compiled.evaluate({}, CRAFTED_ENV, now)), want, `${source} again`);
+      }
+    }
+    // The 76-year boundary moves with the clock: the two readings give different dates.
+    const at = (now: Date) =>
+      normal(engine.compile('today() - 76 years', VARIABLES).evaluate({}, CRAFTED_ENV, now));
+    t.not(JSON.stringify(at(clocks[0]!)), JSON.stringify(at(clocks[1]!)));
+  },
+);
 
 t.test('a typed variable produced by one side reads the same on the other', async (t) => {
   const defineSource = `${ALL_OBS}.where(id = 'q-mm').sort(effective.ofType(dateTime) desc).first()`;
