@@ -117,7 +117,7 @@ function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null;
 }
 
-function time(date: string | undefined): number {
+function timeOf(date: string | undefined): number {
   return date === undefined ? Number.NEGATIVE_INFINITY : Date.parse(date);
 }
 
@@ -130,22 +130,88 @@ function format(value: number): string {
   return String(Math.round(value * 100) / 100);
 }
 
+/** A candidate of a source with its date, read once. */
+interface Candidate {
+  readonly item: unknown;
+  /** Position in the source's result: undated candidates, and candidates of one date, keep it. */
+  readonly index: number;
+  readonly date: string | undefined;
+  /** `Date.parse(date)` (minus infinity when undated): sorting, staleness and trend windows read it. */
+  readonly time: number;
+}
+
+/** A source's candidates, latest first, with what value expressions gave on them so far. */
+interface CandidateList {
+  readonly candidates: readonly Candidate[];
+  /** By value expression text: the first item it gave on each candidate (`NOT_READ` until read). */
+  readonly reads: Map<string, unknown[]>;
+}
+
+/** A candidate whose value was not read yet (any value, `undefined` included, is a reading). */
+const NOT_READ: unique symbol = Symbol('not read');
+
+/**
+ * One extraction: the subject, its variables and clock, and what was already read from them. Features
+ * often read the same source (the knee model's BMI and BMI trend; %patient for age and sex; %focus for
+ * each checklist item of a lesion): its result, the dates of its candidates and their values are
+ * evaluated once and shared. Keys are expression texts, as each is compiled by the same engine into
+ * one function per text; the object lives for one extraction, so it holds at most one entry per
+ * expression of the model.
+ */
+interface Reader {
+  readonly subject: unknown;
+  readonly env: Env;
+  readonly now: Date;
+  readonly nowMs: number;
+  /** A source's result, by source text. */
+  readonly sources: Map<string, unknown[]>;
+  /** A source's dated candidates, by date expression and source text. */
+  readonly lists: Map<string, CandidateList>;
+}
+
+/** The result of a source on the subject (shared: read it, never change it). */
+function sourceItems(reader: Reader, source: CompiledExpression): unknown[] {
+  let items = reader.sources.get(source.source);
+  if (items === undefined) {
+    items = source.evaluate(reader.subject, reader.env, reader.now);
+    reader.sources.set(source.source, items);
+  }
+  return items;
+}
+
 /** Candidates of a source, each with its date, latest first (undated last, in record order). */
-function candidates(
-  feature: CompiledFeature,
-  source: CompiledExpression,
-  subject: unknown,
-  env: Env,
-  now: Date,
-) {
-  const items = source.evaluate(subject, env, now);
-  return items
-    .map((item, index) => ({
-      item,
-      index,
-      date: firstString((feature.date ?? feature.defaults.date).evaluate(item, env, now)),
-    }))
-    .sort((a, b) => time(b.date) - time(a.date) || a.index - b.index);
+function candidates(reader: Reader, source: CompiledExpression, dateExpression: CompiledExpression) {
+  // The length keeps two pairs of texts from ever giving one key.
+  const key = `${dateExpression.source.length}:${dateExpression.source}${source.source}`;
+  let list = reader.lists.get(key);
+  if (list === undefined) {
+    const items = sourceItems(reader, source);
+    const found: Candidate[] = [];
+    for (let index = 0; index < items.length; index += 1) {
+      const item = items[index];
+      const date = firstString(dateExpression.evaluate(item, reader.env, reader.now));
+      found.push({ item, index, date, time: timeOf(date) });
+    }
+    found.sort((a, b) => b.time - a.time || a.index - b.index);
+    list = { candidates: found, reads: new Map() };
+    reader.lists.set(key, list);
+  }
+  return list;
+}
+
+/** The first item `expression` gives on the candidate at `position` of `list`, evaluated once. */
+function readValue(reader: Reader, list: CandidateList, position: number, expression: CompiledExpression) {
+  let reads = list.reads.get(expression.source);
+  if (reads === undefined) {
+    reads = new Array<unknown>(list.candidates.length).fill(NOT_READ);
+    list.reads.set(expression.source, reads);
+  }
+  let value = reads[position];
+  if (value === NOT_READ) {
+    value = expression.evaluate(list.candidates[position]!.item, reader.env, reader.now)[0];
+    reads[position] = value;
+  }
+  return value;
 }
 
 /**
@@ -161,9 +227,9 @@ export function compileFeatureDefaults(compile: (source: string) => CompiledExpr
   };
 }
 
-function isStale(date: string | undefined, staleAfterDays: number | undefined, now: Date): boolean {
-  if (staleAfterDays === undefined || date === undefined) return false;
-  return now.getTime() - Date.parse(date) > staleAfterDays * DAY_MS;
+function isStale(candidate: Candidate, staleAfterDays: number | undefined, nowMs: number): boolean {
+  if (staleAfterDays === undefined || candidate.date === undefined) return false;
+  return nowMs - candidate.time > staleAfterDays * DAY_MS;
 }
 
 function readQuantity(q: unknown, unit: string): { value: number; recorded: string } | { unit: string } {
@@ -176,27 +242,28 @@ function readQuantity(q: unknown, unit: string): { value: number; recorded: stri
 
 /** The latest convertible quantity among the candidates; a fresh one wins over a stale one. */
 function latestQuantity(
+  reader: Reader,
   feature: CompiledFeature,
   source: CompiledExpression,
   valueExpression: CompiledExpression,
   unit: string,
   staleAfterDays: number | undefined,
-  subject: unknown,
-  env: Env,
-  now: Date,
 ): Found {
   let stale: Reading | undefined;
-  for (const { item, date } of candidates(feature, source, subject, env, now)) {
-    const read = readQuantity(valueExpression.evaluate(item, env, now)[0], unit);
+  const list = candidates(reader, source, feature.date ?? feature.defaults.date);
+  const all = list.candidates;
+  for (let position = 0; position < all.length; position += 1) {
+    const candidate = all[position]!;
+    const read = readQuantity(readValue(reader, list, position, valueExpression), unit);
     if (!('value' in read)) {
       if (read.unit !== '?') return { kind: 'unit', unit: read.unit };
       // A value of another type is unreadable, never absent; a candidate with no value is skipped.
-      const recorded = recordedValue(item);
+      const recorded = recordedValue(candidate.item);
       if (recorded !== undefined) return { kind: 'unreadable', recorded };
       continue;
     }
-    const reading = { value: read.value, recorded: read.recorded, date };
-    if (isStale(date, staleAfterDays, now)) {
+    const reading = { value: read.value, recorded: read.recorded, date: candidate.date };
+    if (isStale(candidate, staleAfterDays, reader.nowMs)) {
       stale ??= reading;
       continue;
     }
@@ -213,11 +280,12 @@ function ageInYears(birthDate: string, now: Date): number {
   return age;
 }
 
-function find(feature: CompiledFeature, subject: unknown, env: Env, now: Date): Found {
+function find(reader: Reader, feature: CompiledFeature): Found {
   const spec = feature.spec;
+  const now = reader.now;
   switch (spec.kind) {
     case 'age': {
-      const patient = feature.source.evaluate(subject, env, now).find(isRecord);
+      const patient = sourceItems(reader, feature.source).find(isRecord);
       const birthDate = patient?.birthDate;
       if (typeof birthDate !== 'string' || !/^\d{4}(-\d{2}(-\d{2})?)?$/.test(birthDate))
         return { kind: 'none' };
@@ -226,47 +294,26 @@ function find(feature: CompiledFeature, subject: unknown, env: Env, now: Date): 
     }
     case 'quantity':
       return latestQuantity(
+        reader,
         feature,
         feature.source,
         feature.value ?? feature.defaults.quantity,
         spec.unit,
         spec.staleAfterDays,
-        subject,
-        env,
-        now,
       );
     case 'bmi': {
+      const quantity = feature.defaults.quantity;
       const direct = latestQuantity(
+        reader,
         feature,
         feature.source,
-        feature.defaults.quantity,
+        quantity,
         spec.unit,
         spec.staleAfterDays,
-        subject,
-        env,
-        now,
       );
       if (direct.kind !== 'none') return direct;
-      const weight = latestQuantity(
-        feature,
-        feature.weight!,
-        feature.defaults.quantity,
-        'kg',
-        spec.staleAfterDays,
-        subject,
-        env,
-        now,
-      );
-      const height = latestQuantity(
-        feature,
-        feature.height!,
-        feature.defaults.quantity,
-        'm',
-        spec.staleAfterDays,
-        subject,
-        env,
-        now,
-      );
+      const weight = latestQuantity(reader, feature, feature.weight!, quantity, 'kg', spec.staleAfterDays);
+      const height = latestQuantity(reader, feature, feature.height!, quantity, 'm', spec.staleAfterDays);
       if (weight.kind === 'unit') return weight;
       if (height.kind === 'unit') return height;
       if (weight.kind !== 'value' || height.kind !== 'value' || height.reading.value <= 0) {
@@ -283,23 +330,27 @@ function find(feature: CompiledFeature, subject: unknown, env: Env, now: Date): 
         reading: {
           value: w.value / h.value ** 2,
           recorded: `${w.recorded} / (${h.recorded})²`,
-          date: time(w.date) <= time(h.date) ? w.date : h.date,
+          date: timeOf(w.date) <= timeOf(h.date) ? w.date : h.date,
         },
       };
     }
     case 'trend': {
       const points: { t: number; v: number; date: string }[] = [];
       const valueExpression = feature.value ?? feature.defaults.quantity;
-      for (const { item, date } of candidates(feature, feature.source, subject, env, now)) {
-        if (date === undefined || now.getTime() - Date.parse(date) > spec.windowDays * DAY_MS) continue;
-        const read = readQuantity(valueExpression.evaluate(item, env, now)[0], spec.valueUnit);
+      const list = candidates(reader, feature.source, feature.date ?? feature.defaults.date);
+      const all = list.candidates;
+      const windowMs = spec.windowDays * DAY_MS;
+      for (let position = 0; position < all.length; position += 1) {
+        const { item, date, time } = all[position]!;
+        if (date === undefined || reader.nowMs - time > windowMs) continue;
+        const read = readQuantity(readValue(reader, list, position, valueExpression), spec.valueUnit);
         if (!('value' in read)) {
           if (read.unit !== '?') return { kind: 'unit', unit: read.unit };
           const recorded = recordedValue(item);
           if (recorded !== undefined) return { kind: 'unreadable', recorded };
           continue;
         }
-        points.push({ t: Date.parse(date) / (YEAR_DAYS * DAY_MS), v: read.value, date });
+        points.push({ t: time / (YEAR_DAYS * DAY_MS), v: read.value, date });
       }
       if (points.length < 2) return { kind: 'none' };
       const span = (points[0]!.t - points[points.length - 1]!.t) * YEAR_DAYS;
@@ -322,17 +373,20 @@ function find(feature: CompiledFeature, subject: unknown, env: Env, now: Date): 
         },
       };
     }
-    case 'flag': {
-      const found = candidatesFlag(feature, subject, env, now);
-      return found;
-    }
+    case 'flag':
+      return flagOf(reader, feature);
     case 'code':
     case 'number': {
       let stale: Reading | undefined;
       let best: Reading | undefined;
       const pickMax = spec.kind === 'code' && spec.pick === 'max';
-      for (const { item, date } of candidates(feature, feature.source, subject, env, now)) {
-        const raw = (feature.value ?? feature.defaults.number).evaluate(item, env, now)[0];
+      const valueExpression = feature.value ?? feature.defaults.number;
+      const list = candidates(reader, feature.source, feature.date ?? feature.defaults.date);
+      const all = list.candidates;
+      for (let position = 0; position < all.length; position += 1) {
+        const candidate = all[position]!;
+        const { item, date } = candidate;
+        const raw = readValue(reader, list, position, valueExpression);
         let reading: Reading;
         if (spec.kind === 'code') {
           const code = codeOf(raw);
@@ -353,7 +407,7 @@ function find(feature: CompiledFeature, subject: unknown, env: Env, now: Date): 
             continue;
           }
         }
-        if (isStale(date, spec.staleAfterDays, now)) {
+        if (isStale(candidate, spec.staleAfterDays, reader.nowMs)) {
           stale ??= reading;
           continue;
         }
@@ -366,14 +420,18 @@ function find(feature: CompiledFeature, subject: unknown, env: Env, now: Date): 
   }
 }
 
-function candidatesFlag(feature: CompiledFeature, subject: unknown, env: Env, now: Date): Found {
-  const items = feature.source.evaluate(subject, env, now);
+/** A condition flag: recorded (dated by its earliest onset or record date) or taken as absent. */
+function flagOf(reader: Reader, feature: CompiledFeature): Found {
+  const items = sourceItems(reader, feature.source);
   if (items.length === 0) return { kind: 'absent' };
-  const dates = items
-    .map((item) => firstString((feature.date ?? feature.defaults.flagDate).evaluate(item, env, now)))
-    .filter((d): d is string => d !== undefined)
-    .sort();
-  return { kind: 'value', reading: { value: 1, recorded: 'recorded', date: dates[0] } };
+  const dateExpression = feature.date ?? feature.defaults.flagDate;
+  // The earliest date as text (what sorting the dates and taking the first gave).
+  let first: string | undefined;
+  for (const item of items) {
+    const date = firstString(dateExpression.evaluate(item, reader.env, reader.now));
+    if (date !== undefined && (first === undefined || date < first)) first = date;
+  }
+  return { kind: 'value', reading: { value: 1, recorded: 'recorded', date: first } };
 }
 
 function codeOf(raw: unknown): string | undefined {
@@ -443,13 +501,21 @@ export function extractFeatures(
   }
   // Outside the population the inputs do not matter: the card gives the population reason only.
   if (refusals.length > 0) return { values: [], refusals };
+  const reader: Reader = { subject, env, now, nowMs: now.getTime(), sources: new Map(), lists: new Map() };
   const values: FeatureValue[] = [];
   for (const feature of features) {
     const spec = feature.spec;
-    const base = { id: spec.id, label: spec.label, unit: spec.unit, display: displayOf(spec) };
-    const found = find(feature, subject, env, now);
+    const found = find(reader, feature);
     if (found.kind === 'absent') {
-      values.push({ ...base, value: 0, status: 'assumed-absent', state: 'not-met' });
+      values.push({
+        id: spec.id,
+        label: spec.label,
+        unit: spec.unit,
+        display: displayOf(spec),
+        value: 0,
+        status: 'assumed-absent',
+        state: 'not-met',
+      });
       continue;
     }
     if (found.kind === 'unreadable') {
@@ -479,14 +545,19 @@ export function extractFeatures(
         continue;
       }
       const modelValue = spec.indicator ? indicatorOf(value, spec.indicator) : value;
-      values.push({
-        ...base,
+      // Built field by field in the order the spreads gave (the card's extension keeps this order).
+      const observed: FeatureValue = {
+        id: spec.id,
+        label: spec.label,
+        unit: spec.unit,
+        display: displayOf(spec),
         value: modelValue,
         status: 'observed',
         state: 'met',
-        ...(recorded !== `${format(modelValue)} ${spec.unit}` ? { recorded } : {}),
-        ...(date ? { date } : {}),
-      });
+      };
+      if (recorded !== `${format(modelValue)} ${spec.unit}`) observed.recorded = recorded;
+      if (date) observed.date = date;
+      values.push(observed);
       continue;
     }
     const because = found.stale ? 'stale' : 'missing';
@@ -498,14 +569,22 @@ export function extractFeatures(
       refusals.push(refusal(because, spec, TEXT[because], detail));
       continue;
     }
-    values.push({
-      ...base,
+    const imputed: FeatureValue = {
+      id: spec.id,
+      label: spec.label,
+      unit: spec.unit,
+      display: displayOf(spec),
       value: policy.value,
       status: 'imputed',
       state: because === 'stale' ? 'stale' : 'not-evaluable',
       imputedBecause: because,
-      ...(found.stale ? { recorded: found.stale.recorded, date: found.stale.date } : {}),
-    } as FeatureValue);
+    };
+    if (found.stale) {
+      imputed.recorded = found.stale.recorded;
+      // A reading is stale only when dated (isStale).
+      imputed.date = found.stale.date!;
+    }
+    values.push(imputed);
   }
   return { values, refusals };
 }

@@ -169,8 +169,12 @@ export async function scoreSubjects(
       const extraction = extractFeatures(model.features, model.guards, s, env, now);
       // Outside the population the inputs do not matter (features.ts); otherwise every reason is given.
       if (extraction.refusals.some((r) => r.code === 'out-of-population')) return extraction;
-      const short = minimumRecordedRefusals(m.minimumRecorded ?? [], m.features, extraction.values);
-      return { ...extraction, refusals: [...extraction.refusals, ...short] };
+      // No minimum, or none short: the extraction itself, not a copy.
+      if (m.minimumRecorded === undefined) return extraction;
+      const short = minimumRecordedRefusals(m.minimumRecorded, m.features, extraction.values);
+      return short.length === 0
+        ? extraction
+        : { ...extraction, refusals: [...extraction.refusals, ...short] };
     } catch {
       // Malformed data a FHIRPath comparison cannot handle (e.g. a birthDate given as a dateTime).
       return { values: [], refusals: [UNREADABLE] };

@@ -37,8 +37,10 @@ const ALIASES: Record<string, string> = {
 export const UCUM_SYSTEM = 'http://unitsofmeasure.org';
 
 function dimensionOf(code: string): [string, number] | undefined {
-  for (const [name, units] of Object.entries(DIMENSIONS)) {
-    const factor = units[code];
+  // A for-in walk (the table's own keys, in the same order): Object.entries built 6 arrays per
+  // conversion, and feature extraction converts every candidate quantity it reads.
+  for (const name in DIMENSIONS) {
+    const factor = DIMENSIONS[name]![code];
     if (factor !== undefined) return [name, factor];
   }
   return undefined;
