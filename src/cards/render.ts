@@ -209,12 +209,12 @@ export function fillResource(template: unknown, values: Values, lang: Language):
  */
 function isLocalized(value: unknown): value is Localized {
   if (!value || typeof value !== 'object' || Array.isArray(value)) return false;
-  const keys = Object.keys(value).sort();
+  // Run on every object of every resource template: the two keys in either order, without a sort.
+  const keys = Object.keys(value);
   const v = value as Record<string, unknown>;
   return (
     keys.length === 2 &&
-    keys[0] === 'en' &&
-    keys[1] === 'fr' &&
+    ((keys[0] === 'en' && keys[1] === 'fr') || (keys[0] === 'fr' && keys[1] === 'en')) &&
     typeof v.en === 'string' &&
     typeof v.fr === 'string'
   );

@@ -86,7 +86,13 @@ export async function resolvePrefetch(
   fhirFetch: FhirFetch,
   policy: MalformedPolicy = 'reject',
 ): Promise<ResolvedPrefetch> {
-  const results = await Promise.all(keys.map((key) => resolveKey(key, request, fhirFetch)));
+  const sent = request.prefetch;
+  // Every key sent (the usual call): nothing to fetch, so no promise per key. The same results, and the
+  // same error first (the first key in order that throws), as the keys resolved in parallel.
+  const results =
+    sent && keys.every((key) => Object.hasOwn(sent, key.key))
+      ? keys.map((key) => sentKey(key, sent))
+      : await Promise.all(keys.map((key) => resolveKey(key, request, fhirFetch)));
   const resolved: ResolvedPrefetch = {
     data: {},
     unavailable: [],
@@ -136,24 +142,7 @@ async function resolveKey(
   fhirFetch: FhirFetch,
 ): Promise<KeyResult> {
   const sent = request.prefetch;
-  if (sent && Object.hasOwn(sent, key.key)) {
-    const value = sent[key.key] ?? null;
-    if (value === null) return { ok: true, value: null, source: 'prefetch' };
-    if (value.resourceType === 'OperationOutcome') {
-      return { ok: false, code: 'client-outcome', reason: 'the CDS client reported an OperationOutcome' };
-    }
-    if (value.resourceType !== key.template.resultType) {
-      throw new CdsError(
-        'CDS_ERR_PREFETCH_INVALID',
-        {
-          key: key.key,
-          reason: `${article(value.resourceType)} where its template returns ${article(key.template.resultType)}`,
-        },
-        { expression: [`prefetch.${key.key}`] },
-      );
-    }
-    return checked(value, 'prefetch');
-  }
+  if (sent && Object.hasOwn(sent, key.key)) return sentKey(key, sent);
   const rendered = renderTemplate(key.template, request.context);
   if (!rendered.ok) return { ok: false, code: 'unresolved-token', reason: rendered.reason };
   if (!request.fhirServer) {
@@ -166,6 +155,26 @@ async function resolveKey(
     request.fhirAuthorization?.access_token,
   );
   return fetched.ok ? checked(fetched.value, 'fetched', fetched.raw) : fetched;
+}
+
+/** A key the client sent: null (known absent), its OperationOutcome, or the resource, checked. */
+function sentKey(key: CompiledPrefetch, sent: NonNullable<HookRequest['prefetch']>): KeyResult {
+  const value = sent[key.key] ?? null;
+  if (value === null) return { ok: true, value: null, source: 'prefetch' };
+  if (value.resourceType === 'OperationOutcome') {
+    return { ok: false, code: 'client-outcome', reason: 'the CDS client reported an OperationOutcome' };
+  }
+  if (value.resourceType !== key.template.resultType) {
+    throw new CdsError(
+      'CDS_ERR_PREFETCH_INVALID',
+      {
+        key: key.key,
+        reason: `${article(value.resourceType)} where its template returns ${article(key.template.resultType)}`,
+      },
+      { expression: [`prefetch.${key.key}`] },
+    );
+  }
+  return checked(value, 'prefetch');
 }
 
 /** The value if it is well-formed FHIR R4, else where and why it is not. */

@@ -14,8 +14,9 @@
  * - `_element` (a primitive's id and extensions) is an object, or an array of objects and nulls.
  *
  * Elements the model does not know (a newer version's, a vendor's) are not checked: nothing reads
- * them. The walk is iterative (no stack overflow on deep nesting) and builds the path of the first
- * problem only.
+ * them. A quick check (recursive, no frames, no paths) passes well-formed data; only when it does not
+ * does the walk run, which is iterative (no stack overflow on deep nesting), reports the first problem
+ * in its order and builds that problem's path only.
  */
 import r4 from 'fhirpath/fhir-context/r4/index.js';
 
@@ -35,7 +36,7 @@ type Kind =
       /** The elements of `typePath` ({@link elementsOf}), kept on the kind once looked up. */
       elements?: Map<string, Element>;
     }
-  | { k: 'primitive'; type: string; check: (v: unknown) => boolean; expected: string };
+  | { k: 'primitive'; type: string; form: Form; expected: string };
 
 interface Element {
   kind: Kind;
@@ -60,32 +61,39 @@ const TIME = /^([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]+)?$/;
 
 /** The primitives that are strings of a given form. */
 const FORMATS = new Set(['date', 'dateTime', 'instant', 'time']);
-const isString = (v: unknown) => typeof v === 'string';
-const matching = (re: RegExp) => (v: unknown) => typeof v === 'string' && re.test(v);
+
+/**
+ * How a primitive's JSON value is checked: a number switched on in one place ({@link satisfies}), not a
+ * function per type, so that the walk's one call site stays monomorphic.
+ */
+type Form = (typeof FORM)[keyof typeof FORM];
+const FORM = {
+  string: 0,
+  boolean: 1,
+  decimal: 2,
+  integer: 3,
+  positiveInt: 4,
+  unsignedInt: 5,
+  date: 6,
+  dateTime: 7,
+  instant: 8,
+  time: 9,
+} as const;
 
 /** Primitive type → its JSON check and how the problem names it. */
-const PRIMITIVES: Record<string, { check: (v: unknown) => boolean; expected: string }> = {
-  boolean: { check: (v) => typeof v === 'boolean', expected: 'a boolean (true or false)' },
-  decimal: {
-    check: (v) => typeof v === 'number' && Number.isFinite(v),
-    expected: 'a decimal (a JSON number)',
-  },
-  integer: { check: (v) => Number.isInteger(v), expected: 'an integer (a JSON number)' },
-  positiveInt: {
-    check: (v) => Number.isInteger(v) && (v as number) >= 1,
-    expected: 'a positiveInt (a JSON number ≥ 1)',
-  },
-  unsignedInt: {
-    check: (v) => Number.isInteger(v) && (v as number) >= 0,
-    expected: 'an unsignedInt (a JSON number ≥ 0)',
-  },
-  date: { check: matching(DATE), expected: 'a date (YYYY, YYYY-MM or YYYY-MM-DD)' },
+const PRIMITIVES: Record<string, { form: Form; expected: string }> = {
+  boolean: { form: FORM.boolean, expected: 'a boolean (true or false)' },
+  decimal: { form: FORM.decimal, expected: 'a decimal (a JSON number)' },
+  integer: { form: FORM.integer, expected: 'an integer (a JSON number)' },
+  positiveInt: { form: FORM.positiveInt, expected: 'a positiveInt (a JSON number ≥ 1)' },
+  unsignedInt: { form: FORM.unsignedInt, expected: 'an unsignedInt (a JSON number ≥ 0)' },
+  date: { form: FORM.date, expected: 'a date (YYYY, YYYY-MM or YYYY-MM-DD)' },
   dateTime: {
-    check: matching(DATE_TIME),
+    form: FORM.dateTime,
     expected: 'a dateTime (YYYY, YYYY-MM, YYYY-MM-DD or with a time and zone)',
   },
-  instant: { check: matching(INSTANT), expected: 'an instant (YYYY-MM-DDThh:mm:ss with a zone)' },
-  time: { check: matching(TIME), expected: 'a time (hh:mm:ss)' },
+  instant: { form: FORM.instant, expected: 'an instant (YYYY-MM-DDThh:mm:ss with a zone)' },
+  time: { form: FORM.time, expected: 'a time (hh:mm:ss)' },
 };
 for (const name of [
   'string',
@@ -100,8 +108,35 @@ for (const name of [
   'base64Binary',
   'xhtml',
 ]) {
-  PRIMITIVES[name] = { check: isString, expected: `a ${name} (a JSON string)` };
+  PRIMITIVES[name] = { form: FORM.string, expected: `a ${name} (a JSON string)` };
 }
+
+/** Whether a value has the JSON type (and, for dates and times, the form) of a primitive. */
+function satisfies(kind: { form: Form }, v: unknown): boolean {
+  switch (kind.form) {
+    case FORM.string:
+      return typeof v === 'string';
+    case FORM.boolean:
+      return typeof v === 'boolean';
+    case FORM.decimal:
+      return typeof v === 'number' && Number.isFinite(v);
+    case FORM.integer:
+      return Number.isInteger(v);
+    case FORM.positiveInt:
+      return Number.isInteger(v) && (v as number) >= 1;
+    case FORM.unsignedInt:
+      return Number.isInteger(v) && (v as number) >= 0;
+    case FORM.date:
+      return typeof v === 'string' && DATE.test(v);
+    case FORM.dateTime:
+      return typeof v === 'string' && DATE_TIME.test(v);
+    case FORM.instant:
+      return typeof v === 'string' && INSTANT.test(v);
+    case FORM.time:
+      return typeof v === 'string' && TIME.test(v);
+  }
+}
+
 /** The FHIRPath system types the model gives a few elements (`Resource.id`, `Extension.url`…). */
 const SYSTEM_TYPES: Record<string, string> = {
   'System.String': 'string',
@@ -234,6 +269,84 @@ const isObject = (value: unknown): value is Record<string, unknown> =>
  * @returns the first problem, or null when the resource is well formed
  */
 export function checkResourceStructure(resource: unknown): StructureProblem | null {
+  // Most data is well formed: the quick check says so without frames or paths; the walk, which finds
+  // the first problem in its order and its path, runs only when it does not.
+  return isWellFormed(resource) ? null : firstProblem(resource);
+}
+
+/** Deeper than this, the quick check stops (it recurses) and leaves the value to the walk (it does not). */
+const QUICK_MAX_DEPTH = 64;
+
+const RESOURCE: Kind = { k: 'resource' };
+
+/**
+ * Whether a resource has no structural problem: the same rules as {@link checkFrame}, on the same
+ * elements, so the same verdict, checked depth first in whatever order (only the first problem's
+ * report depends on the order, and the walk makes it). False too when the value nests deeper than
+ * {@link QUICK_MAX_DEPTH}: the walk decides then.
+ */
+export function isWellFormed(resource: unknown): boolean {
+  return wellFormed(resource, RESOURCE, 0);
+}
+
+function wellFormed(value: unknown, kind: Kind, depth: number): boolean {
+  if (!isObject(value) || depth > QUICK_MAX_DEPTH) return false;
+  let typePath: string;
+  let elements: Map<string, Element>;
+  const isResource = kind.k !== 'complex';
+  if (kind.k === 'complex') {
+    typePath = kind.typePath;
+    elements = kind.elements ??= elementsOf(typePath);
+  } else {
+    const type = value.resourceType;
+    if (
+      typeof type !== 'string' ||
+      !RESOURCE_TYPES.has(type) ||
+      type === 'Resource' ||
+      type === 'DomainResource'
+    )
+      return false;
+    typePath = type;
+    elements = elementsOf(typePath);
+  }
+  for (const name in value) {
+    if (isResource && name === 'resourceType') continue;
+    const child = value[name];
+    if (name.charCodeAt(0) === 95 /* _ */) {
+      if (isPrimitiveElement(child)) continue;
+      return false;
+    }
+    // The memo first, inline: this runs for every property of the data.
+    const element = elements.get(name) ?? elementOf(elements, typePath, name);
+    if (!element) continue;
+    const itemKind = element.kind;
+    if (element.repeating === true || (element.repeating === undefined && Array.isArray(child))) {
+      if (!Array.isArray(child)) return false;
+      if (itemKind.k === 'primitive') {
+        for (let i = 0; i < child.length; i++) {
+          const item: unknown = child[i];
+          if (item !== null && !satisfies(itemKind, item)) return false;
+        }
+      } else {
+        for (let i = 0; i < child.length; i++) if (!wellFormed(child[i], itemKind, depth + 1)) return false;
+      }
+    } else if (Array.isArray(child)) {
+      return false;
+    } else if (
+      itemKind.k === 'primitive' ? !satisfies(itemKind, child) : !wellFormed(child, itemKind, depth + 1)
+    ) {
+      return false;
+    }
+  }
+  return true;
+}
+
+/**
+ * The first structural problem of a resource, in the order of the walk: an object's own elements first,
+ * then the objects it holds, the last pushed first (an array's items in order). Iterative, so that no
+ * nesting overflows the stack.
+ */
+export function firstProblem(resource: unknown): StructureProblem | null {
   const stack: Frame[] = [{ value: resource, kind: { k: 'resource' }, parent: null, step: '' }];
   for (let frame = stack.pop(); frame; frame = stack.pop()) {
     const problem = checkFrame(frame, stack);
@@ -245,7 +358,7 @@ export function checkResourceStructure(resource: unknown): StructureProblem | nu
 function checkFrame(frame: Frame, stack: Frame[]): { at: Frame; problem: string } | null {
   const { value, kind } = frame;
   if (kind.k === 'primitive') {
-    return kind.check(value) ? null : primitiveProblem(frame, kind);
+    return satisfies(kind, value) ? null : primitiveProblem(frame, kind);
   }
   if (!isObject(value)) return { at: frame, problem: `must be an object, not ${describe(value)}` };
   let typePath: string;
@@ -287,7 +400,7 @@ function checkFrame(frame: Frame, stack: Frame[]): { at: Frame; problem: string 
         if (itemKind.k === 'primitive') {
           // `given: ["A", null]` with `_given: [null, {…}]`: a null keeps the two arrays aligned.
           // Primitives are checked here, without a frame: most of a resource is primitives.
-          if (item === null || itemKind.check(item)) continue;
+          if (item === null || satisfies(itemKind, item)) continue;
           return primitiveProblem({ value: item, kind: itemKind, parent: list, step: i }, itemKind);
         }
         stack.push({ value: item, kind: itemKind, parent: list, step: i });
@@ -301,7 +414,7 @@ function checkFrame(frame: Frame, stack: Frame[]): { at: Frame; problem: string 
       }
       const childKind = element.kind;
       if (childKind.k !== 'primitive') stack.push({ value: child, kind: childKind, parent: frame, step });
-      else if (!childKind.check(child)) {
+      else if (!satisfies(childKind, child)) {
         return primitiveProblem({ value: child, kind: childKind, parent: frame, step }, childKind);
       }
     }
@@ -324,8 +437,10 @@ function checkPrimitiveElement(
   name: string,
   value: unknown,
 ): { at: Frame; problem: string } | null {
-  const ok = isObject(value) || (Array.isArray(value) && value.every((v) => v === null || isObject(v)));
-  if (ok) return null;
+  if (isPrimitiveElement(value)) return null;
   const at: Frame = { value, kind: frame.kind, parent: frame, step: name };
   return { at, problem: `must be an object (or an array of objects and nulls), not ${describe(value)}` };
 }
+
+const isPrimitiveElement = (value: unknown): boolean =>
+  isObject(value) || (Array.isArray(value) && value.every((v) => v === null || isObject(v)));

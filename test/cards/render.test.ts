@@ -161,6 +161,33 @@ t.test(
   },
 );
 
+t.test(
+  'a resource template text in each language is taken in the card language, keys in any order',
+  async (t) => {
+    const template = {
+      note: [
+        { text: { en: 'seen {{today}}', fr: 'vu le {{today}}' } },
+        { text: { fr: 'à revoir', en: 'to review' } },
+      ],
+      // Not a text in each language: a third key, a key missing, a value that is not a string.
+      code: { en: 'a', fr: 'b', es: 'c' },
+      category: { en: 'a' },
+      extension: { en: 'a', fr: 1 },
+    };
+    const values = { today: '2026-11-22' };
+    t.same(fillResource(template, values, 'fr'), {
+      note: [{ text: 'vu le 2026-11-22' }, { text: 'à revoir' }],
+      code: { en: 'a', fr: 'b', es: 'c' },
+      category: { en: 'a' },
+      extension: { en: 'a', fr: 1 },
+    });
+    t.same((fillResource(template, values, 'en') as { note: unknown }).note, [
+      { text: 'seen 2026-11-22' },
+      { text: 'to review' },
+    ]);
+  },
+);
+
 t.test('record values are escaped in markdown', async (t) => {
   t.equal(
     escapeMarkdown('<img src=x onerror=alert(1)> *a*\n[b](c)'),

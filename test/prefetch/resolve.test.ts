@@ -339,6 +339,47 @@ t.test('a sent value of the wrong resource type is CDS_ERR_PREFETCH_INVALID', as
   t.equal(fake.calls.length, 0);
 });
 
+t.test('every key sent or some fetched: the same results, and the first invalid key named', async (t) => {
+  // Every key sent takes the path without a promise per key; one key missing, the parallel one.
+  const bothSent = withServer({ patient: PATIENT, lesions: null });
+  const fake = fakeFetch();
+  const sentOnly = await resolvePrefetch([PATIENT_KEY, LESIONS_KEY], bothSent, fake.fhirFetch);
+  t.same(sentOnly.data, { patient: PATIENT, lesions: null });
+  t.same(sentOnly.sources, { patient: 'prefetch', lesions: 'prefetch' });
+  t.equal(fake.calls.length, 0);
+  const mixed = await resolvePrefetch(
+    [PATIENT_KEY, LESIONS_KEY],
+    withServer({ patient: PATIENT }),
+    fake.fhirFetch,
+  );
+  t.same(mixed.sources, { patient: 'prefetch', lesions: 'fetched' });
+  t.equal(fake.calls.length, 1);
+  // Two invalid keys: the first in the service's order is named, on either path.
+  const twoInvalid = { patient: searchset([PATIENT]), lesions: lesion() };
+  const allSent = await rejection(
+    resolvePrefetch([LESIONS_KEY, PATIENT_KEY], withServer(twoInvalid), fake.fhirFetch),
+  );
+  t.same(allSent.expression, ['prefetch.lesions']);
+  const withFetch = await rejection(
+    resolvePrefetch(
+      [key('other', 'Condition?patient={{context.patientId}}'), LESIONS_KEY, PATIENT_KEY],
+      withServer(twoInvalid),
+      fake.fhirFetch,
+    ),
+  );
+  t.same(withFetch.expression, ['prefetch.lesions']);
+  // A malformed sent value under `reject`: 400 naming it, on the path without promises too.
+  const malformed = await rejection(
+    resolvePrefetch(
+      [PATIENT_KEY],
+      withServer({ patient: { ...PATIENT, active: 'yes' } as unknown as Patient }),
+      fake.fhirFetch,
+    ),
+  );
+  t.equal(malformed.code, 'CDS_ERR_PREFETCH_MALFORMED');
+  t.same(malformed.expression, ['prefetch.patient.active']);
+});
+
 t.test('keys the service did not declare are ignored', async (t) => {
   const fake = fakeFetch();
   const resolved = await resolvePrefetch(
