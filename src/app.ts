@@ -17,6 +17,7 @@ import { createLinkSigner } from './explanation-pages/link.js';
 import { createExplanations } from './explanation-pages/publish.js';
 import { createExplanationStore } from './explanation-pages/store.js';
 import { clientAuthentication } from './http/auth.js';
+import { deferredChildLogger } from './http/child-logger.js';
 import { httpsOptions, KEEP_ALIVE_TIMEOUT_MS, registerEdge } from './http/edge.js';
 import { registerErrorHandlers } from './http/error-handler.js';
 import { registerLoadShedding } from './http/load-shedding.js';
@@ -174,6 +175,8 @@ export async function buildApp(
   const app = Fastify({
     https,
     logger: loggerOptions(config, overrides.logStream),
+    // Each request's child logger is made only when it writes a line (at warn, most never do).
+    childLoggerFactory: deferredChildLogger,
     bodyLimit: config.bodyLimitBytes,
     // Every error body is an OperationOutcome, those of Node's HTTP parser and of the router included.
     clientErrorHandler: clientErrorHandler(() => logOf(), maxHeaderSize),

@@ -47,6 +47,53 @@ const fail = (reason: JwsFailureReason, message?: string): never => {
   throw new JwsFailure(reason, message);
 };
 
+/** jose's decoder of header and payload: UTF-8 that refuses invalid bytes (and drops a leading BOM). */
+const STRICT_UTF8 = new TextDecoder('utf-8', { fatal: true });
+
+/** A segment of the base64url alphabet only, unpadded: what a Bearer token's segments are. */
+const BASE64URL_SEGMENT = /^[A-Za-z0-9_-]*$/;
+
+/**
+ * jose's `base64url.decode`, faster for the segments of a token: for a string of the base64url
+ * alphabet alone, jose (atob, or Uint8Array.fromBase64) refuses only a length of 4n + 1 and otherwise
+ * gives the bytes Buffer gives; anything else goes to jose itself. test/auth/jws.test.ts compares both.
+ * @throws TypeError when the input is not base64url
+ */
+export function decodeBase64url(input: string): Uint8Array {
+  if (!BASE64URL_SEGMENT.test(input)) return base64url.decode(input);
+  if (input.length % 4 === 1) throw new TypeError('The input to be decoded is not correctly encoded.');
+  return Buffer.from(input, 'base64url');
+}
+
+/** jose's `isObject`: a plain object (JSON.parse gives no other kind, but arrays and null are refused). */
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  if (
+    typeof value !== 'object' ||
+    value === null ||
+    Object.prototype.toString.call(value) !== '[object Object]'
+  )
+    return false;
+  const prototype = Object.getPrototypeOf(value) as object | null;
+  return prototype === null || Object.getPrototypeOf(prototype) === null;
+}
+
+/**
+ * A token's header or payload segment as jose's `decodeProtectedHeader` and `decodeJwt` decode it
+ * (base64url, strict UTF-8, JSON, a plain object), once per segment rather than once per jose call
+ * (each of which split the token again).
+ * @returns the object, or undefined where jose throws
+ */
+export function decodeJoseSegment(segment: string): Record<string, unknown> | undefined {
+  if (segment === '') return undefined;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(STRICT_UTF8.decode(decodeBase64url(segment)));
+  } catch {
+    return undefined;
+  }
+  return isPlainObject(parsed) ? parsed : undefined;
+}
+
 interface AlgorithmSpec {
   kty: 'RSA' | 'EC';
   /** The node:crypto digest name. */
@@ -188,7 +235,7 @@ export async function verifySignature(token: string, alg: JwsAlgorithm, key: Key
   const dot = token.lastIndexOf('.');
   let signature: Uint8Array;
   try {
-    signature = base64url.decode(token.slice(dot + 1));
+    signature = decodeBase64url(token.slice(dot + 1));
   } catch {
     return fail('token_malformed', 'the signature is not base64url');
   }

@@ -14,8 +14,6 @@
 import { KeyObject, type webcrypto } from 'node:crypto';
 import {
   type CompactJWSHeaderParameters,
-  decodeJwt,
-  decodeProtectedHeader,
   errors,
   type JWTPayload,
   type JWTVerifyGetKey,
@@ -25,6 +23,7 @@ import type { TrustedIssuer } from './issuers.js';
 import { ALLOWED_ALGORITHMS } from './jwks.js';
 import {
   checkCritical,
+  decodeJoseSegment,
   type JwsAlgorithm,
   JwsFailure,
   type LocalKeySet,
@@ -122,13 +121,17 @@ function tokenOf(authorization: string | undefined, maxBytes: number): string {
   return match[1]!;
 }
 
+/**
+ * The token's header and payload, as jose's `decodeProtectedHeader` and `decodeJwt` accept them (three
+ * segments; each base64url, UTF-8, a JSON object), each segment decoded once.
+ */
 function decode(token: string): { header: ProtectedHeaderParameters; payload: JWTPayload } {
-  if (token.split('.').length !== 3) return refuse('token_malformed');
-  try {
-    return { header: decodeProtectedHeader(token), payload: decodeJwt(token) };
-  } catch {
-    return refuse('token_malformed');
-  }
+  const segments = token.split('.');
+  if (segments.length !== 3) return refuse('token_malformed');
+  const header = decodeJoseSegment(segments[0]!);
+  const payload = header && decodeJoseSegment(segments[1]!);
+  if (!header || !payload) return refuse('token_malformed');
+  return { header: header as ProtectedHeaderParameters, payload: payload as JWTPayload };
 }
 
 /** The key for a token: from the issuer's own keys at once, or from a remote set (fetched, cached). */

@@ -4,9 +4,9 @@
  * limit and the connection and request timeouts are Fastify options set in `app.ts`.
  */
 import { readFileSync } from 'node:fs';
-import helmet from '@fastify/helmet';
+import { fastifyHelmet, type FastifyHelmetOptions } from '@fastify/helmet';
 import rateLimit from '@fastify/rate-limit';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify';
 import type { Config } from '../config.js';
 import { CdsError } from '../errors.js';
 
@@ -46,6 +46,71 @@ export function rateLimitKey(request: FastifyRequest): string {
   return request.cdsClient ? `iss:${request.cdsClient.iss}` : `ip:${request.ip}`;
 }
 
+/** The security headers' settings: only JSON is served, nothing may be loaded, framed or run from it. */
+export const HELMET_OPTIONS: FastifyHelmetOptions = {
+  contentSecurityPolicy: {
+    useDefaults: false,
+    directives: { 'default-src': ["'none'"], 'frame-ancestors': ["'none'"] },
+  },
+  frameguard: { action: 'deny' },
+};
+
+/** What helmet does to a response: set a header, or remove one (`X-Powered-By`). */
+export type HeaderOperation = readonly [name: string, value: string | null];
+
+/**
+ * The header operations @fastify/helmet performs on every response with `options`, in its order,
+ * recorded once by running the plugin's own code against a stand-in instance and response.
+ * @fastify/helmet builds a new helmet middleware chain for every request (its options parsed again, a
+ * dozen closures), about 40 µs a call, although with these settings (no CSP nonce, no per-route
+ * settings, no directive computed from the request) the result never changes: replaying the recorded
+ * operations gives the same headers. A setting whose output would depend on the request cannot be
+ * recorded: refused here, at start.
+ * @throws Error when the plugin does not set its headers synchronously from one request-independent hook
+ */
+export function recordHelmetHeaders(options: FastifyHelmetOptions): HeaderOperation[] {
+  if (options.enableCSPNonces) throw new Error('CSP nonces differ per request: they cannot be recorded');
+  const hooks: ((request: unknown, reply: unknown, done: () => void) => unknown)[] = [];
+  const standIn = {
+    hasReplyDecorator: () => true,
+    decorateReply: () => undefined,
+    addHook: (name: string, hook: (typeof hooks)[number]) => {
+      if (name === 'onRequest') hooks.push(hook);
+    },
+  };
+  void fastifyHelmet(standIn as never, options);
+  const operations: HeaderOperation[] = [];
+  const raw = {
+    setHeader: (name: string, value: unknown) => {
+      if (typeof value !== 'string') throw new Error(`helmet set ${name} to a non-string`);
+      operations.push([name, value]);
+    },
+    removeHeader: (name: string) => {
+      operations.push([name, null]);
+    },
+  };
+  const request = { raw: {}, routeOptions: { config: {} } };
+  // Request-independent: the hook sees no header, URL or method, and must act before it returns.
+  const reply = { raw };
+  for (const hook of hooks) void hook(request, reply, () => undefined);
+  if (!operations.some(([name]) => name.toLowerCase() === 'content-security-policy')) {
+    throw new Error('@fastify/helmet set no header synchronously: cannot record its output');
+  }
+  return operations;
+}
+
+/** An `onRequest` hook that applies recorded header operations to the raw response, as helmet did. */
+export function applyHeaders(operations: readonly HeaderOperation[]) {
+  return (_request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void => {
+    const { raw } = reply;
+    for (const [name, value] of operations) {
+      if (value === null) raw.removeHeader(name);
+      else raw.setHeader(name, value);
+    }
+    done();
+  };
+}
+
 /**
  * Registers security headers and rate limiting on the root, so that they cover the CDS scope and its
  * authentication refusals too. Call it before the routes: rate limiting attaches a hook to each route as
@@ -57,14 +122,9 @@ export async function registerEdge(
   config: Pick<Config, 'rateLimitMax' | 'rateLimitWindowMs'>,
 ): Promise<void> {
   app.server.headersTimeout = HEADERS_TIMEOUT_MS;
-  await app.register(helmet, {
-    // Only JSON is served: nothing may be loaded, framed or run from a response.
-    contentSecurityPolicy: {
-      useDefaults: false,
-      directives: { 'default-src': ["'none'"], 'frame-ancestors': ["'none'"] },
-    },
-    frameguard: { action: 'deny' },
-  });
+  // At the place @fastify/helmet registered its hooks (on the root, after CORS and load shedding), so
+  // the same answers carry them: test/http/edge.test.ts compares every route's with the plugin's.
+  app.addHook('onRequest', applyHeaders(recordHelmetHeaders(HELMET_OPTIONS)));
   await app.register(rateLimit, {
     max: config.rateLimitMax,
     timeWindow: config.rateLimitWindowMs,

@@ -4,11 +4,18 @@
  * `crit` header, and the exact time boundaries jose had (exp, nbf, iat, token age). Tokens jose would
  * refuse to sign are signed here with node:crypto.
  */
-import { constants, generateKeyPairSync, KeyObject, randomUUID, sign } from 'node:crypto';
-import { createLocalJWKSet, type JSONWebKeySet, type JWK } from 'jose';
+import { constants, generateKeyPairSync, KeyObject, randomInt, randomUUID, sign } from 'node:crypto';
+import { base64url, createLocalJWKSet, decodeProtectedHeader, type JSONWebKeySet, type JWK } from 'jose';
 import t from 'tap';
 import type { TrustedIssuer } from '../../src/auth/issuers.js';
-import { JwsFailure, localKeySet, validateClaims, verifySignature } from '../../src/auth/jws.js';
+import {
+  decodeBase64url,
+  decodeJoseSegment,
+  JwsFailure,
+  localKeySet,
+  validateClaims,
+  verifySignature,
+} from '../../src/auth/jws.js';
 import { createMemoryReplayCache } from '../../src/auth/replay.js';
 import { createVerifier, type VerifierOptions } from '../../src/auth/verify.js';
 import { NOW } from '../helpers/app.js';
@@ -335,4 +342,52 @@ t.test('validateClaims: the token age bound and the issuer', async (t) => {
   t.equal(reason({ iat: NOW_S - LIFETIME - SKEW - 1, exp: NOW_S + 1 }), 'iat_too_old');
   t.equal(reason({ iss: 'https://other.example.org' }), 'token_malformed');
   t.equal(reason({ iat: 1e400 }), 'iat_in_future', 'an infinite iat');
+});
+
+t.test('segments decode as jose decodes them, and fail where jose fails', async (t) => {
+  const ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+  const outcome = (f: () => unknown) => {
+    try {
+      return { ok: Buffer.from(f() as Uint8Array).toString('hex') };
+    } catch {
+      return { error: true };
+    }
+  };
+  // Every length from 0 to 24 (4n + 1 included), random characters (non-zero trailing bits included).
+  const inputs = ['', 'A', 'AB', 'ABC', 'ABCD', 'AB==', 'a+b/', 'ab c', 'Zg', 'Zh', 'Zm8', 'Zm9'];
+  for (let length = 0; length <= 24; length += 1) {
+    for (let n = 0; n < 20; n += 1) {
+      inputs.push(Array.from({ length }, () => ALPHABET[randomInt(ALPHABET.length)]).join(''));
+    }
+  }
+  for (const input of inputs) {
+    t.same(
+      outcome(() => decodeBase64url(input)),
+      outcome(() => base64url.decode(input)),
+      input,
+    );
+  }
+
+  const segment = (text: string | Buffer) => Buffer.from(text).toString('base64url');
+  const joseHeader = (s: string) => {
+    try {
+      return decodeProtectedHeader(`${s}.e30.sig`);
+    } catch {
+      return undefined;
+    }
+  };
+  const segments = [
+    segment('{"alg":"RS384","kid":"k","typ":"JWT"}'),
+    segment('\uFEFF{"alg":"RS384"}'),
+    segment('[1,2]'),
+    segment('null'),
+    segment('"text"'),
+    segment('{"__proto__":{"a":1},"b":2}'),
+    segment(Buffer.from([0x7b, 0x22, 0xff, 0x22, 0x3a, 0x31, 0x7d])),
+    segment('{"a":"\u00e9\u{1F600}"}'),
+    segment('{not json'),
+    '',
+    'eyJhbGciOiJSUzM4NCJ9A',
+  ];
+  for (const s of segments) t.same(decodeJoseSegment(s), joseHeader(s), s);
 });

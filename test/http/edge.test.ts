@@ -10,11 +10,19 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import type { TLSSocket } from 'node:tls';
 import { join } from 'node:path';
+import helmet from '@fastify/helmet';
+import Fastify from 'fastify';
 import t from 'tap';
 import { loadConfig } from '../../src/config.js';
-import { HEADERS_TIMEOUT_MS, KEEP_ALIVE_TIMEOUT_MS } from '../../src/http/edge.js';
+import {
+  HEADERS_TIMEOUT_MS,
+  HELMET_OPTIONS,
+  KEEP_ALIVE_TIMEOUT_MS,
+  recordHelmetHeaders,
+} from '../../src/http/edge.js';
 import { buildTestApp } from '../helpers/app.js';
-import { bearer, buildAuthApp, DISCOVERY, ISSUER, jwksOf, makeKey, mint } from '../helpers/jwt.js';
+import { lesion, patientView, searchset } from '../helpers/hook-request.js';
+import { bearer, buildAuthApp, DISCOVERY, ISSUER, jwksOf, makeKey, mint, SERVICE } from '../helpers/jwt.js';
 
 const key = await makeKey('ES384');
 const OTHER = 'https://other-ehr.example.org';
@@ -38,6 +46,85 @@ t.test('security headers for a JSON API on answers, errors and refusals', async 
     t.equal(res.headers['referrer-policy'], 'no-referrer');
     t.match(res.headers['strict-transport-security'], /^max-age=\d+/);
     t.notOk('x-powered-by' in res.headers);
+  }
+});
+
+/** The headers an answer carries, by name in insertion order (light-my-request keeps Node's response). */
+const headerList = (res: { raw: { res: { getHeaderNames(): string[]; getHeader(n: string): unknown } } }) =>
+  res.raw.res.getHeaderNames().map((name) => [name, res.raw.res.getHeader(name)] as const);
+
+t.test('every route carries exactly the headers @fastify/helmet sets, in its order', async (t) => {
+  // The reference: the plugin itself, with the same settings, on a bare Fastify.
+  const bare = Fastify();
+  await bare.register(helmet, HELMET_OPTIONS);
+  bare.get('/', async () => ({}));
+  t.teardown(() => bare.close());
+  const reference = headerList(await bare.inject({ method: 'GET', url: '/' }));
+  const helmetNames = new Set(recordHelmetHeaders(HELMET_OPTIONS).map(([name]) => name.toLowerCase()));
+  const expected = reference.filter(([name]) => helmetNames.has(name));
+  t.same(
+    expected.map(([name]) => name),
+    [
+      'content-security-policy',
+      'cross-origin-opener-policy',
+      'cross-origin-resource-policy',
+      'origin-agent-cluster',
+      'referrer-policy',
+      'strict-transport-security',
+      'x-content-type-options',
+      'x-dns-prefetch-control',
+      'x-download-options',
+      'x-frame-options',
+      'x-permitted-cross-domain-policies',
+      'x-xss-protection',
+    ],
+  );
+
+  const test = await buildAuthApp([{ iss: ISSUER, jwks: jwksOf(key) }], { rateLimitMax: 12 });
+  t.teardown(() => test.app.close());
+  const call = async (method: 'GET' | 'POST' | 'OPTIONS', url: string, auth: boolean, body?: unknown) =>
+    test.app.inject({
+      method,
+      url,
+      headers: {
+        ...(auth ? bearer(await mint(key, { aud: url })) : {}),
+        ...(method === 'OPTIONS'
+          ? { origin: 'https://sandbox.cds-hooks.org', 'access-control-request-method': 'POST' }
+          : {}),
+      },
+      ...(body === undefined ? {} : { payload: body as Record<string, unknown> }),
+    });
+  const exam = lesion({});
+  const hook = patientView({ lesions: searchset([exam]) });
+  const answers = {
+    discovery: await call('GET', DISCOVERY, true),
+    unauthenticated: await call('GET', DISCOVERY, false),
+    serviceCall: await call('POST', SERVICE, true, hook),
+    invalidCall: await call('POST', SERVICE, true, { hook: 'patient-view' }),
+    unknownService: await call('POST', `${DISCOVERY}/nope`, true, hook),
+    feedback: await call('POST', `${SERVICE}/feedback`, true, { feedback: [] }),
+    preflight: await call('OPTIONS', SERVICE, false),
+    live: await call('GET', '/health/live', false),
+    ready: await call('GET', '/health/ready', false),
+    metrics: await call('GET', '/metrics', false),
+    reload: await call('POST', '/admin/reload', false),
+    notFound: await call('GET', '/nowhere', false),
+    unknownUnderCds: await call('GET', `${DISCOVERY}/a/b/c`, true),
+  };
+  let limited = await call('GET', DISCOVERY, true);
+  for (let i = 0; i < 20 && limited.statusCode !== 429; i += 1) limited = await call('GET', DISCOVERY, true);
+  const all = { ...answers, rateLimited: limited };
+  t.same(
+    Object.values(all).map((r) => r.statusCode),
+    [200, 401, 200, 400, 404, 400, 204, 200, 200, 200, 404, 404, 404, 429],
+  );
+  for (const [route, res] of Object.entries(all)) {
+    t.same(
+      headerList(res).filter(([name]) => helmetNames.has(name)),
+      // The CORS plugin, registered before, answers a preflight itself: no security headers, as before.
+      route === 'preflight' ? [] : expected,
+      route,
+    );
   }
 });
 
