@@ -13,16 +13,11 @@ import { AUTH_DISABLED_WARNING } from './http/auth.js';
 import { type Config, loadConfig } from './config.js';
 import { CdsError } from './errors.js';
 import { loggerOptions } from './logger.js';
-import { openStore } from './audit/store.js';
-import { withPrimaryAppends } from './ops/cluster-audit.js';
 import { runPrimary, workerMetrics, workerReplayCache } from './ops/cluster.js';
 
-async function primary(config: Readonly<Config>): Promise<void> {
+function primary(config: Readonly<Config>): void {
   // Found or created once here, so that workers starting together never race to create it.
   if (!config.databaseUrl) loadPseudonymKey(config);
-  // With SQLite the primary is the one writer of the chain (and applies the migrations before any worker
-  // opens the file); with PostgreSQL every worker appends through the database.
-  const audit = config.databaseUrl ? undefined : await openStore(config);
   const log = pino(loggerOptions(config)).child({ role: 'primary' });
   // Every worker must check the links the others sign: without a configured key, one for this set.
   const env: Record<string, string> = config.explanationKey
@@ -32,7 +27,7 @@ async function primary(config: Readonly<Config>): Promise<void> {
     workers: config.workers,
     env,
     // With SQLite the primary keeps the replay cache (one machine); PostgreSQL keeps it for every machine.
-    ...(audit ? { audit, replay: { maxEntries: config.jtiCacheMaxEntries } } : {}),
+    ...(config.databaseUrl ? {} : { replay: { maxEntries: config.jtiCacheMaxEntries } }),
     log: { info: (fields, msg) => log.info(fields, msg), error: (fields, msg) => log.error(fields, msg) },
     exit: (code) => process.exit(code),
   });
@@ -44,7 +39,7 @@ async function primary(config: Readonly<Config>): Promise<void> {
 async function main(): Promise<void> {
   const config = loadConfig(process.env);
   if (config.workers > 1 && cluster.isPrimary) {
-    await primary(config);
+    primary(config);
     return;
   }
   const app = await buildApp(
@@ -52,10 +47,8 @@ async function main(): Promise<void> {
     cluster.isWorker
       ? {
           clusterMetrics: workerMetrics,
-          // On SQLite: the primary appends this worker's records and keeps the replay cache.
-          ...(config.databaseUrl
-            ? {}
-            : { clusterReplay: workerReplayCache(), store: withPrimaryAppends(await openStore(config)) }),
+          // On SQLite: the replay cache the primary keeps for every worker.
+          ...(config.databaseUrl ? {} : { clusterReplay: workerReplayCache() }),
         }
       : {},
   );

@@ -7,10 +7,8 @@
  *   configuration or an unreadable definition would otherwise be restarted forever);
  * - forwards SIGHUP (reload) and SIGTERM/SIGINT (graceful stop) to every worker;
  * - answers `/metrics` for the whole set: a worker asked for its metrics asks the primary, which
- *   collects and sums the registries of all workers (prom-client's AggregatorRegistry).
- *
- * - with the SQLite store, appends the audit records of every worker to the chain (`audit`: one writer,
- *   see `cluster-audit.ts`), and keeps the JWT replay cache of the whole set in its memory (`replay`) and
+ *   collects and sums the registries of all workers (prom-client's AggregatorRegistry);
+ * - with the SQLite store, keeps the JWT replay cache of the whole set in its memory (`replay`) and
  *   answers each worker's claim over the IPC channel: the same bounded cache one process keeps, shared,
  *   where claiming each token id in the SQLite file cost every call a transaction of its own (a disk sync
  *   under the file's write lock, which the other worker then waited for).
@@ -22,9 +20,7 @@
  */
 import cluster from 'node:cluster';
 import { AggregatorRegistry, type Registry } from 'prom-client';
-import type { AuditStore } from '../audit/store.js';
 import { createMemoryReplayCache, type ReplayCache, ReplayCacheFullError } from '../auth/replay.js';
-import { createClusterAppender } from './cluster-audit.js';
 
 const METRICS_REQUEST = 'cds:metrics-request';
 const METRICS_REPLY = 'cds:metrics-reply';
@@ -86,11 +82,6 @@ export interface PrimaryOptions {
    * PostgreSQL the workers share the database's).
    */
   replay?: { maxEntries: number };
-  /**
-   * The SQLite audit store the workers' appends go to (`cluster-audit.ts`); closed once every worker
-   * has stopped.
-   */
-  audit?: AuditStore;
 }
 
 /**
@@ -101,9 +92,6 @@ export function runPrimary(options: PrimaryOptions): { stop(signal: string): voi
   const { log, exit } = options;
   const restartDelayMs = options.restartDelayMs ?? RESTART_DELAY_MS;
   const aggregator = new AggregatorRegistry();
-  // The structured clone, as a worker thread gets: audit records reach the store exactly as made.
-  cluster.setupPrimary({ serialization: 'advanced' });
-  const appender = options.audit ? createClusterAppender(options.audit) : undefined;
   // Wall time: the workers' clocks are the machine's too, and a replay key's expiry is absolute.
   const replay = options.replay
     ? createMemoryReplayCache({ maxEntries: options.replay.maxEntries, now: () => new Date() })
@@ -119,7 +107,6 @@ export function runPrimary(options: PrimaryOptions): { stop(signal: string): voi
       log.info({ worker: worker.id, workerPid: worker.process.pid }, 'worker listening');
     });
     worker.on('message', (message: unknown) => {
-      if (appender?.handle(worker, message)) return;
       if (replay && isMessage<ReplayClaim>(message, REPLAY_CLAIM)) {
         const answer = (reply: Omit<ReplayReply, 'type' | 'id'>) => {
           // The worker may have died meanwhile: its calls are gone with it.
@@ -174,20 +161,7 @@ export function runPrimary(options: PrimaryOptions): { stop(signal: string): voi
         }, restartDelayMs).unref();
       }
     }
-    if (stopping && Object.keys(cluster.workers ?? {}).length === 0) {
-      // The appends the workers made are committed before the store closes.
-      const closed = appender ? appender.idle().then(() => options.audit!.close()) : Promise.resolve();
-      closed.then(
-        () => exit(exitCode),
-        (error: unknown) => {
-          log.error(
-            { error: (error as { code?: string }).code ?? (error as Error).name },
-            'closing the audit store',
-          );
-          exit(1);
-        },
-      );
-    }
+    if (stopping && Object.keys(cluster.workers ?? {}).length === 0) exit(exitCode);
   });
 
   log.info({ workers: options.workers }, 'starting the workers');
