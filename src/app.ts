@@ -68,9 +68,14 @@ export interface AppOverrides {
   auditRetryMs?: number;
   /**
    * Set in a cluster worker (`ops/cluster.ts`): `/metrics` then answers for every worker, and the JWT
-   * replay cache is the audit store's, shared by the workers.
+   * replay cache is shared by the workers (the primary's, {@link clusterReplay}, else the audit store's).
    */
   clusterMetrics?: MetricsDeps['cluster'];
+  /**
+   * Set in a cluster worker on the SQLite store: the replay cache the primary keeps for every worker
+   * (`ops/cluster.ts`), used instead of the store's.
+   */
+  clusterReplay?: ReplayCache;
   /** More routes served inside the authenticated /cds-services scope (tests add some to check it). */
   cdsRoutes?: readonly FastifyPluginAsync[];
 }
@@ -232,12 +237,12 @@ export async function buildApp(
       // every error body the service sends stays an OperationOutcome.
       strictPreflight: false,
     });
-    // Several instances behind a load balancer share the audit database, and the workers of a cluster
-    // the SQLite file: they share the replay cache too. During the store's outage, this instance's
-    // memory (logged, counted in /metrics).
+    // Several instances behind a load balancer share the audit database: they share the replay cache
+    // too. During the store's outage, this instance's memory (logged, counted in /metrics). The workers
+    // of a cluster on SQLite share the primary's memory instead (`clusterReplay`).
     const memoryReplay = createMemoryReplayCache({ maxEntries: config.jtiCacheMaxEntries, now });
     const degradingReplay =
-      config.databaseUrl || overrides.clusterMetrics
+      config.databaseUrl || (overrides.clusterMetrics && !overrides.clusterReplay)
         ? createDegradingReplayCache({
             shared: {
               claim: (key: string, expiresAt: Date) => {
@@ -251,7 +256,7 @@ export async function buildApp(
             now: () => new Date(),
           })
         : undefined;
-    const replayCache = overrides.replayCache ?? degradingReplay ?? memoryReplay;
+    const replayCache = overrides.replayCache ?? overrides.clusterReplay ?? degradingReplay ?? memoryReplay;
     await registerEdge(app, config);
     const authenticate = clientAuthentication(app, config, {
       issuers,

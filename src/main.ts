@@ -13,7 +13,7 @@ import { AUTH_DISABLED_WARNING } from './http/auth.js';
 import { type Config, loadConfig } from './config.js';
 import { CdsError } from './errors.js';
 import { loggerOptions } from './logger.js';
-import { runPrimary, workerMetrics } from './ops/cluster.js';
+import { runPrimary, workerMetrics, workerReplayCache } from './ops/cluster.js';
 import { applyHeapGrowth } from './ops/heap-growth.js';
 
 function primary(config: Readonly<Config>): void {
@@ -27,6 +27,8 @@ function primary(config: Readonly<Config>): void {
   const supervisor = runPrimary({
     workers: config.workers,
     env,
+    // With SQLite the primary keeps the replay cache (one machine); PostgreSQL keeps it for every machine.
+    ...(config.databaseUrl ? {} : { replay: { maxEntries: config.jtiCacheMaxEntries } }),
     log: { info: (fields, msg) => log.info(fields, msg), error: (fields, msg) => log.error(fields, msg) },
     exit: (code) => process.exit(code),
   });
@@ -43,7 +45,16 @@ async function main(): Promise<void> {
     primary(config);
     return;
   }
-  const app = await buildApp(config, cluster.isWorker ? { clusterMetrics: workerMetrics } : {});
+  const app = await buildApp(
+    config,
+    cluster.isWorker
+      ? {
+          clusterMetrics: workerMetrics,
+          // On SQLite: the replay cache the primary keeps for every worker.
+          ...(config.databaseUrl ? {} : { clusterReplay: workerReplayCache() }),
+        }
+      : {},
+  );
   // Said by the server process only, so that test apps (built with authentication off) stay quiet.
   if (config.authDisabled) app.log.error({ setting: 'CDS_AUTH_DISABLED' }, AUTH_DISABLED_WARNING);
   const shutdown = async (signal: string) => {

@@ -7,17 +7,25 @@
  *   configuration or an unreadable definition would otherwise be restarted forever);
  * - forwards SIGHUP (reload) and SIGTERM/SIGINT (graceful stop) to every worker;
  * - answers `/metrics` for the whole set: a worker asked for its metrics asks the primary, which
- *   collects and sums the registries of all workers (prom-client's AggregatorRegistry).
+ *   collects and sums the registries of all workers (prom-client's AggregatorRegistry);
+ * - with the SQLite store, keeps the JWT replay cache of the whole set in its memory (`replay`) and
+ *   answers each worker's claim over the IPC channel: the same bounded cache one process keeps, shared,
+ *   where claiming each token id in the SQLite file cost every call a transaction of its own (a disk sync
+ *   under the file's write lock, which the other worker then waited for).
  *
- * What the workers share lives in the audit store: the hash chain (SQLite serializes writers with
- * `BEGIN IMMEDIATE` across processes, PostgreSQL locks the head row), the JWT replay cache and the
- * explanations. Each worker keeps its own rate-limit counters (see README "Every core used").
+ * What else the workers share lives in the audit store: the hash chain (SQLite serializes writers with
+ * `BEGIN IMMEDIATE` across processes, PostgreSQL locks the head row), the explanations and, with
+ * PostgreSQL (several machines), the replay cache. Each worker keeps its own rate-limit counters (see
+ * README "Every core used").
  */
 import cluster from 'node:cluster';
 import { AggregatorRegistry, type Registry } from 'prom-client';
+import { createMemoryReplayCache, type ReplayCache, ReplayCacheFullError } from '../auth/replay.js';
 
 const METRICS_REQUEST = 'cds:metrics-request';
 const METRICS_REPLY = 'cds:metrics-reply';
+const REPLAY_CLAIM = 'cds:replay-claim';
+const REPLAY_REPLY = 'cds:replay-reply';
 /** A worker still alive this long after a stop signal is killed. */
 const STOP_GRACE_MS = 10_000;
 /** Delay before a crashed worker is replaced (a crash loop then costs little). */
@@ -32,6 +40,23 @@ interface MetricsReply {
   type: typeof METRICS_REPLY;
   id: number;
   text?: string;
+  error?: string;
+}
+
+interface ReplayClaim {
+  type: typeof REPLAY_CLAIM;
+  id: number;
+  key: string;
+  /** Epoch milliseconds (the IPC channel carries JSON). */
+  expiresAt: number;
+}
+
+interface ReplayReply {
+  type: typeof REPLAY_REPLY;
+  id: number;
+  first?: boolean;
+  /** Set when the cache is full of unexpired keys: its size, for the worker's {@link ReplayCacheFullError}. */
+  full?: number;
   error?: string;
 }
 
@@ -52,6 +77,11 @@ export interface PrimaryOptions {
   /** Variables added to each worker's environment. */
   env?: Record<string, string>;
   restartDelayMs?: number;
+  /**
+   * Keep the workers' JWT replay cache here, of at most this many keys (with the SQLite store; with
+   * PostgreSQL the workers share the database's).
+   */
+  replay?: { maxEntries: number };
 }
 
 /**
@@ -62,6 +92,10 @@ export function runPrimary(options: PrimaryOptions): { stop(signal: string): voi
   const { log, exit } = options;
   const restartDelayMs = options.restartDelayMs ?? RESTART_DELAY_MS;
   const aggregator = new AggregatorRegistry();
+  // Wall time: the workers' clocks are the machine's too, and a replay key's expiry is absolute.
+  const replay = options.replay
+    ? createMemoryReplayCache({ maxEntries: options.replay.maxEntries, now: () => new Date() })
+    : undefined;
   const listening = new Set<number>();
   let stopping = false;
   let exitCode = 0;
@@ -73,6 +107,23 @@ export function runPrimary(options: PrimaryOptions): { stop(signal: string): voi
       log.info({ worker: worker.id, workerPid: worker.process.pid }, 'worker listening');
     });
     worker.on('message', (message: unknown) => {
+      if (replay && isMessage<ReplayClaim>(message, REPLAY_CLAIM)) {
+        const answer = (reply: Omit<ReplayReply, 'type' | 'id'>) => {
+          // The worker may have died meanwhile: its calls are gone with it.
+          if (worker.isConnected())
+            worker.send({ type: REPLAY_REPLY, id: message.id, ...reply } satisfies ReplayReply);
+        };
+        replay.claim(message.key, new Date(message.expiresAt)).then(
+          (first) => answer({ first }),
+          (error: unknown) =>
+            answer(
+              error instanceof ReplayCacheFullError
+                ? { full: options.replay!.maxEntries }
+                : { error: (error as Error).message },
+            ),
+        );
+        return;
+      }
       if (!isMessage<MetricsRequest>(message, METRICS_REQUEST)) return;
       aggregator.clusterMetrics().then(
         (text) => worker.send({ type: METRICS_REPLY, id: message.id, text } satisfies MetricsReply),
@@ -148,4 +199,42 @@ export function workerMetrics(registry: Registry): () => Promise<string> {
       pending.set(id, { resolve, reject });
       process.send!({ type: METRICS_REQUEST, id } satisfies MetricsRequest);
     });
+}
+
+/**
+ * In a worker of a cluster on the SQLite store: the replay cache the primary keeps for all workers
+ * (`PrimaryOptions.replay`), asked over the IPC channel. A full cache rejects with
+ * {@link ReplayCacheFullError}, as one process's own does.
+ */
+export function workerReplayCache(): ReplayCache {
+  let next = 0;
+  const pending = new Map<number, { resolve(first: boolean): void; reject(error: Error): void }>();
+  process.on('message', (message: unknown) => {
+    if (!isMessage<ReplayReply>(message, REPLAY_REPLY)) return;
+    const waiter = pending.get(message.id);
+    if (!waiter) return;
+    pending.delete(message.id);
+    if (message.full !== undefined) waiter.reject(new ReplayCacheFullError(message.full));
+    else if (message.error !== undefined)
+      waiter.reject(new Error(`replay cache of the workers: ${message.error}`));
+    else waiter.resolve(message.first === true);
+  });
+  return {
+    claim: (key, expiresAt) =>
+      new Promise((resolve, reject) => {
+        const id = next++;
+        pending.set(id, { resolve, reject });
+        process.send!(
+          { type: REPLAY_CLAIM, id, key, expiresAt: expiresAt.getTime() } satisfies ReplayClaim,
+          undefined,
+          undefined,
+          (error: Error | null) => {
+            // The primary is gone: the claim cannot be checked, so the token is not accepted.
+            if (!error) return;
+            pending.delete(id);
+            reject(error);
+          },
+        );
+      }),
+  };
 }

@@ -1,7 +1,7 @@
 /**
  * `CDS_WORKERS=2` run as a process, the way a site runs it: both workers answer on one port, the
- * metrics are those of the whole set, the hash chain the workers write together verifies, a token used
- * on one worker is refused as a replay on the other, a worker that dies is replaced, and SIGTERM stops
+ * metrics are those of the whole set, the hash chain the workers write together (calls made at once)
+ * verifies, a token used on one worker is refused as a replay on the other and on a worker started later, a worker that dies is replaced, and SIGTERM stops
  * everything cleanly. Tokens are minted at the machine's clock here (the process has no injected one).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
@@ -108,7 +108,14 @@ t.test('two workers on one port share the chain, the replay cache and the metric
     });
 
   const calls = 20;
-  for (let i = 0; i < calls; i++) t.equal((await call(await token())).status, 200, `call ${i + 1}`);
+  // All at once: both workers append to the one chain at the same time.
+  const tokens = await Promise.all(Array.from({ length: calls }, () => token()));
+  const statuses = await Promise.all(tokens.map(async (bearer) => (await call(bearer)).status));
+  t.same(
+    statuses,
+    Array.from({ length: calls }, () => 200),
+    'every concurrent call answered',
+  );
 
   const answeredBy = new Set(out.lines.filter((l) => l.msg === 'request completed').map((l) => l.pid));
   t.equal(answeredBy.size, 2, 'both workers answered calls');
@@ -142,6 +149,9 @@ t.test('two workers on one port share the chain, the replay cache and the metric
   const third = await out.nth('worker listening', 3);
   t.not(third.workerPid, victim);
   t.equal((await call(await token())).status, 200);
+  // The replay cache is the primary's: the replacement worker refuses the token used before too.
+  t.equal((await call(reused)).status, 401, 'the replay is refused after a worker was replaced');
+  t.equal((await call(reused)).status, 401);
 
   const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   child.kill('SIGTERM');

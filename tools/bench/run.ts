@@ -60,6 +60,7 @@ import {
   type PlannedRequest,
   planRequests,
   prefetchFrom,
+  processCpuMs,
   quantile,
   round,
   scalingSummary,
@@ -629,9 +630,57 @@ async function cappedHeap(bodies: BodyFor[], key: BenchKey) {
 
 // ---------- one process against two (CDS_WORKERS=2) ----------
 
+/** CPU time (ms) of each process of a service, all threads and the main thread: the process itself first, then its workers. */
+const cpuOfTree = (child: Child) =>
+  processTree(child.process.pid!).map((pid) => ({
+    pid,
+    ...(processCpuMs(pid) ?? { totalMs: 0, mainMs: 0 }),
+  }));
+
+/**
+ * Where a load run's CPU went, per call: the whole service (all its processes and threads), and of it the
+ * main threads (the event loops running the pipeline) and the other threads (the SQLite audit thread, GC
+ * helpers, libuv's pool); the first process (the cluster's primary, which hands out the connections and
+ * keeps the replay cache; the service itself when alone) and each worker; and this process (autocannon,
+ * which on a small machine competes with the service for the same cores).
+ */
+interface CpuPerCall {
+  serviceMs: number;
+  mainThreadsMs: number;
+  otherThreadsMs: number;
+  primaryMs: number;
+  workersMs: number[];
+  loadGeneratorMs: number;
+}
+
+async function loadWithCpu(child: Child, plan: PlannedRequest[], amount: number) {
+  const before = cpuOfTree(child);
+  const ownBefore = process.cpuUsage();
+  const result = await load(child, plan, { amount });
+  const own = process.cpuUsage(ownBefore);
+  const after = cpuOfTree(child);
+  const per = (ms: number) => round(ms / result.requests, 3);
+  const delta = after.map((a) => {
+    const b = before.find((x) => x.pid === a.pid) ?? { totalMs: 0, mainMs: 0 };
+    return { totalMs: a.totalMs - b.totalMs, mainMs: a.mainMs - b.mainMs };
+  });
+  const sum = (values: number[]) => values.reduce((x, y) => x + y, 0);
+  const total = sum(delta.map((d) => d.totalMs));
+  const main = sum(delta.map((d) => d.mainMs));
+  const cpu: CpuPerCall = {
+    serviceMs: per(total),
+    mainThreadsMs: per(main),
+    otherThreadsMs: per(total - main),
+    primaryMs: per(delta[0]?.totalMs ?? 0),
+    workersMs: delta.slice(1).map((d) => per(d.totalMs)),
+    loadGeneratorMs: per((own.user + own.system) / 1000),
+  };
+  return { ...result, cpu };
+}
+
 /**
  * Interleaved rounds of the same load on one process and on a cluster of two workers, each given as
- * many requests as its previous run's rate fills in SECONDS.
+ * many requests as its previous run's rate fills in SECONDS; with the CPU each spent per call.
  */
 async function workersScaling(bodies: BodyFor[], key: BenchKey) {
   const one = await spawnService();
@@ -643,25 +692,36 @@ async function workersScaling(bodies: BodyFor[], key: BenchKey) {
     const rate = { one: 0, two: 0 };
     rate.one = (await load(one, await planFor(bodies, 600, key), { amount: 600 })).reqPerSec;
     rate.two = (await load(two, await planFor(bodies, 1200, key), { amount: 1200 })).reqPerSec;
-    const rounds: { one: LoadResult; two: LoadResult; ratio: number }[] = [];
+    type Measured = Awaited<ReturnType<typeof loadWithCpu>>;
+    const rounds: { one: Measured; two: Measured; ratio: number }[] = [];
     for (let r = 0; r < ROUNDS; r += 1) {
       const amountOne = Math.max(300, Math.round(rate.one * SECONDS));
-      const resultOne = await load(one, await planFor(bodies, amountOne, key), { amount: amountOne });
+      const resultOne = await loadWithCpu(one, await planFor(bodies, amountOne, key), amountOne);
       const amountTwo = Math.max(300, Math.round(rate.two * SECONDS));
-      const resultTwo = await load(two, await planFor(bodies, amountTwo, key), { amount: amountTwo });
+      const resultTwo = await loadWithCpu(two, await planFor(bodies, amountTwo, key), amountTwo);
       rate.one = resultOne.reqPerSec;
       rate.two = resultTwo.reqPerSec;
       const ratio = round(resultTwo.reqPerSec / resultOne.reqPerSec, 3);
       log(
-        `workers round ${r + 1}: one ${resultOne.reqPerSec}/s, two ${resultTwo.reqPerSec}/s, ratio ${ratio}`,
+        `workers round ${r + 1}: one ${resultOne.reqPerSec}/s ${resultOne.cpu.serviceMs} ms CPU/call ` +
+          `(main ${resultOne.cpu.mainThreadsMs}), two ${resultTwo.reqPerSec}/s ${resultTwo.cpu.serviceMs} ms ` +
+          `CPU/call (main ${resultTwo.cpu.mainThreadsMs}, primary ${resultTwo.cpu.primaryMs}, workers ` +
+          `${resultTwo.cpu.workersMs.join(' + ')}), ratio ${ratio}`,
       );
       rounds.push({ one: resultOne, two: resultTwo, ratio });
     }
+    const cpuMedian = (results: Measured[]) => ({
+      serviceMs: median(results.map((r) => r.cpu.serviceMs)),
+      mainThreadsMs: median(results.map((r) => r.cpu.mainThreadsMs)),
+      otherThreadsMs: median(results.map((r) => r.cpu.otherThreadsMs)),
+      primaryMs: median(results.map((r) => r.cpu.primaryMs)),
+      loadGeneratorMs: median(results.map((r) => r.cpu.loadGeneratorMs)),
+    });
     return {
       rounds,
       median: {
-        one: medianOf(rounds.map((r) => r.one)),
-        two: medianOf(rounds.map((r) => r.two)),
+        one: { ...medianOf(rounds.map((r) => r.one)), cpuMsPerCall: cpuMedian(rounds.map((r) => r.one)) },
+        two: { ...medianOf(rounds.map((r) => r.two)), cpuMsPerCall: cpuMedian(rounds.map((r) => r.two)) },
         ratio: median(rounds.map((r) => r.ratio)),
       },
     };
