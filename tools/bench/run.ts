@@ -11,6 +11,7 @@
  * (with --side-by-side-only: also the server of another checkout, built, e.g. the main branch, in the
  * same rounds, so that a change is measured before and after under the same load), --profile-only
  * (CPU profiles under load on both sets of bodies, printed; with --before DIR, that server's too;
+ * --cold-only (only cold starts, with --before DIR that checkout's too, interleaved; printed);
  * --profile-calls N calls each, 1,500 by default; CDS_BENCH_KEEP_PROFILES=DIR keeps the .cpuprofile files
  * of every thread there).
  */
@@ -834,6 +835,31 @@ if (process.argv.includes('--workers-only')) {
   try {
     log('one process against two workers');
     process.stdout.write(`${JSON.stringify(await workersScaling(headlineBodies, keys.RS384), null, 2)}\n`);
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+  process.exit(0);
+}
+if (process.argv.includes('--cold-only')) {
+  // Only cold starts (spawn to the first answered hook call), 5 of this server and, with --before DIR,
+  // 5 of that checkout's, interleaved; printed as JSON, the results files left as they are.
+  try {
+    const at = process.argv.indexOf('--before');
+    const before = at > 0 ? process.argv[at + 1] : undefined;
+    const times: Record<string, number[]> = { this: [], ...(before ? { before: [] } : {}) };
+    for (let i = 0; i < 5; i += 1) {
+      for (const [name, checkout] of [
+        ['this', undefined],
+        ['before', before],
+      ] as const) {
+        if (name === 'before' && !checkout) continue;
+        const child = await spawnService([], {}, checkout);
+        times[name]!.push(round(await untilFirstAnswer(child, keys.RS384), 0));
+        await stop(child);
+      }
+    }
+    const medians = Object.fromEntries(Object.entries(times).map(([k, v]) => [k, median(v)]));
+    process.stdout.write(`${JSON.stringify({ times, medians })}\n`);
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }
