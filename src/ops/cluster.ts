@@ -176,6 +176,38 @@ export function runPrimary(options: PrimaryOptions): { stop(signal: string): voi
 }
 
 /**
+ * In a worker: sends requests to the primary over the IPC channel and pairs each reply with its request
+ * by a running id. `settle` turns a reply into the request's result or failure. A request the channel
+ * cannot carry (the primary is gone) is rejected with the channel's error.
+ */
+function ipcRequester<Reply extends { type: string; id: number }, Result>(
+  replyType: Reply['type'],
+  settle: (reply: Reply) => Result | Error,
+): (request: { type: string } & Record<string, unknown>) => Promise<Result> {
+  let next = 0;
+  const pending = new Map<number, { resolve(result: Result): void; reject(error: Error): void }>();
+  process.on('message', (message: unknown) => {
+    if (!isMessage<Reply>(message, replyType)) return;
+    const waiter = pending.get(message.id);
+    if (!waiter) return;
+    pending.delete(message.id);
+    const outcome = settle(message);
+    if (outcome instanceof Error) waiter.reject(outcome);
+    else waiter.resolve(outcome);
+  });
+  return (request) =>
+    new Promise((resolve, reject) => {
+      const id = next++;
+      pending.set(id, { resolve, reject });
+      process.send!({ ...request, id }, undefined, undefined, (error: Error | null) => {
+        if (!error) return;
+        pending.delete(id);
+        reject(error);
+      });
+    });
+}
+
+/**
  * In a worker: hands this app's registry to the primary's aggregation and returns the function that
  * fetches the metrics of all workers (through the primary).
  */
@@ -183,58 +215,26 @@ export function workerMetrics(registry: Registry): () => Promise<string> {
   AggregatorRegistry.setRegistries([registry]);
   // The constructor adds the listener answering the primary's requests for this worker's metrics.
   new AggregatorRegistry();
-  let next = 0;
-  const pending = new Map<number, { resolve(text: string): void; reject(error: Error): void }>();
-  process.on('message', (message: unknown) => {
-    if (!isMessage<MetricsReply>(message, METRICS_REPLY)) return;
-    const waiter = pending.get(message.id);
-    if (!waiter) return;
-    pending.delete(message.id);
-    if (message.error !== undefined) waiter.reject(new Error(`metrics of the workers: ${message.error}`));
-    else waiter.resolve(message.text ?? '');
-  });
-  return () =>
-    new Promise((resolve, reject) => {
-      const id = next++;
-      pending.set(id, { resolve, reject });
-      process.send!({ type: METRICS_REQUEST, id } satisfies MetricsRequest);
-    });
+  const request = ipcRequester<MetricsReply, string>(METRICS_REPLY, (reply) =>
+    reply.error !== undefined ? new Error(`metrics of the workers: ${reply.error}`) : (reply.text ?? ''),
+  );
+  return () => request({ type: METRICS_REQUEST } satisfies Omit<MetricsRequest, 'id'>);
 }
 
 /**
  * In a worker of a cluster on the SQLite store: the replay cache the primary keeps for all workers
  * (`PrimaryOptions.replay`), asked over the IPC channel. A full cache rejects with
- * {@link ReplayCacheFullError}, as one process's own does.
+ * {@link ReplayCacheFullError}, as one process's own does. When the primary is gone the claim cannot be
+ * checked, so the token is not accepted.
  */
 export function workerReplayCache(): ReplayCache {
-  let next = 0;
-  const pending = new Map<number, { resolve(first: boolean): void; reject(error: Error): void }>();
-  process.on('message', (message: unknown) => {
-    if (!isMessage<ReplayReply>(message, REPLAY_REPLY)) return;
-    const waiter = pending.get(message.id);
-    if (!waiter) return;
-    pending.delete(message.id);
-    if (message.full !== undefined) waiter.reject(new ReplayCacheFullError(message.full));
-    else if (message.error !== undefined)
-      waiter.reject(new Error(`replay cache of the workers: ${message.error}`));
-    else waiter.resolve(message.first === true);
+  const request = ipcRequester<ReplayReply, boolean>(REPLAY_REPLY, (reply) => {
+    if (reply.full !== undefined) return new ReplayCacheFullError(reply.full);
+    if (reply.error !== undefined) return new Error(`replay cache of the workers: ${reply.error}`);
+    return reply.first === true;
   });
   return {
     claim: (key, expiresAt) =>
-      new Promise((resolve, reject) => {
-        const id = next++;
-        pending.set(id, { resolve, reject });
-        process.send!(
-          { type: REPLAY_CLAIM, id, key, expiresAt: expiresAt.getTime() } satisfies ReplayClaim,
-          undefined,
-          undefined,
-          (error: Error | null) => {
-            // The primary is gone: the claim cannot be checked, so the token is not accepted.
-            if (!error) return;
-            pending.delete(id);
-            reject(error);
-          },
-        );
-      }),
+      request({ type: REPLAY_CLAIM, key, expiresAt: expiresAt.getTime() } satisfies Omit<ReplayClaim, 'id'>),
   };
 }
