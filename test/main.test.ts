@@ -3,8 +3,7 @@ import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-
-const LOADER = './node_modules/@tapjs/typescript/dist/esm/import.mjs';
+import { childEnv, LOADER } from './helpers/child.js';
 
 // Each test starts the TypeScript entry point in a new process: a few seconds each on an idle machine,
 // but transpiling the whole import graph took over 30 s under heavy load (CI on a shared machine).
@@ -12,7 +11,7 @@ t.setTimeout(600_000);
 
 function start(env: Record<string, string>) {
   return spawnSync(process.execPath, [`--import=${LOADER}`, 'src/main.ts'], {
-    env: { PATH: process.env.PATH ?? '', ...env },
+    env: childEnv(env),
     encoding: 'utf8',
     timeout: 120_000,
   });
@@ -48,7 +47,7 @@ t.test('with authentication on but not configured, start-up stops and names both
 
 t.test('CDS_AUTH_DISABLED=true starts the server, which says loudly that anyone can call it', async (t) => {
   const child = spawn(process.execPath, [`--import=${LOADER}`, 'src/main.ts'], {
-    env: { PATH: process.env.PATH ?? '', CDS_AUTH_DISABLED: 'true', CDS_PORT: '0' },
+    env: childEnv({ CDS_AUTH_DISABLED: 'true', CDS_PORT: '0' }),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   t.teardown(() => child.kill('SIGKILL'));
@@ -84,13 +83,12 @@ t.test('SIGHUP reloads the services: a new file is served, a broken one is refus
   const servicesDir = join(root, 'cds-services');
   cpSync('cds-services', servicesDir, { recursive: true });
   const child = spawn(process.execPath, [`--import=${LOADER}`, 'src/main.ts'], {
-    env: {
-      PATH: process.env.PATH ?? '',
+    env: childEnv({
       CDS_AUTH_DISABLED: 'true',
       CDS_PORT: '0',
       CDS_SERVICES_DIR: servicesDir,
       CDS_DATA_DIR: join(root, 'data'),
-    },
+    }),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   t.teardown(() => child.kill('SIGKILL'));

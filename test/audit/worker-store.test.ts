@@ -26,8 +26,7 @@ import {
 } from '../../src/audit/worker-store.js';
 import { callEvent, feedbackEvent } from '../helpers/audit-events.js';
 import { tempDir, testSqliteWorker } from '../helpers/app.js';
-
-const LOADER = './node_modules/@tapjs/typescript/dist/esm/import.mjs';
+import { LOADER } from '../helpers/child.js';
 
 /** The worker the stores of this file run in (one thread start for the whole file). */
 const worker = testSqliteWorker;

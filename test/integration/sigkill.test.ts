@@ -11,11 +11,11 @@ import { openStore, sqliteFile } from '../../src/audit/store.js';
 import { verifyStore } from '../../tools/audit-verify.js';
 import { tempDir } from '../helpers/app.js';
 import { lesion, patientView, searchset } from '../helpers/hook-request.js';
+import { childEnv, LOADER } from '../helpers/child.js';
 
 // Starting the real server under the full suite's load takes up to two minutes (see startServer).
 t.setTimeout(600_000);
 
-const LOADER = './node_modules/@tapjs/typescript/dist/esm/import.mjs';
 const CARDS = 40;
 const WORKERS = 16;
 const KILL_AFTER_ACKS = 150;
@@ -25,13 +25,7 @@ function startServer(
   dataDir: string,
 ): Promise<{ child: ChildProcess; base: string; exited: Promise<unknown> }> {
   const child = spawn(process.execPath, [`--import=${LOADER}`, 'src/main.ts'], {
-    env: {
-      PATH: process.env.PATH ?? '',
-      CDS_PORT: '0',
-      CDS_DATA_DIR: dataDir,
-      CDS_LOG_LEVEL: 'info',
-      CDS_AUTH_DISABLED: 'true',
-    },
+    env: childEnv({ CDS_PORT: '0', CDS_DATA_DIR: dataDir, CDS_LOG_LEVEL: 'info', CDS_AUTH_DISABLED: 'true' }),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const exited = new Promise((resolve) => child.once('exit', resolve));

@@ -14,8 +14,8 @@ import { runVerify } from '../../tools/audit-verify.js';
 import { NOW } from '../helpers/app.js';
 import { patientView, searchset } from '../helpers/hook-request.js';
 import { ISSUER, jwksOf, makeKey, mint, PUBLIC_URL, writeIssuers } from '../helpers/jwt.js';
+import { childEnv, LOADER } from '../helpers/child.js';
 
-const LOADER = './node_modules/@tapjs/typescript/dist/esm/import.mjs';
 const SERVICE = '/cds-services/melanoma-lesion-triage';
 
 // Three processes compile the TypeScript graph and load the models: minutes on a loaded machine.
@@ -61,14 +61,13 @@ t.test('two workers on one port share the chain, the replay cache and the metric
   const issuers = writeIssuers([{ iss: ISSUER, jwks: jwksOf(key) }]);
   t.teardown(issuers.cleanup);
   const child = spawn(process.execPath, [`--import=${LOADER}`, 'src/main.ts'], {
-    env: {
-      PATH: process.env.PATH ?? '',
+    env: childEnv({
       CDS_WORKERS: '2',
       CDS_PORT: '0',
       CDS_DATA_DIR: join(root, 'data'),
       CDS_PUBLIC_URL: PUBLIC_URL,
       CDS_TRUSTED_ISSUERS_FILE: issuers.file,
-    },
+    }),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   t.teardown(() => child.kill('SIGKILL'));
@@ -169,13 +168,12 @@ t.test('two workers on one port share the chain, the replay cache and the metric
 
 t.test('a worker that cannot start stops the whole set with exit code 1', async (t) => {
   const child = spawn(process.execPath, [`--import=${LOADER}`, 'src/main.ts'], {
-    env: {
-      PATH: process.env.PATH ?? '',
+    env: childEnv({
       CDS_WORKERS: '2',
       CDS_PORT: '0',
       CDS_AUTH_DISABLED: 'true',
       CDS_MODELS_DIR: '/nonexistent-models',
-    },
+    }),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   t.teardown(() => child.kill('SIGKILL'));

@@ -16,8 +16,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { canonicalJson } from '../../src/audit/hash-chain.js';
 import pg from 'pg';
-
-const LOADER = './node_modules/@tapjs/typescript/dist/esm/import.mjs';
+import { childEnv, LOADER } from '../helpers/child.js';
 
 // Asked before any test runs: the child processes below block the event loop for seconds.
 const problem = await postgresProblem();
@@ -147,7 +146,7 @@ t.test('npm run audit:verify runs the command as a script, with the exit code', 
   const dataDir = tempDir();
   await threeEvents({ dataDir });
   const run = spawnSync(process.execPath, [`--import=${LOADER}`, 'tools/audit-verify.ts'], {
-    env: { PATH: process.env.PATH ?? '', CDS_DATA_DIR: dataDir },
+    env: childEnv({ CDS_DATA_DIR: dataDir }),
     encoding: 'utf8',
     timeout: 30_000,
   });
