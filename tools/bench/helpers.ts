@@ -381,3 +381,33 @@ export function benchRecords(today: Date, syntheaDir: string): { generated: Bund
     : [];
   return { generated, synthea };
 }
+
+/** What tools/bench/tail-probe.ts writes. */
+export interface TailProbe {
+  pauses: [number, string, number][];
+  loopDelayMs: { p50: number; p99: number; max: number };
+}
+
+/**
+ * The garbage-collection pauses of a run, by kind: how many, their total and share of the run, the
+ * median and longest, and how many lasted 10 ms or more (each of those holds every call in flight).
+ */
+export function tailSummary(probe: TailProbe, runMs: number) {
+  const kinds = new Map<string, number[]>();
+  for (const [, kind, ms] of probe.pauses) kinds.set(kind, [...(kinds.get(kind) ?? []), ms]);
+  const r = (x: number) => Math.round(x * 10) / 10;
+  const gc = [...kinds].map(([kind, durations]) => {
+    const total = durations.reduce((a, b) => a + b, 0);
+    return {
+      kind,
+      count: durations.length,
+      totalMs: r(total),
+      shareOfRun: Math.round((total / runMs) * 1000) / 1000,
+      p50Ms: r(quantile(durations, 0.5)),
+      maxMs: r(Math.max(...durations)),
+      atLeast10Ms: durations.filter((d) => d >= 10).length,
+    };
+  });
+  gc.sort((a, b) => b.totalMs - a.totalMs);
+  return { runMs: Math.round(runMs), gc, loopDelayMs: probe.loopDelayMs };
+}

@@ -67,7 +67,9 @@ import {
   scalingSummary,
   summariseProfile,
   steadyStateProfile,
+  tailSummary,
   type CpuProfile,
+  type TailProbe,
 } from './helpers.js';
 import { renderBenchmarks, STAGES } from './report.js';
 import { cqlTarget, reachable, sideBySide, sideBySideTable, type Target } from './side-by-side.js';
@@ -820,6 +822,31 @@ async function profile(bodies: BodyFor[], key: BenchKey, checkout?: string) {
   return { ...summariseProfile(main, 20), steadyState: steadyStateProfile(main, calls) };
 }
 
+/**
+ * One service under the load of the headline runs (CONNECTIONS connections) with tools/bench/tail-probe.ts
+ * loaded: its latency and, over the same calls, the garbage-collection pauses and the event loop's delay.
+ */
+async function tail(bodies: BodyFor[], key: BenchKey) {
+  const probeFile = join(tmp, `tail-${Date.now()}.json`);
+  const probe = join(import.meta.dirname, 'tail-probe.js');
+  const child = await spawnService([`--import=${probe}`], { CDS_BENCH_TAIL_OUT: probeFile });
+  try {
+    await untilFirstAnswer(child, key);
+    await load(child, await planFor(bodies, 600, key), { amount: 600 });
+    child.process.kill('SIGUSR2');
+    await sleep(100);
+    const calls = argOf('tail-calls', 6000);
+    const started = performance.now();
+    const result = await load(child, await planFor(bodies, calls, key), { amount: calls });
+    const runMs = performance.now() - started;
+    await stop(child);
+    const measured = JSON.parse(readFileSync(probeFile, 'utf8')) as TailProbe;
+    return { latency: result, ...tailSummary(measured, runMs) };
+  } finally {
+    await stop(child);
+  }
+}
+
 // ---------- the run ----------
 
 const started = new Date();
@@ -860,6 +887,22 @@ if (process.argv.includes('--cold-only')) {
     }
     const medians = Object.fromEntries(Object.entries(times).map(([k, v]) => [k, median(v)]));
     process.stdout.write(`${JSON.stringify({ times, medians })}\n`);
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+  process.exit(0);
+}
+if (process.argv.includes('--tail-only')) {
+  // Only where the slowest calls wait (garbage collection, event-loop delay) on today's bodies and the
+  // 40–60 KB ones, printed as JSON; the results files are left as they are.
+  try {
+    const out: Record<string, unknown> = {};
+    for (const [name, bodies] of [
+      ['today', headlineBodies],
+      ['large', largeBodies],
+    ] as const)
+      out[name] = await tail(bodies, keys.RS384);
+    process.stdout.write(`${JSON.stringify(out, null, 1)}\n`);
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }
