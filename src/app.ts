@@ -5,6 +5,7 @@
  * listens: `main.ts` does, tests use `app.inject()`.
  */
 import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { maxHeaderSize } from 'node:http';
 import cors from '@fastify/cors';
 import Fastify, { type FastifyInstance, type FastifyPluginAsync } from 'fastify';
@@ -31,6 +32,7 @@ import { parseJsonBody } from './request/json-body.js';
 import { compileEgress, type Resolver } from './prefetch/egress.js';
 import { createFhirFetch } from './prefetch/fhir-fetch.js';
 import { createFhirPath, type FhirPath } from './rules/fhirpath.js';
+import { parseStoredTrees, type ParseTreesRead } from './rules/parse-trees.js';
 import {
   type CheckedDefinitions,
   checkDefinitions,
@@ -76,6 +78,11 @@ export interface AppOverrides {
    * (`ops/cluster.ts`), used instead of the store's.
    */
   clusterReplay?: ReplayCache;
+  /**
+   * The FHIRPath parse trees stored with the build (`rules/parse-trees.ts`; `main.ts` names
+   * dist/fhirpath-trees.json): the bundled sources are not parsed at start-up. Without: all are.
+   */
+  parseTreesFile?: string;
   /** More routes served inside the authenticated /cds-services scope (tests add some to check it). */
   cdsRoutes?: readonly FastifyPluginAsync[];
 }
@@ -109,6 +116,18 @@ async function openResources(
     await releaseModels(definitions.models);
     throw error;
   }
+}
+
+/** The parse trees of a file written by the build, or why none are used (`rules/parse-trees.ts`). */
+function readParseTrees(file: string): ParseTreesRead {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    return { reason: code === 'ENOENT' ? 'absent' : `unreadable: ${(error as Error).message}` };
+  }
+  return parseStoredTrees(text);
 }
 
 /**
@@ -146,8 +165,11 @@ export async function buildApp(
     config.authDisabled || config.trustedIssuersFile === undefined
       ? []
       : loadTrustedIssuers(config.trustedIssuersFile);
-  // The app's own FHIRPath engine: its clock slot and caches are shared with no other app.
-  const fhirpath = createFhirPath();
+  // The app's own FHIRPath engine: its clock slot and caches are shared with no other app. Its trees
+  // are read here, for this app (a cache: any problem with the file means parsing, as without one).
+  const stored =
+    overrides.parseTreesFile === undefined ? undefined : readParseTrees(overrides.parseTreesFile);
+  const fhirpath = createFhirPath(stored?.trees ? { trees: stored.trees } : {});
   // The optional terminology server; its warnings go to the app's log once there is one.
   const terminology =
     config.terminologyUrl === undefined
@@ -197,6 +219,17 @@ export async function buildApp(
     keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
   }) as unknown as FastifyInstance;
   logOf = () => app.log;
+  if (stored) {
+    const { parsed, stored: found } = fhirpath.counts;
+    const file = overrides.parseTreesFile;
+    if (stored.trees)
+      app.log.info({ file, stored: found, parsed }, 'FHIRPath parse trees read from the build');
+    else
+      app.log.info(
+        { file, reason: stored.reason, parsed },
+        'FHIRPath parse trees not used: every expression was parsed',
+      );
+  }
   // Start-up waits for the expansions at most the terminology timeout; it never fails for them.
   await terminology?.refresh();
   const { live, audit, ownWorker } = await openResources(dirs, config, checked, fhirpath, app.log, overrides);

@@ -6,6 +6,7 @@
  */
 import cluster from 'node:cluster';
 import { randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { buildApp } from './app.js';
 import { loadPseudonymKey } from './audit/pseudonym.js';
@@ -45,15 +46,18 @@ async function main(): Promise<void> {
     primary(config);
     return;
   }
+  // Written beside the build by `npm run build` (dist/fhirpath-trees.json), from dist/src/main.js.
+  const parseTreesFile = fileURLToPath(new URL('../fhirpath-trees.json', import.meta.url));
   const app = await buildApp(
     config,
     cluster.isWorker
       ? {
+          parseTreesFile,
           clusterMetrics: workerMetrics,
           // On SQLite: the replay cache the primary keeps for every worker.
           ...(config.databaseUrl ? {} : { clusterReplay: workerReplayCache() }),
         }
-      : {},
+      : { parseTreesFile },
   );
   // Said by the server process only, so that test apps (built with authentication off) stay quiet.
   if (config.authDisabled) app.log.error({ setting: 'CDS_AUTH_DISABLED' }, AUTH_DISABLED_WARNING);

@@ -2,7 +2,8 @@
  * The app's life cycle: start-up is all-or-nothing (every file checked before any resource opens,
  * and what was opened is closed when a later step fails), and two apps built in one process share
  * nothing: each has its own FHIRPath engine (today() and now() read its own clock) and its own SQLite
- * worker thread, stopped when that app closes.
+ * worker thread, stopped when that app closes. The FHIRPath parse trees stored with the build are
+ * used when they can be, and start-up says why when they cannot.
  */
 import { readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -10,7 +11,10 @@ import * as ort from 'onnxruntime-node';
 import t, { type Test } from 'tap';
 import { openStore } from '../src/audit/store.js';
 import { verifyStore } from '../tools/audit-verify.js';
-import { loadConfig } from '../src/config.js';
+import { loadConfig, loadSettings } from '../src/config.js';
+import { checkDefinitions } from '../src/ops/live-set.js';
+import { FHIRPATH_VERSION, parseFhirPath } from '../src/rules/fhirpath.js';
+import { collectParseTrees, serializeParseTrees } from '../src/rules/parse-trees.js';
 import { buildTestApp, NOW, tempDir, testSqliteWorker } from './helpers/app.js';
 import { lesion, patientView, searchset } from './helpers/hook-request.js';
 
@@ -151,4 +155,39 @@ t.test('a step failing after the resources were opened closes them all', async (
   t.ok(sessions.opened >= 2, `the models' sessions were opened (${sessions.opened})`);
   t.equal(sessions.released, sessions.opened, 'and every one was released');
   t.equal(closed, 1, 'the audit store was closed');
+});
+
+t.test('the parse trees stored with the build are used, or start-up says why not and parses', async (t) => {
+  const dir = tempDir();
+  const good = join(dir, 'good.json');
+  writeFileSync(
+    good,
+    serializeParseTrees(collectParseTrees((engine) => checkDefinitions(loadSettings(), engine))),
+  );
+  const other = join(dir, 'other.json');
+  writeFileSync(other, serializeParseTrees(new Map([['1 + 1', parseFhirPath('1 + 1')]]), '0.0.1'));
+  const corrupt = join(dir, 'corrupt.json');
+  writeFileSync(corrupt, '{"fhirpath":');
+  const lineOf = async (file: string) => {
+    const { app, logs } = await buildTestApp({}, { parseTreesFile: file });
+    await app.close();
+    const lines = logs().filter((l) => String(l.msg).startsWith('FHIRPath parse trees'));
+    t.equal(lines.length, 1, `${file}: one line`);
+    t.equal(lines[0]?.level, 30, 'at info');
+    return lines[0]!;
+  };
+  const used = await lineOf(good);
+  t.match(used, { msg: 'FHIRPath parse trees read from the build', file: good, parsed: 0 });
+  t.ok((used.stored as number) >= 150, `stored: ${String(used.stored)}`);
+  const parsedAll = {
+    parsed: used.stored,
+    msg: 'FHIRPath parse trees not used: every expression was parsed',
+  };
+  t.match(await lineOf(other), {
+    ...parsedAll,
+    file: other,
+    reason: `made by fhirpath.js 0.0.1, this is ${FHIRPATH_VERSION}`,
+  });
+  t.match(await lineOf(corrupt), { ...parsedAll, file: corrupt, reason: /^unreadable: / });
+  t.match(await lineOf(join(dir, 'absent.json')), { ...parsedAll, reason: 'absent' });
 });

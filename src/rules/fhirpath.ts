@@ -77,6 +77,24 @@ function literal(text: string): unknown {
 
 type Compiled = CompiledFunction;
 
+/** Parse trees by exact source text. */
+export type ParseTrees = ReadonlyMap<string, AstNode>;
+
+/**
+ * fhirpath.js's parse tree of a source text (its ANTLR parser).
+ * @throws Error with fhirpath.js's parser message
+ */
+export function parseFhirPath(source: string): AstNode {
+  try {
+    return fhirpath.parse(source) as AstNode;
+  } catch (error) {
+    throw new Error(`invalid FHIRPath "${source}": ${(error as Error).message.split('\n')[0]}`);
+  }
+}
+
+/** The version of fhirpath.js, from its package.json: a stored tree is its parser's output. */
+export const FHIRPATH_VERSION = (require('fhirpath/package.json') as { version: string }).version;
+
 export interface FhirPathOptions {
   /**
    * Narrowing (`narrow.ts`) and remembered results on (the default) or off: off only to compare
@@ -88,12 +106,20 @@ export interface FhirPathOptions {
    * fhirpath.js's interpreter (the default); off only to compare results and timings with fhirpath.js.
    */
   compiled?: boolean;
+  /**
+   * Parse trees by exact source text (`parse-trees.ts`: built with the service, for the bundled
+   * sources): a source found here is not parsed again; any other source is. Never changed by the engine.
+   */
+  trees?: ParseTrees;
 }
 
 /** Compiles expressions; each engine has its own clock slot, caches and remembered results. */
 export interface FhirPath {
-  /** Source texts (with their result kind) compiled to closures, and those left to fhirpath.js. */
-  readonly counts: { compiled: number; interpreted: number };
+  /**
+   * Source texts (with their result kind) compiled to closures, and those left to fhirpath.js; source
+   * texts parsed by fhirpath.js, and those whose tree came from `trees`.
+   */
+  readonly counts: { compiled: number; interpreted: number; parsed: number; stored: number };
   /**
    * Compiles a FHIRPath expression against the R4 model.
    * @param source the expression
@@ -113,7 +139,8 @@ export interface FhirPath {
 export function createFhirPath(options: FhirPathOptions = {}): FhirPath {
   const shortcuts = options.shortcuts ?? true;
   const compiledMode = options.compiled ?? true;
-  const counts = { compiled: 0, interpreted: 0 };
+  const counts = { compiled: 0, interpreted: 0, parsed: 0, stored: 0 };
+  const stored = options.trees;
 
   /** The clock reading of the evaluation under way; evaluation is synchronous, so one slot suffices. */
   const clock: { now: Date; today: unknown; nowValue: unknown } = {
@@ -207,12 +234,14 @@ export function createFhirPath(options: FhirPathOptions = {}): FhirPath {
       // One parse per source text (fhirpath.js's ANTLR parser is most of the start-up's FHIRPath time):
       // the tree serves the closures, the narrowing plan and both result kinds; fhirpath.js compiles its
       // own function (parsing again) only for an expression outside the subset.
+      // A tree stored at build time for this exact text is that parse's result (parse-trees.ts).
       let tree = treeBySource.get(source);
       if (!tree) {
-        try {
-          tree = fhirpath.parse(source) as AstNode;
-        } catch (error) {
-          throw new Error(`invalid FHIRPath "${source}": ${(error as Error).message.split('\n')[0]}`);
+        tree = stored?.get(source);
+        if (tree) counts.stored += 1;
+        else {
+          tree = parseFhirPath(source);
+          counts.parsed += 1;
         }
         treeBySource.set(source, tree);
       }
