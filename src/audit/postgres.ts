@@ -3,7 +3,7 @@
  * audit trail. A commit returns once PostgreSQL has made it durable (`synchronous_commit` on, its
  * default). Statements are written with `?` placeholders, numbered `$1…` here.
  */
-import pg from 'pg';
+import type pg from 'pg';
 import type { Query, Row, SqlDriver } from './sql-store.js';
 
 /** `a = ? AND b = ?` → `a = $1 AND b = $2` (the store's SQL holds no `?` inside string literals). */
@@ -21,7 +21,10 @@ const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
  */
 export async function openPostgresDriver(url: string, schema?: string): Promise<SqlDriver> {
   if (schema !== undefined && !SCHEMA_NAME.test(schema)) throw new Error(`invalid schema name "${schema}"`);
-  const pool = new pg.Pool({
+  // Imported here, not at the top: a service on SQLite (the default) never loads the driver, which
+  // took about 45 ms of every start-up.
+  const { Pool } = (await import('pg')).default;
+  const pool = new Pool({
     connectionString: url,
     max: 10,
     connectionTimeoutMillis: 5000,

@@ -5,13 +5,11 @@
  * `kid` only after a cooldown, so a flood of tokens with made-up `kid`s cannot hammer the issuer. Sets held
  * in memory are imported once by `localKeySet` (`jws.ts`).
  */
-import {
-  createRemoteJWKSet,
-  customFetch,
-  errors,
-  type FetchImplementation,
-  type JWTVerifyGetKey,
-} from 'jose';
+// From jose's subpaths, not its index: the index loads every module of the package (JWE, JWT signing,
+// key generation: about forty files the service never runs) on the start-up path.
+import type { FetchImplementation, JWTVerifyGetKey } from 'jose';
+import * as errors from 'jose/errors';
+import { createRemoteJWKSet, customFetch } from 'jose/jwks/remote';
 
 /**
  * The accepted JWS algorithms: asymmetric only (CDS Hooks 2.0 §"Trusting CDS Clients": never `none`, and

@@ -9,13 +9,9 @@
  * Each failure is a `JwsFailure` carrying the verifier's coded reason (see `AUTH_FAILURE_REASONS`).
  */
 import { constants, createPublicKey, type JsonWebKey, type KeyObject, verify } from 'node:crypto';
-import {
-  base64url,
-  type JSONWebKeySet,
-  type JWK,
-  type JWTPayload,
-  type ProtectedHeaderParameters,
-} from 'jose';
+import type { JSONWebKeySet, JWK, JWTPayload, ProtectedHeaderParameters } from 'jose';
+// A subpath, not jose's index (which loads the whole package at start-up: jwks.ts).
+import * as base64url from 'jose/base64url';
 import type { ALLOWED_ALGORITHMS } from './jwks.js';
 
 export type JwsAlgorithm = (typeof ALLOWED_ALGORITHMS)[number];

@@ -12,13 +12,14 @@
  * `jws.ts` with node:crypto (RSA at once; ECDSA, costlier, on the threadpool).
  */
 import { KeyObject, type webcrypto } from 'node:crypto';
-import {
-  type CompactJWSHeaderParameters,
-  errors,
-  type JWTPayload,
-  type JWTVerifyGetKey,
-  type ProtectedHeaderParameters,
+import type {
+  CompactJWSHeaderParameters,
+  JWTPayload,
+  JWTVerifyGetKey,
+  ProtectedHeaderParameters,
 } from 'jose';
+// A subpath, not jose's index (which loads the whole package at start-up: jwks.ts).
+import * as errors from 'jose/errors';
 import type { TrustedIssuer } from './issuers.js';
 import { ALLOWED_ALGORITHMS } from './jwks.js';
 import {

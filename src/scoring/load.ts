@@ -209,7 +209,8 @@ export function readModels(
       if (m.id !== folder) fail(folder, `manifest id "${m.id}" differs from its folder`);
       if (version !== undefined && m.version !== version)
         fail(`${folder} ${version}`, `manifest version "${m.version}" differs from its folder`);
-      models.set(modelKey(m.id, m.version), readModel(here, fhirpath, options));
+      // The manifest just read and checked: reading it again would parse the YAML twice.
+      models.set(modelKey(m.id, m.version), readModelWith(here, m, fhirpath, options));
     }
   }
   return models;
@@ -388,7 +389,16 @@ export async function loadModel(
 
 /** Reads and checks one model folder, without opening a session. */
 export function readModel(folder: string, fhirpath: FhirPath, options: ReadOptions = {}): ModelFiles {
-  const manifest = readManifest(folder);
+  return readModelWith(folder, readManifest(folder), fhirpath, options);
+}
+
+/** `readModel` with the folder's manifest already read by `readManifest`. */
+function readModelWith(
+  folder: string,
+  manifest: ModelManifest,
+  fhirpath: FhirPath,
+  options: ReadOptions,
+): ModelFiles {
   const m = manifest;
   let bytes: Buffer;
   try {

@@ -2,9 +2,11 @@
  * Remote keys through a loopback JWKS server that counts its requests: caching, refetch on an unknown
  * kid with a cooldown, key rotation, jku allowlisting, and a JWKS endpoint that hangs, fails or is gone.
  */
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import t, { type Test } from 'tap';
 import { JWKS_MAX_BYTES } from '../../src/auth/jwks.js';
 import type { Config } from '../../src/config.js';
@@ -176,4 +178,30 @@ t.test('a remote set with two keys under one kid is refused as ambiguous', async
   const { test, call } = await app(t, { jwksUrl: jwks.url });
   t.equal(await call(k1), 401);
   t.same(refusals(test), ['key_ambiguous']);
+});
+
+t.test("the verifier loads jose's subpaths it uses, not its index (the whole package)", async (t) => {
+  // A module hook printing every jose file loaded while the verifier's modules are imported.
+  const hook = `export async function load(url, context, next) {
+    if (url.includes('/jose/')) process.stdout.write(url.slice(url.indexOf('/jose/')) + '\\n');
+    return next(url, context);
+  }`;
+  const script = `import { register } from 'node:module';
+    register(${JSON.stringify(`data:text/javascript,${encodeURIComponent(hook)}`)});
+    await import(${JSON.stringify(pathToFileURL(resolve('src/auth/verify.ts')).href)});`;
+  const run = spawnSync(
+    process.execPath,
+    ['--import=./node_modules/@tapjs/typescript/dist/esm/import.mjs', '--input-type=module', '-e', script],
+    { encoding: 'utf8', timeout: 45_000 },
+  );
+  t.equal(run.status, 0, run.stderr);
+  const loaded = run.stdout.split('\n').filter(Boolean);
+  t.ok(loaded.includes('/jose/dist/webapi/jwks/remote.js'), 'the hook saw the remote key sets');
+  t.ok(loaded.includes('/jose/dist/webapi/util/errors.js'));
+  t.ok(loaded.includes('/jose/dist/webapi/util/base64url.js'));
+  t.notOk(loaded.includes('/jose/dist/webapi/index.js'), "jose's index is not loaded");
+  t.notOk(
+    loaded.some((url) => url.includes('/jwe/')),
+    'nothing of JWE',
+  );
 });

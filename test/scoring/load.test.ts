@@ -93,6 +93,31 @@ t.test('a missing models folder is an empty registry', async (t) => {
   t.equal(models.size, 0);
 });
 
+t.test('readModels reads and parses each manifest once', async (t) => {
+  // Start-up parsed each manifest twice (readModels checked its folder names, readModel read it again).
+  const fs = await import('node:fs');
+  const reads: string[] = [];
+  const { readModels } = await t.mockImport<typeof import('../../src/scoring/load.js')>(
+    '../../src/scoring/load.js',
+    {
+      'node:fs': {
+        ...fs,
+        readFileSync: (...args: Parameters<typeof fs.readFileSync>) => {
+          if (String(args[0]).endsWith('manifest.yaml')) reads.push(String(args[0]));
+          return fs.readFileSync(...args);
+        },
+      },
+    },
+  );
+  const models = readModels('models', engine);
+  t.same([...models.keys()], ['knee-oa-progression@1.0.0', 'melanoma-risk@1.0.0']);
+  t.same(reads, [
+    join('models', 'knee-oa-progression', '1.0.0', 'manifest.yaml'),
+    join('models', 'melanoma-risk', '1.0.0', 'manifest.yaml'),
+  ]);
+  t.equal(models.get('melanoma-risk@1.0.0')!.manifest.id, 'melanoma-risk');
+});
+
 t.test('start-up errors on a copy of a bundled model', async (t) => {
   t.test('the copy itself loads (the errors below come from the edits)', async (t) => {
     const { root } = copyOf('knee-oa-progression');
