@@ -7,10 +7,11 @@
  * `CDS_CONFIG_FILE` holds the same keys in camelCase. Environment variables win over the file.
  */
 import { readFileSync } from 'node:fs';
-import { Ajv } from 'ajv';
 import type { FromSchema } from 'json-schema-to-ts';
 import { parse as parseYaml } from 'yaml';
+import * as generated from './generated/config.js';
 import { compileEgress } from './prefetch/egress.js';
+import { generatedValidator } from './validators.js';
 
 export const CONFIG_SCHEMA = {
   type: 'object',
@@ -205,9 +206,9 @@ function deepFreeze<T>(value: T): T {
   return value;
 }
 
-const validate = new Ajv({ useDefaults: true, coerceTypes: true, allErrors: true }).compile<Config>(
-  CONFIG_SCHEMA,
-);
+// CONFIG_SCHEMA compiled by `npm run schemas` with ajv's draft-07 class and { useDefaults: true,
+// coerceTypes: true, allErrors: true }: it fills in defaults and coerces the environment's strings.
+const validate = generatedValidator<Config>(generated.config);
 
 /**
  * The checks across settings, so that start-up stops here, before anything is opened, rather than

@@ -8,8 +8,9 @@ import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import type { JSONWebKeySet } from 'jose';
 import { parse as parseYaml } from 'yaml';
-import { createAjv } from '../ajv.js';
+import * as generated from '../generated/issuers.js';
 import { compileEgress, type EgressPolicy } from '../prefetch/egress.js';
+import { generatedValidator } from '../validators.js';
 import { checkPublicJwks } from './jwks.js';
 
 /** One trusted CDS client, as the verifier uses it. URLs are normalised (`new URL(x).href`). */
@@ -77,7 +78,8 @@ interface RawIssuer {
   tenant?: string | string[];
 }
 
-const validate = createAjv({ allErrors: false }).compile<RawIssuer[]>(TRUSTED_ISSUERS_SCHEMA);
+// TRUSTED_ISSUERS_SCHEMA, compiled by `npm run schemas`.
+const validate = generatedValidator<RawIssuer[]>(generated.trustedIssuers);
 
 const LOOPBACK = new Set(['localhost', '127.0.0.1', '[::1]']);
 

@@ -485,3 +485,8 @@ export const SCHEMAS = {
 } as const;
 
 export type SchemaName = keyof typeof SCHEMAS;
+
+/** The name a hook's context validator has in src/generated/request.ts: `patient-view` → `patientViewContext`. */
+export function contextExportName(hook: HookName): string {
+  return `${hook.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase())}Context`;
+}

@@ -1,44 +1,60 @@
 /**
  * Request validation, framework-free: compiled validators for the wire schemas, and the check of a
  * service call's body against its service (the pipeline's validation stage). The schemas reference
- * each other as `#/components/schemas/<Name>`, exactly as in openapi.yaml, so they are registered in
- * ajv under one document shaped like the OpenAPI components section.
+ * each other as `#/components/schemas/<Name>`, exactly as in openapi.yaml, so `npm run schemas` compiles
+ * them under one document shaped like the OpenAPI components section.
  */
-import type { ErrorObject, ValidateFunction } from 'ajv';
-import { createAjv } from '../ajv.js';
+import type { ErrorObject } from 'ajv';
 import { type HookName, type HookRequest, KNOWN_HOOKS } from '../cds-hooks.js';
 import { CdsError } from '../errors.js';
+import * as generated from '../generated/request.js';
 import { selectionProblem } from '../orders/draft-orders.js';
 import type { CompiledService } from '../services/load.js';
-import { CONTEXT_SCHEMAS, SCHEMAS, type SchemaName } from './schemas.js';
+import { generatedValidator, type Validator } from '../validators.js';
+import type { SchemaName } from './schemas.js';
 
-const DOCUMENT_ID = 'cds-hooks.json';
-
-// strictRequired off: `if/then` branches legitimately require properties declared beside them.
-const ajv = createAjv({ allErrors: false, strictRequired: false });
-ajv.addKeyword('components');
-ajv.addSchema({ $id: DOCUMENT_ID, components: { schemas: SCHEMAS } });
-
-// Compiled eagerly, at start-up: a schema mistake stops the server rather than the first request.
-const compiled = new Map(
-  Object.keys(SCHEMAS).map((name) => [
-    name,
-    ajv.compile({ $ref: `${DOCUMENT_ID}#/components/schemas/${name}` }),
-  ]),
-);
+// The schemas compiled by `npm run schemas` (tools/schemas/standalone.ts) as they were here at start-up:
+// each through a $ref into one 'cds-hooks.json' document, with strictRequired off (`if/then` branches
+// legitimately require properties declared beside them). A schema mistake stops `npm run schemas`.
+const compiled: Readonly<Record<SchemaName, Validator>> = {
+  Resource: generatedValidator(generated.Resource),
+  Coding: generatedValidator(generated.Coding),
+  HookRequest: generatedValidator(generated.HookRequest),
+  Source: generatedValidator(generated.Source),
+  Action: generatedValidator(generated.Action),
+  Suggestion: generatedValidator(generated.Suggestion),
+  Link: generatedValidator(generated.Link),
+  Card: generatedValidator(generated.Card),
+  HookResponse: generatedValidator(generated.HookResponse),
+  DiscoveryService: generatedValidator(generated.DiscoveryService),
+  DiscoveryResponse: generatedValidator(generated.DiscoveryResponse),
+  OperationOutcome: generatedValidator(generated.OperationOutcome),
+  Feedback: generatedValidator(generated.Feedback),
+  FeedbackRequest: generatedValidator(generated.FeedbackRequest),
+  FeedbackResponse: generatedValidator(generated.FeedbackResponse),
+  AnalyticsReport: generatedValidator(generated.AnalyticsReport),
+  PatientExportRequest: generatedValidator(generated.PatientExportRequest),
+  PatientExport: generatedValidator(generated.PatientExport),
+};
 
 /** The validator of a named schema. */
-export function validatorFor(name: SchemaName): ValidateFunction {
-  return compiled.get(name)!;
+export function validatorFor(name: SchemaName): Validator {
+  return compiled[name];
 }
 
-const contextValidators = new Map(
-  Object.entries(CONTEXT_SCHEMAS).map(([hook, schema]) => [hook, ajv.compile(schema)] as const),
-);
+// Each hook's CONTEXT_SCHEMAS entry, exported as `contextExportName(hook)`.
+const contextValidators: Readonly<Record<HookName, Validator>> = {
+  'patient-view': generatedValidator(generated.patientViewContext),
+  'order-select': generatedValidator(generated.orderSelectContext),
+  'order-sign': generatedValidator(generated.orderSignContext),
+  'appointment-book': generatedValidator(generated.appointmentBookContext),
+  'encounter-start': generatedValidator(generated.encounterStartContext),
+  'encounter-discharge': generatedValidator(generated.encounterDischargeContext),
+};
 
 /** Validates a hook's context; `undefined` when the hook is not one the service knows. */
-export function contextValidatorFor(hook: HookName): ValidateFunction {
-  return contextValidators.get(hook)!;
+export function contextValidatorFor(hook: HookName): Validator {
+  return contextValidators[hook];
 }
 
 /** One readable line for the first validation error: where, and what is wrong. */

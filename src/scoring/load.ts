@@ -17,12 +17,13 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { parse as parseYaml, parseDocument } from 'yaml';
-import { defaultAjv } from '../ajv.js';
 import { CdsError } from '../errors.js';
+import * as generated from '../generated/models.js';
+import { generatedValidator } from '../validators.js';
 import type { FhirPath } from '../rules/fhirpath.js';
 import { type CompiledFeature, type CompiledGuard, compileFeatureDefaults } from './features.js';
-import { MANIFEST_SCHEMA, type ModelManifest } from './manifest.js';
-import { FILL_MARKER, MODEL_CARD_SCHEMA, type RequiredModelCard } from './model-card.js';
+import type { ModelManifest } from './manifest.js';
+import { FILL_MARKER, type RequiredModelCard } from './model-card.js';
 import { isKnownUnit } from './units.js';
 import { parseBackground } from './background.js';
 import { applyLink, readTreeModel, treeMargin } from './trees.js';
@@ -93,9 +94,8 @@ export interface ReadOptions {
   approved?: { file: string; models: readonly ApprovedModel[] };
 }
 
-const validateManifest = defaultAjv().compile<ModelManifest>(MANIFEST_SCHEMA);
-const validateCard = defaultAjv().compile<RequiredModelCard>(MODEL_CARD_SCHEMA);
-const validateApproved = defaultAjv().compile<ApprovedModel[]>({
+/** The approved-models file (`approvedModelsFile`): see {@link readApprovedModels}. */
+export const APPROVED_MODELS_SCHEMA = {
   type: 'array',
   items: {
     type: 'object',
@@ -110,7 +110,12 @@ const validateApproved = defaultAjv().compile<ApprovedModel[]>({
       report: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$' },
     },
   },
-});
+} as const;
+
+// MANIFEST_SCHEMA, MODEL_CARD_SCHEMA and APPROVED_MODELS_SCHEMA, compiled by `npm run schemas`.
+const validateManifest = generatedValidator<ModelManifest>(generated.manifest);
+const validateCard = generatedValidator<RequiredModelCard>(generated.modelCard);
+const validateApproved = generatedValidator<ApprovedModel[]>(generated.approvedModels);
 
 /**
  * Reads the approved-models file (YAML or JSON: a list of `{ id, version, sha256 }`, each with its

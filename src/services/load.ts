@@ -12,20 +12,20 @@ import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { parseDocument } from 'yaml';
-import { defaultAjv } from '../ajv.js';
 import { CdsError } from '../errors.js';
+import * as generated from '../generated/service-definition.js';
 import { type ParsedTemplate, parseTemplate } from '../prefetch/template.js';
 import type { CompiledDatum, CompiledDefine, CompiledFocus, CompiledRule } from '../rules/evaluate.js';
 import type { CompiledExpression, FhirPath } from '../rules/fhirpath.js';
 import type { LoadedModel } from '../scoring/load.js';
 import type { ModelManifest } from '../scoring/manifest.js';
-import {
-  type ActionSpec,
-  DEFINITION_SCHEMA,
-  type PrefetchSpec,
-  type ServiceDefinition,
-  type ServiceDefinitionFile,
+import type {
+  ActionSpec,
+  PrefetchSpec,
+  ServiceDefinition,
+  ServiceDefinitionFile,
 } from './definition-schema.js';
+import { generatedValidator } from '../validators.js';
 import { NO_VALUE_SETS, type ValueSets } from './value-sets.js';
 
 export interface CompiledPrefetch {
@@ -71,7 +71,8 @@ export interface CompiledService<M extends ModelLike = LoadedModel> {
  */
 export const PLATFORM_VARIABLES = ['hookContext', 'draftOrders', 'valueSets'] as const;
 
-const validateDefinition = defaultAjv().compile<ServiceDefinitionFile>(DEFINITION_SCHEMA);
+// DEFINITION_SCHEMA, compiled by `npm run schemas`.
+const validateDefinition = generatedValidator<ServiceDefinitionFile>(generated.serviceDefinition);
 
 function fail(file: string, pointer: string, reason: string): never {
   throw new CdsError('CDS_ERR_DEFINITION_INVALID', { file, pointer: pointer ? `#${pointer}` : '', reason });

@@ -12,8 +12,9 @@
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { defaultAjv } from '../ajv.js';
 import { CdsError } from '../errors.js';
+import * as generated from '../generated/value-set.js';
+import { generatedValidator } from '../validators.js';
 import {
   type BundledTerminology,
   type ComposeInclude,
@@ -88,7 +89,8 @@ const INCLUDE = {
   },
 } as const;
 
-const VALUE_SET_SCHEMA = {
+/** A `ValueSet-*.json` file, as far as the service reads it (compiled by `npm run schemas`). */
+export const VALUE_SET_SCHEMA = {
   type: 'object',
   required: ['resourceType', 'id', 'url', 'status', 'compose'],
   properties: {
@@ -110,7 +112,8 @@ const VALUE_SET_SCHEMA = {
   },
 } as const;
 
-const validate = defaultAjv().compile(VALUE_SET_SCHEMA);
+// VALUE_SET_SCHEMA, compiled by `npm run schemas`.
+const validate = generatedValidator(generated.valueSet);
 
 interface ValueSetResource {
   id: string;

@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import type { Patient as FhirPatient, MedicationRequest, Resource } from 'fhir/r4.js';
 import t from 'tap';
-import { createAjv } from '../../src/ajv.js';
+import { createAjv } from '../../tools/schemas/ajv.js';
 import type { Action, Card, HookRequest } from '../../src/cds-hooks.js';
 import { SYSTEM } from '../../src/codes.js';
 import { EXPLANATION_EXTENSION } from '../../src/explain/explain.js';

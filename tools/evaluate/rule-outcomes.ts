@@ -10,15 +10,12 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseDocument } from 'yaml';
-import { createAjv } from '../../src/ajv.js';
 import type { SqlDriver } from '../../src/audit/sql-store.js';
+import * as generated from '../../src/generated/service-definition.js';
 import type { RuleStats } from '../../src/governance/types.js';
 import type { FhirPath } from '../../src/rules/fhirpath.js';
-import {
-  type CardOutcome,
-  DEFINITION_SCHEMA,
-  type ServiceDefinitionFile,
-} from '../../src/services/definition-schema.js';
+import type { CardOutcome, ServiceDefinitionFile } from '../../src/services/definition-schema.js';
+import { generatedValidator } from '../../src/validators.js';
 import { compileOutcome, type CompiledOutcome, type OutcomeEvidence, outcomeOf } from './linkage.js';
 
 /** One rule card of the audit trail (no model estimate), with its latest feedback. */
@@ -64,7 +61,8 @@ export async function ruleCards(driver: SqlDriver, from: string, to: string): Pr
   }));
 }
 
-const validateDefinition = createAjv().compile<ServiceDefinitionFile>(DEFINITION_SCHEMA);
+// DEFINITION_SCHEMA as the service checks it (src/services/load.ts), compiled by `npm run schemas`.
+const validateDefinition = generatedValidator<ServiceDefinitionFile>(generated.serviceDefinition);
 
 /**
  * The outcomes the card templates of a services folder define, by `serviceId|template` (a file listing

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { Bundle, CodeSystem, MedicationRequest, Observation, Resource } from 'fhir/r4.js';
 import t from 'tap';
-import { createAjv } from '../../../src/ajv.js';
+import { createAjv } from '../../../tools/schemas/ajv.js';
 import { PRESCRIBING, SYSTEM } from '../../../src/codes.js';
 import { validatorFor } from '../../../src/request/validate.js';
 import { loadValueSets } from '../../../src/services/value-sets.js';
