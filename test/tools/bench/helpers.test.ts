@@ -13,6 +13,7 @@ import {
   scalingSummary,
   summariseProfile,
   steadyStateProfile,
+  tailSummary,
   cpuBusyShare,
   bodyOfSize,
   olderVisits,
@@ -287,3 +288,29 @@ t.test('older visits: dated Observations copied years earlier; bodies grown to a
   t.equal(bodyOfSize(resources, build, 1, one - 1), null, 'already over the maximum');
   t.equal(bodyOfSize([patient], build, 10_000, 20_000), null, 'nothing to add: never reaches the minimum');
 });
+
+t.test(
+  'tailSummary groups the pauses by kind, largest total first, with their share of the run',
+  async (t) => {
+    const summary = tailSummary(
+      {
+        pauses: [
+          [10, 'minor', 4],
+          [20, 'minor', 12],
+          [30, 'major', 20],
+          [40, 'minor', 5],
+        ],
+        loopDelayMs: { p50: 1.1, p99: 16.5, max: 52.8 },
+      },
+      1000.4,
+    );
+    t.same(summary, {
+      runMs: 1000,
+      gc: [
+        { kind: 'minor', count: 3, totalMs: 21, shareOfRun: 0.021, p50Ms: 5, maxMs: 12, atLeast10Ms: 1 },
+        { kind: 'major', count: 1, totalMs: 20, shareOfRun: 0.02, p50Ms: 20, maxMs: 20, atLeast10Ms: 1 },
+      ],
+      loopDelayMs: { p50: 1.1, p99: 16.5, max: 52.8 },
+    });
+  },
+);
