@@ -3,7 +3,7 @@ import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { childEnv, LOADER } from './helpers/child.js';
+import { childEnv, killOnExit, LOADER } from './helpers/child.js';
 
 // Each test starts the TypeScript entry point in a new process: a few seconds each on an idle machine,
 // but transpiling the whole import graph took over 30 s under heavy load (CI on a shared machine).
@@ -50,6 +50,7 @@ t.test('CDS_AUTH_DISABLED=true starts the server, which says loudly that anyone 
     env: childEnv({ CDS_AUTH_DISABLED: 'true', CDS_PORT: '0' }),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  killOnExit(child);
   t.teardown(() => child.kill('SIGKILL'));
   const lines: Record<string, unknown>[] = [];
   await new Promise<void>((resolve, reject) => {
@@ -91,6 +92,7 @@ t.test('SIGHUP reloads the services: a new file is served, a broken one is refus
     }),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  killOnExit(child);
   t.teardown(() => child.kill('SIGKILL'));
   const lines: Record<string, unknown>[] = [];
   const waiters: {

@@ -16,3 +16,6 @@ export const LOADER = './node_modules/@tapjs/typescript/dist/esm/import.mjs';
 export function childEnv(extra: Record<string, string> = {}): Record<string, string> {
   return { PATH: process.env.PATH ?? '', TS_NODE_TRANSPILE_ONLY: '1', ...extra };
 }
+
+/** Kills a child when this test process exits or tap ends it at its timeout (tools/bench/serve-child.ts). */
+export { killOnExit } from '../../tools/bench/serve-child.js';

@@ -11,7 +11,7 @@ import { openStore, sqliteFile } from '../../src/audit/store.js';
 import { verifyStore } from '../../tools/audit-verify.js';
 import { tempDir } from '../helpers/app.js';
 import { lesion, patientView, searchset } from '../helpers/hook-request.js';
-import { childEnv, LOADER } from '../helpers/child.js';
+import { childEnv, killOnExit, LOADER } from '../helpers/child.js';
 
 // Starting the real server under the full suite's load takes up to two minutes (see startServer).
 t.setTimeout(600_000);
@@ -28,6 +28,7 @@ function startServer(
     env: childEnv({ CDS_PORT: '0', CDS_DATA_DIR: dataDir, CDS_LOG_LEVEL: 'info', CDS_AUTH_DISABLED: 'true' }),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  killOnExit(child);
   const exited = new Promise((resolve) => child.once('exit', resolve));
   return new Promise((resolve, reject) => {
     let buffer = '';

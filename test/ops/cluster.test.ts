@@ -14,7 +14,7 @@ import { runVerify } from '../../tools/audit-verify.js';
 import { NOW } from '../helpers/app.js';
 import { patientView, searchset } from '../helpers/hook-request.js';
 import { ISSUER, jwksOf, makeKey, mint, PUBLIC_URL, writeIssuers } from '../helpers/jwt.js';
-import { childEnv, LOADER } from '../helpers/child.js';
+import { childEnv, killOnExit, LOADER } from '../helpers/child.js';
 
 const SERVICE = '/cds-services/melanoma-lesion-triage';
 
@@ -70,6 +70,7 @@ t.test('two workers on one port share the chain, the replay cache and the metric
     }),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  killOnExit(child);
   t.teardown(() => child.kill('SIGKILL'));
   const out = watch(child);
 
@@ -194,6 +195,7 @@ t.test('a worker that cannot start stops the whole set with exit code 1', async 
     }),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  killOnExit(child);
   t.teardown(() => child.kill('SIGKILL'));
   const out = watch(child);
   const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));

@@ -49,6 +49,23 @@ function getStatus(port: number, path: string): Promise<number> {
   });
 }
 
+/**
+ * Kills `child` when this process exits, also when tap ends a test file at its timeout (teardowns do not
+ * run then): a server left running would load the machine for the files after it.
+ */
+export function killOnExit(child: ChildProcess): void {
+  const kill = () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  };
+  // tap ends a file at its timeout with SIGALRM, then SIGKILL: 'exit' is not always emitted.
+  process.once('exit', kill);
+  process.once('SIGALRM', kill);
+  child.once('exit', () => {
+    process.off('exit', kill);
+    process.off('SIGALRM', kill);
+  });
+}
+
 export async function serveChild(
   nodeFlags: string[],
   env: Record<string, string> = {},
@@ -69,6 +86,7 @@ export async function serveChild(
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  killOnExit(child);
   let text = '';
   let maxHeap = 0;
   let lastAfter = 0;
