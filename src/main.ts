@@ -48,17 +48,16 @@ async function main(): Promise<void> {
   }
   // Written beside the build by `npm run build` (dist/fhirpath-trees.json), from dist/src/main.js.
   const parseTreesFile = fileURLToPath(new URL('../fhirpath-trees.json', import.meta.url));
-  const app = await buildApp(
-    config,
-    cluster.isWorker
+  const app = await buildApp(config, {
+    parseTreesFile,
+    ...(cluster.isWorker
       ? {
-          parseTreesFile,
           clusterMetrics: workerMetrics,
           // On SQLite: the replay cache the primary keeps for every worker.
           ...(config.databaseUrl ? {} : { clusterReplay: workerReplayCache() }),
         }
-      : { parseTreesFile },
-  );
+      : {}),
+  });
   // Said by the server process only, so that test apps (built with authentication off) stay quiet.
   if (config.authDisabled) app.log.error({ setting: 'CDS_AUTH_DISABLED' }, AUTH_DISABLED_WARNING);
   const shutdown = async (signal: string) => {

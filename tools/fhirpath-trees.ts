@@ -5,24 +5,13 @@
  * own code compiles (`checkDefinitions` on the project's cds-services/, models/ and fhir-profiles/), so
  * where expressions live is known in one place only.
  */
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { loadSettings } from '../src/config.js';
 import { checkDefinitions } from '../src/ops/live-set.js';
+import { projectRoot } from './openapi/build.js';
 import { collectParseTrees, serializeParseTrees } from '../src/rules/parse-trees.js';
 import { invokedDirectly } from './usage.js';
-
-/** The folder holding package.json, from tools/ or from the compiled dist/tools/. */
-function projectRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, 'package.json'))) {
-    const parent = dirname(dir);
-    if (parent === dir) throw new Error('package.json not found above tools/');
-    dir = parent;
-  }
-  return dir;
-}
 
 /**
  * Writes the trees of the sources under `root`'s default folders to `file`.
