@@ -39,6 +39,15 @@ export interface CompiledExpression {
   readonly source: string;
   /** Evaluates on `input` with `%name` variables from `env`; `now` is the clock reading for today()/now(). */
   evaluate(input: unknown, env: Readonly<Record<string, unknown>>, now: Date): unknown[];
+  /**
+   * The first item `evaluate` gives (undefined when it gives none), for callers that read only that and
+   * keep what they read themselves (feature extraction: the date and value of each candidate). Nothing
+   * is remembered. A union of paths (`effective.ofType(dateTime) | effective.ofType(Period).start |
+   * issued`) runs its branches in order until one gives an item: a union keeps the first occurrence of
+   * each item, in order, so its first item is the first item of its first non-empty branch, and the
+   * later branches, which would only be compared with it to drop duplicates, are not evaluated.
+   */
+  first(input: unknown, env: Readonly<Record<string, unknown>>, now: Date): unknown;
 }
 
 /** Names of `%variables` an expression uses, string literals and built-ins left out. */
@@ -50,6 +59,43 @@ export function variablesOf(source: string): string[] {
     if (!BUILT_IN_VARIABLES.has(name) && !name.startsWith('vs-') && !name.startsWith('ext-')) names.add(name);
   }
   return [...names];
+}
+
+/** Parse-tree nodes of a path: member access and `ofType(T)`, which cannot fail whatever the data. */
+const PATH_NODES = new Set([
+  'InvocationExpression',
+  'TermExpression',
+  'InvocationTerm',
+  'MemberInvocation',
+  'Identifier',
+  'FunctionInvocation',
+  'Functn',
+  'ParamList',
+]);
+
+function isPath(node: AstNode): boolean {
+  if (!PATH_NODES.has(node.type)) return false;
+  if (node.type === 'FunctionInvocation' && node.text !== 'ofType') return false;
+  return (node.children ?? []).every(isPath);
+}
+
+/**
+ * The branches, left to right, of an expression that is a union of paths (`a | b.ofType(T).c | d`);
+ * undefined for any other expression. Only paths: a branch that could fail on some data (a function
+ * with a singleton argument, a comparison) is evaluated with the others, as the union does.
+ */
+export function unionOfPaths(tree: AstNode): AstNode[] | undefined {
+  let root = tree.children?.[0];
+  while (root?.type === 'EntireExpression') root = root.children?.[0];
+  if (root?.type !== 'UnionExpression') return undefined;
+  const branches: AstNode[] = [];
+  const collect = (node: AstNode): boolean => {
+    if (node.type === 'UnionExpression') return node.children?.length === 2 && node.children.every(collect);
+    if (!isPath(node)) return false;
+    branches.push(node);
+    return true;
+  };
+  return collect(root) ? branches : undefined;
 }
 
 /** The JSON value of a fhirpath.js node (or the value itself). */
@@ -187,7 +233,10 @@ export function createFhirPath(options: FhirPathOptions = {}): FhirPath {
   };
 
   /** One fhirpath.js function and narrowing plan per source text and result kind, however often compiled. */
-  const compiledBySource = new Map<string, { compiled: Compiled; plan: NarrowingPlan }>();
+  const compiledBySource = new Map<
+    string,
+    { compiled: Compiled; plan: NarrowingPlan; branches: Compiled[] | undefined }
+  >();
   /** The parse tree of each source text (shared by both result kinds). */
   const treeBySource = new Map<string, AstNode>();
 
@@ -202,6 +251,18 @@ export function createFhirPath(options: FhirPathOptions = {}): FhirPath {
 
   /** Narrowed Bundles of this engine's evaluations (`narrow.ts`). */
   const narrowed: NarrowedBundles = new WeakMap();
+
+  const setClock = (now: Date): void => {
+    clock.now = now;
+    clock.today = undefined;
+    clock.nowValue = undefined;
+  };
+  const compileOptions = (keepTypes: boolean) => ({
+    model: r4,
+    clock: clockFunctions,
+    keepTypes,
+    userFunctions: { inValueSet: userInvocationTable.inValueSet },
+  });
 
   const resultsFor = (env: object, input: object): Map<Compiled, { at: number; result: unknown[] }> => {
     let byInput = remembered.get(env);
@@ -246,14 +307,7 @@ export function createFhirPath(options: FhirPathOptions = {}): FhirPath {
         treeBySource.set(source, tree);
       }
       // Within the subset, closures calling fhirpath.js's own functions; otherwise fhirpath.js.
-      const closures = compiledMode
-        ? compileExpression(tree, {
-            model: r4,
-            clock: clockFunctions,
-            keepTypes,
-            userFunctions: { inValueSet: userInvocationTable.inValueSet },
-          })
-        : undefined;
+      const closures = compiledMode ? compileExpression(tree, compileOptions(keepTypes)) : undefined;
       const compiled: Compiled =
         closures ??
         (fhirpath.compile(source, r4, {
@@ -261,15 +315,19 @@ export function createFhirPath(options: FhirPathOptions = {}): FhirPath {
           ...(keepTypes ? { resolveInternalTypes: false } : {}),
         }) as Compiled);
       counts[closures ? 'compiled' : 'interpreted'] += 1;
+      // A union of paths: its branches as closures too, for `first` (all of them, or none).
+      const paths = closures ? unionOfPaths(tree) : undefined;
+      const branchClosures = paths?.map((branch) =>
+        compileExpression({ type: 'EntireExpression', children: [branch] }, compileOptions(keepTypes)),
+      );
+      const branches = branchClosures?.every((b) => b !== undefined) ? branchClosures : undefined;
       // Which collections may be cut down before they are walked (narrow.ts says why it is exact).
-      entry = { compiled, plan: planNarrowing(tree) };
+      entry = { compiled, plan: planNarrowing(tree), branches };
       compiledBySource.set(key, entry);
     }
-    const { compiled, plan } = entry;
+    const { compiled, plan, branches } = entry;
     const run = (input: unknown, env: Readonly<Record<string, unknown>>, now: Date): unknown[] => {
-      clock.now = now;
-      clock.today = undefined;
-      clock.nowValue = undefined;
+      setClock(now);
       if (!shortcuts) return compiled(input, env as Record<string, unknown>) as unknown[];
       const cut = narrow(plan, input, env, narrowed);
       return compiled(cut.input, cut.env as Record<string, unknown>) as unknown[];
@@ -285,6 +343,15 @@ export function createFhirPath(options: FhirPathOptions = {}): FhirPath {
         const result = run(input, env, now);
         results.set(compiled, { at: now.getTime(), result });
         return result.slice();
+      },
+      first(input, env, now) {
+        if (branches === undefined) return run(input, env, now)[0];
+        setClock(now);
+        for (const branch of branches) {
+          const items = branch(input, env as Record<string, unknown>) as unknown[];
+          if (items.length > 0) return items[0];
+        }
+        return undefined;
       },
     };
   };

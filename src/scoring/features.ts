@@ -121,9 +121,8 @@ function timeOf(date: string | undefined): number {
   return date === undefined ? Number.NEGATIVE_INFINITY : Date.parse(date);
 }
 
-function firstString(values: unknown[]): string | undefined {
-  const first = values[0];
-  return typeof first === 'string' ? first : undefined;
+function asString(value: unknown): string | undefined {
+  return typeof value === 'string' ? value : undefined;
 }
 
 function format(value: number): string {
@@ -189,7 +188,7 @@ function candidates(reader: Reader, source: CompiledExpression, dateExpression: 
     const found: Candidate[] = [];
     for (let index = 0; index < items.length; index += 1) {
       const item = items[index];
-      const date = firstString(dateExpression.evaluate(item, reader.env, reader.now));
+      const date = asString(dateExpression.first(item, reader.env, reader.now));
       found.push({ item, index, date, time: timeOf(date) });
     }
     found.sort((a, b) => b.time - a.time || a.index - b.index);
@@ -208,7 +207,7 @@ function readValue(reader: Reader, list: CandidateList, position: number, expres
   }
   let value = reads[position];
   if (value === NOT_READ) {
-    value = expression.evaluate(list.candidates[position]!.item, reader.env, reader.now)[0];
+    value = expression.first(list.candidates[position]!.item, reader.env, reader.now);
     reads[position] = value;
   }
   return value;
@@ -428,7 +427,7 @@ function flagOf(reader: Reader, feature: CompiledFeature): Found {
   // The earliest date as text (what sorting the dates and taking the first gave).
   let first: string | undefined;
   for (const item of items) {
-    const date = firstString(dateExpression.evaluate(item, reader.env, reader.now));
+    const date = asString(dateExpression.first(item, reader.env, reader.now));
     if (date !== undefined && (first === undefined || date < first)) first = date;
   }
   return { kind: 'value', reading: { value: 1, recorded: 'recorded', date: first } };

@@ -69,7 +69,7 @@ export function normal(value: unknown): unknown {
 }
 
 export type Outcome = { value: unknown } | { error: string };
-export function outcome(run: () => unknown[]): Outcome {
+export function outcome(run: () => unknown): Outcome {
   try {
     return { value: normal(run()) };
   } catch (error) {
@@ -103,27 +103,44 @@ export function differential(
       const compiled = compiledEngine.compile(source, variables, keepTypes);
       const reference = oracleEngine.compile(source, variables, keepTypes);
       evaluated.set(source, evaluated.get(source) ?? 0);
+      /** Runs `mine` and the oracle's `want`, records any difference, and answers as the oracle does. */
+      const compare = <T>(kind: string, want: () => T, mine: () => T): T => {
+        let wanted: T | undefined;
+        let wantError: unknown;
+        let failed = false;
+        try {
+          wanted = want();
+        } catch (error) {
+          wantError = error;
+          failed = true;
+        }
+        const a = failed ? { error: (wantError as Error).message } : { value: normal(wanted) };
+        const b = outcome(mine);
+        evaluated.set(source, evaluated.get(source)! + 1);
+        if (JSON.stringify(a) !== JSON.stringify(b) && mismatches.length < 20) {
+          mismatches.push(
+            `${source} (${kind})\n  fhirpath.js: ${JSON.stringify(a)}\n  compiled:    ${JSON.stringify(b)}`,
+          );
+        }
+        if (failed) throw wantError;
+        return wanted as T;
+      };
       const expression: CompiledExpression = {
         source,
-        evaluate(input, env, now) {
-          let want: unknown[] | undefined;
-          let wantError: unknown;
-          try {
-            want = reference.evaluate(input, env, now);
-          } catch (error) {
-            wantError = error;
-          }
-          const a = want === undefined ? { error: (wantError as Error).message } : { value: normal(want) };
-          const b = outcome(() => compiled.evaluate(input, env, now));
-          evaluated.set(source, evaluated.get(source)! + 1);
-          if (JSON.stringify(a) !== JSON.stringify(b) && mismatches.length < 20) {
-            mismatches.push(
-              `${source}\n  fhirpath.js: ${JSON.stringify(a)}\n  compiled:    ${JSON.stringify(b)}`,
-            );
-          }
-          if (want === undefined) throw wantError;
-          return want;
-        },
+        evaluate: (input, env, now) =>
+          compare(
+            'evaluate',
+            () => reference.evaluate(input, env, now),
+            () => compiled.evaluate(input, env, now),
+          ),
+        // The compiled side's own `first` (a union of paths runs branch by branch) against the first
+        // item of fhirpath.js's whole result.
+        first: (input, env, now) =>
+          compare(
+            'first',
+            () => reference.evaluate(input, env, now)[0],
+            () => compiled.first(input, env, now),
+          ),
       };
       return expression;
     },

@@ -184,6 +184,9 @@ t.test('a rule that throws on unexpected data is reported and marked not evaluab
           evaluate: () => {
             throw new TypeError('bad data');
           },
+          first: () => {
+            throw new TypeError('bad data');
+          },
         },
       },
     ],

@@ -344,6 +344,73 @@ t.test("the compiler's own constructs match fhirpath.js on their edge cases", as
 });
 
 t.test(
+  '`first` is the first item of the whole result; a union of paths stops at its first non-empty branch',
+  async (t) => {
+    const DATE = 'effective.ofType(dateTime) | effective.ofType(Period).start | issued';
+    const observations = CRAFTED_ENV.obs.entry.map((e) => e.resource as Record<string, unknown>);
+    const candidates = [
+      ...observations,
+      // Two branches giving the same date, and a later branch only: the first item is the first branch's.
+      observation('same', { effectiveDateTime: '2026-11-02T08:00:00Z', issued: '2026-11-02T08:00:00Z' }),
+      observation('equal', {
+        effectiveDateTime: '2026-11-02T09:00:00+01:00',
+        issued: '2026-11-02T08:00:00Z',
+      }),
+      observation('issued', { issued: '2026-11-03T08:00:00Z' }),
+      observation('period-and-issued', {
+        effectivePeriod: { start: '2026-01' },
+        issued: '2026-02-01T00:00:00Z',
+      }),
+      observation('none', {}),
+    ];
+    const sources = [
+      DATE,
+      '(effective.ofType(dateTime) | issued) | id',
+      'value.ofType(Quantity)',
+      'code.coding | id',
+    ];
+    const engine = createFhirPath({ shortcuts: false });
+    let defined = 0;
+    for (const source of sources) {
+      const compiled = engine.compile(source, VARIABLES);
+      const typed = engine.compile(source, VARIABLES, true);
+      const reference = oracle.compile(source, VARIABLES);
+      const typedReference = oracle.compile(source, VARIABLES, true);
+      for (const item of candidates) {
+        const want = reference.evaluate(item, CRAFTED_ENV, NOW)[0];
+        if (want !== undefined) defined += 1;
+        t.same(
+          normal(compiled.first(item, CRAFTED_ENV, NOW)),
+          normal(want),
+          `${source} on ${String(item.id)}`,
+        );
+        t.same(
+          normal(typed.first(item, CRAFTED_ENV, NOW)),
+          normal(typedReference.evaluate(item, CRAFTED_ENV, NOW)[0]),
+          `${source} on ${String(item.id)}, typed`,
+        );
+      }
+    }
+    t.ok(defined >= 20, `first items compared: ${defined}`);
+    // The branches run in order and stop at the first that gives an item: on an Observation with both
+    // an effectiveDateTime and an issued time, `issued` is never read.
+    let issuedReads = 0;
+    const watched = observation('watched', { effectiveDateTime: '2026-11-01' });
+    Object.defineProperty(watched, 'issued', {
+      enumerable: true,
+      get: () => {
+        issuedReads += 1;
+        return '2026-11-02T08:00:00Z';
+      },
+    });
+    t.equal(engine.compile(DATE, VARIABLES).first(watched, CRAFTED_ENV, NOW), '2026-11-01');
+    t.equal(issuedReads, 0);
+    t.equal(engine.compile(DATE, VARIABLES).evaluate(watched, CRAFTED_ENV, NOW).length, 2);
+    t.ok(issuedReads > 0);
+  },
+);
+
+t.test(
   'clock arithmetic computed once still follows the clock, and one engine never serves another',
   async (t) => {
     const sources = [

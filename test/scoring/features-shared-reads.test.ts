@@ -37,6 +37,12 @@ function counted(expression: CompiledExpression, calls: Calls): CompiledExpressi
       byInput.set(input, (byInput.get(input) ?? 0) + 1);
       return expression.evaluate(input, env, now);
     },
+    first(input, env, now) {
+      const byInput = calls.get(expression.source) ?? new Map<unknown, number>();
+      calls.set(expression.source, byInput);
+      byInput.set(input, (byInput.get(input) ?? 0) + 1);
+      return expression.first(input, env, now);
+    },
   };
 }
 
