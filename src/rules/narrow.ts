@@ -54,11 +54,13 @@ interface Filter {
 export interface NarrowingPlan {
   /** Variables whose Bundle is cut down to the entries whose resource may pass, by name. */
   variables: ReadonlyMap<string, { key: string; keep: Predicate }>;
+  /** Names and filter keys of `variables`: plans with the same one narrow a variables object alike. */
+  variablesKey: string;
   /** The input's `component` list is cut down to the components that may pass. */
   component: Predicate | undefined;
 }
 
-const NO_PLAN: NarrowingPlan = { variables: new Map(), component: undefined };
+const NO_PLAN: NarrowingPlan = { variables: new Map(), variablesKey: '', component: undefined };
 
 /** fhirpath.js's built-in variables that give the input (or its resource) as a whole. */
 const WHOLE_INPUT_VARIABLES = new Set(['context', 'resource', 'rootResource']);
@@ -198,16 +200,19 @@ function codingTest(node: AstNode): Filter {
   return { keep: () => true, key: '*' };
 }
 
-/** The values of `name` in each item, as FHIRPath sees them: a list's items, a single value, or none. */
-function membersOf(items: readonly unknown[], name: string): unknown[] {
-  const out: unknown[] = [];
-  for (const item of items) {
-    if (!isRecord(item)) continue;
-    const v = item[name];
-    if (Array.isArray(v)) out.push(...v);
-    else if (v !== undefined && v !== null) out.push(v);
+/**
+ * Whether `test` holds for one of the values of `name` in `item`, as FHIRPath sees them: each of a
+ * list's items (nulls in it included), a single value, none when absent or null or when `item` is not
+ * an object. Nothing is allocated: filters run on every entry of a Bundle.
+ */
+function someMember(item: unknown, name: string, test: Predicate): boolean {
+  if (!isRecord(item)) return false;
+  const v = item[name];
+  if (Array.isArray(v)) {
+    for (const member of v) if (test(member)) return true;
+    return false;
   }
-  return out;
+  return v !== undefined && v !== null && test(v);
 }
 
 /** `code.coding.where(K).exists()`: the code test of an element, or undefined when `term` is not one. */
@@ -225,8 +230,7 @@ function codeTest(term: AstNode): Filter | undefined {
     keep: (element) => {
       // Anything but objects is left to fhirpath.js.
       if (!isRecord(element)) return true;
-      const codings = membersOf(membersOf([element], 'code'), 'coding');
-      return codings.some((c) => test.keep(c));
+      return someMember(element, 'code', (code) => someMember(code, 'coding', test.keep));
     },
     key: `code.coding[${test.key}]`,
   };
@@ -359,12 +363,20 @@ export function planNarrowing(ast: AstNode): NarrowingPlan {
     componentReads.every((r) => r !== undefined)
       ? (c: unknown) => componentReads.some((t) => t!.keep(c))
       : undefined;
-  return variables.size === 0 && component === undefined ? NO_PLAN : { variables, component };
+  if (variables.size === 0 && component === undefined) return NO_PLAN;
+  const variablesKey = [...variables]
+    .map(([name, { key }]) => `${name.length}:${name}=${key}`)
+    .sort()
+    .join('\n');
+  return { variables, variablesKey, component };
 }
 
 /**
- * Narrowed Bundles, per original Bundle and filter: computed once per call, shared by the expressions.
- * The FHIRPath engine that evaluates (fhirpath.ts) owns one, so two engines (two apps) never share it.
+ * Narrowed Bundles, per original Bundle and filter, and narrowed variables objects, per original and
+ * `variablesKey` (under `vars:`, a key no filter spells): computed once per call, shared by the
+ * expressions. A variables object is never changed once built (fhirpath.ts), so its narrowed copy stays
+ * right. The FHIRPath engine that evaluates (fhirpath.ts) owns one, so two engines (two apps) never
+ * share it.
  */
 export type NarrowedBundles = WeakMap<object, Map<string, object>>;
 
@@ -404,13 +416,26 @@ export function narrow(
 ): { input: unknown; env: Readonly<Record<string, unknown>> } {
   if (plan === NO_PLAN) return { input, env };
   let narrowedEnv = env;
-  for (const [name, { key, keep }] of plan.variables) {
-    if (!(name in env)) continue;
-    const value = env[name];
-    const narrowed = narrowBundle(bundles, value, key, keep);
-    if (narrowed !== value) {
-      if (narrowedEnv === env) narrowedEnv = { ...env };
-      (narrowedEnv as Record<string, unknown>)[name] = narrowed;
+  if (plan.variables.size > 0) {
+    let byKey = bundles.get(env);
+    if (!byKey) {
+      byKey = new Map();
+      bundles.set(env, byKey);
+    }
+    const cacheKey = `vars:${plan.variablesKey}`;
+    const known = byKey.get(cacheKey) as Readonly<Record<string, unknown>> | undefined;
+    if (known) narrowedEnv = known;
+    else {
+      for (const [name, { key, keep }] of plan.variables) {
+        if (!(name in env)) continue;
+        const value = env[name];
+        const narrowed = narrowBundle(bundles, value, key, keep);
+        if (narrowed !== value) {
+          if (narrowedEnv === env) narrowedEnv = { ...env };
+          (narrowedEnv as Record<string, unknown>)[name] = narrowed;
+        }
+      }
+      byKey.set(cacheKey, narrowedEnv);
     }
   }
   let narrowedInput = input;

@@ -223,7 +223,55 @@ t.test('narrowed and whole evaluations agree on awkward records', async (t) => {
   t.equal(narrow(plan(OBS_C), {}, env, bundles).env.obs, narrowedEnv.obs);
   // Another engine keeps its own copies.
   t.not(narrow(plan(OBS_C), {}, env, new WeakMap()).env.obs, narrowedEnv.obs);
+  // The variables object itself is copied once per filter: a second expression with the same filter
+  // gets the same copy; one with another filter gets its own.
+  t.equal(narrow(plan(`${OBS_C}.value`), {}, env, bundles).env, narrowedEnv);
+  const other = narrow(
+    plan(`%obs.entry.resource.where(code.coding.where(code = 'D').exists())`),
+    {},
+    env,
+    bundles,
+  );
+  t.not(other.env, narrowedEnv);
+  t.not(other.env.obs, narrowedEnv.obs);
 });
+
+t.test(
+  'a coding list holding null or other items: kept when the filter cannot judge, as evaluated whole',
+  async (t) => {
+    const observationWith = (id: string, coding: unknown) => ({
+      resource: { resourceType: 'Observation', id, code: { coding } },
+    });
+    const env = {
+      obs: {
+        resourceType: 'Bundle',
+        type: 'searchset',
+        entry: [
+          observationWith('null-then-other', [null, coded('S', 'X')]),
+          observationWith('other-then-match', [coded('S', 'X'), coded('S', 'C')]),
+          observationWith('other-only', [coded('S', 'X')]),
+          observationWith('null-single', null),
+          {
+            resource: {
+              resourceType: 'Observation',
+              id: 'codes-list',
+              code: [{ coding: [coded('S', 'C')] }],
+            },
+          },
+        ],
+      },
+    };
+    for (const source of [`${OBS_C}.id`, `${OBS_C}.count()`]) {
+      const { whole, narrowed } = both(source, {}, env);
+      t.same(narrowed, whole, source);
+    }
+    const kept = (narrow(plan(OBS_C), {}, env, new WeakMap()).env as { obs: Bundle }).obs.entry!;
+    t.same(
+      kept.map((e) => e.resource!.id),
+      ['null-then-other', 'other-then-match', 'codes-list'],
+    );
+  },
+);
 
 t.test('values that are not parsed JSON Bundles or objects are left to fhirpath.js', async (t) => {
   const bundles: NarrowedBundles = new WeakMap();
