@@ -66,8 +66,22 @@ export interface BenchResults {
   };
   /** One process against a cluster of two workers, same load (absent in older results). */
   workers?: {
-    rounds: { one: Load; two: Load; ratio: number }[];
-    median: { one: Load; two: Load; ratio: number };
+    rounds: {
+      one: Load;
+      two: Load;
+      ratio: number;
+      /** Two processes sharing nothing, half the connections each (absent in older results). */
+      independent?: { reqPerSec: number[]; ratio: number };
+      /** The machine's cores over those one process and the load generator keep busy (ditto). */
+      ceiling?: { coresUsedByOne: number; ratio: number };
+    }[];
+    median: {
+      one: Load;
+      two: Load;
+      ratio: number;
+      independentRatio?: number;
+      ceiling?: { cpus: number; coresUsedByOne: number; ratio: number };
+    };
   };
   cpuProfile: {
     samples: number;
@@ -204,19 +218,49 @@ export function generatedSection(r: BenchResults): string {
       ? [
           '### Every core used: one process against two workers (`CDS_WORKERS=2`, RS384 requests)',
           '',
-          row(['round', 'one process req/s', 'two workers req/s', 'ratio', 'p99 ms (one / two)']),
-          row(['---', '---:', '---:', '---:', '---:']),
+          row([
+            'round',
+            'one process req/s',
+            'two workers req/s',
+            'ratio',
+            'two independent processes req/s',
+            'ratio',
+            'cores kept busy by one (+ load generator)',
+            'ceiling for two',
+            'p99 ms (one / two)',
+          ]),
+          row(['---', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:']),
           ...r.workers.rounds.map((w, i) =>
-            row([i + 1, w.one.reqPerSec, w.two.reqPerSec, w.ratio, `${w.one.p99} / ${w.two.p99}`]),
+            row([
+              i + 1,
+              w.one.reqPerSec,
+              w.two.reqPerSec,
+              w.ratio,
+              w.independent ? w.independent.reqPerSec.join(' + ') : '',
+              w.independent?.ratio ?? '',
+              w.ceiling?.coresUsedByOne ?? '',
+              w.ceiling ? `${w.ceiling.ratio}×` : '',
+              `${w.one.p99} / ${w.two.p99}`,
+            ]),
           ),
           row([
             '**median**',
             r.workers.median.one.reqPerSec,
             r.workers.median.two.reqPerSec,
             `**${r.workers.median.ratio}**`,
+            '',
+            r.workers.median.independentRatio ?? '',
+            r.workers.median.ceiling?.coresUsedByOne ?? '',
+            r.workers.median.ceiling ? `${r.workers.median.ceiling.ratio}×` : '',
             `${r.workers.median.one.p99} / ${r.workers.median.two.p99}`,
           ]),
           '',
+          ...(r.workers.median.ceiling
+            ? [
+                `One process at its rate keeps ${r.workers.median.ceiling.coresUsedByOne} of the machine's ${r.workers.median.ceiling.cpus} cores busy (its CPU per call, all threads, plus the load generator's, times its rate): however two processes share the work, they cannot go faster than ${r.workers.median.ceiling.ratio}× one here. Two independent processes (a store each, half the connections each) show what two processes reach on this machine without the cluster's primary and shared store.`,
+                '',
+              ]
+            : []),
           `Peak RSS of the largest process: ${r.workers.median.one.rssPeakMb} MB (one process), ${r.workers.median.two.rssPeakMb} MB (a worker of two).`,
           '',
         ]

@@ -329,6 +329,7 @@ async function load(
   child: Child,
   plan: PlannedRequest[],
   size: { amount: number } | { seconds: number },
+  connections = CONNECTIONS,
 ): Promise<LoadResult> {
   const cursor = planCursor(plan, 'seconds' in size);
   let rssPeak = 0;
@@ -342,7 +343,7 @@ async function load(
   let lastAnswer = runStart;
   const result = await autocannon({
     url: `http://127.0.0.1:${child.port}`,
-    connections: CONNECTIONS,
+    connections,
     ...('amount' in size ? { amount: size.amount } : { duration: size.seconds }),
     timeout: 30,
     requests: [
@@ -682,36 +683,70 @@ async function loadWithCpu(child: Child, plan: PlannedRequest[], amount: number)
 }
 
 /**
- * Interleaved rounds of the same load on one process and on a cluster of two workers, each given as
- * many requests as its previous run's rate fills in SECONDS; with the CPU each spent per call.
+ * Interleaved rounds of the same load on one process, on a cluster of two workers and on two independent
+ * processes (half the connections each, at once), each given as many requests as its previous run's
+ * rate fills in SECONDS; with the CPU one process and the cluster spent per call, and the ceiling that
+ * the cores one process keeps busy (with the load generator's share) leave to two.
  */
 async function workersScaling(bodies: BodyFor[], key: BenchKey) {
   const one = await spawnService();
   const two = await spawnService([], { CDS_WORKERS: '2' });
+  // Two single processes with a store each, sharing nothing: what two processes reach on this machine
+  // whatever the cluster does (its primary, the shared audit store).
+  const pair = [await spawnService(), await spawnService()] as const;
+  const half = Math.max(1, Math.round(CONNECTIONS / 2));
   try {
-    await untilFirstAnswer(one, key);
-    await untilFirstAnswer(two, key);
+    for (const child of [one, two, ...pair]) await untilFirstAnswer(child, key);
     // Both workers of the cluster start together; the warm-up reaches each of them many times.
-    const rate = { one: 0, two: 0 };
+    const rate = { one: 0, two: 0, pair: [0, 0] };
     rate.one = (await load(one, await planFor(bodies, 600, key), { amount: 600 })).reqPerSec;
     rate.two = (await load(two, await planFor(bodies, 1200, key), { amount: 1200 })).reqPerSec;
+    for (const [i, child] of pair.entries()) {
+      rate.pair[i] = (await load(child, await planFor(bodies, 600, key), { amount: 600 }, half)).reqPerSec;
+    }
     type Measured = Awaited<ReturnType<typeof loadWithCpu>>;
-    const rounds: { one: Measured; two: Measured; ratio: number }[] = [];
+    const rounds: {
+      one: Measured;
+      two: Measured;
+      ratio: number;
+      independent: { reqPerSec: number[]; ratio: number };
+      ceiling: { coresUsedByOne: number; ratio: number };
+    }[] = [];
+    const cpus = availableParallelism();
     for (let r = 0; r < ROUNDS; r += 1) {
       const amountOne = Math.max(300, Math.round(rate.one * SECONDS));
       const resultOne = await loadWithCpu(one, await planFor(bodies, amountOne, key), amountOne);
       const amountTwo = Math.max(300, Math.round(rate.two * SECONDS));
       const resultTwo = await loadWithCpu(two, await planFor(bodies, amountTwo, key), amountTwo);
+      // The pair, each with half the connections, at the same time.
+      const amounts = rate.pair.map((x) => Math.max(150, Math.round(x * SECONDS)));
+      const plans = [await planFor(bodies, amounts[0]!, key), await planFor(bodies, amounts[1]!, key)];
+      const both = await Promise.all(
+        pair.map((child, i) => load(child, plans[i]!, { amount: amounts[i]! }, half)),
+      );
       rate.one = resultOne.reqPerSec;
       rate.two = resultTwo.reqPerSec;
+      rate.pair = both.map((b) => b.reqPerSec);
       const ratio = round(resultTwo.reqPerSec / resultOne.reqPerSec, 3);
+      const independent = {
+        reqPerSec: rate.pair,
+        ratio: round((rate.pair[0]! + rate.pair[1]!) / resultOne.reqPerSec, 3),
+      };
+      // One process at its rate keeps this many cores busy, with the load generator's share: two
+      // processes cannot do better than the machine's cores over that, whatever they share.
+      const coresUsedByOne = round(
+        ((resultOne.cpu.serviceMs + resultOne.cpu.loadGeneratorMs) * resultOne.reqPerSec) / 1000,
+        2,
+      );
+      const ceiling = { coresUsedByOne, ratio: round(cpus / coresUsedByOne, 2) };
       log(
         `workers round ${r + 1}: one ${resultOne.reqPerSec}/s ${resultOne.cpu.serviceMs} ms CPU/call ` +
           `(main ${resultOne.cpu.mainThreadsMs}), two ${resultTwo.reqPerSec}/s ${resultTwo.cpu.serviceMs} ms ` +
           `CPU/call (main ${resultTwo.cpu.mainThreadsMs}, primary ${resultTwo.cpu.primaryMs}, workers ` +
-          `${resultTwo.cpu.workersMs.join(' + ')}), ratio ${ratio}`,
+          `${resultTwo.cpu.workersMs.join(' + ')}), ratio ${ratio}; two independent ${rate.pair.join(' + ')}/s, ` +
+          `ratio ${independent.ratio}; one keeps ${coresUsedByOne} of ${cpus} cores busy: at most ${ceiling.ratio}×`,
       );
-      rounds.push({ one: resultOne, two: resultTwo, ratio });
+      rounds.push({ one: resultOne, two: resultTwo, ratio, independent, ceiling });
     }
     const cpuMedian = (results: Measured[]) => ({
       serviceMs: median(results.map((r) => r.cpu.serviceMs)),
@@ -726,11 +761,16 @@ async function workersScaling(bodies: BodyFor[], key: BenchKey) {
         one: { ...medianOf(rounds.map((r) => r.one)), cpuMsPerCall: cpuMedian(rounds.map((r) => r.one)) },
         two: { ...medianOf(rounds.map((r) => r.two)), cpuMsPerCall: cpuMedian(rounds.map((r) => r.two)) },
         ratio: median(rounds.map((r) => r.ratio)),
+        independentRatio: median(rounds.map((r) => r.independent.ratio)),
+        ceiling: {
+          cpus,
+          coresUsedByOne: median(rounds.map((r) => r.ceiling.coresUsedByOne)),
+          ratio: median(rounds.map((r) => r.ceiling.ratio)),
+        },
       },
     };
   } finally {
-    await stop(one);
-    await stop(two);
+    for (const child of [one, two, ...pair]) await stop(child);
   }
 }
 

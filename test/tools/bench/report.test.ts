@@ -115,3 +115,48 @@ t.test('the side-by-side table names its bodies, each server and a skipped CQL s
   t.match(text, /CQL-based service: skipped \(CDS_BENCH_CQL_URL is not set\)\./);
   t.notMatch(renderBenchmarks(results, ''), /Side by side/, 'older results: no such section');
 });
+
+t.test(
+  'the workers table gives two independent processes and the ceiling one process leaves to two',
+  async (t) => {
+    const one = { ...load, reqPerSec: 1000, p99: 45 };
+    const two = { ...load, reqPerSec: 800, p99: 70 };
+    const text = renderBenchmarks(
+      {
+        ...results,
+        workers: {
+          rounds: [
+            {
+              one,
+              two,
+              ratio: 0.8,
+              independent: { reqPerSec: [480, 470], ratio: 0.95 },
+              ceiling: { coresUsedByOne: 1.6, ratio: 1.25 },
+            },
+          ],
+          median: {
+            one,
+            two,
+            ratio: 0.8,
+            independentRatio: 0.95,
+            ceiling: { cpus: 2, coresUsedByOne: 1.6, ratio: 1.25 },
+          },
+        },
+      },
+      '',
+    );
+    t.match(text, /\| 1 \| 1000 \| 800 \| 0.8 \| 480 \+ 470 \| 0.95 \| 1.6 \| 1.25× \| 45 \/ 70 \|/);
+    t.match(
+      text,
+      /\| \*\*median\*\* \| 1000 \| 800 \| \*\*0.8\*\* \|  \| 0.95 \| 1.6 \| 1.25× \| 45 \/ 70 \|/,
+    );
+    t.match(text, /keeps 1.6 of the machine's 2 cores busy .* cannot go faster than 1.25× one here/);
+    // Results written before these were measured still render, with empty cells and no ceiling sentence.
+    const older = renderBenchmarks(
+      { ...results, workers: { rounds: [{ one, two, ratio: 0.8 }], median: { one, two, ratio: 0.8 } } },
+      '',
+    );
+    t.match(older, /\| 1 \| 1000 \| 800 \| 0.8 \|  \|  \|  \|  \| 45 \/ 70 \|/);
+    t.notMatch(older, /cannot go faster/);
+  },
+);
