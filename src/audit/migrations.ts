@@ -199,6 +199,15 @@ const PREDICTIONS = [
  */
 const PREDICTION_FOCUS_KEY = ['ALTER TABLE audit_prediction ADD COLUMN focus_key TEXT'];
 
+/**
+ * The feedback events of a patient: the earlier overrides of a call's findings (alert fatigue, every call
+ * with cards) are found from them, rather than by walking every card the patient was issued on a finding
+ * (hundreds for a patient seen often) to find the few with feedback. Partial: feedback events only.
+ */
+const FEEDBACK_BY_PATIENT = [
+  "CREATE INDEX audit_event_feedback ON audit_event (pseudonym) WHERE kind = 'feedback'",
+];
+
 /** Index tables removed with their events by retention (each has `event_seq` and append-only triggers). */
 export const RETAINED_INDEX_TABLES = [...APPEND_ONLY_TABLES, 'audit_suppressed', 'audit_prediction'] as const;
 
@@ -270,5 +279,11 @@ export const MIGRATIONS: readonly Migration[] = [
     name: 'keyed focus of each model estimate (per-lesion outcomes)',
     sqlite: PREDICTION_FOCUS_KEY,
     postgres: PREDICTION_FOCUS_KEY,
+  },
+  {
+    version: 10,
+    name: 'feedback events found by patient (earlier overrides)',
+    sqlite: FEEDBACK_BY_PATIENT,
+    postgres: FEEDBACK_BY_PATIENT,
   },
 ];

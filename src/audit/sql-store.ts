@@ -244,6 +244,43 @@ async function isDuplicate(q: Query, event: NewAuditEvent): Promise<boolean> {
  * Builds the store over a driver.
  * @param options.migrate apply pending migrations first (the verification command does not)
  */
+/**
+ * Feedback recorded on the cards a service issued to a patient (by pseudonym) about these findings, in
+ * chain order: the store's `findingFeedback`, on any connection to the database.
+ */
+/** The statement of {@link queryFindingFeedback} for `count` findings (parameters: pseudonym twice, service, findings). */
+export const findingFeedbackSql = (count: number): string =>
+  `SELECT f.event_seq, c.finding, c.card_uuid, f.outcome, f.reason_code, e.at, c.encounter
+   FROM audit_event e
+   CROSS JOIN audit_feedback f
+   CROSS JOIN audit_card c
+   WHERE e.pseudonym = ? AND e.kind = 'feedback' AND f.event_seq = e.seq AND c.card_uuid = f.card_uuid
+     AND c.pseudonym = ? AND c.service_id = ? AND c.finding IN (${Array.from({ length: count }, () => '?').join(', ')})
+   ORDER BY f.event_seq`;
+
+export async function queryFindingFeedback(
+  q: Query,
+  pseudonym: string,
+  serviceId: string,
+  findings: readonly string[],
+): Promise<FindingFeedback[]> {
+  if (findings.length === 0) return [];
+  // From the patient's feedback events (a feedback event carries its card's pseudonym, `events.ts`), by
+  // the partial index of migration 10; CROSS JOIN keeps SQLite's planner to that order, where it would
+  // otherwise walk every card of the finding (PostgreSQL reads it as a join and plans it from its
+  // statistics).
+  const rows = await q(findingFeedbackSql(findings.length), [pseudonym, pseudonym, serviceId, ...findings]);
+  return rows.map((r): FindingFeedback => ({
+    seq: num(r.event_seq),
+    findingKey: String(r.finding),
+    cardUuid: String(r.card_uuid),
+    outcome: r.outcome as FindingFeedback['outcome'],
+    reasonCode: r.reason_code === null ? null : String(r.reason_code),
+    at: String(r.at),
+    encounter: r.encounter === null ? null : String(r.encounter),
+  }));
+}
+
 export async function createSqlStore(driver: SqlDriver, options: { migrate: boolean }): Promise<AuditStore> {
   if (options.migrate) {
     try {
@@ -400,27 +437,8 @@ export async function createSqlStore(driver: SqlDriver, options: { migrate: bool
       } satisfies AnalyticsRows;
     },
 
-    async findingFeedback(pseudonym, serviceId, findings) {
-      if (findings.length === 0) return [];
-      const rows = await q(
-        `SELECT f.event_seq, c.finding, c.card_uuid, f.outcome, f.reason_code, e.at, c.encounter
-         FROM audit_card c
-         JOIN audit_feedback f ON f.card_uuid = c.card_uuid
-         JOIN audit_event e ON e.seq = f.event_seq
-         WHERE c.pseudonym = ? AND c.service_id = ? AND c.finding IN (${findings.map(() => '?').join(', ')})
-         ORDER BY f.event_seq`,
-        [pseudonym, serviceId, ...findings],
-      );
-      return rows.map((r): FindingFeedback => ({
-        seq: num(r.event_seq),
-        findingKey: String(r.finding),
-        cardUuid: String(r.card_uuid),
-        outcome: r.outcome as FindingFeedback['outcome'],
-        reasonCode: r.reason_code === null ? null : String(r.reason_code),
-        at: String(r.at),
-        encounter: r.encounter === null ? null : String(r.encounter),
-      }));
-    },
+    findingFeedback: (pseudonym, serviceId, findings) =>
+      queryFindingFeedback(q, pseudonym, serviceId, findings),
 
     async readChain(afterSeq, limit) {
       const rows = await q(

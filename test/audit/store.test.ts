@@ -6,6 +6,7 @@
 import t from 'tap';
 import { chainHash, GENESIS } from '../../src/audit/hash-chain.js';
 import { MIGRATIONS } from '../../src/audit/migrations.js';
+import { findingFeedbackSql } from '../../src/audit/sql-store.js';
 import { openStore } from '../../src/audit/store.js';
 import { verifyStore } from '../../tools/audit-verify.js';
 import { CALLER, callEvent, feedbackEvent, objectionEvent } from '../helpers/audit-events.js';
@@ -139,6 +140,77 @@ await eachStore(t, async (t, kind) => {
     t.same((await store.append([later, later])).seqs, [3, null]);
     t.equal(Number((await raw('SELECT COUNT(*) AS n FROM audit_feedback'))[0]!.n), 2);
     t.equal((await verifyStore(store)).ok, true);
+  });
+
+  t.test("earlier overrides of a finding are found from the patient's feedback events", async (t) => {
+    const { store, raw } = await kind.open();
+    t.teardown(() => store.close());
+    const OTHER = 'knee-oa-progression';
+    await store.append([
+      callEvent({
+        cards: [
+          { uuid: 'c1', finding: 'fa' },
+          { uuid: 'c4', finding: 'fb' },
+        ],
+        pseudonym: P1,
+      }),
+      callEvent({
+        cards: [
+          { uuid: 'c2', finding: 'fa' },
+          { uuid: 'c3', finding: 'fa' },
+        ],
+        pseudonym: P1,
+      }),
+      callEvent({ cards: [{ uuid: 'c5', finding: 'fa' }], pseudonym: P1, serviceId: OTHER }),
+      callEvent({ cards: [{ uuid: 'c6', finding: 'fa' }], pseudonym: P2 }),
+    ]);
+    await store.append([
+      feedbackEvent({ card: 'c4', reason: 'not-relevant', pseudonym: P1 }),
+      feedbackEvent({ card: 'c1', reason: 'already-addressed', pseudonym: P1 }),
+      feedbackEvent({ card: 'c2', pseudonym: P1 }),
+      feedbackEvent({ card: 'c5', reason: 'not-relevant', pseudonym: P1, serviceId: OTHER }),
+      feedbackEvent({ card: 'c6', reason: 'not-relevant', pseudonym: P2 }),
+    ]);
+    const found = await store.findingFeedback(P1, 'melanoma-lesion-triage', ['fa', 'fb']);
+    t.same(
+      found.map((f) => [f.seq, f.findingKey, f.cardUuid, f.outcome, f.reasonCode]),
+      [
+        [5, 'fb', 'c4', 'overridden', 'not-relevant'],
+        [6, 'fa', 'c1', 'overridden', 'already-addressed'],
+        [7, 'fa', 'c2', 'accepted', null],
+      ],
+    );
+    t.same(await store.findingFeedback(P1, 'melanoma-lesion-triage', []), []);
+    t.same(
+      (await store.findingFeedback(P2, 'melanoma-lesion-triage', ['fa'])).map((f) => f.cardUuid),
+      ['c6'],
+    );
+    // The same rows as walking every card of the finding (the statement before migration 10).
+    const walked = await raw(
+      `SELECT f.event_seq FROM audit_card c JOIN audit_feedback f ON f.card_uuid = c.card_uuid
+       WHERE c.pseudonym = '${P1}' AND c.service_id = 'melanoma-lesion-triage' AND c.finding IN ('fa', 'fb')
+       ORDER BY f.event_seq`,
+    );
+    t.same(
+      walked.map((r) => Number(r.event_seq)),
+      found.map((f) => f.seq),
+    );
+    if (kind.name === 'sqlite') {
+      // SQLite starts from the patient's feedback events by the partial index, not from the cards.
+      const plan = await raw(
+        `EXPLAIN QUERY PLAN ${findingFeedbackSql(2)
+          .replace('e.pseudonym = ?', `e.pseudonym = '${P1}'`)
+          .replace('c.pseudonym = ?', `c.pseudonym = '${P1}'`)
+          .replace('c.service_id = ?', "c.service_id = 'melanoma-lesion-triage'")
+          .replace('IN (?, ?)', "IN ('fa', 'fb')")}`,
+      );
+      const steps = plan.map((r) => String(r.detail));
+      t.match(steps[0], /^SEARCH e USING INDEX audit_event_feedback \(pseudonym=\?\)/);
+      t.notOk(
+        steps.some((d) => d.includes('audit_card_finding')),
+        steps.join('; '),
+      );
+    }
   });
 
   t.test('cards are found by service and uuid; a card without uuid is not indexed', async (t) => {
