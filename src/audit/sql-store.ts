@@ -241,14 +241,12 @@ async function isDuplicate(q: Query, event: NewAuditEvent): Promise<boolean> {
 }
 
 /**
- * Builds the store over a driver.
- * @param options.migrate apply pending migrations first (the verification command does not)
+ * The statement of the store's `findingFeedback` for `count` findings (parameters: the pseudonym twice,
+ * the service, the findings). It starts from the patient's feedback events (a feedback event carries its
+ * card's pseudonym, `events.ts`) by the partial index of migration 10; CROSS JOIN keeps SQLite's planner
+ * to that order, where it would otherwise walk every card of the finding (PostgreSQL reads it as a join
+ * and plans it from its statistics).
  */
-/**
- * Feedback recorded on the cards a service issued to a patient (by pseudonym) about these findings, in
- * chain order: the store's `findingFeedback`, on any connection to the database.
- */
-/** The statement of {@link queryFindingFeedback} for `count` findings (parameters: pseudonym twice, service, findings). */
 export const findingFeedbackSql = (count: number): string =>
   `SELECT f.event_seq, c.finding, c.card_uuid, f.outcome, f.reason_code, e.at, c.encounter
    FROM audit_event e
@@ -258,29 +256,10 @@ export const findingFeedbackSql = (count: number): string =>
      AND c.pseudonym = ? AND c.service_id = ? AND c.finding IN (${Array.from({ length: count }, () => '?').join(', ')})
    ORDER BY f.event_seq`;
 
-export async function queryFindingFeedback(
-  q: Query,
-  pseudonym: string,
-  serviceId: string,
-  findings: readonly string[],
-): Promise<FindingFeedback[]> {
-  if (findings.length === 0) return [];
-  // From the patient's feedback events (a feedback event carries its card's pseudonym, `events.ts`), by
-  // the partial index of migration 10; CROSS JOIN keeps SQLite's planner to that order, where it would
-  // otherwise walk every card of the finding (PostgreSQL reads it as a join and plans it from its
-  // statistics).
-  const rows = await q(findingFeedbackSql(findings.length), [pseudonym, pseudonym, serviceId, ...findings]);
-  return rows.map((r): FindingFeedback => ({
-    seq: num(r.event_seq),
-    findingKey: String(r.finding),
-    cardUuid: String(r.card_uuid),
-    outcome: r.outcome as FindingFeedback['outcome'],
-    reasonCode: r.reason_code === null ? null : String(r.reason_code),
-    at: String(r.at),
-    encounter: r.encounter === null ? null : String(r.encounter),
-  }));
-}
-
+/**
+ * Builds the store over a driver.
+ * @param options.migrate apply pending migrations first (the verification command does not)
+ */
 export async function createSqlStore(driver: SqlDriver, options: { migrate: boolean }): Promise<AuditStore> {
   if (options.migrate) {
     try {
@@ -437,8 +416,24 @@ export async function createSqlStore(driver: SqlDriver, options: { migrate: bool
       } satisfies AnalyticsRows;
     },
 
-    findingFeedback: (pseudonym, serviceId, findings) =>
-      queryFindingFeedback(q, pseudonym, serviceId, findings),
+    async findingFeedback(pseudonym, serviceId, findings) {
+      if (findings.length === 0) return [];
+      const rows = await q(findingFeedbackSql(findings.length), [
+        pseudonym,
+        pseudonym,
+        serviceId,
+        ...findings,
+      ]);
+      return rows.map((r): FindingFeedback => ({
+        seq: num(r.event_seq),
+        findingKey: String(r.finding),
+        cardUuid: String(r.card_uuid),
+        outcome: r.outcome as FindingFeedback['outcome'],
+        reasonCode: r.reason_code === null ? null : String(r.reason_code),
+        at: String(r.at),
+        encounter: r.encounter === null ? null : String(r.encounter),
+      }));
+    },
 
     async readChain(afterSeq, limit) {
       const rows = await q(

@@ -84,7 +84,7 @@ function isPath(node: AstNode): boolean {
  * undefined for any other expression. Only paths: a branch that could fail on some data (a function
  * with a singleton argument, a comparison) is evaluated with the others, as the union does.
  */
-export function unionOfPaths(tree: AstNode): AstNode[] | undefined {
+function unionOfPaths(tree: AstNode): AstNode[] | undefined {
   let root = tree.children?.[0];
   while (root?.type === 'EntireExpression') root = root.children?.[0];
   if (root?.type !== 'UnionExpression') return undefined;
